@@ -1,0 +1,134 @@
+"""Input checks shared by the whole library.
+
+Every public function that takes user data funnels it through here, so that bad input
+fails early with a message that says what was expected, what was got and what to do.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+import torch
+
+ArrayLike = Any  # numpy array, torch tensor, or nested sequences of numbers
+
+
+def as_points(
+    X: ArrayLike,
+    *,
+    name: str = "X",
+    min_samples: int = 3,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Convert ``X`` to a finite floating-point tensor of shape ``(n_samples, n_features)``.
+
+    float32 and float64 inputs keep their dtype (the neighbour search runs in the input's
+    precision); integer and boolean inputs become float64; float16/bfloat16 become float32.
+
+    Raises
+    ------
+    TypeError
+        If ``X`` is not numeric.
+    ValueError
+        If ``X`` is not 2-D, has fewer than ``min_samples`` rows, no columns, or contains
+        NaN or infinity.
+    """
+    if isinstance(X, torch.Tensor):
+        t = X.detach()
+    else:
+        try:
+            arr = np.asarray(X)
+        except (ValueError, TypeError) as exc:  # ragged sequences
+            raise ValueError(
+                f"{name} must be a 2-D array of shape (n_samples, n_features); could not "
+                f"convert it to an array ({exc}). Pass a numpy array or a torch tensor."
+            ) from exc
+        if arr.dtype == object or not (
+            np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_
+        ):
+            raise TypeError(
+                f"{name} must hold real numbers, got an array of dtype {arr.dtype}. "
+                "Convert it with np.asarray(X, dtype=float)."
+            )
+        if np.iscomplexobj(arr):
+            raise TypeError(
+                f"{name} must hold real numbers, got complex dtype {arr.dtype}. "
+                "Pass the real and imaginary parts as separate features."
+            )
+        t = torch.from_numpy(np.ascontiguousarray(arr))
+    if t.is_complex():
+        raise TypeError(
+            f"{name} must hold real numbers, got complex dtype {t.dtype}. "
+            "Pass the real and imaginary parts as separate features."
+        )
+    if not t.is_floating_point():
+        t = t.to(torch.float64)
+    elif t.dtype in (torch.float16, torch.bfloat16):
+        t = t.to(torch.float32)
+    if t.ndim != 2:
+        hint = (
+            "Flatten each sample first, e.g. X.reshape(len(X), -1)."
+            if t.ndim > 2
+            else "Reshape a single feature with X.reshape(-1, 1)."
+        )
+        raise ValueError(
+            f"{name} must be 2-D with shape (n_samples, n_features), got {t.ndim}-D "
+            f"with shape {tuple(t.shape)}. {hint}"
+        )
+    n, f = t.shape
+    if f == 0:
+        raise ValueError(f"{name} has no features (shape {tuple(t.shape)}).")
+    if n < min_samples:
+        raise ValueError(
+            f"{name} needs at least {min_samples} samples, got {n}. "
+            "Intrinsic-dimension estimates need several points per neighbourhood."
+        )
+    if device is not None:
+        t = t.to(device)
+    if not bool(torch.isfinite(t).all()):
+        bad = int((~torch.isfinite(t)).any(dim=1).sum())
+        raise ValueError(
+            f"{name} contains NaN or infinity in {bad} of its {n} rows. "
+            "Remove or impute those rows first."
+        )
+    return t
+
+
+def check_fraction(value: float, name: str) -> float:
+    """Check that ``value`` is a real number in ``(0, 1]``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a float in (0, 1], got {type(value).__name__}.")
+    value = float(value)
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"{name} must lie in (0, 1], got {value}.")
+    return value
+
+
+def check_int(value: int, name: str, *, minimum: int = 1) -> int:
+    """Check that ``value`` is an integer no smaller than ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}.")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}.")
+    return int(value)
+
+
+def check_choice(value: str, name: str, choices: tuple[str, ...]) -> str:
+    """Check that ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}.")
+    return value
+
+
+def make_generator(seed: int | torch.Generator | None) -> torch.Generator:
+    """A CPU ``torch.Generator`` from a seed (``None`` draws a fresh random seed)."""
+    if isinstance(seed, torch.Generator):
+        return seed
+    g = torch.Generator()
+    if seed is None:
+        g.seed()
+    else:
+        g.manual_seed(int(seed))
+    return g

@@ -1,0 +1,1 @@
+"""Data with known structure, all generated or shipped offline (nothing downloads)."""
