@@ -1,0 +1,43 @@
+"""ProtoPNet ("This Looks Like That", Chen et al., NeurIPS 2019).
+
+=================================  ===============================================
+:class:`ProtoPNet`                 trunk + add-on + prototypes + last layer
+:class:`ProtoPNetOutput`           logits, distances, similarity maps, latent
+:class:`LossWeights`               CE, cluster, separation and L1 weights
+:func:`protopnet_loss`             the paper's objective for one batch
+:func:`build_backbone`             small CNN, VGG, ResNet and DenseNet trunks
+:class:`ReceptiveField`            geometry of a latent map in image space
+=================================  ===============================================
+
+The pure math (distances, similarities, costs) lives in
+:mod:`interp_lib.protopnet.functional` and :mod:`interp_lib.protopnet.losses`.
+"""
+
+from .backbones import available_backbones, build_backbone, small_cnn
+from .losses import (
+    LossWeights,
+    average_separation,
+    cluster_cost,
+    l1_cost,
+    protopnet_loss,
+    separation_cost,
+)
+from .model import ProtoPNet, ProtoPNetOutput
+from .receptive_field import ReceptiveField, module_receptive_field, receptive_field_box
+
+__all__ = [
+    "LossWeights",
+    "ProtoPNet",
+    "ProtoPNetOutput",
+    "ReceptiveField",
+    "available_backbones",
+    "average_separation",
+    "build_backbone",
+    "cluster_cost",
+    "l1_cost",
+    "module_receptive_field",
+    "protopnet_loss",
+    "receptive_field_box",
+    "separation_cost",
+    "small_cnn",
+]

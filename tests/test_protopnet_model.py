@@ -1,0 +1,154 @@
+"""ProtoPNet model: shapes, initialisation, scoring sheet, config round trip, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from interp_lib.protopnet import ProtoPNet, build_backbone
+from interp_lib.protopnet.functional import similarity
+
+SMALL = {"widths": (4, 8)}
+
+
+def tiny(**kw):
+    args = dict(num_classes=3, prototypes_per_class=2, prototype_dim=6, img_size=16)
+    args.update(kw)
+    return ProtoPNet("small_cnn", backbone_kwargs=SMALL, **args)
+
+
+def test_shapes_and_output_fields():
+    torch.manual_seed(0)
+    model = tiny().eval()
+    x = torch.rand(4, 3, 16, 16)
+    out = model.forward_all(x)
+    assert out.logits.shape == (4, 3)
+    assert out.min_distances.shape == (4, 6)
+    assert out.distances.shape == out.similarities.shape == (4, 6, 4, 4)
+    assert out.latent.shape == (4, 6, 4, 4)
+    assert ((out.latent > 0) & (out.latent < 1)).all()
+    assert torch.equal(model(x), out.logits)
+    torch.testing.assert_close(out.similarities, similarity(out.distances, "log"))
+    assert model.prototypes.shape == (6, 6, 1, 1)
+    assert ((model.prototypes >= 0) & (model.prototypes < 1)).all()
+
+
+def test_class_identity_and_last_layer_init_paper_layout():
+    model = ProtoPNet(
+        "small_cnn",
+        num_classes=20,
+        prototypes_per_class=10,
+        prototype_dim=4,
+        img_size=16,
+        backbone_kwargs=SMALL,
+    )
+    assert "class_identity" in dict(model.named_buffers())
+    classes = torch.arange(200) // 10
+    assert torch.equal(model.prototype_classes, classes)
+    assert torch.equal(model.class_identity, nn.functional.one_hot(classes, 20).float())
+    w = model.last_layer.weight
+    assert w.shape == (20, 200) and model.last_layer.bias is None
+    assert torch.equal(w, torch.where(classes[None] == torch.arange(20)[:, None], 1.0, -0.5))
+    # each class row sums to 10 - 0.5 (M - 10)
+    assert torch.equal(w.sum(1), torch.full((20,), 10 - 0.5 * (200 - 10)))
+
+
+def test_logit_is_the_sum_of_points():
+    torch.manual_seed(1)
+    model = tiny().double().eval()
+    with torch.no_grad():
+        model.last_layer.weight.normal_()
+        out = model.forward_all(torch.rand(3, 3, 16, 16, dtype=torch.float64))
+    act = similarity(out.min_distances, "log")
+    points = act[:, None, :] * model.last_layer.weight[None]  # (N, K, P)
+    torch.testing.assert_close(points.sum(-1), out.logits, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["linear", "cosine"])
+def test_other_similarities(kind):
+    model = tiny(similarity=kind).eval()
+    out = model.forward_all(torch.rand(2, 3, 16, 16))
+    torch.testing.assert_close(out.similarities, similarity(out.distances, kind))
+    if kind == "cosine":
+        assert (out.distances >= 0).all() and (out.distances <= 2).all()
+
+
+def test_config_rebuilds_the_model_and_is_json():
+    model = tiny(prototype_size=2)
+    cfg = json.loads(json.dumps(model.config))
+    clone = ProtoPNet.from_config(cfg)
+    clone.load_state_dict(model.state_dict())
+    x = torch.rand(2, 3, 16, 16)
+    model.eval(), clone.eval()
+    assert torch.equal(model(x), clone(x))
+
+
+def test_custom_backbone_module():
+    trunk = nn.Sequential(nn.Conv2d(3, 5, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+    model = ProtoPNet(trunk, num_classes=2, prototypes_per_class=1, prototype_dim=3, img_size=8)
+    assert model.receptive_field.n == 4 and model.receptive_field.size == 4
+    assert model(torch.rand(1, 3, 8, 8)).shape == (1, 2)
+    with pytest.raises(ValueError, match="custom backbone"):
+        ProtoPNet.from_config(model.config)
+    assert ProtoPNet.from_config(model.config, backbone=trunk).num_prototypes == 2
+
+
+def test_remove_prototypes_shrinks_everything_consistently():
+    torch.manual_seed(2)
+    model = tiny().eval()
+    x = torch.rand(3, 3, 16, 16)
+    before = model.forward_all(x)
+    protos = model.prototypes.detach().clone()
+    weight = model.last_layer.weight.detach().clone()
+    model.remove_prototypes([1, 4])
+    keep = [0, 2, 3, 5]
+    assert model.num_prototypes == 4
+    assert torch.equal(model.prototypes, protos[keep])
+    assert torch.equal(model.last_layer.weight, weight[:, keep])
+    assert model.prototype_classes.tolist() == [0, 1, 1, 2]
+    assert model.config["prototypes_per_class"] == [1, 2, 1]
+    after = model.forward_all(x)
+    torch.testing.assert_close(after.min_distances, before.min_distances[:, keep])
+    clone = ProtoPNet.from_config(model.config)
+    clone.load_state_dict(model.state_dict())
+    assert torch.equal(clone.prototype_classes, model.prototype_classes)
+    with pytest.raises(ValueError, match="every prototype"):
+        model.remove_prototypes([0, 1, 2, 3])
+
+
+def test_clear_errors():
+    with pytest.raises(ValueError, match="unknown backbone"):
+        ProtoPNet("vgg99", num_classes=2)
+    with pytest.raises(ValueError, match="similarity"):
+        tiny(similarity="dot")
+    with pytest.raises(TypeError, match="backbone"):
+        ProtoPNet(3, num_classes=2)
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        tiny()(torch.rand(3, 16, 16))
+    with pytest.raises(ValueError, match="prototypes_per_class"):
+        tiny(prototypes_per_class=[1, 2])
+
+
+def test_weights_from_a_local_file_and_the_hub_cache(tmp_path, monkeypatch):
+    torch.manual_seed(3)
+    trunk = build_backbone("small_cnn", widths=(4, 8))
+    path = tmp_path / "trunk.pt"
+    torch.save(trunk.state_dict(), path)
+    loaded = build_backbone("small_cnn", weights=path, widths=(4, 8))
+    for a, b in zip(trunk.state_dict().values(), loaded.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    # a torchvision weight name is looked up in the hub cache only, never downloaded
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="never downloads"):
+        build_backbone("resnet18", weights="IMAGENET1K_V1")
+    import torchvision
+
+    net = torchvision.models.resnet18(weights=None)
+    (tmp_path / "checkpoints").mkdir()
+    torch.save(net.state_dict(), tmp_path / "checkpoints" / "resnet18-f37072fd.pth")
+    trunk = build_backbone("resnet18", weights="IMAGENET1K_V1")
+    assert torch.equal(trunk.conv1.weight, net.conv1.weight)
+    assert torch.equal(trunk.layer4[1].bn2.running_var, net.layer4[1].bn2.running_var)

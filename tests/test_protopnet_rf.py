@@ -1,0 +1,68 @@
+"""Receptive-field arithmetic of the trunks (REFERENCE.md section 3)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from interp_lib.protopnet.backbones import build_backbone, small_cnn
+from interp_lib.protopnet.receptive_field import (
+    ReceptiveField,
+    layer_receptive_field,
+    module_receptive_field,
+    receptive_field_box,
+)
+
+
+def _meta_trunk(name):
+    with torch.device("meta"):  # no weight initialisation cost, shapes still work
+        return build_backbone(name)
+
+
+def test_vgg19_at_224_gives_the_paper_receptive_field():
+    rf = module_receptive_field(_meta_trunk("vgg19"), 224)
+    assert rf == ReceptiveField(n=7, jump=32, size=268, start=16)
+
+
+@pytest.mark.parametrize("name", ["vgg16", "resnet34", "resnet50", "densenet121"])
+def test_rf_map_size_matches_the_real_output(name):
+    trunk = _meta_trunk(name)
+    for size in (224, 97):
+        out = trunk(torch.empty(1, 3, size, size, device="meta"))
+        rf = module_receptive_field(trunk, size)
+        assert rf.n == out.shape[-1], (name, size)
+
+
+def test_small_cnn_rf_by_hand_and_map_size():
+    trunk = small_cnn(widths=(4, 8, 16))
+    # conv3 -> 3, pool -> 4 (j=2); conv3 -> 8, pool -> 10 (j=4); conv3 -> 18, pool -> 22
+    assert module_receptive_field(trunk, 64) == ReceptiveField(8, 8, 22, 4)
+    for size in (64, 50):
+        assert (
+            module_receptive_field(trunk, size).n == trunk(torch.rand(1, 3, size, size)).shape[-1]
+        )
+
+
+def test_layer_formulas_and_residual_shortcuts_skipped():
+    rf = layer_receptive_field(ReceptiveField(10, 2, 5, 1.5), kernel=3, stride=2, padding=0)
+    assert rf == ReceptiveField(4, 4, 9, 3.5)
+    block = nn.Sequential()
+    block.add_module("conv", nn.Conv2d(1, 1, 3, padding=1))
+    block.add_module("downsample", nn.Conv2d(1, 1, 7, stride=4))
+    assert module_receptive_field(block, 8) == ReceptiveField(8, 1, 3, 0.5)
+
+
+def test_unsupported_layers_fail_clearly():
+    with pytest.raises(ValueError, match="adaptive"):
+        module_receptive_field(nn.Sequential(nn.AdaptiveAvgPool2d(1)), 8)
+    with pytest.raises(ValueError, match="non-square"):
+        module_receptive_field(nn.Sequential(nn.Conv2d(1, 1, (3, 1))), 8)
+
+
+def test_receptive_field_boxes_vgg19():
+    rf = ReceptiveField(7, 32, 268, 16)
+    loc = torch.tensor([[0, 0], [6, 6], [3, 1]])
+    boxes = receptive_field_box(rf, loc, 224)
+    # centre 16 -> (16-134, 16+134) clipped; centre 208 -> (74, 342) clipped; 112 / 48
+    assert boxes.tolist() == [[0, 150, 0, 150], [74, 224, 74, 224], [0, 224, 0, 182]]
