@@ -1,7 +1,8 @@
 """Intrinsic-dimension estimation.
 
 Pure estimators are functions on tensors; :class:`TwoNN` and :class:`PCADim` are thin
-scikit-learn estimators around them.
+scikit-learn estimators around them. Everything runs on CPU or GPU (the device of the
+input, or ``device=``).
 
 =============================  ====================================================
 :func:`nearest_neighbors`      exact, chunked k-NN on CPU or GPU
@@ -9,20 +10,34 @@ scikit-learn estimators around them.
 :func:`gride`                  Gride: multi-scale MLE over neighbour ranks
 :func:`block_analysis`         ID against sample size (Ansuini's block analysis)
 :func:`decimation`             ID against sample size, one random subset per size
-:func:`gride_scaling`          ID against neighbourhood scale (ranks 1, 2, 4, ...)
 :func:`pca_spectrum`           explained-variance ratios of the principal components
 :func:`pca_dim`                PC-ID: components needed for a share of the variance
 :func:`participation_ratio`    (sum lambda)^2 / sum lambda^2
 =============================  ====================================================
 """
 
+from .estimators import PCADim, TwoNN
+from .gride import GrideResult, gride, gride_mle
 from .neighbors import Neighbors, nearest_neighbors
+from .pca import participation_ratio, pca_dim, pca_spectrum
+from .scaling import ScalingResult, block_analysis, decimation
 from .twonn import TwoNNResult, twonn, twonn_ls, twonn_mle, twonn_posterior
 
 __all__ = [
+    "GrideResult",
     "Neighbors",
+    "PCADim",
+    "ScalingResult",
+    "TwoNN",
     "TwoNNResult",
+    "block_analysis",
+    "decimation",
+    "gride",
+    "gride_mle",
     "nearest_neighbors",
+    "participation_ratio",
+    "pca_dim",
+    "pca_spectrum",
     "twonn",
     "twonn_ls",
     "twonn_mle",

@@ -1,0 +1,153 @@
+"""The TwoNN estimate as a function of sample size: is there a plateau?
+
+An intrinsic dimension is only meaningful at the scale where the estimate is stable.
+Fewer points mean larger nearest-neighbour distances, so sub-sampling probes coarser
+scales; noise inflates the ID at the finest scales and curvature deflates it at coarse
+ones.
+
+- :func:`block_analysis` (Ansuini et al.): shuffle, split into ``b`` disjoint blocks of
+  ``N / b`` points for ``b = 1, 2, 4, ...``, estimate in every block; mean and standard
+  deviation over the blocks. Every point is used at every scale.
+- :func:`decimation` (DADApy's ``return_id_scaling_2NN``): one random subset of
+  ``N / 2^i`` points per scale; cheaper, no spread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .._validation import ArrayLike, as_points, check_choice, check_int, make_generator
+from .twonn import METHODS, estimate, ratios
+
+__all__ = ["ScalingResult", "block_analysis", "decimation"]
+
+
+@dataclass(frozen=True)
+class ScalingResult:
+    """TwoNN estimates at several sample sizes.
+
+    Attributes
+    ----------
+    sizes : torch.Tensor, shape (S,), int64
+        Points per subset (decreasing).
+    n_subsets : torch.Tensor, shape (S,), int64
+        Subsets estimated at each size.
+    dimensions, errors : torch.Tensor, shape (S,), float64
+        Mean estimate over the subsets and its standard deviation (0 with one subset).
+    scales : torch.Tensor, shape (S,), float64
+        Mean second-neighbour distance ``r2`` at that size: the length scale probed.
+    """
+
+    sizes: torch.Tensor
+    n_subsets: torch.Tensor
+    dimensions: torch.Tensor
+    errors: torch.Tensor
+    scales: torch.Tensor
+
+
+def _scaling(
+    X: ArrayLike,
+    *,
+    all_blocks: bool,
+    min_size: int,
+    method: str,
+    fraction: float,
+    seed: int | torch.Generator | None,
+    device: torch.device | str | None,
+) -> ScalingResult:
+    check_choice(method, "method", METHODS)
+    min_size = check_int(min_size, "min_size", minimum=3)
+    X = as_points(X, device=device)
+    n = X.shape[0]
+    if n < min_size:
+        raise ValueError(f"need at least min_size={min_size} points, got {n}.")
+    gen = make_generator(seed)
+    perm = torch.randperm(n, generator=gen).to(X.device)
+    rows = []
+    b = 1
+    while n // b >= min_size:
+        size = n // b
+        blocks = range(b) if all_blocks else range(1)
+        dims, scales = [], []
+        for i in blocks:
+            mu, r2, _, _ = ratios(X[perm[i * size : (i + 1) * size]])
+            if mu.numel() >= 3:
+                dims.append(estimate(mu, method, fraction)[0])
+                scales.append(float(r2.mean()))
+        if dims:
+            d = torch.tensor(dims, dtype=torch.float64)
+            err = float(d.std()) if len(dims) > 1 else 0.0
+            rows.append((size, len(dims), float(d.mean()), err, sum(scales) / len(scales)))
+        b *= 2
+    cols = list(zip(*rows, strict=True))
+    return ScalingResult(
+        sizes=torch.tensor(cols[0]),
+        n_subsets=torch.tensor(cols[1]),
+        dimensions=torch.tensor(cols[2], dtype=torch.float64),
+        errors=torch.tensor(cols[3], dtype=torch.float64),
+        scales=torch.tensor(cols[4], dtype=torch.float64),
+    )
+
+
+def block_analysis(
+    X: ArrayLike,
+    *,
+    min_size: int = 20,
+    method: str = "ls",
+    fraction: float = 0.9,
+    seed: int | torch.Generator | None = 0,
+    device: torch.device | str | None = None,
+) -> ScalingResult:
+    """Ansuini's block analysis: TwoNN on ``b`` disjoint blocks, ``b = 1, 2, 4, ...``.
+
+    Parameters
+    ----------
+    X : array-like or torch.Tensor, shape (N, D)
+    min_size : int, default 20
+        Smallest block size.
+    method, fraction
+        As in :func:`interp_lib.id.twonn`.
+    seed : int, torch.Generator or None
+        Seed of the shuffle.
+    device : torch.device or str, optional
+
+    Returns
+    -------
+    ScalingResult
+        One row per block size, from ``N`` down to about ``min_size``.
+    """
+    return _scaling(
+        X,
+        all_blocks=True,
+        min_size=min_size,
+        method=method,
+        fraction=fraction,
+        seed=seed,
+        device=device,
+    )
+
+
+def decimation(
+    X: ArrayLike,
+    *,
+    min_size: int = 20,
+    method: str = "ls",
+    fraction: float = 0.9,
+    seed: int | torch.Generator | None = 0,
+    device: torch.device | str | None = None,
+) -> ScalingResult:
+    """TwoNN on one random subset of ``N / 2^i`` points per scale (as DADApy does).
+
+    Parameters and returns as :func:`block_analysis`; ``errors`` are 0.
+    """
+    return _scaling(
+        X,
+        all_blocks=False,
+        min_size=min_size,
+        method=method,
+        fraction=fraction,
+        seed=seed,
+        device=device,
+    )

@@ -1,0 +1,112 @@
+"""Exact nearest neighbours: brute-force references, ties, duplicates, float32 traps."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from interp_lib.id import nearest_neighbors
+
+
+def brute(X: torch.Tensor, k: int):
+    X = X.to(torch.float64)
+    D = torch.cdist(X, X, compute_mode="donot_use_mm_for_euclid_dist")
+    D.fill_diagonal_(float("inf"))
+    d, i = torch.sort(D, dim=1, stable=True)
+    return d[:, :k], i[:, :k], D
+
+
+@pytest.mark.parametrize("chunk", [7, 16, 1024])
+@pytest.mark.parametrize("k", [1, 2, 5])
+def test_matches_brute_force(chunk, k):
+    X = torch.randn(53, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(k))
+    d, i = nearest_neighbors(X, k=k, chunk_size=chunk)
+    bd, bi, _ = brute(X, k)
+    torch.testing.assert_close(d, bd, rtol=0, atol=1e-12)
+    assert torch.equal(i, bi)  # no ties in continuous data
+    assert not bool((i == torch.arange(53)[:, None]).any())
+
+
+def test_ties_and_duplicates_on_a_lattice():
+    # integer lattice with every point repeated: exact ties and duplicates everywhere
+    g = torch.stack(torch.meshgrid(torch.arange(4.0), torch.arange(4.0), indexing="ij"), -1)
+    X = torch.cat([g.reshape(-1, 2), g.reshape(-1, 2)[:5]])
+    d, i = nearest_neighbors(X, k=3, chunk_size=5)
+    bd, _, D = brute(X, 3)
+    torch.testing.assert_close(d, bd, rtol=0, atol=0)
+    # whichever tied neighbour was picked, it is at the reported distance and not self
+    torch.testing.assert_close(D.gather(1, i), d, rtol=0, atol=0)
+    assert not bool((i == torch.arange(len(X))[:, None]).any())
+    assert int((d[:, 0] == 0).sum()) == 10  # five duplicated pairs
+
+
+def test_float32_near_duplicates_get_exact_positive_distances():
+    gen = torch.Generator().manual_seed(0)
+    base = 1e3 + torch.randn(200, 64, generator=gen, dtype=torch.float64)
+    X64 = torch.cat([base, base + 1e-4 * torch.randn(200, 64, generator=gen, dtype=torch.float64)])
+    X32 = X64.to(torch.float32)
+    d, _ = nearest_neighbors(X32, k=2)
+    bd, _, _ = brute(X32, 2)  # exact distances between the float32 rows
+    assert bool((d[:, 0] > 0).all()) and bool(torch.isfinite(d).all())
+    torch.testing.assert_close(d, bd, rtol=1e-9, atol=0)
+    # the naive float32 expansion is what breaks here
+    sq = (X32 * X32).sum(1)
+    naive = (sq[:, None] + sq[None, :] - 2 * X32 @ X32.T).clamp_min(0).sqrt()
+    naive.fill_diagonal_(float("inf"))
+    assert bool((naive.min(1).values == 0).any()) or not torch.allclose(
+        naive.min(1).values.double(), bd[:, 0], rtol=1e-3
+    )
+
+
+def test_precomputed_matches_features():
+    X = torch.randn(40, 3, dtype=torch.float64)
+    d1, i1 = nearest_neighbors(X, k=4)
+    d2, i2 = nearest_neighbors(torch.cdist(X, X), k=4, metric="precomputed", chunk_size=9)
+    torch.testing.assert_close(d1, d2)
+    assert torch.equal(i1, i2)
+
+
+def test_numpy_and_integer_input():
+    X = np.arange(30).reshape(10, 3)
+    d, i = nearest_neighbors(X, k=1)
+    assert d.dtype == torch.float64 and i.dtype == torch.int64
+    torch.testing.assert_close(d[:, 0], torch.full((10,), np.sqrt(27.0), dtype=torch.float64))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    arrays(
+        np.float64,
+        st.tuples(st.integers(3, 30), st.integers(1, 5)),
+        elements=st.floats(-100, 100, allow_nan=False, width=32),
+    )
+)
+def test_property_distances_equal_brute_force(X):
+    t = torch.from_numpy(X)
+    d, i = nearest_neighbors(t, k=2, chunk_size=4)
+    bd, _, D = brute(t, 2)
+    torch.testing.assert_close(d, bd, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(D.gather(1, i), d, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "match"),
+    [
+        ({"k": 10}, ValueError, "smaller than the number of points"),
+        ({"k": 0}, ValueError, "at least 1"),
+        ({"k": 1.5}, TypeError, "integer"),
+        ({"metric": "cosine"}, ValueError, "euclidean"),
+    ],
+)
+def test_bad_options(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        nearest_neighbors(torch.randn(10, 2), **kwargs)
+
+
+def test_bad_precomputed():
+    with pytest.raises(ValueError, match="square"):
+        nearest_neighbors(torch.rand(5, 4), metric="precomputed")
+    with pytest.raises(ValueError, match="negative"):
+        nearest_neighbors(-torch.rand(5, 5), metric="precomputed")
