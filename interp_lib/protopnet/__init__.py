@@ -7,6 +7,7 @@
 :func:`protopnet_loss`             the paper's objective for one batch
 :func:`build_backbone`             small CNN, VGG, ResNet and DenseNet trunks
 :class:`ReceptiveField`            geometry of a latent map in image space
+:func:`push`                       project prototypes onto own-class training patches
 =================================  ===============================================
 
 The pure math (distances, similarities, costs) lives in
@@ -23,12 +24,14 @@ from .losses import (
     separation_cost,
 )
 from .model import ProtoPNet, ProtoPNetOutput
+from .push import PushResult, push
 from .receptive_field import ReceptiveField, module_receptive_field, receptive_field_box
 
 __all__ = [
     "LossWeights",
     "ProtoPNet",
     "ProtoPNetOutput",
+    "PushResult",
     "ReceptiveField",
     "available_backbones",
     "average_separation",
@@ -37,6 +40,7 @@ __all__ = [
     "l1_cost",
     "module_receptive_field",
     "protopnet_loss",
+    "push",
     "receptive_field_box",
     "separation_cost",
     "small_cnn",

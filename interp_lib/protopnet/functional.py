@@ -194,3 +194,41 @@ def gather_patches(
     cols = (location[:, 1, None] + offsets)[:, None, None, :]  # (M, 1, 1, s)
     chans = torch.arange(z.shape[1], device=z.device)[None, :, None, None]
     return z[sample[:, None, None, None], chans, rows, cols]
+
+
+def paired_patch_distances(
+    z: torch.Tensor, prototypes: torch.Tensor, kind: str = "log"
+) -> torch.Tensor:
+    """Distance of prototype ``m`` to every patch of map ``m`` (one map per prototype).
+
+    Computed by direct differences, so a patch equal to its prototype gives exactly 0.
+
+    Parameters
+    ----------
+    z : Tensor, shape (M, D, H, W)
+    prototypes : Tensor, shape (M, D, s, s)
+    kind : {"log", "linear", "cosine"}
+        Squared L2 distance for ``"log"``/``"linear"``, cosine distance for ``"cosine"``.
+
+    Returns
+    -------
+    Tensor, shape (M, H - s + 1, W - s + 1)
+    """
+    _check_pair(z, prototypes)
+    if z.shape[0] != prototypes.shape[0]:
+        raise ValueError(
+            f"z and prototypes must pair up one to one, got {z.shape[0]} maps and "
+            f"{prototypes.shape[0]} prototypes."
+        )
+    m, _, h, w = z.shape
+    s = prototypes.shape[2]
+    patches = F.unfold(z, s) if s > 1 else z.flatten(2)  # (M, D s s, L)
+    protos = prototypes.flatten(1)[:, :, None]
+    if kind == "cosine":
+        cos = F.cosine_similarity(patches, protos, dim=1, eps=1e-8)
+        out = (1 - cos).clamp(0, 2)
+    elif kind in ("log", "linear"):
+        out = ((patches - protos) ** 2).sum(dim=1)
+    else:
+        raise ValueError(f"kind must be one of {list(SIMILARITIES)}, got {kind!r}.")
+    return out.reshape(m, h - s + 1, w - s + 1)

@@ -1,0 +1,240 @@
+"""Push (prototype projection): replace each prototype by its nearest own-class patch.
+
+One pass over the un-augmented training images in a fixed order. For every batch all
+prototypes are handled at once (a masked arg-min over samples and locations), so the cost
+is that of one inference pass plus a few tensor reductions; there is no Python loop over
+prototypes and no file I/O. Images and files are the caller's business: ``sample_index``
+in the result indexes the loader's dataset order.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import RandomSampler, SubsetRandomSampler, WeightedRandomSampler
+
+from . import functional as PF
+from .boxes import similarity_boxes
+from .model import ProtoPNet
+from .receptive_field import receptive_field_box
+
+
+@dataclass
+class PushResult:
+    """Provenance of every prototype after a push.
+
+    Attributes
+    ----------
+    sample_index : Tensor, shape (P,), long
+        Position of the source image in the loader's order.
+    location : Tensor, shape (P, 2), long
+        ``(h, w)`` of the source patch in the similarity map.
+    distance : Tensor, shape (P,)
+        Distance from the prototype before the push to its source patch (how far it
+        moved).
+    box : Tensor, shape (P, 4), long
+        Receptive-field box of the source patch in image space, ``(y0, y1, x0, x1)``.
+    activation_box : Tensor, shape (P, 4), long
+        95th-percentile box of the pushed prototype's upsampled similarity map on its
+        source image.
+    similarity_map : Tensor, shape (P, H', W')
+        Similarity of the pushed prototype to every patch of its source image.
+    prototype_classes : Tensor, shape (P,), long
+    image_size : tuple of int
+        ``(H, W)`` of the images.
+    """
+
+    sample_index: torch.Tensor
+    location: torch.Tensor
+    distance: torch.Tensor
+    box: torch.Tensor
+    activation_box: torch.Tensor
+    similarity_map: torch.Tensor
+    prototype_classes: torch.Tensor
+    image_size: tuple[int, int]
+
+    def duplicates(self) -> list[list[int]]:
+        """Groups of prototypes that were pushed onto the same patch."""
+        keys = torch.cat((self.sample_index[:, None], self.location), dim=1)
+        _, inverse, counts = torch.unique(keys, dim=0, return_inverse=True, return_counts=True)
+        groups: dict[int, list[int]] = {}
+        for proto, group in enumerate(inverse.tolist()):
+            if counts[group] > 1:
+                groups.setdefault(group, []).append(proto)
+        return list(groups.values())
+
+
+def check_ordered_loader(loader: Iterable) -> None:
+    """Refuse a loader that visits samples in a random order.
+
+    Push (and the other passes that report ``sample_index``) must see the training images
+    in a fixed order, un-augmented, so that indices mean something.
+    """
+    sampler = getattr(loader, "sampler", None)
+    random_kinds = (RandomSampler, SubsetRandomSampler, WeightedRandomSampler)
+    if isinstance(sampler, random_kinds) or getattr(sampler, "shuffle", False):
+        raise ValueError(
+            f"the loader draws samples in random order ({type(sampler).__name__}); "
+            "sample indices would be meaningless. Build it with shuffle=False (and "
+            "without augmentation), e.g. DataLoader(train_set_no_aug, batch_size=..., "
+            "shuffle=False)."
+        )
+
+
+def split_batch(batch, num_classes: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x, y)`` of a ``(x, y, ...)`` batch on ``device``, with the labels checked."""
+    if not isinstance(batch, list | tuple) or len(batch) < 2:
+        raise ValueError(
+            f"the loader must yield (images, labels, ...) tuples, got {type(batch).__name__}."
+        )
+    x = batch[0].to(device, non_blocking=True)
+    y = torch.as_tensor(batch[1]).to(device, non_blocking=True)
+    if y.ndim != 1 or y.shape[0] != x.shape[0] or y.is_floating_point():
+        raise ValueError(
+            "labels must be a 1-D integer tensor with one label per image, got shape "
+            f"{tuple(y.shape)} and dtype {y.dtype} for {x.shape[0]} images."
+        )
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+        raise ValueError(
+            f"labels must lie in [0, {num_classes}) (the model's classes), got labels "
+            f"from {int(y.min())} to {int(y.max())}. Do the loader's classes match the "
+            "model's?"
+        )
+    return x, y.long()
+
+
+def model_device(model: ProtoPNet, device: torch.device | str | None) -> torch.device:
+    """The device batches go to: ``device`` or, by default, the model's."""
+    here = model.prototypes.device
+    if device is None:
+        return here
+    device = torch.device(device)
+    if device.type != here.type:
+        raise ValueError(
+            f"the model lives on {here} but device={device}; move the model first "
+            f"(model.to({str(device)!r}))."
+        )
+    return device
+
+
+def _progress(loader: Iterable, progress: bool, desc: str):
+    if not progress:
+        return loader
+    from tqdm.auto import tqdm
+
+    return tqdm(loader, desc=desc, leave=False)
+
+
+def push(
+    model: ProtoPNet,
+    loader: Iterable,
+    *,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+    percentile: float = 95.0,
+) -> PushResult:
+    """Project every prototype onto its nearest latent patch of its own class.
+
+    Parameters
+    ----------
+    model : ProtoPNet
+        Modified in place: ``model.prototypes`` is overwritten. Run in eval mode (the
+        previous mode is restored) and in full precision.
+    loader : iterable of (x, y, ...)
+        The un-augmented training images ``x`` (N, C, H, W) with labels ``y`` (N,), in a
+        fixed order (a ``DataLoader`` with ``shuffle=False``).
+    device : torch.device or str, optional
+        Where batches go; defaults to the model's device.
+    progress : bool
+        Show a progress bar.
+    percentile : float
+        Percentile of the activation boxes (95 in the paper).
+
+    Returns
+    -------
+    PushResult
+
+    Warns
+    -----
+    UserWarning
+        When several prototypes of a class land on the same patch.
+    """
+    if not isinstance(model, ProtoPNet):
+        raise TypeError(f"model must be a ProtoPNet, got {type(model).__name__}.")
+    check_ordered_loader(loader)
+    device = model_device(model, device)
+    protos = model.prototypes.detach()
+    num_p, s = model.num_prototypes, model.prototype_size
+    classes = model.prototype_classes
+    best_d = torch.full((num_p,), float("inf"), device=protos.device)
+    best_sample = torch.full((num_p,), -1, dtype=torch.long, device=protos.device)
+    best_loc = torch.zeros(num_p, 2, dtype=torch.long, device=protos.device)
+    best_patch = protos.clone()
+    best_map: torch.Tensor | None = None
+    offset, image_size = 0, None
+    arange_p = torch.arange(num_p, device=protos.device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), torch.autocast(device.type, enabled=False):
+            for batch in _progress(loader, progress, "push"):
+                x, y = split_batch(batch, model.num_classes, device)
+                image_size = tuple(x.shape[-2:])
+                z = model.latent(x)
+                d = model.distances(z)
+                own = y[:, None] == classes[None, :]  # (n, P)
+                d = d.masked_fill(~own[:, :, None, None], float("inf"))
+                values, loc = PF.argmin_location(d)  # (n, P), (n, P, 2)
+                batch_d, batch_sample = values.min(dim=0)  # first minimum
+                batch_loc = loc[batch_sample, arange_p]
+                improved = batch_d < best_d
+                patches = PF.gather_patches(z, batch_sample, batch_loc, s)
+                src_map = PF.paired_patch_distances(z[batch_sample], patches, model.similarity)
+                if best_map is None:
+                    best_map = torch.full_like(src_map, float("inf"))
+                best_patch = torch.where(improved[:, None, None, None], patches, best_patch)
+                best_map = torch.where(improved[:, None, None], src_map, best_map)
+                best_d = torch.where(improved, batch_d, best_d)
+                best_sample = torch.where(improved, batch_sample + offset, best_sample)
+                best_loc = torch.where(improved[:, None], batch_loc, best_loc)
+                offset += x.shape[0]
+    finally:
+        model.train(was_training)
+    missing = best_sample < 0
+    if offset == 0:
+        raise ValueError("the push loader yielded no images.")
+    if bool(missing.any()):
+        lost = sorted(set(classes[missing].tolist()))
+        raise ValueError(
+            f"the push loader has no images of classes {lost}, which own prototypes; "
+            "pass the whole (un-augmented) training set whose labels match the model's "
+            "classes."
+        )
+    with torch.no_grad():
+        model.prototypes.copy_(best_patch)
+    sim_map = PF.similarity(best_map, model.similarity, model.eps)
+    result = PushResult(
+        sample_index=best_sample,
+        location=best_loc,
+        distance=best_d,
+        box=receptive_field_box(model.prototype_receptive_field, best_loc, image_size),
+        activation_box=similarity_boxes(sim_map, image_size, percentile),
+        similarity_map=sim_map,
+        prototype_classes=classes.clone(),
+        image_size=image_size,
+    )
+    groups = result.duplicates()
+    if groups:
+        shown = ", ".join(f"{g} (class {int(classes[g[0]])})" for g in groups[:5]) + (
+            " ..." if len(groups) > 5 else ""
+        )
+        warnings.warn(
+            f"{sum(len(g) for g in groups)} prototypes share a source patch with another "
+            f"prototype of their class: {shown}. They are now duplicates; consider "
+            "pruning them or more prototype diversity.",
+            stacklevel=2,
+        )
+    return result

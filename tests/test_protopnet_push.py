@@ -1,0 +1,136 @@
+"""Push postconditions: own-class patch exactly, distance 0, idempotent, clear errors."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from interp_lib.protopnet import ProtoPNet, push
+
+
+def make(seed=0, **kw):
+    torch.manual_seed(seed)
+    args = dict(
+        num_classes=3,
+        prototypes_per_class=2,
+        prototype_dim=6,
+        img_size=16,
+        backbone_kwargs={"widths": (4, 8)},
+    )
+    args.update(kw)
+    return ProtoPNet("small_cnn", **args)
+
+
+def data(n=14, seed=0, classes=3):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 3, 16, 16, generator=g)
+    y = torch.arange(n) % classes
+    return TensorDataset(x, y)
+
+
+def latents(model, loader):
+    model.eval()
+    with torch.no_grad():
+        return torch.cat([model.latent(x) for x, _ in loader])
+
+
+@pytest.mark.filterwarnings("ignore:.*share a source patch")
+@pytest.mark.parametrize(("size", "kind"), [(1, "log"), (2, "log"), (1, "cosine")])
+def test_push_postconditions(size, kind):
+    model = make(prototype_size=size, similarity=kind)
+    loader = DataLoader(data(), batch_size=4, shuffle=False)
+    old = model.prototypes.detach().clone()
+    model.train()
+    result = push(model, loader, progress=False)
+    assert model.training  # mode restored
+    z = latents(model, loader)
+    labels = torch.cat([y for _, y in loader])
+    s = size
+    for p in range(model.num_prototypes):
+        n, (h, w) = int(result.sample_index[p]), result.location[p].tolist()
+        # an own-class training patch, exactly
+        assert labels[n] == model.prototype_classes[p]
+        assert torch.equal(model.prototypes[p], z[n, :, h : h + s, w : w + s])
+        # and the nearest one to the prototype before the push (brute force)
+        own = z[labels == model.prototype_classes[p]]
+        patches = own.unfold(2, s, 1).unfold(3, s, 1).permute(0, 2, 3, 1, 4, 5).flatten(3)
+        ref = old[p].flatten()
+        if kind == "cosine":
+            dist = 1 - torch.nn.functional.cosine_similarity(patches, ref, dim=-1)
+        else:
+            dist = ((patches - ref) ** 2).sum(-1)
+        assert math.isclose(result.distance[p].item(), dist.min().item(), abs_tol=1e-5)
+    # distance 0 / top similarity on the source image
+    top = 9.210340 if kind == "log" else 1.0
+    idx = torch.arange(model.num_prototypes)
+    at_source = result.similarity_map[idx, result.location[:, 0], result.location[:, 1]]
+    torch.testing.assert_close(at_source, torch.full_like(at_source, top), rtol=0, atol=1e-5)
+    with torch.no_grad():
+        out = model.eval().forward_all(
+            torch.stack([loader.dataset[i][0] for i in result.sample_index])
+        )
+    own_min = out.min_distances[idx, idx]
+    assert (own_min <= 1e-5).all()
+    assert result.box.shape == result.activation_box.shape == (model.num_prototypes, 4)
+    assert result.image_size == (16, 16)
+
+
+def test_push_is_idempotent():
+    model = make(1)
+    loader = DataLoader(data(), batch_size=5, shuffle=False)
+    first = push(model, loader, progress=False)
+    protos = model.prototypes.detach().clone()
+    second = push(model, loader, progress=False)
+    assert torch.equal(model.prototypes, protos)
+    assert torch.equal(first.sample_index, second.sample_index)
+    assert torch.equal(first.location, second.location)
+    assert (second.distance <= 1e-5).all()
+
+
+def test_batch_size_does_not_change_the_choice():
+    a, b = make(2), make(2)
+    ra = push(a, DataLoader(data(), batch_size=3), progress=False)
+    rb = push(b, DataLoader(data(), batch_size=14), progress=False)
+    assert torch.equal(ra.sample_index, rb.sample_index)
+    assert torch.equal(ra.location, rb.location)
+
+
+def test_duplicate_prototypes_warn():
+    model = make(3)
+    with torch.no_grad():
+        model.prototypes[1] = model.prototypes[0]
+    with pytest.warns(UserWarning, match="share a source patch") as record:
+        result = push(model, DataLoader(data(), batch_size=4), progress=False)
+    assert record[0].filename == __file__  # points at the caller
+    assert [0, 1] in result.duplicates()
+
+
+def test_no_warning_without_duplicates():
+    model = make(4, prototypes_per_class=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        push(model, DataLoader(data(), batch_size=4), progress=False)
+
+
+def test_clear_errors():
+    model = make(5)
+    with pytest.raises(ValueError, match="random order"):
+        push(model, DataLoader(data(), batch_size=4, shuffle=True), progress=False)
+    with pytest.raises(ValueError, match="no images of classes \\[2\\]"):
+        push(model, DataLoader(data(classes=2), batch_size=4), progress=False)
+    with pytest.raises(ValueError, match="model's classes"):
+        push(model, DataLoader(data(classes=4), batch_size=4), progress=False)
+    with pytest.raises(TypeError, match="ProtoPNet"):
+        push(torch.nn.Linear(2, 2), DataLoader(data()), progress=False)
+
+
+def test_plain_iterable_of_batches():
+    model = make(6)
+    ds = data()
+    batches = [(ds.tensors[0][i : i + 7], ds.tensors[1][i : i + 7], "extra") for i in (0, 7)]
+    result = push(model, batches, progress=False)
+    assert int(result.sample_index.max()) < 14
