@@ -10,3 +10,7 @@ from .manifolds import (  # noqa: E402
     sphere,
     swiss_roll,
 )
+from ._base import TensorImageDataset, stratified_split, train_val_test_split
+from .birds import PARTS, VARIANTS, bird_classes, birds, render_birds
+from .digits import digits, digits_tensors
+from .objects import make_object, render_object, rotating_objects

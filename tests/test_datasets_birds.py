@@ -1,0 +1,134 @@
+"""Procedural birds: determinism, masks, balance, and that only parts reveal the class."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import cross_val_score
+
+from interp_lib.datasets import PARTS, VARIANTS, bird_classes, birds, train_val_test_split
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # many small tensor ops: on a shared 2-core box one thread is much faster
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def plain():
+    return birds(6, size=64, seed=5, difficulty=0.0)
+
+
+def test_same_seed_same_data_other_seed_differs():
+    a = birds(3, seed=1, difficulty=0.7, classes=4)
+    b = birds(3, seed=1, difficulty=0.7, classes=4)
+    c = birds(3, seed=2, difficulty=0.7, classes=4)
+    assert torch.equal(a.images, b.images) and torch.equal(a.masks, b.masks)
+    assert torch.equal(a.labels, b.labels)
+    assert not torch.equal(a.images, c.images)
+    # classes never depend on the seed
+    assert a.class_parts == c.class_parts
+
+
+def test_shapes_types_and_balance(plain):
+    n = 6 * 10
+    assert plain.images.shape == (n, 3, 64, 64) and plain.images.dtype == torch.float32
+    assert plain.masks.shape == (n, len(PARTS), 64, 64) and plain.masks.dtype == torch.bool
+    assert float(plain.images.min()) >= 0.0 and float(plain.images.max()) <= 1.0
+    assert torch.equal(torch.bincount(plain.labels), torch.full((10,), 6))
+    assert plain.part_names == list(PARTS) and len(plain.class_names) == 10
+    x, y = plain[0]
+    assert x.shape == (3, 64, 64) and isinstance(y, int)
+
+
+def test_masks_match_drawn_parts_on_plain_background(plain):
+    imgs, masks = plain.images, plain.masks
+    bird = masks.any(dim=1)
+    # visible masks are disjoint
+    assert int(masks.sum(dim=1).max()) == 1
+    for i in range(len(plain)):
+        bg = imgs[i, :, 0, 0]
+        outside = imgs[i][:, ~bird[i]]
+        inside = imgs[i][:, bird[i]]
+        # every pixel outside the masks is the background colour ...
+        assert torch.allclose(outside, bg[:, None], atol=1e-6)
+        # ... and every pixel inside differs from it (part colours keep a distance)
+        assert float((inside - bg[:, None]).norm(dim=0).min()) > 0.3
+        # the bird lies inside the image: it never touches the border
+        assert not bird[i, 0].any() and not bird[i, -1].any()
+        assert not bird[i, :, 0].any() and not bird[i, :, -1].any()
+    # body and head always visible; crest mask empty exactly for classes without a crest
+    area = masks.sum(dim=(2, 3))
+    assert bool((area[:, PARTS.index("body")] > 50).all())
+    assert bool((area[:, PARTS.index("head")] > 20).all())
+    no_crest = torch.tensor([plain.class_parts[int(y)]["crest"] == "none" for y in plain.labels])
+    assert torch.equal(area[:, PARTS.index("crest")] == 0, no_crest)
+
+
+def test_masks_inside_image_with_clutter():
+    ds = birds(4, size=48, seed=0, difficulty=1.0, classes=3)
+    bird = ds.masks.any(dim=1)
+    assert bool(bird.any(dim=(1, 2)).all())
+    assert not bird[:, 0].any() and not bird[:, -1].any()
+    assert not bird[:, :, 0].any() and not bird[:, :, -1].any()
+
+
+def test_class_not_in_mean_colour_but_in_parts():
+    ds = birds(40, size=64, seed=0, difficulty=0.5)
+    y = ds.labels.numpy()
+    mean_rgb = ds.images.mean(dim=(2, 3)).numpy()
+    area = ds.masks.float().sum(dim=(2, 3)).numpy()
+    area = area / area[:, [PARTS.index("body"), PARTS.index("head")]].sum(1, keepdims=True)
+    clf = LogisticRegression(max_iter=2000)
+    acc_colour = cross_val_score(clf, mean_rgb, y, cv=4).mean()
+    acc_parts = cross_val_score(clf, area, y, cv=4).mean()
+    # chance is 0.10; measured 0.10 (colour) and 0.70 (part areas) at 60 per class
+    assert acc_colour < 0.2
+    assert acc_parts > 0.5
+
+
+def test_default_classes_differ_in_at_least_three_parts():
+    cl = bird_classes(10)
+    assert len({tuple(c.values()) for c in cl}) == 10
+    for a, b in itertools.combinations(cl, 2):
+        assert sum(a[p] != b[p] for p in VARIANTS) >= 3
+    used = {p: {c[p] for c in cl} for p in VARIANTS}
+    assert all(used[p] == set(VARIANTS[p]) for p in VARIANTS)  # every variant appears
+
+
+def test_return_masks_and_custom_classes():
+    classes = [{"beak": "long"}, {"beak": "hooked", "crest": "tuft"}]
+    ds = birds(2, classes=classes, seed=0, return_masks=True)
+    _, _, m = ds[1]
+    assert m.shape == (len(PARTS), 64, 64) and m.dtype == torch.bool
+    assert ds.class_parts[0]["tail"] == VARIANTS["tail"][0]
+    with pytest.raises(ValueError, match="unknown part or variant"):
+        birds(1, classes=[{"beak": "curly"}, {"beak": "long"}])
+    with pytest.raises(ValueError, match="same part variants"):
+        birds(1, classes=[{"beak": "long"}, {"beak": "long"}])
+    with pytest.raises(ValueError, match="difficulty"):
+        birds(1, difficulty=2.0)
+
+
+def test_train_val_test_split_is_stratified_disjoint_and_seeded(plain):
+    tr, va, te = train_val_test_split(plain, (0.5, 0.25, 0.25), seed=3)
+    assert len(tr) + len(va) + len(te) == len(plain)
+    for part in (tr, va, te):
+        counts = torch.bincount(part.labels, minlength=10)
+        assert int(counts.max() - counts.min()) <= 1
+    # masks follow their images
+    keys = {tuple(np.round(x.flatten()[:64].numpy(), 5)) for x in tr.images}
+    assert not any(tuple(np.round(x.flatten()[:64].numpy(), 5)) in keys for x in te.images)
+    tr2, _, _ = train_val_test_split(plain, (0.5, 0.25, 0.25), seed=3)
+    assert torch.equal(tr.images, tr2.images) and torch.equal(tr.masks, tr2.masks)
+    j = int(torch.nonzero((plain.images == tr.images[0]).all(dim=(1, 2, 3)))[0])
+    assert torch.equal(plain.masks[j], tr.masks[0])
+    assert tr.part_names == plain.part_names
