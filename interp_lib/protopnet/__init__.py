@@ -8,6 +8,9 @@
 :func:`build_backbone`             small CNN, VGG, ResNet and DenseNet trunks
 :class:`ReceptiveField`            geometry of a latent map in image space
 :func:`push`                       project prototypes onto own-class training patches
+:func:`explain`                    scoring sheets: similarity x weight = points
+:func:`nearest_patches`            the k nearest training patches of each prototype
+:func:`prune`                      remove prototypes whose neighbours are off-class
 =================================  ===============================================
 
 The pure math (distances, similarities, costs) lives in
@@ -15,6 +18,13 @@ The pure math (distances, similarities, costs) lives in
 """
 
 from .backbones import available_backbones, build_backbone, small_cnn
+from .explain import (
+    Explanation,
+    NearestPatches,
+    PrototypeEvidence,
+    explain,
+    nearest_patches,
+)
 from .losses import (
     LossWeights,
     average_separation,
@@ -24,22 +34,30 @@ from .losses import (
     separation_cost,
 )
 from .model import ProtoPNet, ProtoPNetOutput
+from .prune import PruneResult, prune
 from .push import PushResult, push
 from .receptive_field import ReceptiveField, module_receptive_field, receptive_field_box
 
 __all__ = [
+    "Explanation",
     "LossWeights",
+    "NearestPatches",
     "ProtoPNet",
     "ProtoPNetOutput",
+    "PrototypeEvidence",
+    "PruneResult",
     "PushResult",
     "ReceptiveField",
     "available_backbones",
     "average_separation",
     "build_backbone",
     "cluster_cost",
+    "explain",
     "l1_cost",
     "module_receptive_field",
+    "nearest_patches",
     "protopnet_loss",
+    "prune",
     "push",
     "receptive_field_box",
     "separation_cost",

@@ -1,0 +1,295 @@
+"""Explanations of a ProtoPNet: the scoring sheet of each image and the global view.
+
+Local (:func:`explain`): for an image, the class it is explained for, and the prototypes
+ranked by their points ``similarity x last-layer weight``, which add up to the logit; each
+with its similarity map upsampled to the image (bicubic) and its 95th-percentile box.
+
+Global (:func:`nearest_patches`): for each prototype, its ``k`` nearest training patches
+(the closest patch of each image, as in the paper), which :func:`prune` also uses.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import torch
+
+from . import functional as PF
+from .boxes import percentile_box, upsample_maps
+from .model import ProtoPNet
+from .push import _progress, check_ordered_loader, model_device, split_batch
+from .receptive_field import receptive_field_box
+
+
+@dataclass
+class PrototypeEvidence:
+    """One line of a scoring sheet.
+
+    Attributes
+    ----------
+    index : int
+        Prototype index in the model.
+    prototype_class : int
+    similarity : float
+        Its (max-pooled) similarity to the image.
+    weight : float
+        Last-layer weight from the prototype to the explained class.
+    points : float
+        ``similarity * weight`` (computed in float64, exact for float32 inputs).
+    location : tuple of int
+        ``(h, w)`` of the most similar patch in the similarity map.
+    similarity_map : Tensor, shape (H, W)
+        The similarity map upsampled to the image (bicubic).
+    box : tuple of int
+        95th-percentile box ``(y0, y1, x0, x1)`` of the upsampled map.
+    rf_box : tuple of int
+        Receptive-field box of the most similar patch.
+    """
+
+    index: int
+    prototype_class: int
+    similarity: float
+    weight: float
+    points: float
+    location: tuple[int, int]
+    similarity_map: torch.Tensor
+    box: tuple[int, int, int, int]
+    rf_box: tuple[int, int, int, int]
+
+
+@dataclass
+class Explanation:
+    """The scoring sheet of one image.
+
+    ``sum(e.points for e in evidence) + rest_points == logit`` (up to float64 rounding),
+    and ``logit`` equals the model's logit for ``target_class`` up to float32 rounding.
+
+    Attributes
+    ----------
+    predicted_class : int
+    target_class : int
+        The class explained (the predicted one unless ``target`` was given).
+    logit : float
+        Sum of the points of all prototypes for ``target_class`` (float64).
+    logits : Tensor, shape (K,)
+        The model's logits.
+    evidence : list of PrototypeEvidence
+        The ``top_k`` prototypes with the most points, best first.
+    rest_points : float
+        Sum of the points of all other prototypes.
+    """
+
+    predicted_class: int
+    target_class: int
+    logit: float
+    logits: torch.Tensor
+    evidence: list[PrototypeEvidence] = field(default_factory=list)
+    rest_points: float = 0.0
+
+
+@torch.no_grad()
+def _forward(model: ProtoPNet, x: torch.Tensor):
+    was_training = model.training
+    model.eval()
+    try:
+        return model.forward_all(x)
+    finally:
+        model.train(was_training)
+
+
+def explain(
+    model: ProtoPNet,
+    x: torch.Tensor,
+    *,
+    top_k: int = 10,
+    target: int | torch.Tensor | None = None,
+    percentile: float = 95.0,
+) -> list[Explanation]:
+    """Scoring sheets ("this looks like that") for a batch of images.
+
+    Parameters
+    ----------
+    model : ProtoPNet
+    x : Tensor, shape (N, C, H, W) or (C, H, W)
+        Images, already on the model's device and normalised like the training data.
+    top_k : int
+        How many prototypes to list per image (the rest are summed in ``rest_points``).
+    target : int or Tensor of shape (N,), optional
+        Class to explain; defaults to the predicted class.
+    percentile : float
+        Percentile of the boxes (95 in the paper).
+
+    Returns
+    -------
+    list of Explanation, one per image.
+    """
+    if not isinstance(model, ProtoPNet):
+        raise TypeError(f"model must be a ProtoPNet, got {type(model).__name__}.")
+    if isinstance(x, torch.Tensor) and x.ndim == 3:
+        x = x[None]
+    top_k = max(1, min(int(top_k), model.num_prototypes))
+    out = _forward(model, x)
+    n = out.logits.shape[0]
+    predicted = out.logits.argmax(dim=1)
+    if target is None:
+        targets = predicted
+    else:
+        targets = torch.as_tensor(target, device=predicted.device).long().flatten()
+        if targets.numel() == 1:
+            targets = targets.expand(n)
+        if (
+            targets.shape != (n,)
+            or int(targets.min()) < 0
+            or int(targets.max()) >= (model.num_classes)
+        ):
+            raise ValueError(
+                f"target must be a class in [0, {model.num_classes}) or one per image, "
+                f"got {target}."
+            )
+    act = PF.similarity(out.min_distances, model.similarity, model.eps).double()  # (N, P)
+    weight = model.last_layer.weight.detach().double()[targets]  # (N, P)
+    points = act * weight
+    order = points.argsort(dim=1, descending=True, stable=True)[:, :top_k]  # (N, k)
+    rows = torch.arange(n, device=order.device)[:, None]
+    _, loc = PF.argmin_location(out.distances)  # (N, P, 2)
+    top_loc = loc[rows, order]  # (N, k, 2)
+    maps = out.similarities[rows, order]  # (N, k, h, w)
+    size = tuple(x.shape[-2:])
+    up = upsample_maps(maps, size)
+    boxes = percentile_box(up, percentile)
+    rf_boxes = receptive_field_box(model.prototype_receptive_field, top_loc, size)
+    classes = model.prototype_classes
+    results = []
+    all_points = points.cpu().tolist()
+    for i in range(n):
+        idx = order[i].tolist()
+        chosen = set(idx)
+        evidence = [
+            PrototypeEvidence(
+                index=p,
+                prototype_class=int(classes[p]),
+                similarity=float(act[i, p]),
+                weight=float(weight[i, p]),
+                points=all_points[i][p],
+                location=tuple(top_loc[i, r].tolist()),
+                similarity_map=up[i, r].cpu(),
+                box=tuple(boxes[i, r].tolist()),
+                rf_box=tuple(rf_boxes[i, r].tolist()),
+            )
+            for r, p in enumerate(idx)
+        ]
+        rest = [v for p, v in enumerate(all_points[i]) if p not in chosen]
+        results.append(
+            Explanation(
+                predicted_class=int(predicted[i]),
+                target_class=int(targets[i]),
+                logit=math.fsum(all_points[i]),
+                logits=out.logits[i].detach().cpu(),
+                evidence=evidence,
+                rest_points=math.fsum(rest),
+            )
+        )
+    return results
+
+
+@dataclass
+class NearestPatches:
+    """The ``k`` nearest training patches of every prototype (one patch per image).
+
+    Attributes
+    ----------
+    sample_index : Tensor, shape (P, k), long
+        Image positions in the loader's order, nearest first.
+    location : Tensor, shape (P, k, 2), long
+        ``(h, w)`` of the patch in the similarity map.
+    distance : Tensor, shape (P, k)
+    label : Tensor, shape (P, k), long
+        Class of each image.
+    box : Tensor, shape (P, k, 4), long
+        Receptive-field box of each patch in image space.
+    image_size : tuple of int
+    """
+
+    sample_index: torch.Tensor
+    location: torch.Tensor
+    distance: torch.Tensor
+    label: torch.Tensor
+    box: torch.Tensor
+    image_size: tuple[int, int]
+
+
+def nearest_patches(
+    model: ProtoPNet,
+    loader: Iterable,
+    k: int = 5,
+    *,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+) -> NearestPatches:
+    """The global view: each prototype's ``k`` nearest patches in a data set.
+
+    As in the paper, each image contributes its single closest patch, so the ``k``
+    neighbours come from ``k`` different images. One pass, vectorised over prototypes.
+
+    Parameters
+    ----------
+    model : ProtoPNet
+    loader : iterable of (x, y, ...)
+        Images in a fixed order (``shuffle=False``).
+    k : int
+        Neighbours per prototype (fewer if the data set has fewer images).
+    device : torch.device or str, optional
+    progress : bool
+
+    Returns
+    -------
+    NearestPatches
+    """
+    if not isinstance(model, ProtoPNet):
+        raise TypeError(f"model must be a ProtoPNet, got {type(model).__name__}.")
+    if int(k) < 1:
+        raise ValueError(f"k must be at least 1, got {k}.")
+    check_ordered_loader(loader)
+    device = model_device(model, device)
+    num_p = model.num_prototypes
+    dev = model.prototypes.device
+    best_d = torch.empty(num_p, 0, device=dev)
+    best_s = torch.empty(num_p, 0, dtype=torch.long, device=dev)
+    best_loc = torch.empty(num_p, 0, 2, dtype=torch.long, device=dev)
+    best_y = torch.empty(num_p, 0, dtype=torch.long, device=dev)
+    offset, image_size = 0, None
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), torch.autocast(device.type, enabled=False):
+            for batch in _progress(loader, progress, "nearest patches"):
+                x, y = split_batch(batch, model.num_classes, device)
+                image_size = tuple(x.shape[-2:])
+                values, loc = PF.argmin_location(model.distances(model.latent(x)))
+                n = x.shape[0]
+                cand_d = torch.cat((best_d, values.t()), dim=1)
+                cand_s = torch.cat(
+                    (best_s, (torch.arange(n, device=dev) + offset).expand(num_p, n)), 1
+                )
+                cand_loc = torch.cat((best_loc, loc.transpose(0, 1)), dim=1)
+                cand_y = torch.cat((best_y, y.expand(num_p, n)), dim=1)
+                keep = min(int(k), cand_d.shape[1])
+                best_d, pick = cand_d.topk(keep, dim=1, largest=False, sorted=True)
+                best_s = cand_s.gather(1, pick)
+                best_y = cand_y.gather(1, pick)
+                best_loc = cand_loc.gather(1, pick[..., None].expand(-1, -1, 2))
+                offset += n
+    finally:
+        model.train(was_training)
+    if offset == 0:
+        raise ValueError("the loader yielded no images.")
+    return NearestPatches(
+        sample_index=best_s,
+        location=best_loc,
+        distance=best_d,
+        label=best_y,
+        box=receptive_field_box(model.prototype_receptive_field, best_loc, image_size),
+        image_size=image_size,
+    )

@@ -1,0 +1,134 @@
+"""Scoring sheets, percentile boxes (REFERENCE.md anchors) and nearest training patches."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from interp_lib.protopnet import ProtoPNet, explain, nearest_patches, push
+from interp_lib.protopnet.boxes import (
+    percentile_box,
+    percentile_threshold,
+    similarity_boxes,
+    upsample_maps,
+)
+from interp_lib.protopnet.functional import similarity
+
+
+def test_box_anchor_region_above_five_percent():
+    m = torch.zeros(224, 224)
+    m[50:110, 100:160] = 1
+    assert percentile_box(m).tolist() == [50, 110, 100, 160]
+
+
+def test_box_anchor_small_region_gives_whole_image():
+    m = torch.zeros(224, 224)
+    m[50:60, 100:120] = 1  # under 5 % of the pixels
+    assert percentile_box(m).tolist() == [0, 224, 0, 224]
+
+
+def test_percentile_matches_numpy_and_box_matches_brute_force():
+    g = torch.Generator().manual_seed(0)
+    maps = torch.rand(5, 17, 23, generator=g, dtype=torch.float64)
+    for q in (95.0, 50.0, 0.0, 100.0, 37.3):
+        ref = np.percentile(maps.numpy().reshape(5, -1), q, axis=1)
+        np.testing.assert_allclose(percentile_threshold(maps, q).numpy(), ref, rtol=1e-12)
+    boxes = percentile_box(maps, 95)
+    for i in range(5):
+        ys, xs = np.nonzero(maps[i].numpy() >= np.percentile(maps[i].numpy(), 95))
+        assert boxes[i].tolist() == [ys.min(), ys.max() + 1, xs.min(), xs.max() + 1]
+
+
+def test_upsampling_is_bicubic_and_chunked_boxes_agree():
+    maps = torch.rand(7, 4, 4)
+    up = upsample_maps(maps, 32)
+    ref = torch.nn.functional.interpolate(maps[:, None], size=(32, 32), mode="bicubic")
+    torch.testing.assert_close(up, ref[:, 0])
+    assert torch.equal(similarity_boxes(maps, 32, chunk=3), percentile_box(up))
+
+
+def make(seed=0):
+    torch.manual_seed(seed)
+    return ProtoPNet(
+        "small_cnn",
+        num_classes=3,
+        prototypes_per_class=3,
+        prototype_dim=6,
+        img_size=16,
+        backbone_kwargs={"widths": (4, 8)},
+    ).eval()
+
+
+def dataset(n=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return TensorDataset(torch.rand(n, 3, 16, 16, generator=g), torch.arange(n) % 3)
+
+
+def test_scoring_sheet_points_sum_to_the_logit():
+    model = make()
+    with torch.no_grad():
+        model.last_layer.weight.normal_()
+    x = dataset().tensors[0][:4]
+    expl = explain(model, x, top_k=4)
+    with torch.no_grad():
+        out = model.forward_all(x)
+    act = similarity(out.min_distances, "log")
+    assert len(expl) == 4
+    for i, e in enumerate(expl):
+        assert e.predicted_class == e.target_class == int(out.logits[i].argmax())
+        pts = [ev.points for ev in e.evidence]
+        assert pts == sorted(pts, reverse=True) and len(pts) == 4
+        assert math.isclose(math.fsum([*pts, e.rest_points]), e.logit, rel_tol=1e-12, abs_tol=1e-12)
+        assert math.isclose(e.logit, out.logits[i, e.target_class].item(), abs_tol=1e-5)
+        for ev in e.evidence:
+            w = model.last_layer.weight[e.target_class, ev.index].item()
+            assert ev.similarity == act[i, ev.index].item() and ev.weight == w
+            assert ev.points == ev.similarity * ev.weight  # exact in float64
+            assert ev.similarity_map.shape == (16, 16)
+            assert list(ev.box) == percentile_box(ev.similarity_map).tolist()
+            h, w_ = ev.location
+            assert out.distances[i, ev.index, h, w_] == out.min_distances[i, ev.index]
+
+
+def test_explain_in_float64_matches_the_model_logit_tightly_and_target():
+    model = make(1).double()
+    x = dataset().tensors[0][:2].double()
+    expl = explain(model, x, top_k=100, target=2)
+    logits = model(x)
+    for i, e in enumerate(expl):
+        assert e.target_class == 2 and len(e.evidence) == model.num_prototypes
+        assert e.rest_points == 0.0
+        assert math.isclose(e.logit, logits[i, 2].item(), rel_tol=1e-12, abs_tol=1e-12)
+    with pytest.raises(ValueError, match="target"):
+        explain(model, x, target=3)
+
+
+def test_nearest_patches_match_brute_force():
+    model = make(2)
+    ds = dataset()
+    near = nearest_patches(model, DataLoader(ds, batch_size=5), k=4, progress=False)
+    with torch.no_grad():
+        out = model.forward_all(ds.tensors[0])
+    d = out.min_distances.t()  # (P, N)
+    ref_d, ref_idx = d.sort(dim=1)
+    torch.testing.assert_close(near.distance, ref_d[:, :4])
+    assert torch.equal(near.sample_index, ref_idx[:, :4])
+    assert torch.equal(near.label, ds.tensors[1][ref_idx[:, :4]])
+    assert near.box.shape == (model.num_prototypes, 4, 4)
+
+
+def test_after_push_each_prototype_is_nearest_to_its_source():
+    model = make(3)
+    loader = DataLoader(dataset(), batch_size=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # duplicates are allowed here
+        res = push(model, loader, progress=False)
+    near = nearest_patches(model, loader, k=1, progress=False)
+    assert (near.distance[:, 0] <= 1e-5).all()
+    same = near.sample_index[:, 0] == res.sample_index
+    assert same.all() or (near.distance[~same, 0] <= 1e-5).all()

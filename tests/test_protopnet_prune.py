@@ -1,0 +1,93 @@
+"""Pruning as in the paper: k nearest patches, own-class threshold, consistent shrinking."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from interp_lib.protopnet import ProtoPNet, prune
+
+
+def make(seed=0, per_class=4):
+    torch.manual_seed(seed)
+    return ProtoPNet(
+        "small_cnn",
+        num_classes=3,
+        prototypes_per_class=per_class,
+        prototype_dim=6,
+        img_size=16,
+        backbone_kwargs={"widths": (4, 8)},
+    ).eval()
+
+
+def loader(n=15, seed=0, labels=None):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 3 if labels is None else torch.full((n,), labels)
+    ds = TensorDataset(torch.rand(n, 3, 16, 16, generator=g), y)
+    return DataLoader(ds, batch_size=4)
+
+
+def own_counts(model, dl, k):
+    with torch.no_grad():
+        xs = torch.cat([x for x, _ in dl])
+        ys = torch.cat([y for _, y in dl])
+        d = model.forward_all(xs).min_distances.t()  # (P, N)
+    nearest = d.argsort(dim=1)[:, :k]
+    return (ys[nearest] == model.prototype_classes[:, None]).sum(1)
+
+
+def test_prune_removes_exactly_the_prototypes_the_rule_names():
+    model = make()
+    dl = loader()
+    counts = own_counts(model, dl, 6)
+    threshold = int(counts.max())  # keeps the best ones, prunes the others
+    expected = torch.nonzero(counts < threshold).flatten().tolist()
+    assert 0 < len(expected) < model.num_prototypes
+    protos = model.prototypes.detach().clone()
+    weight = model.last_layer.weight.detach().clone()
+    classes = model.prototype_classes.clone()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # some class may lose all prototypes
+        result = prune(model, dl, k=6, threshold=threshold, progress=False)
+    assert result.removed == expected
+    kept = [p for p in range(12) if p not in expected]
+    assert result.kept == kept
+    assert torch.equal(result.own_class_count, counts)
+    assert model.num_prototypes == len(kept)
+    assert torch.equal(model.prototypes, protos[kept])
+    assert torch.equal(model.last_layer.weight, weight[:, kept])
+    assert torch.equal(model.prototype_classes, classes[kept])
+    assert model.class_identity.shape == (len(kept), 3)
+    assert model(torch.rand(2, 3, 16, 16)).shape == (2, 3)
+    clone = ProtoPNet.from_config(model.config)
+    clone.load_state_dict(model.state_dict())  # config records the new counts
+
+
+def test_paper_defaults_and_nothing_removed_when_all_pass():
+    model = make(1)
+    result = prune(model, loader(), threshold=0, progress=False)
+    assert result.removed == [] and model.num_prototypes == 12
+    assert result.nearest.sample_index.shape == (12, 6)  # k=6 by default
+
+
+def test_warns_when_a_class_loses_every_prototype():
+    model = make(2, per_class=[2, 1, 1])
+    with pytest.warns(UserWarning, match=r"every prototype of classes \[1, 2\]") as rec:
+        result = prune(model, loader(labels=0), k=6, threshold=3, progress=False)
+    assert rec[0].filename == __file__
+    assert result.removed == [2, 3] and model.prototype_classes.tolist() == [0, 0]
+
+
+def test_errors():
+    model = make(3)
+    with pytest.raises(ValueError, match="cannot exceed"):
+        prune(model, loader(), k=3, threshold=4, progress=False)
+    with pytest.raises(ValueError, match="fewer than k"):
+        prune(model, loader(n=4), k=6, progress=False)
+    only_12 = make(4, per_class=[0, 2, 2])
+    with pytest.raises(ValueError, match="remove all 4 prototypes"):
+        prune(only_12, loader(labels=0), k=6, threshold=1, progress=False)
+    assert only_12.num_prototypes == 4  # untouched on error
