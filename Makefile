@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 book: $(STAMP)
-	$(BIN)/python -m interp_lib._book_cache _build
+	$(BIN)/python book/_cache_guard.py _build
 	$(BIN)/jupyter-book build . --warningiserror --keep-going
 	@echo "The book is built: open $(CURDIR)/_build/html/index.html"
 
