@@ -5,3 +5,4 @@ re-exported here.
 """
 
 from .datasets import PART_COLORS, overlay_masks, sample_grid
+from .profile import plot_profile  # noqa: E402
