@@ -132,3 +132,31 @@ def test_after_push_each_prototype_is_nearest_to_its_source():
     assert (near.distance[:, 0] <= 1e-5).all()
     same = near.sample_index[:, 0] == res.sample_index
     assert same.all() or (near.distance[~same, 0] <= 1e-5).all()
+
+
+def test_figures_render():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from interp_lib.viz import plot_explanation, plot_nearest_patches, plot_scoring_sheet
+
+    model = make(4)
+    ds = dataset()
+    loader = DataLoader(ds, batch_size=6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = push(model, loader, progress=False)
+    e = explain(model, ds.tensors[0][:1], top_k=3)[0]
+    fig = plot_explanation(ds.tensors[0][0], e, res, ds, max_rows=2)
+    assert len(fig.axes) == 8
+    fig2 = plot_scoring_sheet(e)
+    bars = fig2.axes[0].patches
+    assert len(bars) == 4
+    assert math.isclose(sum(b.get_width() for b in bars), e.logit, rel_tol=1e-9)
+    near = nearest_patches(model, loader, k=3, progress=False)
+    fig3 = plot_nearest_patches(near, ds.tensors[0], prototype_classes=model.prototype_classes)
+    assert len(fig3.axes) == 6 * 3
+    plot_nearest_patches(near, lambda i: ds.tensors[0][i], prototypes=[0, 8])
+    plt.close("all")

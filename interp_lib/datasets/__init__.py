@@ -14,3 +14,16 @@ from ._base import TensorImageDataset, stratified_split, train_val_test_split
 from .birds import PARTS, VARIANTS, bird_classes, birds, render_birds
 from .digits import digits, digits_tensors
 from .objects import make_object, render_object, rotating_objects
+from .cub import CUB200, CUB_PART_NAMES
+from .folders import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    MNIST_MEAN,
+    MNIST_STD,
+    cifar10,
+    image_folder,
+    imagenet_transform,
+    mnist,
+)

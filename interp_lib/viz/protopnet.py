@@ -1,0 +1,227 @@
+"""ProtoPNet figures: "this looks like that", the scoring sheet, nearest training patches.
+
+Images are passed as tensors ``(C, H, W)`` (normalised inputs are min-max scaled for
+display). Source images of prototypes come from ``images``: a tensor ``(N, C, H, W)`` in
+the push loader's order, a dataset whose items are ``(image, label, ...)``, or a function
+``index -> image``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from .datasets import _to_rgb
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+
+    from ..protopnet.explain import Explanation, NearestPatches
+    from ..protopnet.push import PushResult
+
+__all__ = ["plot_explanation", "plot_nearest_patches", "plot_scoring_sheet"]
+
+
+def _getter(images: Any) -> Callable[[int], torch.Tensor]:
+    if isinstance(images, torch.Tensor):
+        if images.ndim != 4:
+            raise ValueError(
+                f"images must have shape (N, C, H, W), got {tuple(images.shape)}."
+            )
+        return lambda i: images[i]
+    if callable(images) and not hasattr(images, "__getitem__"):
+        return images
+    if hasattr(images, "__getitem__"):
+
+        def get(i: int) -> torch.Tensor:
+            item = images[i]
+            return item[0] if isinstance(item, tuple | list) else item
+
+        return get
+    raise TypeError(
+        "images must be a tensor (N, C, H, W), a dataset of (image, label, ...) or a "
+        f"function index -> image, got {type(images).__name__}."
+    )
+
+
+def _box(ax, box: Sequence[int], color: str = "yellow") -> None:
+    from matplotlib.patches import Rectangle
+
+    y0, y1, x0, x1 = (int(v) for v in box)
+    ax.add_patch(
+        Rectangle(
+            (x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor=color, lw=2
+        )
+    )
+
+
+def _show(ax, rgb, title: str | None = None) -> None:
+    ax.imshow(rgb.numpy())
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=9)
+
+
+def plot_explanation(
+    image: torch.Tensor,
+    explanation: Explanation,
+    push_result: PushResult,
+    images: Any,
+    *,
+    max_rows: int = 3,
+    heatmap_alpha: float = 0.45,
+) -> Figure:
+    """The paper's "this looks like that" figure for one image.
+
+    One row per top prototype: the test image with the prototype's similarity heat map
+    and 95th-percentile box; the prototype (its patch in its source image); the source
+    image with that box; and ``similarity x weight = points``.
+
+    Parameters
+    ----------
+    image : Tensor, shape (C, H, W)
+        The explained image.
+    explanation : Explanation
+        From :func:`interp_lib.protopnet.explain` for this image.
+    push_result : PushResult
+        From the last push: where each prototype comes from.
+    images : tensor, dataset or callable
+        Source images in the push loader's order (see module docstring).
+    max_rows : int
+        Prototypes shown (at most ``len(explanation.evidence)``).
+    heatmap_alpha : float
+        Opacity of the similarity heat map.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    get = _getter(images)
+    rows = explanation.evidence[: max(1, int(max_rows))]
+    fig, axes = plt.subplots(
+        len(rows), 4, figsize=(10, 2.6 * len(rows)), squeeze=False
+    )
+    test_rgb = _to_rgb(image)
+    for r, ev in enumerate(rows):
+        ax = axes[r]
+        _show(ax[0], test_rgb, "this (test image)" if r == 0 else None)
+        ax[0].imshow(ev.similarity_map.numpy(), cmap="jet", alpha=heatmap_alpha)
+        _box(ax[0], ev.box)
+        src = _to_rgb(get(int(push_result.sample_index[ev.index])))
+        y0, y1, x0, x1 = push_result.activation_box[ev.index].tolist()
+        _show(ax[1], src[y0:y1, x0:x1], "looks like that (prototype)" if r == 0 else None)
+        _show(ax[2], src, "prototype's source image" if r == 0 else None)
+        _box(ax[2], (y0, y1, x0, x1))
+        ax[3].axis("off")
+        ax[3].text(
+            0.0,
+            0.5,
+            f"prototype {ev.index} (class {ev.prototype_class})\n"
+            f"similarity {ev.similarity:.3f}\nx weight {ev.weight:.3f}\n"
+            f"= {ev.points:.3f} points",
+            va="center",
+            fontsize=10,
+        )
+    fig.suptitle(
+        f"class {explanation.target_class}: logit {explanation.logit:.3f} "
+        f"(predicted {explanation.predicted_class})"
+    )
+    fig.tight_layout()
+    return fig
+
+
+def plot_scoring_sheet(explanation: Explanation, *, ax=None) -> Figure:
+    """Bar chart of the points of the top prototypes, plus the rest, summing to the logit.
+
+    Parameters
+    ----------
+    explanation : Explanation
+    ax : matplotlib Axes, optional
+        Draw into it; a new figure otherwise.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6, 0.4 * len(explanation.evidence) + 1.5))
+    else:
+        fig = ax.figure
+    labels = [f"p{ev.index} (class {ev.prototype_class})" for ev in explanation.evidence]
+    values = [ev.points for ev in explanation.evidence]
+    colors = [
+        "tab:green" if ev.prototype_class == explanation.target_class else "tab:gray"
+        for ev in explanation.evidence
+    ]
+    labels.append("all other prototypes")
+    values.append(explanation.rest_points)
+    colors.append("tab:blue")
+    pos = list(range(len(values)))[::-1]
+    ax.barh(pos, values, color=colors)
+    ax.set_yticks(pos)
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_xlabel("points = similarity x weight")
+    ax.set_title(
+        f"class {explanation.target_class}: points sum to logit {explanation.logit:.3f}"
+    )
+    fig.tight_layout()
+    return fig
+
+
+def plot_nearest_patches(
+    nearest: NearestPatches,
+    images: Any,
+    *,
+    prototypes: Sequence[int] | None = None,
+    prototype_classes: torch.Tensor | None = None,
+    max_prototypes: int = 6,
+) -> Figure:
+    """The global view: each prototype's nearest training patches, nearest first.
+
+    Parameters
+    ----------
+    nearest : NearestPatches
+        From :func:`interp_lib.protopnet.nearest_patches`.
+    images : tensor, dataset or callable
+        The images of the loader ``nearest`` was computed on, in its order.
+    prototypes : sequence of int, optional
+        Which prototypes to show (default: the first ``max_prototypes``).
+    prototype_classes : Tensor, shape (P,), optional
+        To mark patches of another class (red titles).
+    max_prototypes : int
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    get = _getter(images)
+    num_p, k = nearest.sample_index.shape
+    if prototypes is None:
+        chosen = list(range(min(num_p, max(1, int(max_prototypes)))))
+    else:
+        chosen = [int(p) for p in prototypes]
+    fig, axes = plt.subplots(
+        len(chosen), k, figsize=(1.6 * k, 1.8 * len(chosen)), squeeze=False
+    )
+    for r, p in enumerate(chosen):
+        for c in range(k):
+            rgb = _to_rgb(get(int(nearest.sample_index[p, c])))
+            y0, y1, x0, x1 = nearest.box[p, c].tolist()
+            label = int(nearest.label[p, c])
+            _show(axes[r, c], rgb[y0:y1, x0:x1], f"y={label} d={nearest.distance[p, c]:.2f}")
+            if prototype_classes is not None and label != int(prototype_classes[p]):
+                axes[r, c].title.set_color("red")
+        axes[r, 0].set_ylabel(f"prototype {p}", fontsize=9)
+    fig.suptitle("nearest training patches (receptive fields), nearest first")
+    fig.tight_layout()
+    return fig
