@@ -1,0 +1,279 @@
+"""Scores for attribution maps: faithfulness (deletion, insertion) and localisation.
+
+Deletion and insertion follow RISE (Petsiuk et al. 2018): order pixels by decreasing
+saliency; deletion replaces them, ``step`` pixels at a time, by a substrate (zeros by
+default), insertion starts from a substrate (a blurred copy by default) and puts the
+original pixels back. The score at each step is the softmax probability of the class
+being explained (the originally predicted one by default); the AUC is the trapezoid rule
+over the fraction of pixels changed, on ``[0, 1]``. Lower deletion AUC and higher
+insertion AUC are better. Ties in the saliency are broken by pixel index (stable sort).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._utils import check_images, check_map, resolve_target
+
+
+@dataclass
+class PerturbationCurve:
+    """A deletion or insertion curve per image.
+
+    Attributes
+    ----------
+    fractions : Tensor, shape (S + 1,)
+        Fraction of pixels deleted/inserted at each step, from 0 to 1.
+    scores : Tensor, shape (N, S + 1)
+        Probability of the explained class at each step.
+    auc : Tensor, shape (N,)
+        Trapezoid area under ``scores`` over ``fractions``.
+    target : Tensor, shape (N,)
+        The class whose probability is tracked.
+    """
+
+    fractions: torch.Tensor
+    scores: torch.Tensor
+    auc: torch.Tensor
+    target: torch.Tensor
+
+
+def gaussian_blur(images: torch.Tensor, kernel_size: int = 11, sigma: float = 5.0) -> torch.Tensor:
+    """Separable Gaussian blur of ``(N, C, H, W)`` images (replicate padding).
+
+    RISE's insertion substrate uses ``kernel_size=11, sigma=5``.
+    """
+    r = kernel_size // 2
+    x = torch.arange(-r, r + 1, device=images.device, dtype=images.dtype)
+    k = torch.exp(-(x**2) / (2 * sigma**2))
+    k = k / k.sum()
+    c = images.shape[1]
+    out = F.pad(images, (r, r, 0, 0), mode="replicate")
+    out = F.conv2d(out, k.view(1, 1, 1, -1).expand(c, 1, 1, -1).contiguous(), groups=c)
+    out = F.pad(out, (0, 0, r, r), mode="replicate")
+    return F.conv2d(out, k.view(1, 1, -1, 1).expand(c, 1, -1, 1).contiguous(), groups=c)
+
+
+def _substrate(inputs: torch.Tensor, substrate: Any) -> torch.Tensor:
+    if isinstance(substrate, str):
+        if substrate == "zeros":
+            return torch.zeros_like(inputs)
+        if substrate == "blur":
+            return gaussian_blur(inputs)
+        if substrate == "mean":
+            return inputs.mean((2, 3), keepdim=True).expand_as(inputs)
+        raise ValueError(
+            f"substrate must be 'zeros', 'blur', 'mean', a number or a tensor, got {substrate!r}."
+        )
+    if isinstance(substrate, (int, float)):
+        return torch.full_like(inputs, float(substrate))
+    if isinstance(substrate, torch.Tensor):
+        return substrate.to(inputs.device, inputs.dtype).expand_as(inputs)
+    raise TypeError(
+        f"substrate must be a string, a number or a tensor, got {type(substrate).__name__}."
+    )
+
+
+@torch.no_grad()
+def perturbation_curve(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    saliency: torch.Tensor,
+    target: Any = None,
+    *,
+    kind: str,
+    substrate: Any,
+    step: int | None = None,
+    batch_size: int = 64,
+) -> PerturbationCurve:
+    """Shared engine of :func:`deletion` and :func:`insertion` (``kind`` picks which)."""
+    check_images(inputs)
+    if kind not in ("deletion", "insertion"):
+        raise ValueError(f"kind must be 'deletion' or 'insertion', got {kind!r}.")
+    saliency = check_map(saliency, inputs.shape).to(inputs.device)
+    n, _, h, w = inputs.shape
+    hw = h * w
+    step = w if step is None else int(step)
+    if step < 1:
+        raise ValueError(f"step must be a positive number of pixels, got {step}.")
+    logits = model(inputs)
+    t = resolve_target(model, inputs, target, logits=logits)
+    n_steps = math.ceil(hw / step)
+    counts = torch.clamp(torch.arange(n_steps + 1, device=inputs.device) * step, max=hw)
+    order = saliency.reshape(n, hw).float().argsort(dim=1, descending=True, stable=True)
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(hw, device=inputs.device).expand(n, hw))
+    rank = rank.view(n, 1, h, w)
+    sub = _substrate(inputs, substrate)
+    start, end = (inputs, sub) if kind == "deletion" else (sub, inputs)
+
+    total = n * (n_steps + 1)
+    scores = torch.empty(total, device=inputs.device, dtype=torch.float32)
+    for lo in range(0, total, batch_size):
+        idx = torch.arange(lo, min(lo + batch_size, total), device=inputs.device)
+        img, s = idx // (n_steps + 1), idx % (n_steps + 1)
+        changed = rank[img] < counts[s].view(-1, 1, 1, 1)  # (B, 1, H, W)
+        x = torch.where(changed, end[img], start[img])
+        prob = model(x).float().softmax(1)
+        scores[lo : lo + len(idx)] = prob.gather(1, t[img].view(-1, 1)).squeeze(1)
+    scores = scores.view(n, n_steps + 1)
+    fractions = counts.float() / hw
+    auc = torch.trapezoid(scores, fractions, dim=1)
+    return PerturbationCurve(fractions=fractions, scores=scores, auc=auc, target=t)
+
+
+def deletion(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    saliency: torch.Tensor,
+    target: Any = None,
+    *,
+    step: int | None = None,
+    substrate: Any = "zeros",
+    batch_size: int = 64,
+) -> PerturbationCurve:
+    """RISE deletion curve: remove the most salient pixels first (lower AUC is better).
+
+    Parameters
+    ----------
+    model : nn.Module
+        Classifier returning logits ``(N, K)``, in eval mode.
+    inputs : Tensor, shape (N, C, H, W)
+        Images (the model's input space, e.g. normalised).
+    saliency : Tensor, shape (N, 1, H, W) or (N, H, W)
+        Attribution maps at input resolution; higher means more important.
+    target : int, sequence, Tensor (N,), or None
+        Class whose probability is tracked; ``None``: the originally predicted class.
+    step : int, optional
+        Pixels changed per step; default the image width (RISE's 224 at 224 px).
+    substrate : {"zeros", "blur", "mean"}, float or Tensor
+        What deleted pixels become; "zeros" is 0 in the model's input space.
+    batch_size : int
+        Perturbed images per forward pass.
+
+    Returns
+    -------
+    PerturbationCurve
+        ``fractions (S+1,)``, ``scores (N, S+1)``, ``auc (N,)``, ``target (N,)``.
+    """
+    return perturbation_curve(
+        model, inputs, saliency, target, kind="deletion", substrate=substrate, step=step,
+        batch_size=batch_size,
+    )  # fmt: skip
+
+
+def insertion(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    saliency: torch.Tensor,
+    target: Any = None,
+    *,
+    step: int | None = None,
+    substrate: Any = "blur",
+    batch_size: int = 64,
+) -> PerturbationCurve:
+    """RISE insertion curve: add the most salient pixels first (higher AUC is better).
+
+    Starts from ``substrate`` (by default the image blurred with a Gaussian of size 11 and
+    sigma 5, as RISE) and puts back the original pixels in order of decreasing saliency.
+    Parameters and return value as :func:`deletion`.
+    """
+    return perturbation_curve(
+        model, inputs, saliency, target, kind="insertion", substrate=substrate, step=step,
+        batch_size=batch_size,
+    )  # fmt: skip
+
+
+def _as_map(saliency: torch.Tensor) -> torch.Tensor:
+    saliency = torch.as_tensor(saliency)
+    if saliency.ndim == 3:
+        saliency = saliency.unsqueeze(1)
+    if saliency.ndim != 4 or saliency.shape[1] != 1:
+        raise ValueError(
+            f"saliency must have shape (N, 1, H, W) or (N, H, W), got {tuple(saliency.shape)}."
+        )
+    return saliency
+
+
+def _check_masks(masks: torch.Tensor, shape: torch.Size | tuple) -> torch.Tensor:
+    masks = torch.as_tensor(masks)
+    if masks.ndim == 3:
+        masks = masks.unsqueeze(1)
+    if (
+        masks.ndim != 4
+        or masks.shape[1] != 1
+        or masks.shape[0] != shape[0]
+        or masks.shape[2:] != shape[2:]
+    ):
+        raise ValueError(
+            f"masks must have shape (N, H, W) or (N, 1, H, W) matching the saliency "
+            f"{tuple(shape)}, got {tuple(masks.shape)}. For part masks (N, parts, H, W) "
+            "pass masks.any(1) for the union or one part at a time."
+        )
+    return masks.bool()
+
+
+def pointing_game(
+    saliency: torch.Tensor, masks: torch.Tensor, *, tolerance: int = 0
+) -> torch.Tensor:
+    """Whether each map's maximum falls in the ground-truth region (Zhang et al. 2018).
+
+    Parameters
+    ----------
+    saliency : Tensor, shape (N, 1, H, W) or (N, H, W)
+    masks : Tensor of bool, shape (N, 1, H, W) or (N, H, W)
+        Ground-truth regions (a box, a part, the union of parts...).
+    tolerance : int
+        A hit also counts within this many pixels of the region (the original uses 15 at
+        224 px); 0 demands the maximum itself be inside.
+
+    Returns
+    -------
+    Tensor, shape (N,)
+        1.0 for a hit, 0.0 for a miss, NaN where the mask is empty (use ``nanmean``).
+        Ties for the maximum: the first pixel in row-major order is taken.
+    """
+    saliency = _as_map(saliency)
+    masks = _check_masks(masks, saliency.shape).to(saliency.device)
+    if tolerance > 0:
+        k = 2 * tolerance + 1
+        masks = F.max_pool2d(masks.float(), k, stride=1, padding=tolerance) > 0
+    n = saliency.shape[0]
+    top = saliency.reshape(n, -1).argmax(1)
+    hit = masks.reshape(n, -1).gather(1, top[:, None]).squeeze(1).float()
+    hit[~masks.reshape(n, -1).any(1)] = float("nan")
+    return hit
+
+
+def energy_in_mask(
+    saliency: torch.Tensor, masks: torch.Tensor, *, positive: bool = True
+) -> torch.Tensor:
+    """Share of the attribution energy inside a region (energy-based pointing game).
+
+    Parameters
+    ----------
+    saliency : Tensor, shape (N, 1, H, W) or (N, H, W)
+    masks : Tensor of bool, shape (N, 1, H, W) or (N, H, W)
+    positive : bool
+        Use only the positive part of the map (``ReLU``; Score-CAM's definition); else
+        the absolute value.
+
+    Returns
+    -------
+    Tensor, shape (N,)
+        ``sum(e * mask) / sum(e)`` in ``[0, 1]``; NaN for an all-zero map.
+    """
+    saliency = _as_map(saliency)
+    masks = _check_masks(masks, saliency.shape).to(saliency.device)
+    e = saliency.clamp(min=0) if positive else saliency.abs()
+    total = e.flatten(1).sum(1)
+    inside = (e * masks).flatten(1).sum(1)
+    out = inside / total
+    out[total == 0] = float("nan")
+    return out

@@ -1,0 +1,307 @@
+"""Do prototypes point at object parts? Consistency, stability (Huang et al. 2023), purity.
+
+All three start from the same object: for every image ``n`` and prototype ``p``, a box of
+side ``box_size`` centred on the maximum of the prototype's upsampled activation map, and
+the set of ground-truth parts that fall in that box, a boolean ``presence (N, P, J)``.
+
+- **Consistency**: prototype ``p`` is consistent when one part is in its box in at least
+  ``threshold`` (80 %) of the images of its class; the score is the share of consistent
+  prototypes.
+- **Stability**: the share of a prototype's class images whose part set is unchanged when
+  Gaussian noise (std 0.2, clipped to +-0.25 in normalised units, as Huang et al.'s code)
+  is added to the image; averaged over prototypes.
+- **Purity** (PIP-Net, Nauta et al. 2023): among the ``k`` images where the prototype is
+  most active, the share whose box holds the prototype's most frequent part; averaged.
+
+Huang et al. use a 72 x 72 box at 224 px (``half_size=36``); ``box_size=None`` scales that
+to the image. A part "falls in" the box when more than ``overlap`` of the box area is
+covered by its mask (``overlap=0``: any pixel, which is the keypoint rule when the masks
+mark keypoints).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from interp_lib.protopnet.boxes import upsample_maps
+
+from ._utils import check_images
+
+
+@dataclass
+class PrototypeScore:
+    """A score per prototype and its mean.
+
+    Attributes
+    ----------
+    score : float
+        Mean over prototypes (NaN ones, e.g. classes without images, ignored).
+    per_prototype : Tensor, shape (P,)
+    """
+
+    score: float
+    per_prototype: torch.Tensor
+
+
+def _score(per_prototype: torch.Tensor) -> PrototypeScore:
+    return PrototypeScore(float(per_prototype.nanmean()), per_prototype)
+
+
+def default_box_size(height: int, width: int) -> int:
+    """Huang et al.'s 72-pixel box at 224 px, scaled to the image (at least 1 pixel)."""
+    return max(1, round(72 / 224 * min(height, width)))
+
+
+@torch.no_grad()
+def activation_peaks(
+    similarity_maps: torch.Tensor,
+    size: tuple[int, int],
+    *,
+    interpolate_mode: str = "bicubic",
+    chunk: int = 256,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Peak value and pixel location of each upsampled prototype activation map.
+
+    Parameters
+    ----------
+    similarity_maps : Tensor, shape (N, P, h, w)
+        ``ProtoPNetOutput.similarities``.
+    size : (H, W)
+        Image size.
+
+    Returns
+    -------
+    values : Tensor, shape (N, P)
+    locations : Tensor of long, shape (N, P, 2)
+        ``(row, col)`` of the maximum of the upsampled map.
+    """
+    p = similarity_maps.shape[1]
+    values, flat = [], []
+    for lo in range(0, p, chunk):
+        up = upsample_maps(similarity_maps[:, lo : lo + chunk], size, interpolate_mode)
+        v, i = up.flatten(2).max(2)
+        values.append(v)
+        flat.append(i)
+    v, i = torch.cat(values, 1), torch.cat(flat, 1)
+    return v, torch.stack([i // size[1], i % size[1]], dim=-1)
+
+
+def box_part_presence(
+    locations: torch.Tensor,
+    part_masks: torch.Tensor,
+    *,
+    box_size: int | None = None,
+    overlap: float = 0.0,
+) -> torch.Tensor:
+    """Which parts fall in the box around each location.
+
+    Parameters
+    ----------
+    locations : Tensor of long, shape (N, P, 2)
+        Box centres ``(row, col)`` in pixels.
+    part_masks : Tensor, shape (N, J, H, W)
+        One binary mask per part (all-zero where a part is absent).
+    box_size : int, optional
+        Side of the square box, clipped at the image border; default
+        :func:`default_box_size`.
+    overlap : float
+        A part is present when its mask covers more than this share of the box.
+
+    Returns
+    -------
+    Tensor of bool, shape (N, P, J)
+    """
+    if part_masks.ndim != 4:
+        raise ValueError(
+            f"part_masks must have shape (N, parts, H, W), got {tuple(part_masks.shape)}."
+        )
+    n, j, h, w = part_masks.shape
+    if locations.shape[:1] != (n,) or locations.shape[-1] != 2:
+        raise ValueError(f"locations must have shape ({n}, P, 2), got {tuple(locations.shape)}.")
+    size = default_box_size(h, w) if box_size is None else int(box_size)
+    half = size // 2
+    # Summed-area table with a zero border: box sums by four lookups.
+    sat = torch.zeros(n, j, h + 1, w + 1, device=part_masks.device, dtype=torch.float64)
+    sat[:, :, 1:, 1:] = part_masks.double().cumsum(2).cumsum(3)
+    loc = locations.to(part_masks.device).long()
+    r0 = (loc[..., 0] - half).clamp(0, h)
+    c0 = (loc[..., 1] - half).clamp(0, w)
+    r1 = (loc[..., 0] - half + size).clamp(0, h)
+    c1 = (loc[..., 1] - half + size).clamp(0, w)
+    flat = sat.flatten(2)  # (N, J, (H+1)(W+1))
+
+    def at(r: torch.Tensor, c: torch.Tensor) -> torch.Tensor:  # (N, P) -> (N, P, J)
+        idx = (r * (w + 1) + c).unsqueeze(1).expand(n, j, -1)
+        return flat.gather(2, idx).transpose(1, 2)
+
+    inside = at(r1, c1) - at(r0, c1) - at(r1, c0) + at(r0, c0)
+    area = ((r1 - r0) * (c1 - c0)).unsqueeze(-1).double()
+    return inside > overlap * area + 1e-9
+
+
+def _own(labels: torch.Tensor, prototype_classes: torch.Tensor) -> torch.Tensor:
+    return labels.view(-1, 1).to(prototype_classes.device) == prototype_classes.view(1, -1)
+
+
+def consistency(
+    presence: torch.Tensor,
+    labels: torch.Tensor,
+    prototype_classes: torch.Tensor,
+    *,
+    threshold: float = 0.8,
+) -> PrototypeScore:
+    """Share of prototypes that find one part in ``threshold`` of their class's images.
+
+    Parameters
+    ----------
+    presence : Tensor of bool, shape (N, P, J)
+        From :func:`box_part_presence`.
+    labels : Tensor of long, shape (N,)
+    prototype_classes : Tensor of long, shape (P,)
+
+    Returns
+    -------
+    PrototypeScore
+        ``per_prototype`` is 1.0 (consistent), 0.0, or NaN (no image of its class).
+    """
+    own = _own(labels, prototype_classes).to(presence.device).double()  # (N, P)
+    count = own.sum(0)
+    freq = torch.einsum("np,npj->pj", own, presence.double()) / count.clamp(min=1)[:, None]
+    per = (freq.amax(1) >= threshold).double()
+    per[count == 0] = float("nan")
+    return _score(per)
+
+
+def stability(
+    presence: torch.Tensor,
+    presence_noisy: torch.Tensor,
+    labels: torch.Tensor,
+    prototype_classes: torch.Tensor,
+) -> PrototypeScore:
+    """Share of a prototype's class images whose part set survives input noise.
+
+    Parameters
+    ----------
+    presence, presence_noisy : Tensor of bool, shape (N, P, J)
+        Part presence on the clean and on the perturbed images.
+    labels : Tensor of long, shape (N,)
+    prototype_classes : Tensor of long, shape (P,)
+    """
+    if presence.shape != presence_noisy.shape:
+        raise ValueError(
+            f"presence shapes differ: {tuple(presence.shape)} vs {tuple(presence_noisy.shape)}."
+        )
+    own = _own(labels, prototype_classes).to(presence.device).double()
+    same = (presence == presence_noisy).all(2).double()
+    count = own.sum(0)
+    per = (own * same).sum(0) / count.clamp(min=1)
+    per[count == 0] = float("nan")
+    return _score(per)
+
+
+def purity(
+    presence: torch.Tensor,
+    activations: torch.Tensor,
+    *,
+    k: int = 10,
+    labels: torch.Tensor | None = None,
+    prototype_classes: torch.Tensor | None = None,
+) -> PrototypeScore:
+    """PIP-Net purity: share of a prototype's top-``k`` patches holding its commonest part.
+
+    Parameters
+    ----------
+    presence : Tensor of bool, shape (N, P, J)
+        Parts in the box around each image's peak.
+    activations : Tensor, shape (N, P)
+        Peak activation of each prototype on each image (ranks the patches).
+    k : int
+        Number of top patches (one per image).
+    labels, prototype_classes : optional
+        When both are given, only images of the prototype's own class are ranked.
+    """
+    scores = activations.double().clone()
+    if (labels is None) != (prototype_classes is None):
+        raise ValueError("give both labels and prototype_classes, or neither.")
+    if labels is not None:
+        scores[~_own(labels, prototype_classes).to(scores.device)] = float("-inf")
+    kk = min(int(k), scores.shape[0])
+    top_v, top_i = scores.topk(kk, dim=0)  # (k, P)
+    valid = torch.isfinite(top_v).double()  # (k, P)
+    p_idx = torch.arange(scores.shape[1], device=scores.device).expand(kk, -1)
+    hits = presence[top_i, p_idx].double() * valid[..., None]  # (k, P, J)
+    n_valid = valid.sum(0)
+    per = hits.sum(0).amax(1) / n_valid.clamp(min=1)
+    per[n_valid == 0] = float("nan")
+    return _score(per)
+
+
+@torch.no_grad()
+def prototype_part_metrics(
+    protopnet: nn.Module,
+    images: torch.Tensor,
+    part_masks: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    box_size: int | None = None,
+    overlap: float = 0.0,
+    threshold: float = 0.8,
+    k: int = 10,
+    noise_std: float = 0.2,
+    noise_clip: float | None = 0.25,
+    batch_size: int = 32,
+    seed: int = 0,
+) -> dict[str, PrototypeScore]:
+    """Consistency, stability and purity of a ProtoPNet's prototypes on annotated images.
+
+    Parameters
+    ----------
+    protopnet : ProtoPNet
+        With ``forward_all`` and ``prototype_classes``; put it in ``eval()`` mode.
+    images : Tensor, shape (N, C, H, W)
+        Normalised images (noise is added in this space).
+    part_masks : Tensor, shape (N, J, H, W)
+        Binary part masks.
+    labels : Tensor of long, shape (N,)
+    noise_std, noise_clip : float
+        Stability noise: Gaussian of this std, clipped to +-``noise_clip`` (None: no clip).
+    k : int
+        Purity's top patches, ranked among the prototype's own-class images.
+
+    Returns
+    -------
+    dict
+        ``{"consistency", "stability", "purity"}`` -> :class:`PrototypeScore`.
+    """
+    check_images(images, "images")
+    if part_masks.shape[0] != images.shape[0] or part_masks.shape[2:] != images.shape[2:]:
+        raise ValueError(
+            f"part_masks {tuple(part_masks.shape)} must be (N, parts, H, W) matching the "
+            f"images {tuple(images.shape)}."
+        )
+    device = images.device
+    g = torch.Generator().manual_seed(seed)
+    size = tuple(images.shape[-2:])
+    pres, pres_noisy, acts = [], [], []
+    for lo in range(0, images.shape[0], batch_size):
+        x = images[lo : lo + batch_size]
+        m = part_masks[lo : lo + batch_size].to(device)
+        noise = noise_std * torch.randn(x.shape, generator=g)
+        if noise_clip is not None:
+            noise = noise.clamp(-noise_clip, noise_clip)
+        for xi, store in ((x, pres), (x + noise.to(device, x.dtype), pres_noisy)):
+            v, loc = activation_peaks(protopnet.forward_all(xi).similarities, size)
+            store.append(box_part_presence(loc, m, box_size=box_size, overlap=overlap))
+            if store is pres:
+                acts.append(v)
+    presence, noisy, act = torch.cat(pres), torch.cat(pres_noisy), torch.cat(acts)
+    classes = protopnet.prototype_classes.to(device)
+    labels = torch.as_tensor(labels, device=device).long()
+    return {
+        "consistency": consistency(presence, labels, classes, threshold=threshold),
+        "stability": stability(presence, noisy, labels, classes),
+        "purity": purity(presence, act, k=k, labels=labels, prototype_classes=classes),
+    }
