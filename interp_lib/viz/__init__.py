@@ -8,3 +8,4 @@ from .id import plot_scaling, plot_spectrum, plot_twonn_fit  # noqa: E402
 from .datasets import PART_COLORS, overlay_masks, sample_grid
 from .profile import plot_profile  # noqa: E402
 from .protopnet import plot_explanation, plot_nearest_patches, plot_scoring_sheet  # noqa: F401
+from .baselines import plot_attributions  # noqa: F401
