@@ -91,3 +91,21 @@ def test_errors():
     with pytest.raises(ValueError, match="remove all 4 prototypes"):
         prune(only_12, loader(labels=0), k=6, threshold=1, progress=False)
     assert only_12.num_prototypes == 4  # untouched on error
+
+
+def test_retrain_last_layer_changes_only_the_last_layer_and_lowers_the_loss():
+    from interp_lib.protopnet import retrain_last_layer
+
+    model = make(5)
+    model.train()
+    dl = loader(n=12)
+    frozen = {k: v.clone() for k, v in model.state_dict().items() if "last_layer" not in k}
+    flags = {k: p.requires_grad for k, p in model.named_parameters()}
+    history = retrain_last_layer(model, dl, epochs=8, lr=0.05, progress=False)
+    assert len(history) == 8 and set(history[0]) == {"epoch", "ce", "l1", "loss", "accuracy"}
+    assert history[-1]["loss"] < history[0]["loss"]
+    for k, v in model.state_dict().items():
+        if "last_layer" not in k:
+            assert torch.equal(v, frozen[k]), k  # batch-norm statistics included
+    assert flags == {k: p.requires_grad for k, p in model.named_parameters()}
+    assert model.training

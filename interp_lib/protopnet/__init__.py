@@ -11,6 +11,7 @@
 :func:`explain`                    scoring sheets: similarity x weight = points
 :func:`nearest_patches`            the k nearest training patches of each prototype
 :func:`prune`                      remove prototypes whose neighbours are off-class
+:func:`retrain_last_layer`         the last-layer stage alone (after pruning)
 =================================  ===============================================
 
 The pure math (distances, similarities, costs) lives in
@@ -34,7 +35,7 @@ from .losses import (
     separation_cost,
 )
 from .model import ProtoPNet, ProtoPNetOutput
-from .prune import PruneResult, prune
+from .prune import PruneResult, prune, retrain_last_layer
 from .push import PushResult, push
 from .receptive_field import ReceptiveField, module_receptive_field, receptive_field_box
 
@@ -60,6 +61,7 @@ __all__ = [
     "prune",
     "push",
     "receptive_field_box",
+    "retrain_last_layer",
     "separation_cost",
     "small_cnn",
 ]

@@ -3,7 +3,8 @@
 A prototype whose ``k`` nearest training patches (one per image) mostly come from other
 classes is not class-specific: with ``k = 6`` and ``threshold = 3`` it is removed when
 fewer than 3 of its 6 nearest patches come from its own class. Afterwards retrain the
-last layer (the paper's last-layer stage: CE + L1 on the last layer only).
+last layer (the paper's last-layer stage: CE + L1 on the last layer only), with
+:func:`retrain_last_layer` or a ``fit`` schedule.
 """
 
 from __future__ import annotations
@@ -13,10 +14,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from .._validation import check_int
+from . import functional as PF
 from .explain import NearestPatches, nearest_patches
+from .losses import l1_cost
 from .model import ProtoPNet
+from .push import _progress, model_device, split_batch
 
 
 @dataclass
@@ -56,7 +61,7 @@ def prune(
     The model is modified in place (:meth:`ProtoPNet.remove_prototypes`): prototype
     vectors, ``class_identity`` and last-layer columns shrink together, and
     ``model.config`` records the new per-class counts. Build a new optimiser and retrain
-    the last layer afterwards.
+    the last layer afterwards (:func:`retrain_last_layer`).
 
     Parameters
     ----------
@@ -104,3 +109,85 @@ def prune(
     if removed:
         model.remove_prototypes(removed)
     return PruneResult(removed=removed, kept=kept, own_class_count=own.cpu(), nearest=nearest)
+
+
+def retrain_last_layer(
+    model: ProtoPNet,
+    loader: Iterable,
+    *,
+    epochs: int = 20,
+    lr: float = 1e-4,
+    l1: float = 1e-4,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+) -> list[dict[str, float]]:
+    """Train the last layer only, with ``CE + l1 * L1`` (the paper's last-layer stage).
+
+    The rest of the model is frozen and kept in eval mode (its batch-norm statistics do
+    not move); the previous mode is restored. Adam with learning rate ``lr``, as in the
+    paper (``1e-4``, 20 passes).
+
+    Parameters
+    ----------
+    model : ProtoPNet
+    loader : iterable of (x, y, ...)
+        Training images (augmented and shuffled is fine).
+    epochs : int
+        Passes over ``loader``.
+    lr : float
+        Adam learning rate.
+    l1 : float
+        Weight of the L1 cost on off-class connections.
+    device : torch.device or str, optional
+    progress : bool
+
+    Returns
+    -------
+    list of dict
+        Per epoch: ``epoch``, ``ce``, ``l1``, ``loss`` and ``accuracy`` (means over
+        images).
+    """
+    epochs = check_int(epochs, "epochs")
+    device = model_device(model, device)
+    opt = torch.optim.Adam(model.last_layer.parameters(), lr=lr)
+    was_training = model.training
+    model.eval()
+    history: list[dict[str, float]] = []
+    try:
+        for epoch in range(epochs):
+            sums = torch.zeros(4, dtype=torch.float64, device=device)
+            seen = 0
+            for b, batch in enumerate(
+                _progress(loader, progress, f"last layer {epoch + 1}/{epochs}")
+            ):
+                x, y = split_batch(batch, model.num_classes, device)
+                with torch.no_grad():
+                    min_d = PF.min_pool(model.distances(model.latent(x)))
+                    act = PF.similarity(min_d, model.similarity, model.eps)
+                logits = model.last_layer(act)
+                ce = F.cross_entropy(logits, y)
+                l1_term = l1_cost(model.last_layer.weight, model.class_identity)
+                loss = ce + l1 * l1_term
+                if not bool(torch.isfinite(loss)):
+                    raise FloatingPointError(
+                        f"non-finite last-layer loss at epoch {epoch}, batch {b}; lower lr."
+                    )
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                n = x.shape[0]
+                with torch.no_grad():
+                    acc = (logits.argmax(1) == y).double().sum()
+                    sums += torch.stack(
+                        (ce.double() * n, l1_term.double() * n, loss.double() * n, acc)
+                    )
+                seen += n
+            if seen == 0:
+                raise ValueError("the loader yielded no images.")
+            ce_m, l1_m, loss_m, acc_m = (sums / seen).tolist()
+            history.append(
+                {"epoch": float(epoch), "ce": ce_m, "l1": l1_m, "loss": loss_m, "accuracy": acc_m}
+            )
+    finally:
+        model.train(was_training)
+    return history
