@@ -104,3 +104,19 @@ def test_pointing_game_and_energy() -> None:
     assert torch.isnan(energy_in_mask(torch.zeros(1, 1, 4, 4), m)).all()
     with pytest.raises(ValueError, match="part masks"):
         pointing_game(sal, torch.zeros(3, 2, 8, 8, dtype=torch.bool))
+
+
+def test_keypoint_and_box_masks() -> None:
+    from interp_lib.baselines.masks import boxes_to_region_masks, keypoints_to_masks
+
+    kp = torch.tensor([[[2.4, 3.7, 1.0], [5.0, 5.0, 0.0], [-3.0, 1.0, 1.0]]])
+    m = keypoints_to_masks(kp, (6, 8))
+    assert m.shape == (1, 3, 6, 8)
+    assert m[0, 0].nonzero().tolist() == [[3, 2]]  # row = floor(y), col = floor(x)
+    assert not m[0, 1].any() and not m[0, 2].any()  # invisible, outside the image
+    disk = keypoints_to_masks(kp, (6, 8), radius=1.0)
+    assert int(disk[0, 0].sum()) == 5
+    box = boxes_to_region_masks(torch.tensor([[1.0, 2.0, 3.0, 2.0]]), (5, 6))
+    assert box[0].nonzero().tolist() == [[r, c] for r in (2, 3) for c in (1, 2, 3)]
+    same = boxes_to_region_masks(torch.tensor([[1.0, 2.0, 4.0, 4.0]]), (5, 6), box_format="xyxy")
+    assert torch.equal(box, same)
