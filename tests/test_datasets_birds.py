@@ -132,3 +132,17 @@ def test_train_val_test_split_is_stratified_disjoint_and_seeded(plain):
     j = int(torch.nonzero((plain.images == tr.images[0]).all(dim=(1, 2, 3)))[0])
     assert torch.equal(plain.masks[j], tr.masks[0])
     assert tr.part_names == plain.part_names
+
+
+def test_pickles_and_batches_with_masks():
+    import pickle
+
+    from torch.utils.data import DataLoader
+
+    ds = birds(2, classes=3, size=32, return_masks=True)
+    again = pickle.loads(pickle.dumps(ds))  # DataLoader workers pickle the dataset
+    assert torch.equal(again.masks, ds.masks) and again.part_names == ds.part_names
+    xb, yb, mb = next(iter(DataLoader(ds, batch_size=4)))
+    assert xb.shape == (4, 3, 32, 32) and yb.shape == (4,) and mb.shape == (4, len(PARTS), 32, 32)
+    with pytest.raises(AttributeError):
+        _ = ds.no_such_thing
