@@ -19,6 +19,7 @@ The pure math (distances, similarities, costs) lives in
 """
 
 from .backbones import available_backbones, build_backbone, small_cnn
+from .checkpoint import load_checkpoint, save_checkpoint
 from .explain import (
     Explanation,
     NearestPatches,
@@ -26,6 +27,7 @@ from .explain import (
     explain,
     nearest_patches,
 )
+from .history import EpochRecord, History, NonFiniteLossError
 from .losses import (
     LossWeights,
     average_separation,
@@ -38,23 +40,32 @@ from .model import ProtoPNet, ProtoPNetOutput
 from .prune import PruneResult, prune, retrain_last_layer
 from .push import PushResult, push
 from .receptive_field import ReceptiveField, module_receptive_field, receptive_field_box
+from .stages import Schedule, Stage
+from .train import fit
 
 __all__ = [
+    "EpochRecord",
     "Explanation",
+    "History",
     "LossWeights",
     "NearestPatches",
+    "NonFiniteLossError",
     "ProtoPNet",
     "ProtoPNetOutput",
     "PrototypeEvidence",
     "PruneResult",
     "PushResult",
     "ReceptiveField",
+    "Schedule",
+    "Stage",
     "available_backbones",
     "average_separation",
     "build_backbone",
     "cluster_cost",
     "explain",
+    "fit",
     "l1_cost",
+    "load_checkpoint",
     "module_receptive_field",
     "nearest_patches",
     "protopnet_loss",
@@ -62,6 +73,7 @@ __all__ = [
     "push",
     "receptive_field_box",
     "retrain_last_layer",
+    "save_checkpoint",
     "separation_cost",
     "small_cnn",
 ]

@@ -1,0 +1,215 @@
+"""Training stages of ProtoPNet as data: the :class:`Stage` enum and the :class:`Schedule`.
+
+The paper (Chen et al., NeurIPS 2019, and its released code) trains in four stages:
+
+- **warm-up** (first 5 epochs): the backbone is frozen; add-on layers and prototypes learn
+  with Adam, lr 3e-3 (weight decay 1e-3 on the add-on layers only);
+- **joint**: backbone (lr 1e-4), add-on (3e-3) and prototypes (3e-3) learn together, weight
+  decay 1e-3 on backbone and add-on, step decay x0.1 every 5 joint epochs;
+- **push** (every 10 epochs from epoch 10): each prototype is projected onto its nearest
+  own-class training patch (:func:`interp_lib.protopnet.push`);
+- **last layer** (after every push): only the last layer learns (lr 1e-4, no weight
+  decay) for 20 passes with cross-entropy + L1 (the other loss terms have no gradient).
+
+The last layer is *not* trained during warm-up and joint epochs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass
+
+from torch import nn
+
+from .._validation import check_choice, check_int
+
+__all__ = ["Schedule", "Stage", "Step", "parameter_groups", "set_trainable"]
+
+
+class Stage(str, enum.Enum):
+    """A stage of ProtoPNet training (its value is the string used in logs and checkpoints)."""
+
+    WARMUP = "warmup"
+    JOINT = "joint"
+    PUSH = "push"
+    LAST_LAYER = "last_layer"
+
+
+#: Which parameter groups learn in each stage (groups of :func:`parameter_groups`).
+TRAINABLE: dict[Stage, tuple[str, ...]] = {
+    Stage.WARMUP: ("add_on", "prototypes"),
+    Stage.JOINT: ("features", "add_on", "prototypes"),
+    Stage.PUSH: (),
+    Stage.LAST_LAYER: ("last_layer",),
+}
+
+
+def parameter_groups(model: nn.Module) -> dict[str, list[nn.Parameter]]:
+    """The four parameter groups of a ProtoPNet: ``features``, ``add_on``, ``prototypes``,
+    ``last_layer``.
+
+    Raises
+    ------
+    TypeError
+        If ``model`` lacks one of the attributes ``features``, ``add_on``, ``prototypes``,
+        ``last_layer`` (pass the :class:`~interp_lib.protopnet.ProtoPNet` itself, not a
+        ``DistributedDataParallel`` wrapper).
+    """
+    missing = [
+        a for a in ("features", "add_on", "prototypes", "last_layer") if not hasattr(model, a)
+    ]
+    if missing:
+        raise TypeError(
+            f"expected a ProtoPNet with attributes features, add_on, prototypes and "
+            f"last_layer; {type(model).__name__} lacks {missing}. Pass the ProtoPNet itself "
+            "(fit wraps it in DistributedDataParallel when needed)."
+        )
+    return {
+        "features": list(model.features.parameters()),
+        "add_on": list(model.add_on.parameters()),
+        "prototypes": [model.prototypes],
+        "last_layer": list(model.last_layer.parameters()),
+    }
+
+
+def set_trainable(model: nn.Module, stage: Stage | str) -> None:
+    """Set ``requires_grad`` of every parameter group for ``stage`` (see :data:`TRAINABLE`).
+
+    Only the intended groups receive gradients afterwards; e.g. in ``Stage.WARMUP`` the
+    backbone and the last layer are frozen.
+    """
+    stage = Stage(stage)
+    for name, params in parameter_groups(model).items():
+        flag = name in TRAINABLE[stage]
+        for p in params:
+            p.requires_grad_(flag)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One unit of work of a schedule: a training epoch, a push, or a last-layer pass."""
+
+    epoch: int
+    stage: Stage
+    pass_index: int = 0  # 0..last_layer_passes-1 for Stage.LAST_LAYER, else 0
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When each stage runs and with which optimiser settings (defaults: the paper's).
+
+    Epochs are counted from 0. Epochs ``0 .. warmup_epochs-1`` are warm-up, later ones
+    joint. After epoch ``e`` a push happens when ``e >= push_start`` and
+    ``e % push_every == 0`` (as in the released code), followed by ``last_layer_passes``
+    passes that train the last layer only.
+
+    Parameters
+    ----------
+    epochs : int
+        Number of warm-up + joint epochs. The released code sets 1000 and keeps the best
+        pushed model; on CPU use :meth:`quick`.
+    warmup_epochs : int
+        Epochs with a frozen backbone (5).
+    push_start, push_every : int
+        First push epoch (10) and push period (10).
+    final_push : bool
+        Also push after the last epoch if it is not a push epoch, so the final model is
+        always a pushed one (the released code does not; it keeps the best pushed model).
+    last_layer_passes : int
+        Last-layer-only passes after each push (20).
+    warmup_lr_add_on, warmup_lr_prototypes : float
+        Adam learning rates in warm-up (3e-3, 3e-3).
+    joint_lr_features, joint_lr_add_on, joint_lr_prototypes : float
+        Adam learning rates in joint training (1e-4, 3e-3, 3e-3).
+    last_layer_lr : float
+        Adam learning rate of the last layer after a push (1e-4).
+    weight_decay : float
+        L2 weight decay (Adam's ``weight_decay``) of the add-on layers and, in joint
+        training, the backbone (1e-3). Prototypes and last layer have none.
+    lr_step_size, lr_gamma : int, float
+        Joint learning rates are multiplied by ``lr_gamma`` (0.1) every ``lr_step_size``
+        (5) joint epochs: joint epoch ``j`` uses ``lr * gamma ** (j // step)``. (The
+        released code calls ``scheduler.step()`` before each epoch, which makes the first
+        decay come one epoch early.)
+    select : {"pushed", "any"}
+        Which states are candidates for model selection on the validation split: only
+        states right after a push or a last-layer pass (the paper's interpretable models),
+        or every evaluated state.
+    """
+
+    epochs: int = 1000
+    warmup_epochs: int = 5
+    push_start: int = 10
+    push_every: int = 10
+    final_push: bool = True
+    last_layer_passes: int = 20
+    warmup_lr_add_on: float = 3e-3
+    warmup_lr_prototypes: float = 3e-3
+    joint_lr_features: float = 1e-4
+    joint_lr_add_on: float = 3e-3
+    joint_lr_prototypes: float = 3e-3
+    last_layer_lr: float = 1e-4
+    weight_decay: float = 1e-3
+    lr_step_size: int = 5
+    lr_gamma: float = 0.1
+    select: str = "pushed"
+
+    def __post_init__(self) -> None:
+        check_int(self.epochs, "epochs", minimum=1)
+        check_int(self.warmup_epochs, "warmup_epochs", minimum=0)
+        check_int(self.push_start, "push_start", minimum=0)
+        check_int(self.push_every, "push_every", minimum=1)
+        check_int(self.last_layer_passes, "last_layer_passes", minimum=0)
+        check_int(self.lr_step_size, "lr_step_size", minimum=1)
+        check_choice(self.select, "select", ("pushed", "any"))
+        for f in dataclasses.fields(self):
+            if f.name.endswith(("_lr", "_lr_add_on", "_lr_prototypes", "_lr_features")) or (
+                f.name in ("weight_decay", "lr_gamma")
+            ):
+                v = getattr(self, f.name)
+                if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
+                    raise ValueError(f"{f.name} must be a non-negative number, got {v!r}.")
+
+    @classmethod
+    def quick(cls, epochs: int = 10, **overrides) -> Schedule:
+        """A short CPU preset for the book: a small backbone trained from scratch.
+
+        ``epochs`` (10) epochs: 2 warm-up, pushes after epoch 5 and after the last
+        epoch, 5 last-layer passes, a 10x faster backbone learning rate (1e-3, since the
+        small backbone is not pretrained) and a step decay every 5 joint epochs. Any field
+        can be overridden by keyword.
+        """
+        kw = dict(
+            epochs=epochs,
+            warmup_epochs=2,
+            push_start=5,
+            push_every=5,
+            last_layer_passes=5,
+            joint_lr_features=1e-3,
+            lr_step_size=5,
+        )
+        kw.update(overrides)
+        return cls(**kw)
+
+    def stage_of_epoch(self, epoch: int) -> Stage:
+        """``Stage.WARMUP`` for the first ``warmup_epochs`` epochs, else ``Stage.JOINT``."""
+        return Stage.WARMUP if epoch < self.warmup_epochs else Stage.JOINT
+
+    def push_epochs(self) -> list[int]:
+        """The epochs after which a push (and the last-layer passes) happens."""
+        out = [e for e in range(self.epochs) if e >= self.push_start and e % self.push_every == 0]
+        if self.final_push and (not out or out[-1] != self.epochs - 1):
+            out.append(self.epochs - 1)
+        return out
+
+    def steps(self) -> list[Step]:
+        """The whole run as a flat list of :class:`Step` (what ``fit`` executes, in order)."""
+        pushes = set(self.push_epochs())
+        out: list[Step] = []
+        for e in range(self.epochs):
+            out.append(Step(e, self.stage_of_epoch(e)))
+            if e in pushes:
+                out.append(Step(e, Stage.PUSH))
+                out.extend(Step(e, Stage.LAST_LAYER, i) for i in range(self.last_layer_passes))
+        return out

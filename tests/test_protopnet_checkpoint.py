@@ -1,0 +1,158 @@
+"""Safe atomic checkpoints and bit-exact resume of fit()."""
+
+from __future__ import annotations
+
+import os
+import pickle
+
+import pytest
+import torch
+from _protopnet_toy import Jitter, loaders, no_push, one_thread, squares, tiny_model, with_push
+from torch.utils.data import DataLoader
+
+from interp_lib.protopnet.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from interp_lib.protopnet.stages import Stage
+from interp_lib.protopnet.train import fit
+
+_ = one_thread  # autouse fixture: one torch thread for tiny models
+
+
+def test_roundtrip_rebuilds_the_same_model(tmp_path):
+    model = tiny_model(seed=3).eval()
+    path = save_checkpoint(tmp_path / "sub" / "m.pt", model, epoch=7, note="hi")
+    assert os.listdir(tmp_path / "sub") == ["m.pt"]  # no temporary file left behind
+    loaded = load_checkpoint(path)
+    assert loaded.config == model.config
+    x, _ = squares(4)[:]
+    assert torch.equal(loaded(x), model(x))
+    payload = read_checkpoint(path)
+    assert payload["epoch"] == 7 and payload["note"] == "hi"
+    # overwriting replaces the file atomically
+    with torch.no_grad():
+        model.prototypes.zero_()
+    save_checkpoint(path, model)
+    assert torch.equal(load_checkpoint(path).prototypes, torch.zeros_like(model.prototypes))
+    assert os.listdir(tmp_path / "sub") == ["m.pt"]
+
+
+def test_custom_backbone_needs_the_module(tmp_path):
+    from interp_lib.protopnet import ProtoPNet, small_cnn
+
+    trunk = small_cnn(widths=(4,), batch_norm=False)
+    model = ProtoPNet(trunk, num_classes=2, prototypes_per_class=1, prototype_dim=4)
+    path = save_checkpoint(tmp_path / "c.pt", model)
+    with pytest.raises(ValueError, match="custom backbone"):
+        load_checkpoint(path)
+    loaded = load_checkpoint(path, backbone=small_cnn(widths=(4,), batch_norm=False))
+    assert torch.equal(loaded.features[0].weight, trunk[0].weight)
+
+
+def test_unsafe_training_state_is_refused_at_save(tmp_path):
+    with pytest.raises(TypeError, match="safe checkpoint"):
+        save_checkpoint(tmp_path / "x.pt", tiny_model(), stage=Stage.JOINT)
+    with pytest.raises(ValueError, match="reserved"):
+        save_checkpoint(tmp_path / "x.pt", tiny_model(), config={})
+    assert not (tmp_path / "x.pt").exists()
+
+
+class _Payload:
+    """Unpickling this runs ``exec``: it creates the file named by ``marker``."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').close()",))
+
+
+@pytest.mark.parametrize("how", ["torch.save", "pickle"])
+def test_malicious_checkpoint_is_refused_without_running_its_payload(tmp_path, how):
+    marker = tmp_path / "pwned"
+    model = tiny_model()
+    evil = {"config": model.config, "state_dict": model.state_dict(), "x": _Payload(str(marker))}
+    path = tmp_path / "evil.pt"
+    if how == "torch.save":
+        torch.save(evil, path)
+    else:
+        with open(path, "wb") as f:
+            pickle.dump(evil, f, protocol=2)
+    with pytest.raises(ValueError, match="not a safe interp_lib checkpoint"):
+        load_checkpoint(path)
+    with pytest.raises(ValueError, match="Nothing in it was executed"):
+        fit(tiny_model(), loaders()[0], schedule=no_push(1), checkpoint=path, resume=True,
+            progress=False)  # fmt: skip
+    assert not marker.exists()
+    # the payload is live: an unsafe load runs it
+    if how == "torch.save":
+        torch.load(path, weights_only=False)
+    else:
+        with open(path, "rb") as f:
+            pickle.load(f)
+    assert marker.exists()
+
+
+def test_not_a_checkpoint(tmp_path):
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "w.pt")
+    with pytest.raises(ValueError, match="'config' and 'state_dict'"):
+        load_checkpoint(tmp_path / "w.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file")
+    with pytest.raises(ValueError):
+        load_checkpoint(tmp_path / "junk.pt")
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+class _Kill(Exception):
+    pass
+
+
+def _run(tmp_path, name, *, kill_at=None, resume=False, model_seed=0, push=False):
+    # augmentation noise from torch's global RNG + a shuffling loader: resuming must
+    # restore the RNG states exactly to repeat the run
+    train = DataLoader(Jitter(squares(48)), batch_size=16, shuffle=True)
+    val = DataLoader(squares(16, seed=1), batch_size=16)
+
+    def callback(rec):
+        if kill_at is not None and rec.step == kill_at:
+            raise _Kill
+
+    model = tiny_model(seed=model_seed)
+    if push:  # warmup 0, joint 1, push 1, last 1 x2, joint 2, push 2, last 2 x2
+        schedule, push_ld = with_push(epochs=3, lr_step_size=1), DataLoader(squares(48))
+    else:
+        schedule, push_ld = no_push(epochs=4, lr_step_size=2, select="any"), None
+    h = fit(model, train, val_loader=val, push_loader=push_ld, schedule=schedule,
+            checkpoint=tmp_path / name, resume=resume, callback=callback,
+            restore_best=False, progress=False, seed=123)  # fmt: skip
+    return model, h
+
+
+@pytest.mark.filterwarnings("ignore:.*share a source patch")
+@pytest.mark.parametrize(("kill_at", "push"), [(0, False), (2, False), (3, True), (6, True)])
+def test_resume_after_kill_ends_with_the_same_weights(tmp_path, kill_at, push):
+    ref, ref_h = _run(tmp_path, "ref.pt", push=push)
+    with pytest.raises(_Kill):
+        _run(tmp_path, "run.pt", kill_at=kill_at, push=push)
+    assert read_checkpoint(tmp_path / "run.pt")["next_step"] == kill_at + 1
+    # a fresh process would build a fresh model: another init, overwritten by the resume
+    resumed, h = _run(tmp_path, "run.pt", resume=True, model_seed=99, push=push)
+    for (k, a), b in zip(ref.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+    assert [r.train for r in h] == [r.train for r in ref_h]
+    assert [r.val for r in h] == [r.val for r in ref_h]
+    assert h.best_step == ref_h.best_step
+
+
+def test_resume_refuses_another_schedule_or_model(tmp_path):
+    train = loaders()[0]
+    fit(tiny_model(), train, schedule=no_push(1), checkpoint=tmp_path / "c.pt", progress=False)
+    with pytest.raises(ValueError, match="another schedule"):
+        fit(tiny_model(), train, schedule=no_push(2), checkpoint=tmp_path / "c.pt",
+            resume=True, progress=False)  # fmt: skip
+    from interp_lib.protopnet import ProtoPNet
+
+    other = ProtoPNet("small_cnn", num_classes=4, prototypes_per_class=1, prototype_dim=8,
+                      img_size=16, backbone_kwargs={"widths": (8, 8), "batch_norm": False})  # fmt: skip
+    with pytest.raises(ValueError, match="config"):
+        fit(other, train, schedule=no_push(1), checkpoint=tmp_path / "c.pt", resume=True,
+            progress=False)  # fmt: skip
