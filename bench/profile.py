@@ -1,0 +1,184 @@
+"""Benchmark: the ID profile of ResNet-18 with interp_lib.profile against a naive script.
+
+Untrained torchvision ResNet-18 (``weights=None``), 224 px, ``--n`` procedural images
+(default 1000: seeded low-frequency colour noise, generated image by image), its default
+checkpoints (input, maxpool, layer1-4, avgpool, fc). Every approach runs in a fresh
+subprocess, so its peak resident memory (``ru_maxrss``) is its own; each reports the
+time of the whole profile (forward passes + ID estimates) and its peak memory above the
+set-up (imports, model, loader):
+
+- ``forward``: the bare forward pass over the data, nothing kept (the floor);
+- ``naive``: forward hooks on the same checkpoints appending float32 outputs to lists,
+  ``torch.cat``, then TwoNN (least squares, 90 %) with scikit-learn ``NearestNeighbors``,
+  the pattern of a typical research script;
+- ``interp_lib``: ``layer_ids(model, loader, repeats=0)`` (float32, one pass);
+- ``interp_lib f16 budget``: the same with ``dtype=float16`` and ``max_bytes=512 MB``:
+  layers are processed in groups, re-running the (early-stopped) forward pass.
+
+Both ID paths are exact, so their estimates must agree; the largest difference is
+printed. Torch runs with ``--threads`` threads (2 by default) in every subprocess.
+
+    python bench/profile.py            # 1000 images
+    python bench/profile.py --n 200    # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+# this file is named like the standard library's `profile`, which torch imports (via
+# cProfile): keep the script's own folder off the import path
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+APPROACHES = ("forward", "naive", "interp_lib", "interp_lib f16 budget")
+BATCH = 50
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    import os
+
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _loader(n: int):
+    import torch
+    from torch.utils.data import DataLoader, Dataset
+
+    class Noise(Dataset):
+        """Image i: seeded 8x8 colour noise, bicubically upsampled to 224 px."""
+
+        def __len__(self) -> int:
+            return n
+
+        def __getitem__(self, i: int):
+            g = torch.Generator().manual_seed(i)
+            small = torch.randn(1, 3, 8, 8, generator=g)
+            img = torch.nn.functional.interpolate(
+                small, size=(224, 224), mode="bicubic", align_corners=False
+            )
+            return img[0], 0
+
+    return DataLoader(Noise(), batch_size=BATCH, shuffle=False)
+
+
+def _naive(model, loader, layers: list[str]) -> dict[str, float]:
+    import numpy as np
+    import torch
+    from sklearn.neighbors import NearestNeighbors
+
+    acts: dict[str, list] = {name: [] for name in layers}
+    handles = [
+        model.get_submodule(name).register_forward_hook(
+            lambda m, i, o, name=name: acts[name].append(o.detach())
+        )
+        for name in layers
+        if name != "input"
+    ]
+    model.eval()
+    with torch.no_grad():
+        for x, _ in loader:
+            if "input" in acts:
+                acts["input"].append(x)
+            model(x)
+    for h in handles:
+        h.remove()
+    ids = {}
+    for name in layers:
+        X = torch.cat(acts.pop(name)).flatten(1).numpy()
+        dist, _ = NearestNeighbors(n_neighbors=3).fit(X).kneighbors(X)
+        mu = np.sort(dist[:, 2] / dist[:, 1])
+        n = len(mu)
+        m = int(0.9 * n)
+        x = np.log(mu[:m])
+        y = -np.log1p(-np.arange(1, m + 1) / n)
+        ids[name] = float((x * y).sum() / (x * x).sum())
+        del X
+    return ids
+
+
+def worker(approach: str, n: int, threads: int) -> None:
+    import torch
+    import torchvision
+
+    from interp_lib.profile import default_checkpoints, layer_ids
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None).eval()
+    loader = _loader(n)
+    layers = default_checkpoints(model, next(iter(loader))[0][:1])
+    base = _rss_mb()
+    t = time.perf_counter()
+    ids: dict[str, float] = {}
+    if approach == "forward":
+        with torch.no_grad():
+            for x, _ in loader:
+                model(x)
+    elif approach == "naive":
+        ids = _naive(model, loader, layers)
+    else:
+        kwargs = {"dtype": torch.float16, "max_bytes": 512 * 2**20} if "f16" in approach else {}
+        prof = layer_ids(model, loader, layers, n_samples=n, repeats=0, progress=False, **kwargs)
+        ids = dict(zip(prof.layers, prof.dimensions, strict=True))
+    dt = time.perf_counter() - t
+    print(json.dumps({"time": dt, "peak_mb": _peak_rss_mb() - base, "ids": ids}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1000, help="number of images")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads per run")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker, args.n, args.threads)
+        return
+    results = {}
+    for approach in APPROACHES:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", approach]
+        cmd += ["--n", str(args.n), "--threads", str(args.threads)]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            sys.exit(f"{approach} failed:\n{out.stderr}")
+        results[approach] = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"done: {approach} ({results[approach]['time']:.1f} s)", file=sys.stderr)
+    fwd, naive = results["forward"], results["naive"]
+    print(
+        f"\nResNet-18 (untrained), 224 px, {args.n} images, default checkpoints, "
+        f"{args.threads} torch threads\n"
+    )
+    header = (
+        f"| {'approach':<22} | {'time (s)':>8} | {'x forward':>9} | {'x naive':>7} | "
+        f"{'peak MB':>8} | {'mem x naive':>11} |"
+    )
+    print(header)
+    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
+    for approach, r in results.items():
+        print(
+            f"| {approach:<22} | {r['time']:8.1f} | {r['time'] / fwd['time']:9.2f} | "
+            f"{r['time'] / naive['time']:7.2f} | {r['peak_mb']:8.0f} | "
+            f"{r['peak_mb'] / naive['peak_mb']:11.2f} |"
+        )
+    ref = naive["ids"]
+    for approach in ("interp_lib", "interp_lib f16 budget"):
+        got = results[approach]["ids"]
+        diff = max(abs(got[k] - ref[k]) for k in ref)
+        print(f"\nmax |ID {approach} - ID naive| over {len(ref)} layers: {diff:.3g}")
+    print("IDs (naive): " + ", ".join(f"{k} {v:.1f}" for k, v in ref.items()))
+
+
+if __name__ == "__main__":
+    main()
