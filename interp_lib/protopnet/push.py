@@ -184,10 +184,9 @@ def push(
                 x, y = split_batch(batch, model.num_classes, device)
                 image_size = tuple(x.shape[-2:])
                 z = model.latent(x)
-                d = model.distances(z)
-                own = y[:, None] == classes[None, :]  # (n, P)
-                d = d.masked_fill(~own[:, :, None, None], float("inf"))
-                values, loc = PF.argmin_location(d)  # (n, P), (n, P, 2)
+                values, loc = PF.argmin_location(model.distances(z))  # (n, P), (n, P, 2)
+                own = y[:, None] == classes[None, :]  # (n, P): image of the prototype's class
+                values = values.masked_fill(~own, float("inf"))
                 batch_d, batch_sample = values.min(dim=0)  # first minimum
                 batch_loc = loc[batch_sample, arange_p]
                 improved = batch_d < best_d
