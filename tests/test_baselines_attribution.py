@@ -178,3 +178,10 @@ def test_missing_captum_message(monkeypatch: pytest.MonkeyPatch) -> None:
         12,
         12,
     )
+
+
+def test_noise_tunnel_rejected_for_non_captum_methods() -> None:
+    with pytest.raises(ValueError, match="captum methods only"):
+        attribute(
+            cnn(), torch.rand(1, 3, 12, 12), 0, method="cam", layer="4", noise_tunnel="smoothgrad"
+        )

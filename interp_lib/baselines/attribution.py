@@ -132,6 +132,8 @@ def attribute(
         raise ValueError(
             f"noise_tunnel must be one of {list(_NT_TYPES)} or None, got {noise_tunnel!r}."
         )
+    if noise_tunnel is not None and method in ("cam", "random", "prototype", "prototype_box"):
+        raise ValueError(f"noise_tunnel applies to captum methods only, not to {method!r}.")
     if method in _LAYER_METHODS:
         resolve_layer(model, layer, method=method)
     size = tuple(inputs.shape[-2:])

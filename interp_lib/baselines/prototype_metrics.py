@@ -124,8 +124,8 @@ def box_part_presence(
     size = default_box_size(h, w) if box_size is None else int(box_size)
     half = size // 2
     # Summed-area table with a zero border: box sums by four lookups.
-    sat = torch.zeros(n, j, h + 1, w + 1, device=part_masks.device, dtype=torch.float64)
-    sat[:, :, 1:, 1:] = part_masks.double().cumsum(2).cumsum(3)
+    sat = torch.zeros(n, j, h + 1, w + 1, device=part_masks.device, dtype=torch.long)
+    sat[:, :, 1:, 1:] = part_masks.long().cumsum(2).cumsum(3)
     loc = locations.to(part_masks.device).long()
     r0 = (loc[..., 0] - half).clamp(0, h)
     c0 = (loc[..., 1] - half).clamp(0, w)
@@ -138,8 +138,8 @@ def box_part_presence(
         return flat.gather(2, idx).transpose(1, 2)
 
     inside = at(r1, c1) - at(r0, c1) - at(r1, c0) + at(r0, c0)
-    area = ((r1 - r0) * (c1 - c0)).unsqueeze(-1).double()
-    return inside > overlap * area + 1e-9
+    area = ((r1 - r0) * (c1 - c0)).unsqueeze(-1)
+    return inside.float() > overlap * area.float() + 1e-6
 
 
 def _own(labels: torch.Tensor, prototype_classes: torch.Tensor) -> torch.Tensor:
@@ -167,10 +167,10 @@ def consistency(
     PrototypeScore
         ``per_prototype`` is 1.0 (consistent), 0.0, or NaN (no image of its class).
     """
-    own = _own(labels, prototype_classes).to(presence.device).double()  # (N, P)
+    own = _own(labels, prototype_classes).to(presence.device).float()  # (N, P)
     count = own.sum(0)
-    freq = torch.einsum("np,npj->pj", own, presence.double()) / count.clamp(min=1)[:, None]
-    per = (freq.amax(1) >= threshold).double()
+    freq = torch.einsum("np,npj->pj", own, presence.float()) / count.clamp(min=1)[:, None]
+    per = (freq.amax(1) >= threshold - 1e-6).float()
     per[count == 0] = float("nan")
     return _score(per)
 
@@ -194,8 +194,8 @@ def stability(
         raise ValueError(
             f"presence shapes differ: {tuple(presence.shape)} vs {tuple(presence_noisy.shape)}."
         )
-    own = _own(labels, prototype_classes).to(presence.device).double()
-    same = (presence == presence_noisy).all(2).double()
+    own = _own(labels, prototype_classes).to(presence.device).float()
+    same = (presence == presence_noisy).all(2).float()
     count = own.sum(0)
     per = (own * same).sum(0) / count.clamp(min=1)
     per[count == 0] = float("nan")
@@ -223,16 +223,16 @@ def purity(
     labels, prototype_classes : optional
         When both are given, only images of the prototype's own class are ranked.
     """
-    scores = activations.double().clone()
+    scores = activations.float().clone()
     if (labels is None) != (prototype_classes is None):
         raise ValueError("give both labels and prototype_classes, or neither.")
     if labels is not None:
         scores[~_own(labels, prototype_classes).to(scores.device)] = float("-inf")
     kk = min(int(k), scores.shape[0])
     top_v, top_i = scores.topk(kk, dim=0)  # (k, P)
-    valid = torch.isfinite(top_v).double()  # (k, P)
+    valid = torch.isfinite(top_v).float()  # (k, P)
     p_idx = torch.arange(scores.shape[1], device=scores.device).expand(kk, -1)
-    hits = presence[top_i, p_idx].double() * valid[..., None]  # (k, P, J)
+    hits = presence[top_i, p_idx].float() * valid[..., None]  # (k, P, J)
     n_valid = valid.sum(0)
     per = hits.sum(0).amax(1) / n_valid.clamp(min=1)
     per[n_valid == 0] = float("nan")
