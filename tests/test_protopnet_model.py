@@ -152,3 +152,18 @@ def test_weights_from_a_local_file_and_the_hub_cache(tmp_path, monkeypatch):
     trunk = build_backbone("resnet18", weights="IMAGENET1K_V1")
     assert torch.equal(trunk.conv1.weight, net.conv1.weight)
     assert torch.equal(trunk.layer4[1].bn2.running_var, net.layer4[1].bn2.running_var)
+
+
+def test_distances_stay_in_float32_under_autocast():
+    torch.manual_seed(4)
+    model = tiny().eval()
+    x = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        ref = model.forward_all(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model.forward_all(x)
+    assert out.distances.dtype == torch.float32
+    # the only bf16 error left comes from the trunk, not from the distance expansion
+    z = out.latent.float()
+    torch.testing.assert_close(out.distances, model.distances(z), rtol=0, atol=0)
+    assert (out.min_distances - ref.min_distances).abs().max() < 0.1

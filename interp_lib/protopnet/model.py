@@ -272,8 +272,15 @@ class ProtoPNet(nn.Module):
         return self.add_on(self.features(x))
 
     def distances(self, z: torch.Tensor) -> torch.Tensor:
-        """Distances (N, P, H', W') from latent maps (N, D, H, W) to the prototypes."""
-        return PF.patch_distances(z, self.prototypes, self.similarity)
+        """Distances (N, P, H', W') from latent maps (N, D, H, W) to the prototypes.
+
+        Always computed in at least float32, also under ``torch.autocast``: the
+        expansion ``|z|^2 - 2 z.p + |p|^2`` cancels badly in half precision.
+        """
+        dtype = torch.promote_types(z.dtype, self.prototypes.dtype)
+        dtype = torch.promote_types(dtype, torch.float32)
+        with torch.autocast(z.device.type, enabled=False):
+            return PF.patch_distances(z.to(dtype), self.prototypes.to(dtype), self.similarity)
 
     def forward_all(self, x: torch.Tensor) -> ProtoPNetOutput:
         """Logits and every intermediate (see :class:`ProtoPNetOutput`)."""
