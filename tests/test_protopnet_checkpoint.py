@@ -106,10 +106,26 @@ class _Kill(Exception):
     pass
 
 
-def _run(tmp_path, name, *, kill_at=None, resume=False, model_seed=0, push=False):
+class _DiesAfter(Jitter):
+    """Raises on its ``n``-th item: a process killed in the middle of an epoch."""
+
+    def __init__(self, base, n: int) -> None:
+        super().__init__(base)
+        self.left = n
+
+    def __getitem__(self, i):
+        self.left -= 1
+        if self.left < 0:
+            raise _Kill
+        return super().__getitem__(i)
+
+
+def _run(tmp_path, name, *, kill_at=None, die_after=None, resume=False, model_seed=0,
+         push=False):  # fmt: skip
     # augmentation noise from torch's global RNG + a shuffling loader: resuming must
     # restore the RNG states exactly to repeat the run
-    train = DataLoader(Jitter(squares(48)), batch_size=16, shuffle=True)
+    data = Jitter(squares(48)) if die_after is None else _DiesAfter(squares(48), die_after)
+    train = DataLoader(data, batch_size=16, shuffle=True)
     val = DataLoader(squares(16, seed=1), batch_size=16)
 
     def callback(rec):
@@ -141,6 +157,35 @@ def test_resume_after_kill_ends_with_the_same_weights(tmp_path, kill_at, push):
     assert [r.train for r in h] == [r.train for r in ref_h]
     assert [r.val for r in h] == [r.val for r in ref_h]
     assert h.best_step == ref_h.best_step
+
+
+@pytest.mark.filterwarnings("ignore:.*share a source patch")
+def test_resume_after_a_kill_inside_an_epoch(tmp_path):
+    ref, _ = _run(tmp_path, "ref.pt", push=True)
+    # 48 images a pass: warm-up, joint 1, (push), 2 last-layer passes, then dies 20 images
+    # into joint epoch 2, with 5 steps checkpointed
+    with pytest.raises(_Kill):
+        _run(tmp_path, "run.pt", die_after=48 * 4 + 20, push=True)
+    assert read_checkpoint(tmp_path / "run.pt")["next_step"] == 5
+    resumed, _ = _run(tmp_path, "run.pt", resume=True, model_seed=7, push=True)
+    for (k, a), b in zip(ref.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+
+
+def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = save_checkpoint(tmp_path / "m.pt", tiny_model(seed=1), epoch=1)
+
+    def broken_save(obj, f, *args, **kwargs):
+        f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, tiny_model(seed=2), epoch=2)
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == ["m.pt"]  # the temporary file was removed
+    assert read_checkpoint(path)["epoch"] == 1
+    assert torch.equal(load_checkpoint(path).prototypes, tiny_model(seed=1).prototypes)
 
 
 def test_resume_refuses_another_schedule_or_model(tmp_path):

@@ -134,10 +134,11 @@ def test_nonfinite_loss_names_epoch_and_batch():
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
-def test_amp_bf16_and_channels_last_run_on_cpu():
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_amp_and_channels_last_run_on_cpu(amp):
     model = tiny_model()
     train, val, _ = loaders(n_train=32)
-    h = fit(model, train, val_loader=val, schedule=no_push(epochs=2), amp="bf16",
+    h = fit(model, train, val_loader=val, schedule=no_push(epochs=2), amp=amp,
             channels_last=True, progress=False)  # fmt: skip
     assert all(torch.isfinite(torch.tensor(r.train["loss"])) for r in h)
     assert all(torch.isfinite(p).all() for p in model.parameters())
