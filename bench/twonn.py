@@ -33,23 +33,6 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def _naive(X):
-    """Full N x N distance matrix with one matmul, then topk: the obvious torch code."""
-    import torch
-
-    X = torch.from_numpy(X)
-    sq = (X * X).sum(1)
-    D2 = sq[:, None] + sq[None, :] - 2 * X @ X.T
-    D2.fill_diagonal_(float("inf"))
-    d = torch.topk(D2, 2, dim=1, largest=False).values.clamp_min(0).sqrt().double()
-    mu = (d[:, 1] / d[:, 0]).sort().values
-    n = len(mu)
-    m = int(0.9 * n)
-    x = torch.log(mu[:m])
-    y = -torch.log1p(-torch.arange(1, m + 1, dtype=torch.float64) / n)
-    return float((x * y).sum() / (x * x).sum())
-
-
 def worker(method: str, path: str) -> None:
     import numpy as np
 
@@ -68,9 +51,11 @@ def worker(method: str, path: str) -> None:
         def run():
             return Data(X.astype(np.float64)).compute_id_2NN()[0]
     elif method == "naive_torch":
-        import torch  # noqa: F401
+        import torch
 
-        run = lambda: _naive(X)  # noqa: E731
+        from interp_lib.id.naive import naive_twonn
+
+        run = lambda: naive_twonn(torch.from_numpy(X))  # noqa: E731
     else:
         raise SystemExit(f"unknown method {method}")
     base = _peak_rss_mb()
@@ -111,7 +96,9 @@ def main() -> None:
     methods.append(("naive_torch", sys.executable))
 
     env = dict(os.environ, PYTHONPATH=str(HERE.parent))
-    print(f"{'N':>6} {'D':>5} {'method':<12} {'time s':>8} {'ID':>8} {'peak MB':>8} {'time / ours':>11}")
+    print(
+        f"{'N':>6} {'D':>5} {'method':<12} {'time s':>8} {'ID':>8} {'peak MB':>8} {'time / ours':>11}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes.split(","):
             n, d = (int(v) for v in size.split("x"))

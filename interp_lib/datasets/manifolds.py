@@ -88,7 +88,9 @@ def hypercube(
     return _finish(U, noise, gen, dtype)
 
 
-def periodic_distances(X: torch.Tensor, box: float = 1.0, *, chunk_size: int = 256) -> torch.Tensor:
+def periodic_distances(
+    X: torch.Tensor, box: float = 1.0, *, chunk_size: int = 1024
+) -> torch.Tensor:
     """Euclidean distances with periodic boundary conditions (the flat torus).
 
     Each coordinate difference ``delta`` becomes ``min(|delta|, box - |delta|)``. In a
@@ -100,8 +102,8 @@ def periodic_distances(X: torch.Tensor, box: float = 1.0, *, chunk_size: int = 2
     X : torch.Tensor, shape (N, d)
         Points in ``[0, box)^d``.
     box : float, default 1.0
-    chunk_size : int, default 256
-        Rows per block (memory ``chunk_size * N * d``).
+    chunk_size : int, default 1024
+        Rows per block; the temporaries take ``chunk_size * N`` elements.
 
     Returns
     -------
@@ -111,11 +113,16 @@ def periodic_distances(X: torch.Tensor, box: float = 1.0, *, chunk_size: int = 2
     X = torch.as_tensor(X, dtype=torch.float64)
     if X.ndim != 2:
         raise ValueError(f"X must have shape (N, d), got {tuple(X.shape)}.")
-    out = torch.empty(X.shape[0], X.shape[0], dtype=torch.float64)
-    for a in range(0, X.shape[0], chunk_size):
-        diff = (X[a : a + chunk_size, None, :] - X[None, :, :]).abs().remainder(box)
-        diff = torch.minimum(diff, box - diff)
-        out[a : a + chunk_size] = torch.linalg.vector_norm(diff, dim=2)
+    X = X.remainder(box)  # wrap into the box, so that every |delta| < box
+    n = X.shape[0]
+    out = torch.empty(n, n, dtype=torch.float64)
+    for a in range(0, n, chunk_size):
+        acc = out[a : a + chunk_size].zero_()
+        for k in range(X.shape[1]):  # one coordinate at a time: O(chunk x N) memory
+            delta = (X[a : a + chunk_size, k, None] - X[None, :, k]).abs_()
+            delta = torch.minimum(delta, box - delta)
+            acc.addcmul_(delta, delta)
+    return out.sqrt_()
     return out
 
 
