@@ -37,6 +37,8 @@ def setup_distributed(device: torch.device) -> DistInfo:
     ``WORLD_SIZE > 1`` (backend ``nccl`` on CUDA, else ``gloo``); else run alone."""
     if not dist.is_available():
         return DistInfo(False)
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)  # nccl collectives and all_gather_object use it
     created = False
     if not dist.is_initialized():
         if int(os.environ.get("WORLD_SIZE", "1")) <= 1:

@@ -16,10 +16,8 @@ push loader must not shuffle and should yield un-augmented training images.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import gc
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,25 +30,14 @@ from torch.utils.data.distributed import DistributedSampler
 
 from .._validation import check_choice
 from . import _runtime as rt
+from ._loops import AMP, ForwardAll, evaluate, push_pass, train_pass
 from .checkpoint import read_checkpoint, save_checkpoint
 from .history import EpochRecord, History, NonFiniteLossError
-from .stages import TRAINABLE, Schedule, Stage, Step, parameter_groups, set_trainable
+from .stages import TRAINABLE, Schedule, Stage, parameter_groups, set_trainable
 
 __all__ = ["EpochRecord", "History", "NonFiniteLossError", "Schedule", "Stage", "fit"]
 
-_AMP = {"bf16": torch.bfloat16, "fp16": torch.float16}
 _OPT_OF = {Stage.WARMUP: "warmup", Stage.JOINT: "joint", Stage.LAST_LAYER: "last_layer"}
-
-
-class _ForwardAll(nn.Module):
-    """Route DDP's ``forward`` to ``forward_all`` (DDP only syncs through ``forward``)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor):
-        return self.model.forward_all(x)
 
 
 def _make_optimizers(model: nn.Module, s: Schedule) -> dict[str, torch.optim.Optimizer]:
@@ -78,99 +65,6 @@ def _lrs(opt: torch.optim.Optimizer, stage: Stage) -> dict[str, float]:
     return {n: float(pg["lr"]) for n, pg in zip(TRAINABLE[stage], opt.param_groups, strict=True)}
 
 
-def _to_device(batch, device: torch.device, channels_last: bool):
-    if not isinstance(batch, (list, tuple)) or len(batch) < 2:
-        raise ValueError(
-            "each batch must be a tuple (images, labels, ...); got "
-            f"{type(batch).__name__}. Wrap the dataset so __getitem__ returns (x, y)."
-        )
-    x, y = batch[0], batch[1]
-    x = x.to(device, non_blocking=True)
-    if channels_last and x.ndim == 4:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x, y.to(device, non_blocking=True)
-
-
-def _autocast(device: torch.device, amp: str | None):
-    if amp is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=_AMP[amp])
-
-
-def _summarise(sums: dict[str, float], n: int, info: rt.DistInfo) -> dict[str, float]:
-    """Sample-weighted means of the per-batch terms, over all processes."""
-    keys = sorted(sums)
-    vec = torch.tensor([float(n), *(sums[k] for k in keys)], dtype=torch.float64)
-    vec = rt.all_reduce_sum(vec, info)
-    total = max(vec[0].item(), 1.0)
-    return {k: vec[1 + i].item() / total for i, k in enumerate(keys)}
-
-
-def _train_pass(model, net, loader, opt, scaler, weights, step: Step, ctx) -> dict[str, float]:
-    from .losses import protopnet_loss
-
-    device, amp, channels_last, info, bar = ctx
-    model.train()
-    sums: dict[str, float] = {}
-    n = 0
-    for b, batch in enumerate(loader):
-        x, y = _to_device(batch, device, channels_last)
-        with _autocast(device, amp):
-            out = net(x)
-            loss, terms = protopnet_loss(out, y, model, weights)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            hint = ", or use amp='bf16' instead of 'fp16'" if amp == "fp16" else ""
-            raise NonFiniteLossError(step.epoch, b, step.stage, dict(terms), hint)
-        opt.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-        else:
-            loss.backward()
-            opt.step()
-        k = len(y)
-        n += k
-        for name, v in terms.items():
-            sums[name] = sums.get(name, 0.0) + float(v) * k
-        if bar is not None:
-            bar.set_postfix(batch=b, loss=f"{value:.3f}", refresh=False)
-    return _summarise(sums, n, info)
-
-
-@torch.no_grad()
-def _evaluate(model, loader, weights, ctx) -> dict[str, float]:
-    from .losses import protopnet_loss
-
-    device, amp, channels_last, info, _ = ctx
-    model.eval()
-    sums: dict[str, float] = {}
-    n = 0
-    for batch in loader:
-        x, y = _to_device(batch, device, channels_last)
-        with _autocast(device, amp):
-            out = model.forward_all(x)
-            _, terms = protopnet_loss(out, y, model, weights)
-        n += len(y)
-        for name, v in terms.items():
-            sums[name] = sums.get(name, 0.0) + float(v) * len(y)
-    return _summarise(sums, n, info)
-
-
-def _push(model, loader, device, info) -> dict[str, float]:
-    from .push import push
-
-    result = push(model, loader, device=device, progress=False)
-    if info.enabled:  # every rank pushed the same data; make the prototypes identical
-        torch.distributed.broadcast(model.prototypes.data, src=0)
-    return {
-        "push_distance_mean": float(result.distance.float().mean()),
-        "push_distance_max": float(result.distance.float().max()),
-        "push_duplicates": float(sum(len(g) for g in result.duplicates())),
-    }
-
-
 def _check_args(model, train_loader, val_loader, push_loader, schedule, amp, steps):
     for name, ld in (("train_loader", train_loader), ("val_loader", val_loader)):
         if ld is not None and not isinstance(ld, DataLoader):
@@ -178,7 +72,7 @@ def _check_args(model, train_loader, val_loader, push_loader, schedule, amp, ste
     if not isinstance(schedule, Schedule):
         raise TypeError(f"schedule must be a Schedule, got {type(schedule).__name__}.")
     if amp is not None:
-        check_choice(amp, "amp", tuple(_AMP))
+        check_choice(amp, "amp", tuple(AMP))
     parameter_groups(model)  # raises a clear TypeError for non-ProtoPNets
     if any(s.stage is Stage.PUSH for s in steps):
         if push_loader is None:
@@ -272,7 +166,24 @@ def fit(
     -----
     BatchNorm statistics stay per process under DDP; convert with
     ``torch.nn.SyncBatchNorm.convert_sync_batchnorm`` before ``fit`` if wanted. The model
-    is left in eval mode with ``requires_grad`` as it was before ``fit``.
+    is left in eval mode with ``requires_grad`` as it was before ``fit``. Bit-exact resume
+    on a GPU also needs ``torch.use_deterministic_algorithms(True)`` (and
+    ``CUBLAS_WORKSPACE_CONFIG=:4096:8``).
+
+    Examples
+    --------
+    On a CPU, with the book's small backbone::
+
+        model = ProtoPNet("small_cnn", num_classes=10, img_size=64)
+        history = fit(model, train_loader, val_loader=val_loader,
+                      push_loader=push_loader, schedule=Schedule.quick())
+        history.to_frame()  # one row per epoch, push and last-layer pass
+
+    On 4 GPUs, with the paper's schedule, resumable: write a script that calls
+    ``fit(model, loader, ..., device=f"cuda:{os.environ['LOCAL_RANK']}", amp="bf16",
+    checkpoint="run.pt", resume=True)`` and start it with
+    ``torchrun --nproc_per_node=4 train.py``; ``fit`` joins the process group that
+    ``torchrun`` describes, shards the loaders and checkpoints from rank 0.
     """
     from .losses import LossWeights
 
@@ -339,14 +250,15 @@ def fit(
             set_trainable(model, step.stage)
             lr: dict[str, float] = {}
             if step.stage is Stage.PUSH:
-                train_terms = _push(model, push_loader, device, info)
+                train_terms = push_pass(model, push_loader, device, info)
             else:
                 net = model.forward_all
                 if info.enabled:
                     if ddp_stage is not step.stage:  # DDP fixes its parameters when built
                         ddp = None
                         gc.collect()
-                        ddp = nn.parallel.DistributedDataParallel(_ForwardAll(model))
+                        ids = [device.index] if device.type == "cuda" else None
+                        ddp = nn.parallel.DistributedDataParallel(ForwardAll(model), device_ids=ids)
                         ddp_stage = step.stage
                     net = ddp
                 if isinstance(train_ld.sampler, DistributedSampler):
@@ -358,12 +270,12 @@ def fit(
                              leave=False, disable=not show)  # fmt: skip
                 ctx = (device, amp, channels_last, info, inner if show else None)
                 with inner:
-                    train_terms = _train_pass(model, net, inner, opt, scaler, w, step, ctx)
+                    train_terms = train_pass(model, net, inner, opt, scaler, w, step, ctx)
                 if step.stage is Stage.JOINT:
                     sched.step()
             val = None
             if val_ld is not None:
-                val = _evaluate(model, val_ld, weights, (device, amp, channels_last, info, None))
+                val = evaluate(model, val_ld, weights, (device, amp, channels_last, info, None))
             rec = EpochRecord(
                 i, step.epoch, step.stage, step.pass_index, lr, train_terms, val,
                 time.perf_counter() - t0,
