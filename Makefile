@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # override on another machine, e.g. `make test TORCH="torch torchvision"`.
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install book test lint format bench clean
+.PHONY: install book test lint format bench clean chromium
 
 install: $(STAMP)
 
@@ -25,8 +25,16 @@ book: $(STAMP)
 	$(BIN)/jupyter-book build . --warningiserror --keep-going
 	@echo "The book is built: open $(CURDIR)/_build/html/index.html"
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest
+
+# The browser test drives Debian's Chromium (Playwright's own browser download does not
+# work offline). Installed with apt when missing; set CHROMIUM=/path to use another.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || [ -n "$$CHROMIUM" ] || { \
+	  echo "installing Debian's chromium for the browser test"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+	  || echo "could not install chromium: the browser test will fail in CI, skip locally"; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

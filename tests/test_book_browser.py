@@ -1,0 +1,148 @@
+"""The built book, as a reader sees it, in headless Chromium driven by Playwright.
+
+Needs the built book (``make book``) and Debian's Chromium (``make test`` installs it).
+Locally a missing component skips these tests; in CI (``CI=true``) it fails them.
+Screenshots of every page are written to ``_build/screenshots`` for a person to look at.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import threading
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HTML = ROOT / "_build" / "html"
+SHOTS = ROOT / "_build" / "screenshots"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+PAGES = sorted(p.relative_to(HTML).as_posix() for p in (HTML / "book").glob("*.html"))
+
+
+def _require(ok: bool, why: str) -> None:
+    if not ok:
+        if IN_CI:
+            pytest.fail(f"{why} (required in CI)")
+        pytest.skip(why)
+
+
+@pytest.fixture(scope="module")
+def base_url():
+    _require((HTML / "index.html").exists(), f"the book is not built ({HTML}); run `make book`")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(HTML))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/"
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    _require(Path(CHROMIUM).exists(), f"Chromium not found at {CHROMIUM}")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _require(False, "playwright is not installed (pip install -e '.[test]')")
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield b
+        b.close()
+
+
+def _open(browser, url: str):
+    """Open ``url``; return the page and the list of problems seen while loading it."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    problems: list[str] = []
+    page.on("console", lambda m: m.type == "error" and problems.append(f"console: {m.text}"))
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+
+    def route(r):
+        host = urlparse(r.request.url).hostname
+        if host not in ("127.0.0.1", "localhost", None) and not r.request.url.startswith("data:"):
+            problems.append(f"network request outside the book: {r.request.url}")
+            return r.abort()
+        return r.continue_()
+
+    page.route("**/*", route)
+    page.on("response", lambda r: r.status >= 400 and problems.append(f"HTTP {r.status}: {r.url}"))
+    page.goto(url, wait_until="networkidle")
+    return page, problems
+
+
+def test_book_is_built():
+    _require((HTML / "index.html").exists(), f"the book is not built ({HTML}); run `make book`")
+    assert PAGES, "no chapter pages under _build/html/book"
+    assert "book/id_twonn.html" in PAGES
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_page_renders_cleanly(browser, base_url, name):
+    page, problems = _open(browser, base_url + name)
+    try:
+        n_views = page.locator('script[type="application/vnd.jupyter.widget-view+json"]').count()
+        if n_views:
+            page.wait_for_selector(".jupyter-widgets", timeout=30_000)
+            rendered = page.locator(".widget-box, .widget-stack, .widget-slider, .widget-image")
+            assert rendered.count() >= n_views, f"{n_views} widgets, {rendered.count()} rendered"
+        tracebacks = page.locator(".cell_output .traceback, .cell_output .output.error")
+        assert tracebacks.count() == 0, f"{name} shows an error output"
+        stderr = " ".join(page.locator(".cell_output .output.stderr").all_inner_texts())
+        assert "Traceback" not in stderr and "Error" not in stderr, stderr[:500]
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / (name.replace("/", "_") + ".png")), full_page=True)
+        assert not problems, "\n".join(problems)
+    finally:
+        page.close()
+
+
+def _visible_image_src(page, widget) -> str:
+    imgs = widget.locator("img")
+    for i in range(imgs.count()):
+        if imgs.nth(i).is_visible():
+            return imgs.nth(i).get_attribute("src")
+    raise AssertionError("no visible image in the widget")
+
+
+def test_slider_switches_the_figure_without_a_kernel(browser, base_url):
+    page, problems = _open(browser, base_url + "book/id_twonn.html")
+    try:
+        page.wait_for_selector(".widget-slider", timeout=30_000)
+        widget = page.locator(".jupyter-widgets.widget-vbox").first
+        before = _visible_image_src(page, widget)
+        handle = widget.locator(".widget-slider .noUi-handle").locator("visible=true").first
+        handle.focus()
+        handle.press("ArrowRight")
+        handle.press("ArrowRight")
+        page.wait_for_timeout(300)
+        after = _visible_image_src(page, widget)
+        assert after != before, "moving the slider did not change the displayed figure"
+        # the drop-down switches to another manifold's page of figures
+        page.locator(".widget-dropdown select").first.select_option(index=2)
+        page.wait_for_timeout(300)
+        assert _visible_image_src(page, widget) not in (before, after)
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        widget.screenshot(path=str(SHOTS / "id_twonn_widget.png"))
+        assert not problems, "\n".join(problems)
+    finally:
+        page.close()
