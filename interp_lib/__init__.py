@@ -7,6 +7,7 @@ Subpackages are imported lazily, so ``import interp_lib.id`` stays light:
 - :mod:`interp_lib.profile` -- the ID of every layer of a PyTorch model.
 - :mod:`interp_lib.protopnet` -- ProtoPNet ("This Looks Like That").
 - :mod:`interp_lib.baselines` -- CAM, Grad-CAM, captum attributions and metrics.
+- :mod:`interp_lib.models` -- small classifiers and a training loop for the experiments.
 - :mod:`interp_lib.viz` -- figures and widgets used by the book.
 """
 
@@ -17,10 +18,10 @@ from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("id", "datasets", "profile", "protopnet", "baselines", "viz")
+_SUBMODULES = ("id", "datasets", "profile", "protopnet", "baselines", "models", "viz")
 
 if TYPE_CHECKING:  # pragma: no cover
-    from . import baselines, datasets, id, profile, protopnet, viz  # noqa: F401
+    from . import baselines, datasets, id, models, profile, protopnet, viz  # noqa: F401
 
 
 def __getattr__(name: str):

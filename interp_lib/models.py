@@ -1,0 +1,196 @@
+"""Small image classifiers and a plain training loop, for the ID experiments.
+
+The ID chapters train many small networks on CPU (different widths, depths, label
+noise, training lengths). Their architecture follows the paper's checkpoints: a VGG-style
+convolutional trunk (conv blocks, each ending in a max-pool), then fully connected
+layers, then the output. Layer names are stable (``features.pool1``, ``fc1``, ...),
+so :func:`interp_lib.profile.layer_ids` finds the paper's checkpoints by default.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from ._validation import check_int
+from .protopnet.backbones import small_cnn
+
+__all__ = ["TrainHistory", "accuracy", "cnn_classifier", "train_classifier"]
+
+
+def cnn_classifier(
+    num_classes: int,
+    *,
+    in_channels: int = 3,
+    image_size: int = 32,
+    widths: Sequence[int] = (16, 32, 64),
+    convs_per_stage: int = 1,
+    hidden: Sequence[int] = (128,),
+    batch_norm: bool = False,
+) -> nn.Sequential:
+    """A VGG-style CNN: ``features`` (conv stages with max-pools), ``fc1..``, ``out``.
+
+    Parameters
+    ----------
+    num_classes : int
+    in_channels : int, default 3
+    image_size : int, default 32
+        Input height = width; must be divisible by ``2 ** len(widths)``.
+    widths : sequence of int
+        Channels of each convolutional stage (one max-pool per stage).
+    convs_per_stage : int, default 1
+    hidden : sequence of int
+        Widths of the fully connected hidden layers (each followed by ReLU).
+    batch_norm : bool, default False
+
+    Returns
+    -------
+    torch.nn.Sequential
+        Input ``(N, in_channels, image_size, image_size)``, output logits ``(N, num_classes)``.
+    """
+    num_classes = check_int(num_classes, "num_classes", minimum=2)
+    stages = len(widths)
+    if image_size % (2**stages):
+        raise ValueError(
+            f"image_size={image_size} must be divisible by 2**{stages} (one pool per stage)."
+        )
+    trunk = small_cnn(in_channels, widths, convs_per_stage, batch_norm)
+    side = image_size // 2**stages
+    layers: OrderedDict[str, nn.Module] = OrderedDict(features=trunk, flatten=nn.Flatten())
+    width = trunk.out_channels * side * side
+    for i, h in enumerate(hidden, start=1):
+        layers[f"fc{i}"] = nn.Linear(width, int(h))
+        layers[f"relu_fc{i}"] = nn.ReLU()
+        width = int(h)
+    layers["out"] = nn.Linear(width, num_classes)
+    return nn.Sequential(layers)
+
+
+@dataclass
+class TrainHistory:
+    """Per-epoch record of :func:`train_classifier`."""
+
+    loss: list[float] = field(default_factory=list)
+    train_accuracy: list[float] = field(default_factory=list)
+    test_accuracy: list[float] = field(default_factory=list)
+
+    @property
+    def final_test_accuracy(self) -> float:
+        return self.test_accuracy[-1] if self.test_accuracy else float("nan")
+
+
+def _as_dataset(data) -> Dataset:
+    if isinstance(data, Dataset):
+        return data
+    if isinstance(data, tuple) and len(data) == 2:
+        return TensorDataset(*data)
+    raise TypeError(
+        f"data must be a Dataset or an (images, labels) tuple of tensors, got {type(data).__name__}."
+    )
+
+
+@torch.no_grad()
+def accuracy(
+    model: nn.Module, data, *, batch_size: int = 256, device: torch.device | str | None = None
+) -> float:
+    """Share of correctly classified samples; ``data`` is a Dataset or ``(x, y)`` tensors."""
+    device = torch.device(device) if device else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    correct = total = 0
+    try:
+        for x, y, *_ in DataLoader(_as_dataset(data), batch_size=batch_size):
+            pred = model(x.to(device)).argmax(1).cpu()
+            correct += int((pred == y).sum())
+            total += len(y)
+    finally:
+        model.train(was_training)
+    return correct / max(total, 1)
+
+
+def train_classifier(
+    model: nn.Module,
+    train,
+    *,
+    test=None,
+    epochs: int = 10,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    batch_size: int = 64,
+    shuffle_labels: bool = False,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+) -> TrainHistory:
+    """Train ``model`` with Adam and cross-entropy; record loss and accuracies per epoch.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Maps images to logits.
+    train, test : Dataset or (images, labels) tuple
+        ``test`` is only evaluated, never trained on.
+    epochs, lr, weight_decay, batch_size : training settings
+    shuffle_labels : bool, default False
+        Train on a fixed random permutation of the labels (Zhang et al.'s control: the
+        network can only memorise).
+    seed : int
+        Seeds the initial shuffle of labels and the batch order.
+    device : torch.device or str, optional
+        Default: where the model's parameters are.
+    progress : bool
+
+    Returns
+    -------
+    TrainHistory
+
+    Raises
+    ------
+    FloatingPointError
+        If the loss becomes NaN or infinite (the epoch and batch are named).
+    """
+    from tqdm.auto import tqdm
+
+    epochs = check_int(epochs, "epochs")
+    device = torch.device(device) if device else next(model.parameters()).device
+    ds = _as_dataset(train)
+    gen = torch.Generator().manual_seed(seed)
+    if shuffle_labels:
+        x, y = zip(*(ds[i][:2] for i in range(len(ds))), strict=True)
+        y = torch.as_tensor(y)
+        ds = TensorDataset(torch.stack(x), y[torch.randperm(len(y), generator=gen)])
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=True, generator=gen)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    history = TrainHistory()
+    model.to(device)
+    for epoch in tqdm(range(1, epochs + 1), desc="training", disable=not progress):
+        model.train()
+        total = correct = 0
+        running = 0.0
+        for b, (x, y, *_) in enumerate(loader):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            logits = model(x)
+            loss = nn.functional.cross_entropy(logits, y)
+            value = loss.item()
+            if not math.isfinite(value):
+                raise FloatingPointError(
+                    f"non-finite loss at epoch {epoch}, batch {b}: lower the learning rate."
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            running += value * len(y)
+            correct += int((logits.argmax(1) == y).sum())
+            total += len(y)
+        history.loss.append(running / total)
+        history.train_accuracy.append(correct / total)
+        if test is not None:
+            history.test_accuracy.append(accuracy(model, test, device=device))
+    model.eval()
+    return history

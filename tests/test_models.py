@@ -1,0 +1,52 @@
+"""The small classifiers used by the ID chapters."""
+
+import pytest
+import torch
+
+from interp_lib.models import accuracy, cnn_classifier, train_classifier
+from interp_lib.profile import default_checkpoints
+
+
+def quadrant_data(n=160, size=16, seed=0):
+    """Class = the quadrant holding a bright square: easy, needs spatial features."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 4, (n,), generator=g)
+    x = 0.1 * torch.rand(n, 1, size, size, generator=g)
+    h = size // 2
+    for i, c in enumerate(y.tolist()):
+        r, s = (c // 2) * h, (c % 2) * h
+        x[i, 0, r + 2 : r + 6, s + 2 : s + 6] = 1.0
+    return x, y
+
+
+def test_architecture_and_checkpoints():
+    net = cnn_classifier(4, in_channels=1, image_size=16, widths=(4, 8), hidden=(16, 8))
+    assert net(torch.zeros(2, 1, 16, 16)).shape == (2, 4)
+    cps = default_checkpoints(net, torch.zeros(1, 1, 16, 16))
+    assert cps[0] == "input" and "features.pool1" in cps and "features.pool2" in cps
+    assert "fc1" in cps and "fc2" in cps and cps[-1] in ("out", "output")
+    with pytest.raises(ValueError, match="divisible"):
+        cnn_classifier(4, image_size=30, widths=(4, 8))
+
+
+def test_training_learns_and_shuffled_labels_do_not_generalise():
+    torch.manual_seed(0)
+    x, y = quadrant_data()
+    xt, yt = quadrant_data(seed=1)
+    net = cnn_classifier(4, in_channels=1, image_size=16, widths=(4, 8), hidden=(16,))
+    hist = train_classifier(net, (x, y), test=(xt, yt), epochs=15, lr=3e-3, progress=False)
+    assert hist.final_test_accuracy > 0.9
+    assert hist.loss[-1] < hist.loss[0]
+    assert accuracy(net, (xt, yt)) == hist.final_test_accuracy
+    torch.manual_seed(0)
+    net = cnn_classifier(4, in_channels=1, image_size=16, widths=(4, 8), hidden=(16,))
+    hist = train_classifier(
+        net, (x, y), test=(xt, yt), epochs=5, shuffle_labels=True, progress=False
+    )
+    assert hist.final_test_accuracy < 0.5
+
+
+def test_bad_data():
+    net = cnn_classifier(2, in_channels=1, image_size=8, widths=(2,))
+    with pytest.raises(TypeError, match="Dataset"):
+        train_classifier(net, [1, 2, 3], progress=False)
