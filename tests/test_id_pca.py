@@ -68,3 +68,16 @@ def test_errors():
         pca_dim(np.ones((10, 3)), standardize=False)
     with pytest.raises(ValueError, match=r"\(0, 1\]"):
         pca_dim(low_rank(), 1.2)
+
+
+def test_gaussian_surrogate_keeps_the_covariance_and_removes_curvature():
+    from interp_lib.datasets import curved_manifold
+    from interp_lib.id import gaussian_surrogate, twonn
+
+    X = curved_manifold(2000, 3, 40, seed=0, dtype=torch.float64)
+    G = gaussian_surrogate(X, 20000, seed=1)
+    assert G.shape == (20000, 40) and G.dtype == X.dtype
+    torch.testing.assert_close(G.mean(0), X.mean(0), atol=0.01, rtol=0)
+    torch.testing.assert_close(torch.cov(G.T), torch.cov(X.T), atol=0.01, rtol=0.05)
+    # same spectrum, but the flat Gaussian is far higher-dimensional than the curved 3-manifold
+    assert twonn(X).dimension < 4 < 10 < twonn(G[:2000]).dimension

@@ -70,3 +70,22 @@ def test_naive_baseline_agrees_on_clean_data_and_breaks_on_duplicates():
     assert naive_twonn(X) == pytest.approx(twonn(X).dimension, rel=1e-9)
     Xd = torch.cat([X, X[:60]])
     assert not naive_twonn(Xd) == pytest.approx(twonn(Xd).dimension, rel=0.05)
+
+
+def test_layer_explorer_has_one_figure_per_layer():
+    from torch import nn
+
+    from interp_lib.profile import collect_activations, layer_ids
+
+    net = nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Linear(12, 3))
+    X = torch.randn(300, 6, generator=torch.Generator().manual_seed(0))
+    prof = layer_ids(net, X, repeats=0, progress=False)
+    acts = collect_activations(net, X, list(prof.modules), progress=False)
+    acts = dict(zip(prof.layers, acts.values(), strict=True))
+    box = viz.layer_explorer(prof, acts)
+    (stack,) = box.stacks
+    assert len(stack.children) == len(prof.layers)
+    assert len({bytes(img.value) for img in stack.children}) == len(prof.layers)
+    with pytest.raises(ValueError, match="choose one of"):
+        viz.layer_figure(prof, acts, "nope")
+    plt.close("all")

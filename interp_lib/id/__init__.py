@@ -13,6 +13,7 @@ input, or ``device=``).
 :func:`pca_spectrum`           explained-variance ratios of the principal components
 :func:`pca_dim`                PC-ID: components needed for a share of the variance
 :func:`participation_ratio`    (sum lambda)^2 / sum lambda^2
+:func:`gaussian_surrogate`     a Gaussian with the data's covariance (curvature test)
 =============================  ====================================================
 """
 
@@ -21,6 +22,7 @@ from .gride import GrideResult, gride, gride_mle
 from .neighbors import Neighbors, nearest_neighbors
 from .pca import participation_ratio, pca_dim, pca_spectrum
 from .scaling import ScalingResult, block_analysis, decimation
+from .surrogate import gaussian_surrogate
 from .twonn import TwoNNResult, twonn, twonn_ls, twonn_mle, twonn_posterior
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "TwoNNResult",
     "block_analysis",
     "decimation",
+    "gaussian_surrogate",
     "gride",
     "gride_mle",
     "nearest_neighbors",

@@ -12,6 +12,7 @@ from .id import (  # noqa: E402
     twonn_explorer,
     twonn_figure,
 )
+from .layers import layer_explorer, layer_figure  # noqa: E402
 from .widgets import figure_png, live_explorer, precomputed_explorer  # noqa: E402
 from .datasets import PART_COLORS, overlay_masks, sample_grid
 from .profile import plot_profile  # noqa: E402
