@@ -1,20 +1,24 @@
-"""Data with known structure, all generated or shipped offline (nothing downloads)."""
+"""Data with known structure, all generated or shipped offline (nothing downloads).
 
-from .manifolds import (  # noqa: E402
-    MANIFOLDS,
-    curved_manifold,
-    gaussian,
-    hypercube,
-    make_manifold,
-    periodic_distances,
-    sphere,
-    swiss_roll,
-)
+==============================  =====================================================
+manifolds with a known ID       :func:`hypercube`, :func:`gaussian`, :func:`sphere`,
+                                :func:`swiss_roll`, :func:`curved_manifold`,
+                                :func:`periodic_distances`, :func:`make_manifold`
+rotating objects (1-D poses)    :func:`rotating_objects`, :func:`make_object`,
+                                :func:`render_object`
+handwritten digits (sklearn)    :func:`digits`, :func:`digits_tensors`
+procedural birds, part masks    :func:`birds`, :func:`bird_classes`, :func:`render_birds`
+CUB-200-2011 (local folder)     :class:`CUB200`
+MNIST, CIFAR-10, ImageFolder    :func:`mnist`, :func:`cifar10`, :func:`image_folder`
+splits and containers           :class:`TensorImageDataset`, :func:`stratified_split`,
+                                :func:`train_val_test_split`
+==============================  =====================================================
+"""
+
 from ._base import TensorImageDataset, stratified_split, train_val_test_split
 from .birds import PARTS, VARIANTS, bird_classes, birds, render_birds
-from .digits import digits, digits_tensors
-from .objects import make_object, render_object, rotating_objects
 from .cub import CUB200, CUB_PART_NAMES
+from .digits import digits, digits_tensors
 from .folders import (
     CIFAR10_MEAN,
     CIFAR10_STD,
@@ -27,3 +31,50 @@ from .folders import (
     imagenet_transform,
     mnist,
 )
+from .manifolds import (
+    MANIFOLDS,
+    curved_manifold,
+    gaussian,
+    hypercube,
+    make_manifold,
+    periodic_distances,
+    sphere,
+    swiss_roll,
+)
+from .objects import make_object, render_object, rotating_objects
+
+__all__ = [
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
+    "CUB200",
+    "CUB_PART_NAMES",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "MANIFOLDS",
+    "MNIST_MEAN",
+    "MNIST_STD",
+    "PARTS",
+    "VARIANTS",
+    "TensorImageDataset",
+    "bird_classes",
+    "birds",
+    "cifar10",
+    "curved_manifold",
+    "digits",
+    "digits_tensors",
+    "gaussian",
+    "hypercube",
+    "image_folder",
+    "imagenet_transform",
+    "make_manifold",
+    "make_object",
+    "mnist",
+    "periodic_distances",
+    "render_birds",
+    "render_object",
+    "rotating_objects",
+    "sphere",
+    "stratified_split",
+    "swiss_roll",
+    "train_val_test_split",
+]
