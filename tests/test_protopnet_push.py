@@ -134,3 +134,32 @@ def test_plain_iterable_of_batches():
     batches = [(ds.tensors[0][i : i + 7], ds.tensors[1][i : i + 7], "extra") for i in (0, 7)]
     result = push(model, batches, progress=False)
     assert int(result.sample_index.max()) < 14
+
+
+def test_push_is_vectorised_and_writes_no_files(monkeypatch):
+    import builtins
+
+    import interp_lib.protopnet.functional as PF
+
+    model = make(7, prototypes_per_class=5)  # 15 prototypes, 3 batches
+    calls = {"gather": 0, "distances": 0}
+    gather, distances = PF.gather_patches, model.distances
+
+    def count_gather(*a, **k):
+        calls["gather"] += 1
+        return gather(*a, **k)
+
+    def count_distances(*a, **k):
+        calls["distances"] += 1
+        return distances(*a, **k)
+
+    def no_open(*a, **k):
+        raise AssertionError("push must not open files")
+
+    monkeypatch.setattr(PF, "gather_patches", count_gather)
+    monkeypatch.setattr(model, "distances", count_distances)
+    monkeypatch.setattr(builtins, "open", no_open)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        push(model, DataLoader(data(12), batch_size=4), progress=False)
+    assert calls == {"gather": 3, "distances": 3}  # once per batch, not per prototype
