@@ -27,9 +27,7 @@ __all__ = ["plot_explanation", "plot_nearest_patches", "plot_scoring_sheet"]
 def _getter(images: Any) -> Callable[[int], torch.Tensor]:
     if isinstance(images, torch.Tensor):
         if images.ndim != 4:
-            raise ValueError(
-                f"images must have shape (N, C, H, W), got {tuple(images.shape)}."
-            )
+            raise ValueError(f"images must have shape (N, C, H, W), got {tuple(images.shape)}.")
         return lambda i: images[i]
     if callable(images) and not hasattr(images, "__getitem__"):
         return images
@@ -51,9 +49,7 @@ def _box(ax, box: Sequence[int], color: str = "yellow") -> None:
 
     y0, y1, x0, x1 = (int(v) for v in box)
     ax.add_patch(
-        Rectangle(
-            (x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor=color, lw=2
-        )
+        Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor=color, lw=2)
     )
 
 
@@ -103,9 +99,7 @@ def plot_explanation(
 
     get = _getter(images)
     rows = explanation.evidence[: max(1, int(max_rows))]
-    fig, axes = plt.subplots(
-        len(rows), 4, figsize=(10, 2.6 * len(rows)), squeeze=False
-    )
+    fig, axes = plt.subplots(len(rows), 4, figsize=(10, 2.6 * len(rows)), squeeze=False)
     test_rgb = _to_rgb(image)
     for r, ev in enumerate(rows):
         ax = axes[r]
@@ -169,9 +163,7 @@ def plot_scoring_sheet(explanation: Explanation, *, ax=None) -> Figure:
     ax.set_yticklabels(labels, fontsize=8)
     ax.axvline(0, color="black", lw=0.8)
     ax.set_xlabel("points = similarity x weight")
-    ax.set_title(
-        f"class {explanation.target_class}: points sum to logit {explanation.logit:.3f}"
-    )
+    ax.set_title(f"class {explanation.target_class}: points sum to logit {explanation.logit:.3f}")
     fig.tight_layout()
     return fig
 
@@ -210,9 +202,7 @@ def plot_nearest_patches(
         chosen = list(range(min(num_p, max(1, int(max_prototypes)))))
     else:
         chosen = [int(p) for p in prototypes]
-    fig, axes = plt.subplots(
-        len(chosen), k, figsize=(1.6 * k, 1.8 * len(chosen)), squeeze=False
-    )
+    fig, axes = plt.subplots(len(chosen), k, figsize=(1.6 * k, 1.8 * len(chosen)), squeeze=False)
     for r, p in enumerate(chosen):
         for c in range(k):
             rgb = _to_rgb(get(int(nearest.sample_index[p, c])))
