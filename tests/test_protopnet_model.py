@@ -103,7 +103,9 @@ def test_remove_prototypes_shrinks_everything_consistently():
     before = model.forward_all(x)
     protos = model.prototypes.detach().clone()
     weight = model.last_layer.weight.detach().clone()
+    model.prototypes.requires_grad_(False)  # e.g. frozen by the last-layer stage
     model.remove_prototypes([1, 4])
+    assert not model.prototypes.requires_grad and model.last_layer.weight.requires_grad
     keep = [0, 2, 3, 5]
     assert model.num_prototypes == 4
     assert torch.equal(model.prototypes, protos[keep])

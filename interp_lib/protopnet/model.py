@@ -251,7 +251,10 @@ class ProtoPNet(nn.Module):
         if not bool(keep.any()):
             raise ValueError("cannot remove every prototype.")
         keep = keep.to(self.prototypes.device)
-        self.prototypes = nn.Parameter(self.prototypes.detach()[keep].clone())
+        trainable = (self.prototypes.requires_grad, self.last_layer.weight.requires_grad)
+        self.prototypes = nn.Parameter(
+            self.prototypes.detach()[keep].clone(), requires_grad=trainable[0]
+        )
         self.class_identity = self.class_identity[keep].clone()
         weight = self.last_layer.weight.detach()[:, keep].clone()
         self.last_layer = nn.Linear(weight.shape[1], weight.shape[0], bias=False).to(
@@ -259,6 +262,7 @@ class ProtoPNet(nn.Module):
         )
         with torch.no_grad():
             self.last_layer.weight.copy_(weight)
+        self.last_layer.weight.requires_grad_(trainable[1])
         self._config["prototypes_per_class"] = self.class_identity.sum(0).long().cpu().tolist()
 
     # ------------------------------------------------------------------ forward
