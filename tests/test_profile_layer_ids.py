@@ -210,3 +210,11 @@ def test_resnet18_relative_depth_counts_conv_and_linear_layers():
     # 21 conv/linear layers: conv1, 16 block convs, 3 downsample convs, fc
     d = relative_depth(r18, x, ["maxpool", "layer1", "layer2", "fc"])
     assert d == {"maxpool": 1 / 21, "layer1": 5 / 21, "layer2": 10 / 21, "fc": 1.0}
+
+
+def test_estimator_warnings_name_the_layer():
+    x = torch.randn(100, 4, generator=torch.Generator().manual_seed(0))
+    x[90:] = x[:10]  # 10 duplicated images
+    net = nn.Sequential(nn.Linear(4, 4))
+    with pytest.warns(UserWarning, match=r"layer 'pixels': TwoNN dropped 30 of 100 points"):
+        layer_ids(net, x, {"input": "pixels"}, repeats=0, progress=False)

@@ -189,7 +189,7 @@ class ActivationCollector:
             used += size
         return groups
 
-    def _passes(self, index: int) -> Iterator[torch.Tensor]:
+    def _passes(self) -> Iterator[torch.Tensor]:
         if self._pending is not None:
             pending, self._pending = self._pending, None
             return pending
@@ -261,7 +261,7 @@ class ActivationCollector:
         )
         check = len(self.groups) > 1
         with torch.no_grad(), capture(self.model, aliases, on_output=on_output), bar:
-            for x in self._passes(index):
+            for x in self._passes():
                 row = state["row"]
                 x = x[: n - row].to(self.device, non_blocking=True)
                 b = state["b"] = len(x)

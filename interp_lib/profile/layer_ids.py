@@ -252,20 +252,24 @@ def layer_ids(
         max_bytes=max_bytes,
         progress=progress,
     )
+    from tqdm.auto import tqdm
+
     results: dict[str, tuple[float, float, tuple[float, ...]]] = {}
     n_rows = collector.n_samples
-    for part in collector.iter_groups():
-        for alias in list(part):
-            X = part.pop(alias)
-            n_rows = X.shape[0]
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                dim, values = run(X, repeats, subsample, seed)
-            for w in caught:
-                warnings.warn(f"layer {alias!r}: {w.message}", w.category, stacklevel=2)
-            err = float(torch.tensor(values).std()) if len(values) > 1 else math.nan
-            results[alias] = (float(dim), err, values)
-            del X
+    with tqdm(total=len(collector.spec), desc=f"ID ({name})", disable=not progress) as bar:
+        for part in collector.iter_groups():
+            for alias in list(part):
+                X = part.pop(alias)
+                n_rows = X.shape[0]
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    dim, values = run(X, repeats, subsample, seed)
+                for w in caught:
+                    warnings.warn(f"layer {alias!r}: {w.message}", w.category, stacklevel=2)
+                err = float(torch.tensor(values).std()) if len(values) > 1 else math.nan
+                results[alias] = (float(dim), err, values)
+                bar.update(1)
+                del X
     order = sorted(collector.spec, key=collector.trace.position)
     depth = depths_from_trace(model, collector.trace, order)
     aliases = [collector.spec[n] for n in order]
