@@ -1,0 +1,121 @@
+r"""A random luminance gradient added to every image: the MNIST* control of Ansuini et al.
+
+Ansuini et al. (2019) add a random luminance gradient to each MNIST image ("MNIST*") to
+show that the ID of the *input* says little about the ID the network arrives at: a
+smooth brightness ramp changes the pixels a lot, but it is described by a couple of
+numbers, and a trained network learns to ignore it.
+
+Image :math:`i` (pixel coordinates :math:`u, v \in [-1, 1]`, :math:`u` along the width)
+becomes
+
+.. math:: x_i(u, v) + a_i (\cos\theta_i\, u + \sin\theta_i\, v) + b_i,
+
+with :math:`\theta_i \sim U[0, 2\pi)`, :math:`a_i \sim U[0, \text{strength}]` and
+:math:`b_i \sim U[-\text{offset}, \text{offset}]`, the same ramp on every channel. The
+ramps form a 2-dimensional family (3-dimensional with an offset): on a set of identical
+images the result has intrinsic dimension 2 (or 3).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .._validation import make_generator
+
+__all__ = ["GradientParameters", "luminance_gradient"]
+
+
+@dataclass(frozen=True)
+class GradientParameters:
+    """The ramp drawn for each image by :func:`luminance_gradient`.
+
+    Attributes
+    ----------
+    angle : torch.Tensor, shape (N,)
+        Direction of increasing brightness, radians in [0, 2 pi) (0 = to the right).
+    amplitude : torch.Tensor, shape (N,)
+        Slope per half image side, in [0, strength].
+    offset : torch.Tensor, shape (N,)
+        Added constant, in [-offset, offset] (zeros when ``offset=0``).
+    """
+
+    angle: torch.Tensor
+    amplitude: torch.Tensor
+    offset: torch.Tensor
+
+
+def _check_number(value: float, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}.")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
+    return float(value)
+
+
+def luminance_gradient(
+    images: torch.Tensor,
+    strength: float = 1.0,
+    *,
+    offset: float = 0.0,
+    seed: int | torch.Generator | None = 0,
+    return_parameters: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, GradientParameters]:
+    """Add a seeded random linear brightness ramp to each image.
+
+    Parameters
+    ----------
+    images : torch.Tensor, shape (N, C, H, W), floating point
+        Not modified.
+    strength : float >= 0, default 1.0
+        Largest ramp amplitude, in pixel units: the ramp changes brightness by up to
+        ``strength`` from the image centre to the middle of an edge.
+    offset : float >= 0, default 0.0
+        Largest random constant shift of the brightness.
+    seed : int, torch.Generator or None, default 0
+        Same seed, same ramps (drawn on the CPU, so identical on every device).
+    return_parameters : bool, default False
+        Also return the :class:`GradientParameters`.
+
+    Returns
+    -------
+    torch.Tensor, shape (N, C, H, W)
+        Same dtype and device as ``images``; values are not clipped.
+    GradientParameters
+        Only if ``return_parameters``.
+
+    Examples
+    --------
+    >>> x = torch.zeros(4, 1, 8, 8)
+    >>> luminance_gradient(x, 0.5, seed=1).shape
+    torch.Size([4, 1, 8, 8])
+    """
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}.")
+    if images.ndim != 4:
+        raise ValueError(
+            f"images must have shape (N, C, H, W), got {tuple(images.shape)}; "
+            "add a channel axis with images.unsqueeze(1) for grey images."
+        )
+    if not images.is_floating_point():
+        raise TypeError(
+            f"images must be floating point, got {images.dtype}; convert with .float()."
+        )
+    strength = _check_number(strength, "strength")
+    offset = _check_number(offset, "offset")
+    n, _, h, w = images.shape
+    gen = make_generator(seed)
+    angle = torch.rand(n, generator=gen, dtype=torch.float64) * (2 * math.pi)
+    amplitude = torch.rand(n, generator=gen, dtype=torch.float64) * strength
+    shift = (torch.rand(n, generator=gen, dtype=torch.float64) * 2 - 1) * offset
+    u = torch.linspace(-1.0, 1.0, w, dtype=torch.float64)
+    v = torch.linspace(-1.0, 1.0, h, dtype=torch.float64)
+    gx = (amplitude * torch.cos(angle))[:, None, None]  # (N, 1, 1)
+    gy = (amplitude * torch.sin(angle))[:, None, None]
+    ramp = gx * u[None, None, :] + gy * v[None, :, None] + shift[:, None, None]  # (N, H, W)
+    out = images + ramp.unsqueeze(1).to(device=images.device, dtype=images.dtype)
+    if return_parameters:
+        return out, GradientParameters(angle.float(), amplitude.float(), shift.float())
+    return out
