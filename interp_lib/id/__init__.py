@@ -17,13 +17,22 @@ input, or ``device=``).
 =============================  ====================================================
 """
 
-from .estimators import PCADim, TwoNN
 from .gride import GrideResult, gride, gride_mle
 from .neighbors import Neighbors, nearest_neighbors
 from .pca import participation_ratio, pca_dim, pca_spectrum
 from .scaling import ScalingResult, block_analysis, decimation
 from .surrogate import gaussian_surrogate
 from .twonn import TwoNNResult, twonn, twonn_ls, twonn_mle, twonn_posterior
+
+
+def __getattr__(name: str):
+    # the scikit-learn estimators import scikit-learn: only when asked for
+    if name in ("TwoNN", "PCADim"):
+        from . import estimators
+
+        return getattr(estimators, name)
+    raise AttributeError(f"module 'interp_lib.id' has no attribute {name!r}")
+
 
 __all__ = [
     "GrideResult",

@@ -18,10 +18,9 @@ import math
 from dataclasses import dataclass
 
 import torch
-from scipy.optimize import brentq
 
 from .._validation import ArrayLike, as_points, check_int
-from .neighbors import nearest_neighbors
+from .neighbors import knn
 
 __all__ = ["GrideResult", "gride", "gride_mle"]
 
@@ -52,6 +51,8 @@ def gride_mle(mu: torch.Tensor, n1: int = 1, n2: int = 2) -> tuple[float, float]
     dimension, standard_error : float, float
         The error is :math:`1/\\sqrt{-\\ell''(\\hat d)}` (observed Fisher information).
     """
+    from scipy.optimize import brentq
+
     log_mu = torch.log(torch.as_tensor(mu, dtype=torch.float64).flatten().cpu())
     if log_mu.numel() < 2 or not bool((log_mu > 0).all()):
         raise ValueError("gride needs at least 2 ratios, all strictly greater than 1.")
@@ -125,7 +126,7 @@ def gride(
     n = X.shape[0]
     max_rank = check_int(max_rank, "max_rank", minimum=2)
     max_rank = min(max_rank, n - 1)
-    dist = nearest_neighbors(X, k=max_rank, metric=metric, chunk_size=chunk_size).distances
+    dist = knn(X, max_rank, metric=metric, chunk_size=chunk_size).distances
     dist = dist.cpu()
     rows = []
     n1 = 1

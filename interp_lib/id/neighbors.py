@@ -100,19 +100,17 @@ def _refine(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Phase 2: exact float64 distances to the candidates, re-sorted, first k kept."""
     n, m = cand.shape
-    out_d = torch.empty((n, k), dtype=torch.float64, device=X.device)
-    out_i = torch.empty((n, k), dtype=torch.long, device=X.device)
-    rows = max(1, (chunk_size * chunk_size) // max(1, m * X.shape[1]))
+    d = torch.empty((n, m), dtype=torch.float64, device=X.device)
+    # rows per block so that one float64 block holds about chunk_size**2 numbers
+    rows = max(1, (chunk_size * chunk_size) // X.shape[1])
     for a in range(0, n, rows):
-        c = cand[a : a + rows]
-        x = X[a : a + rows].to(torch.float64).unsqueeze(1)
-        diff = X[c].to(torch.float64) - x
-        d = torch.linalg.vector_norm(diff, dim=2)
-        # stable sort: among exactly tied distances the candidate order is kept
-        d, pos = torch.sort(d, dim=1, stable=True)
-        out_d[a : a + rows] = d[:, :k]
-        out_i[a : a + rows] = torch.gather(c, 1, pos[:, :k])
-    return out_d, out_i
+        x = X[a : a + rows].to(torch.float64)
+        for j in range(m):  # one candidate column at a time: no (rows, m, D) copy
+            diff = X[cand[a : a + rows, j]].to(torch.float64).sub_(x)
+            d[a : a + rows, j] = torch.linalg.vector_norm(diff, dim=1)
+    # stable sort: among exactly tied distances the candidate order is kept
+    d, pos = torch.sort(d, dim=1, stable=True)
+    return d[:, :k].contiguous(), torch.gather(cand, 1, pos[:, :k])
 
 
 def _from_precomputed(D: torch.Tensor, k: int, chunk_size: int) -> Neighbors:
@@ -176,15 +174,25 @@ def nearest_neighbors(
     if metric not in ("euclidean", "precomputed"):
         raise ValueError(f"metric must be 'euclidean' or 'precomputed', got {metric!r}.")
     X = as_points(X, min_samples=2, device=device)
-    n = X.shape[0]
     k = check_int(k, "k")
-    if k >= n:
-        raise ValueError(f"k must be smaller than the number of points ({n}), got k={k}.")
-    chunk_size = check_int(chunk_size, "chunk_size")
-    margin = check_int(margin, "margin", minimum=0)
+    if k >= X.shape[0]:
+        raise ValueError(f"k must be smaller than the number of points ({X.shape[0]}), got k={k}.")
+    return knn(
+        X,
+        k,
+        metric=metric,
+        chunk_size=check_int(chunk_size, "chunk_size"),
+        margin=check_int(margin, "margin", minimum=0),
+    )
+
+
+def knn(
+    X: torch.Tensor, k: int, *, metric: str = "euclidean", chunk_size: int = 1024, margin: int = 2
+) -> Neighbors:
+    """:func:`nearest_neighbors` on an already validated tensor (no checks, no copies)."""
     if metric == "precomputed":
         return _from_precomputed(X, k, chunk_size)
-    m = min(n - 1, k + margin)
+    m = min(X.shape[0] - 1, k + margin)
     with torch.no_grad():
         cand = _search_features(X, m, chunk_size)
         d, i = _refine(X, cand, k, chunk_size)

@@ -24,7 +24,7 @@ from .._validation import (
     check_int,
     make_generator,
 )
-from .neighbors import nearest_neighbors
+from .neighbors import knn
 
 __all__ = [
     "TwoNNResult",
@@ -186,7 +186,7 @@ def ratios(
 
     ``X`` must already be validated (see :func:`interp_lib._validation.as_points`).
     """
-    dist = nearest_neighbors(X, k=2, metric=metric, chunk_size=chunk_size).distances.cpu()
+    dist = knn(X, 2, metric=metric, chunk_size=chunk_size).distances.cpu()
     r1, r2 = dist[:, 0], dist[:, 1]
     keep = drop_degenerate(r1, r2)
     n_dup = int((r1 == 0).sum())
