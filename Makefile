@@ -44,8 +44,12 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# Benchmarks against peers measured in the same run (minutes; DADApy gets its own venv).
 bench: $(STAMP)
 	$(BIN)/python bench/twonn.py
+	$(BIN)/python bench/layer_profile.py
+	$(BIN)/python bench/protopnet.py
+	$(BIN)/python bench/baselines.py
 
 clean:
 	rm -rf _build

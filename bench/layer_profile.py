@@ -18,8 +18,8 @@ set-up (imports, model, loader):
 Both ID paths are exact, so their estimates must agree; the largest difference is
 printed. Torch runs with ``--threads`` threads (2 by default) in every subprocess.
 
-    python bench/profile.py            # 1000 images
-    python bench/profile.py --n 200    # quicker
+    python bench/layer_profile.py            # 1000 images
+    python bench/layer_profile.py --n 200    # quicker
 
 One run (2026-11-24, 2 shared CPU cores under a load average of 7-14, so the times are
 inflated and noisy; "peak MB" is peak RSS above the set-up):
