@@ -1,10 +1,13 @@
 """Figures and ipywidgets explorers used by the book (imports matplotlib).
 
 Each submodule holds the figures of one part of the library; their public names are
-re-exported here.
+re-exported here. Every figure function returns a matplotlib object and never calls
+``plt.show()``; the explorers return ipywidgets that also work in static HTML.
 """
 
-from .id import (  # noqa: E402
+from .baselines import plot_attributions
+from .datasets import PART_COLORS, overlay_masks, sample_grid
+from .id import (
     plot_mu_histogram,
     plot_scaling,
     plot_spectrum,
@@ -12,9 +15,29 @@ from .id import (  # noqa: E402
     twonn_explorer,
     twonn_figure,
 )
-from .layers import layer_explorer, layer_figure  # noqa: E402
-from .widgets import figure_png, live_explorer, precomputed_explorer  # noqa: E402
-from .datasets import PART_COLORS, overlay_masks, sample_grid
-from .profile import plot_profile  # noqa: E402
-from .protopnet import plot_explanation, plot_nearest_patches, plot_scoring_sheet  # noqa: F401
-from .baselines import plot_attributions  # noqa: F401
+from .layers import layer_explorer, layer_figure
+from .profile import plot_profile
+from .protopnet import plot_explanation, plot_nearest_patches, plot_scoring_sheet
+from .widgets import figure_png, live_explorer, precomputed_explorer
+
+__all__ = [
+    "PART_COLORS",
+    "figure_png",
+    "layer_explorer",
+    "layer_figure",
+    "live_explorer",
+    "overlay_masks",
+    "plot_attributions",
+    "plot_explanation",
+    "plot_mu_histogram",
+    "plot_nearest_patches",
+    "plot_profile",
+    "plot_scaling",
+    "plot_scoring_sheet",
+    "plot_spectrum",
+    "plot_twonn_fit",
+    "precomputed_explorer",
+    "sample_grid",
+    "twonn_explorer",
+    "twonn_figure",
+]
