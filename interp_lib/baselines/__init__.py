@@ -1,6 +1,6 @@
 """Explanations to compare with ProtoPNet, and the metrics that score them.
 
-- :func:`attribute` -- one entry point for every method in :data:`METHODS` (captum's
+- :func:`attribute` -- one entry point for every method in :data:`interp_lib.baselines.METHODS` (captum's
   gradients, integrated gradients, occlusion, guided backprop, Grad-CAM..., CAM and
   ProtoPNet's own evidence), each returning a map ``(N, 1, H, W)`` at input resolution.
 - :func:`cam`, :func:`grad_cam`, :func:`prototype_attribution` -- the methods by name.

@@ -36,6 +36,7 @@ from ._utils import (
 from .cam import _same_layer, cam
 from .prototype import prototype_attribution
 
+#: Every ``method`` accepted by :func:`attribute`, with a one-line description.
 METHODS: dict[str, str] = {
     "saliency": "absolute input gradient (Simonyan et al. 2014), captum Saliency",
     "input_x_gradient": "input times gradient, captum InputXGradient",
@@ -92,7 +93,7 @@ def attribute(
     target : int, sequence of N ints, Tensor (N,), or None
         Class to explain; ``None`` takes the predicted class.
     method : str
-        One of :data:`METHODS`.
+        One of :data:`interp_lib.baselines.METHODS`.
     layer : nn.Module or str, optional
         The layer (or dotted name) for ``grad_cam``, ``guided_grad_cam`` and ``cam``.
     baselines : Tensor or float, optional

@@ -76,7 +76,7 @@ def compare(
         Masks ``(B, H, W)`` or part masks ``(B, J, H, W)`` (their union is the object)
         enable the pointing game and the energy inside the mask.
     methods : sequence of str or (str, kwargs)
-        Names from :data:`METHODS`, optionally with keyword arguments for
+        Names from :data:`interp_lib.baselines.METHODS`, optionally with keyword arguments for
         :func:`attribute` (e.g. ``("integrated_gradients", {"n_steps": 32})``). A label
         can be given as ``{"label": "ig32"}`` inside kwargs.
     layers : module, dotted name, or {model name: layer}

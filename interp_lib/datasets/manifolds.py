@@ -219,6 +219,7 @@ def curved_manifold(
     return _finish(Z, noise, gen, dtype)
 
 
+#: Name -> generator ``f(n, d, **kwargs)``, for menus and widgets.
 MANIFOLDS = {
     "hypercube": hypercube,
     "gaussian": gaussian,
@@ -226,11 +227,10 @@ MANIFOLDS = {
     "swiss_roll": lambda n, d=2, **kw: swiss_roll(n, **kw),
     "curved": curved_manifold,
 }
-"""Name -> generator ``f(n, d, **kwargs)``, for menus and widgets."""
 
 
 def make_manifold(name: str, n: int, d: int, **kwargs) -> torch.Tensor:
-    """Generate the manifold called ``name`` (a key of :data:`MANIFOLDS`)."""
+    """Generate the manifold called ``name`` (a key of :data:`interp_lib.datasets.MANIFOLDS`)."""
     if name not in MANIFOLDS:
         raise ValueError(f"unknown manifold {name!r}; choose one of {sorted(MANIFOLDS)}.")
     if name == "swiss_roll" and d != 2:

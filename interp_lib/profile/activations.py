@@ -102,9 +102,9 @@ def _flatten(t: torch.Tensor, reduce: str) -> torch.Tensor:
 class ActivationCollector:
     """Plans and runs the passes of :func:`collect_activations` (same arguments).
 
-    After construction (which runs the one-sample dry run), :attr:`trace`,
-    :attr:`spec` (``{name: alias}``), :attr:`n_samples`, :attr:`features`
-    (``{name: columns}``) and :attr:`groups` (lists of names, one forward pass each) are
+    After construction (which runs the one-sample dry run), ``trace``,
+    ``spec`` (``{name: alias}``), ``n_samples``, ``features``
+    (``{name: columns}``) and ``groups`` (lists of names, one forward pass each) are
     known; :meth:`iter_groups` yields the activations group by group, so a caller can
     process and free one group before the next is computed.
     """

@@ -47,7 +47,7 @@ class ModuleTrace:
     output_modules: frozenset[str] = frozenset()
 
     def position(self, name: str) -> int:
-        """Index of the last completion of ``name`` in :attr:`events` (``-1`` for input)."""
+        """Index of the last completion of ``name`` in ``events`` (``-1`` for input)."""
         if name == INPUT:
             return -1
         last = len(self.events) - 1 - self.events[::-1].index(name)

@@ -164,7 +164,7 @@ def load_checkpoint(
 
     The model is rebuilt with ``ProtoPNet.from_config(config)`` (so the backbone is
     constructed, never unpickled) and its ``state_dict`` loaded strictly. The training
-    state, if any, is available from :func:`read_checkpoint`.
+    state, if any, is available from :func:`interp_lib.protopnet.checkpoint.read_checkpoint`.
 
     Parameters
     ----------

@@ -63,7 +63,7 @@ class ProtoPNet(nn.Module):
     ----------
     backbone : str or nn.Module
         A trunk mapping ``(N, 3, H, W)`` to ``(N, C, H', W')``, or a name understood by
-        :func:`interp_lib.protopnet.backbones.build_backbone` (``"small_cnn"``,
+        :func:`interp_lib.protopnet.build_backbone` (``"small_cnn"``,
         ``"vgg16"``, ``"resnet34"``, ``"densenet121"``...).
     num_classes : int
         ``K``.
