@@ -104,7 +104,7 @@ def gride(
     *,
     max_rank: int = 64,
     metric: str = "euclidean",
-    chunk_size: int = 1024,
+    chunk_size: int = 4096,
     device: torch.device | str | None = None,
 ) -> GrideResult:
     """Gride estimates of the intrinsic dimension at growing neighbourhood scales.

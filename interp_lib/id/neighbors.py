@@ -137,7 +137,7 @@ def nearest_neighbors(
     k: int = 2,
     *,
     metric: str = "euclidean",
-    chunk_size: int = 1024,
+    chunk_size: int = 4096,
     margin: int = 2,
     device: torch.device | str | None = None,
 ) -> Neighbors:
@@ -152,7 +152,7 @@ def nearest_neighbors(
         Number of neighbours, ``1 <= k < N``.
     metric : {"euclidean", "precomputed"}
         ``"precomputed"`` reads ``X`` as a symmetric matrix of distances.
-    chunk_size : int, default 1024
+    chunk_size : int, default 4096
         Rows per block; peak extra memory is about ``chunk_size**2`` elements.
     margin : int, default 2
         Extra candidates kept from the fast search and re-ranked exactly in float64.
@@ -187,7 +187,7 @@ def nearest_neighbors(
 
 
 def knn(
-    X: torch.Tensor, k: int, *, metric: str = "euclidean", chunk_size: int = 1024, margin: int = 2
+    X: torch.Tensor, k: int, *, metric: str = "euclidean", chunk_size: int = 4096, margin: int = 2
 ) -> Neighbors:
     """:func:`nearest_neighbors` on an already validated tensor (no checks, no copies)."""
     if metric == "precomputed":

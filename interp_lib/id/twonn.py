@@ -180,7 +180,7 @@ def estimate(mu: torch.Tensor, method: str, fraction: float) -> tuple[float, flo
 
 
 def ratios(
-    X: torch.Tensor, metric: str = "euclidean", chunk_size: int = 1024
+    X: torch.Tensor, metric: str = "euclidean", chunk_size: int = 4096
 ) -> tuple[torch.Tensor, torch.Tensor, int, int]:
     """``mu`` and ``r2`` of the kept points, and the counts of duplicates and ties.
 
@@ -203,7 +203,7 @@ def twonn(
     subsample: float = 0.9,
     seed: int | torch.Generator | None = 0,
     metric: str = "euclidean",
-    chunk_size: int = 1024,
+    chunk_size: int = 4096,
     device: torch.device | str | None = None,
 ) -> TwoNNResult:
     """Estimate the intrinsic dimension of a point cloud with TwoNN.
@@ -225,7 +225,7 @@ def twonn(
     seed : int, torch.Generator or None, default 0
         Seed of the subsampling.
     metric : {"euclidean", "precomputed"}
-    chunk_size : int, default 1024
+    chunk_size : int, default 4096
         Block size of the neighbour search (memory about ``chunk_size**2``).
     device : torch.device or str, optional
 

@@ -25,10 +25,6 @@ __all__ = ["LayerProfile", "layer_ids"]
 
 Estimator = str | Callable[[torch.Tensor], Any]
 ESTIMATORS = ("twonn", "mle", "pca")
-# Wide layers (10^5 features) make the neighbour search's per-block overhead dominate at
-# twonn's default chunk_size=1024; 4096 was 3x faster on 300 x 150528 points for about
-# 200 MB of extra working memory.
-TWONN_CHUNK = 4096
 
 
 @dataclass(frozen=True)
@@ -151,7 +147,6 @@ def _resolve_estimator(estimator: Estimator, kwargs: dict) -> tuple[str, Callabl
     if callable(estimator):
         return getattr(estimator, "__name__", "custom"), _generic(lambda X: estimator(X, **kwargs))
     if estimator in ("twonn", "mle"):
-        kwargs.setdefault("chunk_size", TWONN_CHUNK)
         return estimator, _twonn("ls" if estimator == "twonn" else "mle", kwargs)
     if estimator == "pca":
         from ..id import pca_dim
@@ -207,8 +202,8 @@ def layer_ids(
         Seed of the subsampling; every layer uses the same subsets of images.
     estimator_kwargs : dict, optional
         Extra keyword arguments of the estimator (e.g. ``{"fraction": 0.9}`` for TwoNN,
-        ``{"variance": 0.95}`` for PC-ID). TwoNN gets ``chunk_size=4096`` unless given
-        (faster on wide layers; about 200 MB of working memory).
+        ``{"variance": 0.95}`` for PC-ID, ``{"chunk_size": 1024}`` to bound TwoNN's
+        working memory on very wide layers).
     label : str, optional
         Name of the profile in plots.
     batch_size, device, storage_device, dtype, reduce, max_bytes, progress
