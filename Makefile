@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # override on another machine, e.g. `make test TORCH="torch torchvision"`.
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install book test lint format bench clean chromium
+.PHONY: install book test lint format bench clean chromium notebooks
 
 install: $(STAMP)
 
@@ -35,6 +35,10 @@ chromium:
 	  echo "installing Debian's chromium for the browser test"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
 	  || echo "could not install chromium: the browser test will fail in CI, skip locally"; }
+
+# The chapters as .ipynb (for Colab and Jupyter); a test checks they are up to date.
+notebooks: $(STAMP)
+	$(BIN)/python book/_notebooks.py notebooks
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
