@@ -12,6 +12,8 @@
 :func:`nearest_patches`            the k nearest training patches of each prototype
 :func:`prune`                      remove prototypes whose neighbours are off-class
 :func:`retrain_last_layer`         the last-layer stage alone (after pruning)
+:func:`pretrain_backbone`          warm-start a trunk offline (global pool + linear)
+:func:`seed_prototypes`            start prototypes where the warm head sees the class
 =================================  ===============================================
 
 The pure math (distances, similarities, costs) lives in
@@ -42,6 +44,7 @@ from .push import PushResult, push
 from .receptive_field import ReceptiveField, module_receptive_field, receptive_field_box
 from .stages import Schedule, Stage
 from .train import fit
+from .warmstart import pooled_classifier, pretrain_backbone, seed_prototypes
 
 __all__ = [
     "EpochRecord",
@@ -68,12 +71,15 @@ __all__ = [
     "load_checkpoint",
     "module_receptive_field",
     "nearest_patches",
+    "pooled_classifier",
+    "pretrain_backbone",
     "protopnet_loss",
     "prune",
     "push",
     "receptive_field_box",
     "retrain_last_layer",
     "save_checkpoint",
+    "seed_prototypes",
     "separation_cost",
     "small_cnn",
 ]

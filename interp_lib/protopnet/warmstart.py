@@ -1,0 +1,301 @@
+"""Warm-start a ProtoPNet backbone offline: our stand-in for ImageNet pretraining.
+
+The paper always starts from an ImageNet-pretrained trunk; warm-up and joint training only
+adapt it. A small trunk trained *from scratch* inside ProtoPNet learns very slowly: the
+latent patches start far from every prototype (squared distances of order ``D / 6``),
+where the log similarity is flat, so the cross-entropy gradient reaching the trunk is
+tiny. On the procedural birds (64 px, 10 classes) ``fit`` from scratch stayed near chance
+for 10 epochs, while the same trunk under a global pool and a linear head learns the
+classes in a few epochs.
+
+:func:`pretrain_backbone` therefore trains ``trunk -> global pool -> linear`` with plain
+cross-entropy (through :func:`interp_lib.models.train_classifier`) on the training images
+and returns the trunk, ready for ``ProtoPNet(trunk, num_classes=..., ...)`` and
+:func:`~interp_lib.protopnet.fit`. A global pool (rather than a flattening head) keeps the
+trunk's features local and translation-equivariant, as in an ImageNet trunk. The default
+is global *max* pooling, which mirrors ProtoPNet's own max-pooled similarity: one location
+must carry the class evidence, so the trunk learns local part detectors. It also learns
+much faster when the object is small: on the birds (a bird covers ~10 % of the image)
+average pooling dilutes the bird's signal with the clutter around it, and in our runs it
+reached 0.23 validation accuracy after 15 epochs on 500 images where max pooling
+reached 0.39 (and 0.95 training accuracy).
+
+A warm trunk alone is not enough on a CPU budget: with prototypes drawn ``U[0, 1)`` the
+cluster cost pulls latents and prototypes together long before the cross-entropy makes
+them discriminative, and the first push lands them on background patches (on the birds
+``fit`` then stayed at 0.12-0.27 validation accuracy). :func:`seed_prototypes` therefore
+also uses the pretrained head: each class's prototypes start as the latent patches of its
+training images where the head sees the most evidence for the class
+(``head.weight[c] . f(x)[:, h, w]``, a class activation map); different images per
+prototype. This raised validation accuracy after the same ``fit`` from 0.19 to 0.4-0.5.
+
+Examples
+--------
+>>> from interp_lib.datasets import birds
+>>> from interp_lib.protopnet import ProtoPNet, Schedule, fit, pretrain_backbone
+>>> train = birds(100, size=64, seed=0)                           # doctest: +SKIP
+>>> net = pretrain_backbone("small_cnn", train, num_classes=10)  # doctest: +SKIP
+>>> model = ProtoPNet(net.features, num_classes=10, prototypes_per_class=5,
+...                   prototype_dim=64, img_size=64)              # doctest: +SKIP
+>>> seed_prototypes(model, push_loader, net.head)                 # doctest: +SKIP
+>>> fit(model, train_loader, val_loader=val_loader, push_loader=push_loader,
+...     schedule=Schedule.cpu_birds())                            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import torch
+from torch import nn
+
+from .._validation import check_choice, check_int
+from .backbones import build_backbone, infer_out_channels
+
+__all__ = ["pooled_classifier", "pretrain_backbone", "seed_prototypes"]
+
+_POOLS = {"max": nn.AdaptiveMaxPool2d, "avg": nn.AdaptiveAvgPool2d}
+
+
+def pooled_classifier(trunk: nn.Module, num_classes: int, pool: str = "max") -> nn.Sequential:
+    """``trunk -> global max (or average) pool -> Flatten -> Linear(C, num_classes)``.
+
+    Parameters
+    ----------
+    trunk : nn.Module
+        Maps images ``(N, 3, H, W)`` to a feature map ``(N, C, H', W')``; ``C`` is read
+        from its ``out_channels`` or its last convolution / batch norm.
+    num_classes : int
+        ``K``.
+    pool : {"max", "avg"}
+        Global max pooling (default) or global average pooling (CAM's head).
+
+    Returns
+    -------
+    nn.Sequential
+        Modules ``features`` (the same ``trunk`` object, not a copy), ``pool``,
+        ``flatten``, ``head``; maps images to logits ``(N, K)``.
+    """
+    if not isinstance(trunk, nn.Module):
+        raise TypeError(f"trunk must be an nn.Module, got {type(trunk).__name__}.")
+    num_classes = check_int(num_classes, "num_classes", minimum=2)
+    check_choice(pool, "pool", tuple(_POOLS))
+    channels = infer_out_channels(trunk)
+    return nn.Sequential(
+        OrderedDict(
+            features=trunk,
+            pool=_POOLS[pool](1),
+            flatten=nn.Flatten(),
+            head=nn.Linear(channels, num_classes),
+        )
+    )
+
+
+def pretrain_backbone(
+    backbone: str | nn.Module,
+    train,
+    *,
+    num_classes: int,
+    epochs: int = 10,
+    pool: str = "max",
+    lr: float = 2e-3,
+    weight_decay: float = 0.0,
+    batch_size: int = 16,
+    val=None,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+    return_history: bool = False,
+    backbone_kwargs: dict[str, Any] | None = None,
+):
+    """Train a trunk as a globally pooled linear classifier (see :func:`pooled_classifier`).
+
+    Parameters
+    ----------
+    backbone : str or nn.Module
+        A trunk (trained in place and returned) or a name for
+        :func:`~interp_lib.protopnet.build_backbone` (``"small_cnn"``...).
+    train : Dataset or (images, labels) tuple
+        Yields ``(x, y, ...)`` with images ``(C, H, W)`` and integer labels in
+        ``[0, num_classes)``: the same (normalised, possibly augmented) images that
+        ProtoPNet will be trained on. Never the test set.
+    num_classes : int
+        ``K``.
+    epochs : int
+        Passes over ``train``.
+    pool : {"max", "avg"}
+        Global pooling of the head (see :func:`pooled_classifier`).
+    lr, weight_decay, batch_size : training settings
+        Adam with cross-entropy (see :func:`interp_lib.models.train_classifier`).
+    val : Dataset or (images, labels) tuple, optional
+        Evaluated after every epoch (``history.test_accuracy`` holds these validation
+        accuracies); never trained on.
+    seed : int
+        Seeds the weight initialisation of a named backbone and of the head, and the
+        batch order.
+    device : torch.device or str, optional
+        Default: where the trunk's parameters are.
+    progress : bool
+        Show a progress bar over epochs.
+    return_history : bool
+        Also return the :class:`~interp_lib.models.TrainHistory`.
+    backbone_kwargs : dict, optional
+        Extra arguments of ``build_backbone`` when ``backbone`` is a name (e.g.
+        ``{"widths": (16, 32, 64)}``).
+
+    Returns
+    -------
+    nn.Sequential or (nn.Sequential, TrainHistory)
+        The trained classifier in eval mode: ``.features`` is the trunk (the same object
+        as ``backbone`` when a module was given) to build the ProtoPNet on, ``.head``
+        the linear layer that :func:`seed_prototypes` uses.
+
+    Raises
+    ------
+    TypeError
+        If ``backbone`` is neither a name nor a module.
+    FloatingPointError
+        If the loss becomes non-finite (lower ``lr``).
+    """
+    from ..models import train_classifier
+
+    if isinstance(backbone, str):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            trunk = build_backbone(backbone, **dict(backbone_kwargs or {}))
+    elif isinstance(backbone, nn.Module):
+        if backbone_kwargs:
+            raise ValueError("backbone_kwargs only apply when backbone is a name.")
+        trunk = backbone
+    else:
+        raise TypeError(
+            f"backbone must be a name (str) or an nn.Module trunk, got {type(backbone).__name__}."
+        )
+    device = torch.device(device) if device is not None else _device_of(trunk)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 1)
+        net = pooled_classifier(trunk, num_classes, pool)
+    history = train_classifier(
+        net,
+        train,
+        test=val,
+        epochs=epochs,
+        lr=lr,
+        weight_decay=weight_decay,
+        batch_size=batch_size,
+        seed=seed,
+        device=device,
+        progress=progress,
+    )
+    net.eval()
+    return (net, history) if return_history else net
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    p = next(module.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+@torch.no_grad()
+def seed_prototypes(
+    model,
+    loader,
+    head: nn.Linear,
+    *,
+    device: torch.device | str | None = None,
+    progress: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Start each prototype on a latent patch where a pretrained head sees its class.
+
+    For every training image ``x`` of class ``y`` the evidence map is
+    ``e[h, w] = head.weight[y] . features(x)[:, h, w]`` (averaged over ``s x s`` windows
+    for prototypes of side ``s``); its maximum is the image's best patch. The ``m_c``
+    prototypes of class ``c`` become the latent patches (``model.latent``) of the ``m_c``
+    class-``c`` images with the largest maxima, one image per prototype (fewer images
+    than prototypes: images are reused in that order). Run it after building the model
+    and before :func:`~interp_lib.protopnet.fit`; the add-on layers stay as initialised.
+
+    Parameters
+    ----------
+    model : ProtoPNet
+        Its ``features`` must be the trunk ``head`` was trained on. Modified in place
+        (``model.prototypes``).
+    loader : iterable of (x, y, ...)
+        Un-augmented training images in a fixed order (the push loader).
+    head : nn.Linear
+        ``Linear(C, K)`` on globally pooled trunk features, e.g. ``pretrain_backbone(...).head``.
+    device : torch.device or str, optional
+        Default: the model's device.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    dict
+        ``sample_index`` (P,) long (position in the loader's order), ``location`` (P, 2)
+        long (top-left ``(h, w)`` in the distance map) and ``evidence`` (P,) of each
+        prototype's seed patch.
+
+    Raises
+    ------
+    ValueError
+        If ``head`` does not match the trunk's channels and the model's classes, or a
+        class that owns prototypes has no image in ``loader``.
+    """
+    from . import functional as PF
+    from .push import _progress, check_ordered_loader, model_device, split_batch
+
+    if not isinstance(head, nn.Linear):
+        raise TypeError(f"head must be an nn.Linear, got {type(head).__name__}.")
+    channels = infer_out_channels(model.features)
+    if tuple(head.weight.shape) != (model.num_classes, channels):
+        raise ValueError(
+            f"head must map the trunk's {channels} channels to the model's "
+            f"{model.num_classes} classes, got Linear{tuple(head.weight.shape[::-1])}."
+        )
+    check_ordered_loader(loader)
+    device = model_device(model, device)
+    s = model.prototype_size
+    weight = head.weight.detach().to(device)
+    scores, samples, locations, patches, labels = [], [], [], [], []
+    offset = 0
+    was_training = model.training
+    model.eval()
+    try:
+        for batch in _progress(loader, progress, "seed prototypes"):
+            x, y = split_batch(batch, model.num_classes, device)
+            f = model.features(x)
+            z = model.add_on(f)
+            e = torch.einsum("nchw,nc->nhw", f.float(), weight[y].float())
+            if s > 1:
+                e = nn.functional.avg_pool2d(e[:, None], s, stride=1)[:, 0]
+            best, flat = e.flatten(1).max(dim=1)
+            loc = torch.stack((flat // e.shape[-1], flat % e.shape[-1]), dim=1)
+            idx = torch.arange(len(y), device=device)
+            patches.append(PF.gather_patches(z, idx, loc, s).float())
+            scores.append(best)
+            locations.append(loc)
+            labels.append(y)
+            samples.append(idx + offset)
+            offset += len(y)
+    finally:
+        model.train(was_training)
+    if not scores:
+        raise ValueError("the loader yielded no images.")
+    score, sample = torch.cat(scores), torch.cat(samples)
+    location, patch, label = torch.cat(locations), torch.cat(patches), torch.cat(labels)
+    classes = model.prototype_classes.to(device)
+    chosen = torch.empty(model.num_prototypes, dtype=torch.long, device=device)
+    for c in torch.unique(classes).tolist():
+        slots = torch.nonzero(classes == c).flatten()
+        mine = torch.nonzero(label == c).flatten()
+        if mine.numel() == 0:
+            raise ValueError(
+                f"the loader has no images of class {c}, which owns prototypes; pass the "
+                "(un-augmented) training set whose labels match the model's classes."
+            )
+        order = mine[score[mine].argsort(descending=True, stable=True)]
+        chosen[slots] = order[torch.arange(slots.numel(), device=device) % order.numel()]
+    model.prototypes.copy_(patch[chosen].to(model.prototypes))
+    return {"sample_index": sample[chosen], "location": location[chosen], "evidence": score[chosen]}
