@@ -14,8 +14,16 @@ Test accuracy is printed for the report only; nothing is selected on it. Runs wi
 on is shared. ``--scratch`` skips the warm start (the trunk is trained from scratch inside
 ``fit``) and ``--no-seed`` the prototype seeding, for comparison.
 
-    python bench/protopnet_birds.py                  # ~ a few minutes on one core
-    python bench/protopnet_birds.py --scratch
+    python bench/protopnet_birds.py                  # ~ 6 minutes on one (shared) core
+    python bench/protopnet_birds.py --no-seed        # ablation: U[0, 1) prototypes
+
+Measured (defaults, one thread, 2-core machine shared with other jobs): pretrain 10
+epochs 142 s (val 0.885), fit 12 epochs 193 s; selected val accuracy 0.585, test accuracy
+0.582 (chance 0.100); patch centre on the bird for 66 % of the 50 pushed prototypes
+(chance 10.4 %: the bird's area share), 95th-percentile box mostly on the bird for 60 %
+(chance 12.9 %); parts under the centres: body 17, wing 10, legs 2, tail 2, head 2,
+background 17. ``--no-seed``: test 0.120, 2 % on the bird. ``--epochs 20``: test 0.592
+(the step decay leaves little to learn after epoch 12).
 """
 
 from __future__ import annotations

@@ -22,12 +22,19 @@ reached 0.39 (and 0.95 training accuracy).
 
 A warm trunk alone is not enough on a CPU budget: with prototypes drawn ``U[0, 1)`` the
 cluster cost pulls latents and prototypes together long before the cross-entropy makes
-them discriminative, and the first push lands them on background patches (on the birds
-``fit`` then stayed at 0.12-0.27 validation accuracy). :func:`seed_prototypes` therefore
-also uses the pretrained head: each class's prototypes start as the latent patches of its
-training images where the head sees the most evidence for the class
-(``head.weight[c] . f(x)[:, h, w]``, a class activation map); different images per
-prototype. This raised validation accuracy after the same ``fit`` from 0.19 to 0.4-0.5.
+them discriminative, and the pushes land them on background patches.
+:func:`seed_prototypes` therefore also uses the pretrained head: each class's prototypes
+start as the latent patches of its training images where the head sees the most evidence
+for the class (``head.weight[c] . f(x)[:, h, w]``, a class activation map), one image per
+prototype.
+
+Measured with ``bench/protopnet_birds.py`` (64 px, difficulty 0.5, 10 classes, 1500
+training images, one thread on a shared 2-core machine, about 6 minutes): warm trunk
+(0.885 validation accuracy as a max-pool classifier) + seeded prototypes +
+``Schedule.cpu_birds()``: test accuracy 0.582 (chance 0.10), 66 % of the pushed prototypes
+centred on the bird (chance 10.4 %), 60 % with their 95th-percentile box mostly on the
+bird (chance 12.9 %). The same without seeding (``--no-seed``): test accuracy 0.120, 2 %
+of the prototypes on the bird.
 
 Examples
 --------
