@@ -162,8 +162,11 @@ def test_bad_arguments_are_refused():
 
 
 @pytest.mark.filterwarnings("ignore:.*share a source patch")
-def test_push_and_last_layer_stages_in_fit():
-    model = tiny_model()
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_push_and_last_layer_stages_in_fit(batch_norm):
+    # with BatchNorm in the trunk, the stages that freeze it must not move its running
+    # statistics either, or the pushed prototypes stop being training patches
+    model = tiny_model(batch_norm=batch_norm)
     train, val, push_ld = loaders()
     snapshots = []
 
@@ -190,6 +193,8 @@ def test_push_and_last_layer_stages_in_fit():
             assert changed <= {"prototypes"}
         if stage is Stage.LAST_LAYER:
             assert changed == {"last_layer.weight"}
+        if stage is Stage.WARMUP:
+            assert not any(k.startswith("features.") for k in changed)
     # the selected state is a pushed one: every prototype is a training patch exactly
     assert h.best.stage in (Stage.PUSH, Stage.LAST_LAYER)
     x, _ = push_ld.dataset[:]

@@ -137,7 +137,7 @@ def test_warm_started_protopnet_learns_birds_above_chance():
     loader = DataLoader(train_n, batch_size=32, shuffle=True)
     push_loader = DataLoader(train_n, batch_size=160, shuffle=False)
     seed_prototypes(model, push_loader, net.head)
-    schedule = Schedule.cpu_birds(3, warmup_epochs=1, push_start=3)  # one push, at the end
+    schedule = Schedule.cpu_birds(5, warmup_epochs=1, push_start=5)  # one push, at the end
     fit(model, loader, push_loader=push_loader, schedule=schedule, progress=False)
     # 100 test images, chance 0.25 (binomial sd 0.043): both clearly above it
     assert accuracy(net, test_n) >= 0.45

@@ -59,11 +59,25 @@ def summarise(sums: dict[str, float], n: int, info: rt.DistInfo) -> dict[str, fl
     return {k: vec[1 + i].item() / total for i, k in enumerate(keys)}
 
 
+def train_mode(model) -> None:
+    """``model.train()``, except the parts this stage freezes, which stay in eval mode.
+
+    A frozen trunk in train mode would still update its BatchNorm running statistics
+    (and apply dropout), so the warm-up and last-layer stages would change its outputs:
+    pushed prototypes would stop being training patches.
+    """
+    model.train()
+    for child in model.children():
+        params = list(child.parameters())
+        if params and not any(p.requires_grad for p in params):
+            child.eval()
+
+
 def train_pass(model, net, loader, opt, scaler, weights, step: Step, ctx) -> dict[str, float]:
     from .losses import protopnet_loss
 
     device, amp, channels_last, info, bar = ctx
-    model.train()
+    train_mode(model)
     sums: dict[str, float] = {}
     n = 0
     for b, batch in enumerate(loader):
