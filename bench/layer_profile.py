@@ -21,19 +21,18 @@ printed. Torch runs with ``--threads`` threads (2 by default) in every subproces
     python bench/layer_profile.py            # 1000 images
     python bench/layer_profile.py --n 200    # quicker
 
-One run (2026-11-24, 2 shared CPU cores under a load average of 7-14, so the times are
-inflated and noisy; "peak MB" is peak RSS above the set-up):
+One run (2026-11-24, 2 CPU cores, quiet machine; "peak MB" is peak RSS above the set-up):
 
 | approach               | time (s) | x forward | x naive |  peak MB | mem x naive |
 |------------------------|----------|-----------|---------|----------|-------------|
-| forward                |    307.0 |      1.00 |    1.01 |      418 |        0.09 |
-| naive                  |    303.1 |      0.99 |    1.00 |     4803 |        1.00 |
-| interp_lib             |    475.5 |      1.55 |    1.57 |     4032 |        0.84 |
-| interp_lib f16 budget  |    836.7 |      2.73 |    2.76 |     2806 |        0.58 |
+| forward                |     38.2 |      1.00 |    0.58 |      372 |        0.08 |
+| naive                  |     66.2 |      1.73 |    1.00 |     4767 |        1.00 |
+| interp_lib             |     73.4 |      1.92 |    1.11 |     3917 |        0.82 |
+| interp_lib f16 budget  |    111.0 |      2.91 |    1.68 |     2752 |        0.58 |
 
 IDs agreed with the naive ones to 1.2e-5 (float32) and 0.036 (float16). The extra time
-of interp_lib is its exact neighbour search (float64 re-ranking of candidates in
-interp_lib.id), not the collection: the naive run costs no more than the forward pass.
+of interp_lib over the naive script is its exact neighbour search (float64 re-check of
+the candidates in interp_lib.id).
 """
 
 from __future__ import annotations
