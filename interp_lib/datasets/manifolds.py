@@ -113,6 +113,8 @@ def periodic_distances(
     X = torch.as_tensor(X, dtype=torch.float64)
     if X.ndim != 2:
         raise ValueError(f"X must have shape (N, d), got {tuple(X.shape)}.")
+    if not box > 0:
+        raise ValueError(f"box must be a positive side length, got {box}.")
     X = X.remainder(box)  # wrap into the box, so that every |delta| < box
     n = X.shape[0]
     out = torch.empty(n, n, dtype=torch.float64)
@@ -123,7 +125,6 @@ def periodic_distances(
             delta = torch.minimum(delta, box - delta)
             acc.addcmul_(delta, delta)
     return out.sqrt_()
-    return out
 
 
 def gaussian(
