@@ -1,0 +1,217 @@
+"""Plumbing shared by every subpackage: batches, eval mode, devices, progress, extras.
+
+One home for the small helpers that each subpackage used to write again. Nothing here
+knows about intrinsic dimension or prototypes. Conventions are in ``CONTRIBUTING.md``.
+
+Device policy (one for the whole library)
+-----------------------------------------
+* Functions that **read** a model (profile, push, explain, attribute, metrics) run on
+  the model's device (:func:`model_device`) and move each batch there. An explicit
+  ``device=`` must agree with the model's device, else :func:`check_device` raises a
+  ``ValueError`` that says to move the model first.
+* Functions that **train** (``protopnet.fit``, ``models.train_classifier``) take
+  ``device=`` and move the model there (``None``: stay where the model is).
+* Point clouds (``interp_lib.id``) are computed on the device the tensor lives on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = [
+    "EXTRAS",
+    "Batch",
+    "NonFiniteLossError",
+    "check_device",
+    "evaluating",
+    "model_device",
+    "progress",
+    "require",
+    "to_device",
+    "unpack_batch",
+]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A training loss became NaN or infinite (lower the learning rate or check the data)."""
+
+
+# ---------------------------------------------------------------------------- batches
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One batch as the library sees it: images, labels and (optional) masks.
+
+    Attributes
+    ----------
+    x : torch.Tensor
+        Inputs, shape ``(B, ...)`` (images: ``(B, C, H, W)``).
+    y : torch.Tensor or None
+        Integer labels, shape ``(B,)``.
+    masks : torch.Tensor or None
+        Ground-truth masks, shape ``(B, H, W)`` (object) or ``(B, P, H, W)`` (parts).
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor | None = None
+    masks: torch.Tensor | None = None
+
+
+_X_KEYS = ("image", "images", "x", "input", "inputs")
+_Y_KEYS = ("label", "labels", "y", "target", "targets")
+_M_KEYS = ("mask", "masks", "part_masks")
+
+
+def _first(mapping: Mapping, keys: tuple[str, ...]) -> Any:
+    return next((mapping[k] for k in keys if k in mapping), None)
+
+
+def unpack_batch(batch: Any, *, need_labels: bool = False) -> Batch:
+    """Split what a loader yields into :class:`Batch` ``(x, y, masks)``.
+
+    Accepts a tensor or numpy array ``x``; a tuple/list ``(x, y, masks, ...)``; or a
+    mapping with ``image``/``label``/``mask`` keys (and their plurals). Nothing is moved
+    or copied; numpy arrays become tensors.
+
+    Raises
+    ------
+    TypeError
+        If the batch has none of these forms.
+    ValueError
+        If ``need_labels`` and the batch carries no labels.
+    """
+    if isinstance(batch, Mapping):
+        x, y, m = _first(batch, _X_KEYS), _first(batch, _Y_KEYS), _first(batch, _M_KEYS)
+    elif isinstance(batch, (tuple, list)) and batch:
+        x = batch[0]
+        y = batch[1] if len(batch) > 1 else None
+        m = batch[2] if len(batch) > 2 else None
+    else:
+        x, y, m = batch, None, None
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(x)
+    if not isinstance(x, torch.Tensor) or x.ndim == 0:
+        raise TypeError(
+            "each batch must be a tensor x of shape (B, ...), a tuple (x, y[, masks]) or a "
+            f"dict with an 'image' key; got {type(batch).__name__}. Wrap the dataset so "
+            "__getitem__ returns (x, y)."
+        )
+    if y is not None and not isinstance(y, torch.Tensor):
+        y = torch.as_tensor(y)
+    if m is not None and not isinstance(m, torch.Tensor):
+        m = torch.as_tensor(m)
+    if need_labels and y is None:
+        raise ValueError(
+            "this function needs labels: the loader must yield (images, labels, ...) "
+            f"tuples, got a batch with images only ({type(batch).__name__})."
+        )
+    return Batch(x, y, m)
+
+
+def to_device(
+    batch: Batch, device: torch.device, *, channels_last: bool = False
+) -> Batch:
+    """``batch`` with every tensor on ``device`` (non-blocking), images optionally
+    in ``channels_last`` memory format."""
+    x = batch.x.to(device, non_blocking=True)
+    if channels_last and x.ndim == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = None if batch.y is None else batch.y.to(device, non_blocking=True)
+    m = None if batch.masks is None else batch.masks.to(device, non_blocking=True)
+    return Batch(x, y, m)
+
+
+# ---------------------------------------------------------------------- model state
+
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode for the block and restore its mode afterwards, even
+    when the block raises. Gradients are not switched off (attributions need them)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter or buffer (CPU for a model with none)."""
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
+def check_device(model: nn.Module, device: torch.device | str | None) -> torch.device:
+    """The device a function that reads ``model`` runs on: ``device`` if given (it must
+    be the model's device type), else the model's own device."""
+    here = model_device(model)
+    if device is None:
+        return here
+    device = torch.device(device)
+    if device.type != here.type:
+        raise ValueError(
+            f"the model lives on {here} but device={str(device)!r}; move the model first "
+            f"(model.to({str(device)!r})) or leave device=None."
+        )
+    return device
+
+
+# ------------------------------------------------------------------------- progress
+
+
+def progress(
+    iterable: Iterable, enabled: bool, desc: str, *, total: int | None = None
+) -> Iterable:
+    """``iterable`` wrapped in a tqdm bar when ``enabled`` (the bar is cleared at the end)."""
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, leave=False)
+
+
+# -------------------------------------------------------------- optional dependencies
+
+#: Which extra of ``pip install "interp_lib[extra]"`` provides each optional package.
+EXTRAS: dict[str, str] = {
+    "matplotlib": "viz",
+    "ipywidgets": "viz",
+    "pandas": "viz",
+    "captum": "captum",
+    "pytorch_grad_cam": "test",
+    "quantus": "test",
+}
+
+
+def require(module: str, feature: str) -> Any:
+    """Import an optional dependency or fail with the exact command that installs it.
+
+    Parameters
+    ----------
+    module : str
+        Dotted module name, e.g. ``"matplotlib.pyplot"`` or ``"captum.attr"``.
+    feature : str
+        What needs it, for the message, e.g. ``"LayerProfile.plot"``.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        top = module.split(".")[0]
+        extra = EXTRAS.get(top, "all")
+        raise ModuleNotFoundError(
+            f"{feature} needs {top}, which is not installed. Install it with "
+            f'`pip install "interp_lib[{extra}]"` (or `pip install {top}`).'
+        ) from exc
