@@ -31,10 +31,13 @@ __all__ = [
     "Batch",
     "NonFiniteLossError",
     "check_device",
+    "check_images",
     "evaluating",
+    "forward_logits",
     "model_device",
     "progress",
     "require",
+    "resolve_target",
     "to_device",
     "unpack_batch",
 ]
@@ -117,9 +120,7 @@ def unpack_batch(batch: Any, *, need_labels: bool = False) -> Batch:
     return Batch(x, y, m)
 
 
-def to_device(
-    batch: Batch, device: torch.device, *, channels_last: bool = False
-) -> Batch:
+def to_device(batch: Batch, device: torch.device, *, channels_last: bool = False) -> Batch:
     """``batch`` with every tensor on ``device`` (non-blocking), images optionally
     in ``channels_last`` memory format."""
     x = batch.x.to(device, non_blocking=True)
@@ -169,12 +170,72 @@ def check_device(model: nn.Module, device: torch.device | str | None) -> torch.d
     return device
 
 
+# ------------------------------------------------------------------ images and targets
+
+
+def check_images(inputs: torch.Tensor, name: str = "inputs") -> torch.Tensor:
+    """Check that ``inputs`` is a floating tensor of shape ``(N, C, H, W)``."""
+    if not isinstance(inputs, torch.Tensor):
+        raise TypeError(
+            f"{name} must be a torch.Tensor of shape (N, C, H, W), got "
+            f"{type(inputs).__name__}. Convert it with torch.as_tensor(...)."
+        )
+    if inputs.ndim != 4:
+        raise ValueError(
+            f"{name} must have shape (N, C, H, W), got {inputs.ndim}-D shape "
+            f"{tuple(inputs.shape)}. Add a batch axis with x.unsqueeze(0) for one image."
+        )
+    if not inputs.is_floating_point():
+        raise TypeError(f"{name} must be floating point, got dtype {inputs.dtype}.")
+    return inputs
+
+
+@torch.no_grad()
+def forward_logits(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """The model's logits ``(N, K)``; fails clearly when the output is not 2-D."""
+    out = model(inputs)
+    if not isinstance(out, torch.Tensor) or out.ndim != 2:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(
+            f"the model must return logits of shape (N, n_classes), got {got}. Wrap it so "
+            "that forward returns one logit tensor."
+        )
+    return out
+
+
+def resolve_target(
+    model: nn.Module, inputs: torch.Tensor, target: Any, *, logits: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The class to explain for each image, as a long tensor ``(N,)``.
+
+    ``None`` means the predicted class; an int applies to every image; a sequence or tensor
+    gives one class per image. Out-of-range classes fail with the valid range.
+    """
+    if logits is None:
+        logits = forward_logits(model, inputs)
+    n, k = logits.shape
+    if target is None:
+        return logits.argmax(1)
+    t = torch.as_tensor(target, device=inputs.device)
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise TypeError(f"target must hold integer class indices, got dtype {t.dtype}.")
+    t = t.long().reshape(-1)
+    if t.numel() == 1:
+        t = t.expand(n)
+    if t.numel() != n:
+        raise ValueError(
+            f"target must be one int or {n} class indices (one per image), got {t.numel()}."
+        )
+    if bool(((t < 0) | (t >= k)).any()):
+        bad = t[(t < 0) | (t >= k)].unique().tolist()
+        raise ValueError(f"target {bad} out of range: the model has {k} classes (0 to {k - 1}).")
+    return t.contiguous()
+
+
 # ------------------------------------------------------------------------- progress
 
 
-def progress(
-    iterable: Iterable, enabled: bool, desc: str, *, total: int | None = None
-) -> Iterable:
+def progress(iterable: Iterable, enabled: bool, desc: str, *, total: int | None = None) -> Iterable:
     """``iterable`` wrapped in a tqdm bar when ``enabled`` (the bar is cleared at the end)."""
     if not enabled:
         return iterable

@@ -30,23 +30,6 @@ def import_captum_attr() -> Any:
     return captum_attr
 
 
-def check_images(inputs: torch.Tensor, name: str = "inputs") -> torch.Tensor:
-    """Check that ``inputs`` is a floating tensor of shape ``(N, C, H, W)``."""
-    if not isinstance(inputs, torch.Tensor):
-        raise TypeError(
-            f"{name} must be a torch.Tensor of shape (N, C, H, W), got "
-            f"{type(inputs).__name__}. Convert it with torch.as_tensor(...)."
-        )
-    if inputs.ndim != 4:
-        raise ValueError(
-            f"{name} must have shape (N, C, H, W), got {inputs.ndim}-D shape "
-            f"{tuple(inputs.shape)}. Add a batch axis with x.unsqueeze(0) for one image."
-        )
-    if not inputs.is_floating_point():
-        raise TypeError(f"{name} must be floating point, got dtype {inputs.dtype}.")
-    return inputs
-
-
 def check_map(saliency: torch.Tensor, inputs_shape: torch.Size | tuple, name: str = "saliency"):
     """Return ``saliency`` as ``(N, 1, H, W)`` matching the images' batch and size."""
     if not isinstance(saliency, torch.Tensor):
@@ -133,48 +116,6 @@ def warn_if_training(model: nn.Module) -> None:
             "attribution depend on the batch. Call model.eval() first.",
             stacklevel=3,
         )
-
-
-@torch.no_grad()
-def forward_logits(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
-    """The model's logits ``(N, K)``; fails clearly when the output is not 2-D."""
-    out = model(inputs)
-    if not isinstance(out, torch.Tensor) or out.ndim != 2:
-        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValueError(
-            f"the model must return logits of shape (N, num_classes), got {got}. Wrap it so "
-            "that forward returns one logit tensor."
-        )
-    return out
-
-
-def resolve_target(
-    model: nn.Module, inputs: torch.Tensor, target: Any, *, logits: torch.Tensor | None = None
-) -> torch.Tensor:
-    """The class to explain for each image, as a long tensor ``(N,)``.
-
-    ``None`` means the predicted class; an int applies to every image; a sequence or tensor
-    gives one class per image. Out-of-range classes fail with the valid range.
-    """
-    if logits is None:
-        logits = forward_logits(model, inputs)
-    n, k = logits.shape
-    if target is None:
-        return logits.argmax(1)
-    t = torch.as_tensor(target, device=inputs.device)
-    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
-        raise TypeError(f"target must hold integer class indices, got dtype {t.dtype}.")
-    t = t.long().reshape(-1)
-    if t.numel() == 1:
-        t = t.expand(n)
-    if t.numel() != n:
-        raise ValueError(
-            f"target must be one int or {n} class indices (one per image), got {t.numel()}."
-        )
-    if bool(((t < 0) | (t >= k)).any()):
-        bad = t[(t < 0) | (t >= k)].unique().tolist()
-        raise ValueError(f"target {bad} out of range: the model has {k} classes (0 to {k - 1}).")
-    return t.contiguous()
 
 
 def upsample(maps: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:

@@ -13,12 +13,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._plumbing import check_images, resolve_target
 from ._utils import (
-    check_images,
     import_captum_attr,
     layer_name,
     resolve_layer,
-    resolve_target,
     warn_if_training,
     without_inplace,
 )

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._utils import check_images, check_map, resolve_target
+from .._plumbing import check_images, resolve_target
+from ._utils import check_map
 
 
 @dataclass

@@ -22,7 +22,8 @@ from torch import nn
 
 from interp_lib.protopnet.boxes import percentile_box, upsample_maps
 
-from ._utils import INTERPOLATE_MODES, check_images, resolve_target, warn_if_training
+from .._plumbing import check_images, resolve_target
+from ._utils import INTERPOLATE_MODES, warn_if_training
 
 MODES = ("map", "box")
 

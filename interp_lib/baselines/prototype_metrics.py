@@ -28,7 +28,7 @@ from torch import nn
 
 from interp_lib.protopnet.boxes import upsample_maps
 
-from ._utils import check_images
+from .._plumbing import check_images
 
 
 @dataclass
