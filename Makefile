@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 book: $(STAMP)
 	$(BIN)/python book/_cache_guard.py _build
-	$(BIN)/jupyter-book build . --warningiserror --keep-going
+	INTERP_LIB_BOOK_BUILD=1 $(BIN)/jupyter-book build . --warningiserror --keep-going
 	@echo "The book is built: open $(CURDIR)/_build/html/index.html"
 
 test: $(STAMP) chromium

@@ -6,6 +6,7 @@ re-exported here. Every figure function returns a matplotlib object and never ca
 """
 
 from .baselines import plot_attributions
+from .book import glue
 from .datasets import PART_COLORS, overlay_masks, sample_grid
 from .id import (
     plot_mu_histogram,
@@ -23,6 +24,7 @@ from .widgets import figure_png, live_explorer, precomputed_explorer
 __all__ = [
     "PART_COLORS",
     "figure_png",
+    "glue",
     "layer_explorer",
     "layer_figure",
     "live_explorer",
