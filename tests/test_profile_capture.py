@@ -149,3 +149,123 @@ def test_list_layers_names_and_type_filter():
     assert list_layers(net, types=(nn.Conv2d, nn.Linear)) == ["features.0", "features.6"]
     with pytest.raises(TypeError, match="class"):
         list_layers(net, types="Linear")
+
+
+# --------------------------------------------------- one layer, module objects, gradients
+
+
+def test_resolve_layer_by_name_or_module_and_clear_errors():
+    from interp_lib.profile.layers import get_layer, resolve_layer
+
+    net = _named()
+    assert resolve_layer(net, "features.6") == "features.6"
+    assert resolve_layer(net, net.features[3]) == "features.3"
+    assert resolve_layer(net, net) == "output" and resolve_layer(net, "input") == "input"
+    assert get_layer(net, "features.0") is net.features[0] and get_layer(net, "input") is net
+    with pytest.raises(ValueError, match=r"Did you mean 'features.6'"):
+        resolve_layer(net, "feature.6")
+    with pytest.raises(ValueError, match=r"Valid names: 'features', 'features.0'"):
+        resolve_layer(net, "zzz", pseudo=False)
+    with pytest.raises(ValueError, match="no layer named 'input'"):
+        resolve_layer(net, "input", pseudo=False)
+    with pytest.raises(ValueError, match=r"not a submodule.*Conv2d layers are \['features.0'\]"):
+        resolve_layer(net, nn.Conv2d(1, 3, 3))
+    with pytest.raises(ValueError, match="the model itself"):
+        resolve_layer(net, net, pseudo=False)
+    with pytest.raises(TypeError, match="dotted module name"):
+        resolve_layer(net, 3)
+
+
+def test_capture_accepts_module_objects_and_keys_them_by_name():
+    net = small_net()
+    x = torch.randn(2, 1, 8, 8)
+    with torch.no_grad(), capture(net, [net[0], "3"]) as acts:
+        net(x)
+    assert list(acts) == ["0", "3"]
+    with torch.no_grad(), capture(net, {net[6]: "logits"}) as acts:
+        out = net(x)
+    torch.testing.assert_close(acts["logits"], out)
+    with pytest.raises(ValueError, match="requested twice"), capture(net, [net[0], "0"]):
+        pass
+    assert n_hooks(net) == 0
+
+
+def test_gradients_match_autograd_through_an_inplace_relu():
+    net = small_net()
+    x = torch.randn(3, 1, 8, 8)
+    target = torch.tensor([0, 4, 2])
+    with capture(net, [net[1], "6"], gradients=True) as acts:
+        logits = net(x)
+        logits.gather(1, target[:, None]).sum().backward()
+    assert n_hooks(net) == 0
+    # reference: the same quantities with torch.autograd.grad on the eval-mode model
+    net.eval()
+    bn = net[1](net[0](x))
+    rest = nn.Sequential(*list(net)[2:])
+    out = rest(bn.clone())  # the clone keeps bn as the layer returned it
+    (ref,) = torch.autograd.grad(out.gather(1, target[:, None]).sum(), bn)
+    assert (bn < 0).any()  # the in-place ReLU changes the captured tensor afterwards
+    torch.testing.assert_close(acts["1"], bn.detach())
+    torch.testing.assert_close(acts.gradients["1"], ref)
+    onehot = torch.zeros(3, 5).scatter_(1, target[:, None], 1.0)
+    torch.testing.assert_close(acts.gradients["6"], onehot)
+
+
+def test_gradients_of_a_module_called_twice_are_those_of_its_last_call():
+    relu = nn.ReLU()
+    lin = nn.Linear(4, 4)
+    net = nn.Sequential(lin, relu, nn.Linear(4, 4), relu)
+    net.eval()
+    x = torch.randn(5, 4)
+    with capture(net, ["1"], gradients=True) as acts:
+        (net(x) * torch.arange(4.0)).sum().backward()
+    torch.testing.assert_close(acts.gradients["1"], torch.arange(4.0).expand(5, 4))
+    torch.testing.assert_close(acts["1"], net(x).detach())
+
+
+def test_gradients_need_autograd():
+    net = small_net()
+    with pytest.raises(ValueError, match="does not require grad"):
+        with torch.no_grad(), capture(net, ["0"], gradients=True):
+            net(torch.randn(2, 1, 8, 8))
+    assert n_hooks(net) == 0
+    with capture(net, ["0"]) as acts:
+        net(torch.randn(2, 1, 8, 8))
+    assert acts.gradients == {}
+
+
+def test_one_model_captured_from_several_threads_gives_each_its_own_outputs():
+    import threading
+    import time
+
+    class Pause(nn.Module):  # lets the other threads run mid-forward
+        def forward(self, x):
+            time.sleep(0.002)
+            return x
+
+    net = nn.Sequential(nn.Linear(8, 16), Pause(), nn.ReLU(), nn.Linear(16, 4))
+    inputs = [torch.randn(3 + i, 8) for i in range(6)]
+    with torch.no_grad():
+        expected = [net[0](x) for x in inputs]
+    got: dict[int, torch.Tensor] = {}
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            for _ in range(10):
+                with torch.no_grad(), capture(net, ["0"]) as acts:
+                    net(inputs[i])
+                    got[i] = acts["0"]
+                    assert got[i].shape[0] == 3 + i
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for i in range(6):
+        torch.testing.assert_close(got[i], expected[i])
+    assert n_hooks(net) == 0

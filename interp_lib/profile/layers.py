@@ -1,13 +1,18 @@
 """Layer names: discover them, and resolve what a user asks for.
 
 Layers are addressed by their dotted module names, as in ``model.named_modules()`` and
-torchvision's ``return_nodes`` (``"features.4"``, ``"layer2.1.conv1"``). Two pseudo-layers
-are understood everywhere in :mod:`interp_lib.profile`:
+torchvision's ``return_nodes`` (``"features.4"``, ``"layer2.1.conv1"``), or by the module
+object itself (``model.features[4]``). Two pseudo-layers are understood everywhere in
+:mod:`interp_lib.profile`:
 
 - ``"input"``: the tensor handed to the model (its first positional argument);
 - ``"output"``: what the model returns (the first tensor of a tuple output).
 
 A pseudo-layer name wins over a submodule that happens to be called ``input``/``output``.
+
+This module is the library's one layer resolver: :func:`resolve_layer` (one layer) and
+:func:`resolve_layers` (a selection) are used by :mod:`interp_lib.profile` and
+:mod:`interp_lib.baselines` alike.
 """
 
 from __future__ import annotations
@@ -17,11 +22,24 @@ from collections.abc import Mapping, Sequence
 
 from torch import nn
 
-__all__ = ["INPUT", "OUTPUT", "PSEUDO_LAYERS", "check_module", "list_layers", "resolve_layers"]
+__all__ = [
+    "INPUT",
+    "OUTPUT",
+    "PSEUDO_LAYERS",
+    "LayerRef",
+    "check_module",
+    "get_layer",
+    "list_layers",
+    "resolve_layer",
+    "resolve_layers",
+]
 
 INPUT = "input"
 OUTPUT = "output"
 PSEUDO_LAYERS = (INPUT, OUTPUT)
+
+#: One layer: its dotted name (or a pseudo-layer) or the submodule object itself.
+LayerRef = str | nn.Module
 
 
 def check_module(model: object, name: str = "model") -> nn.Module:
@@ -75,42 +93,125 @@ def list_layers(model: nn.Module, types: type | tuple[type, ...] | None = None) 
     ]
 
 
-def _unknown(name: str, known: list[str]) -> ValueError:
+def _unknown(name: str, known: list[str], pseudo: bool = True) -> ValueError:
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
-    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    if close:
+        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?"
+    else:
+        shown = ", ".join(repr(k) for k in known[:8])
+        more = f", ... ({len(known)} in all)" if len(known) > 8 else ""
+        hint = f" Valid names: {shown}{more}." if known else " The model has no submodules."
+    extra = ", plus the pseudo-layers 'input' and 'output'" if pseudo else ""
     return ValueError(
         f"the model has no layer named {name!r}.{hint} "
-        "See interp_lib.profile.list_layers(model) for the valid names, plus the "
-        "pseudo-layers 'input' and 'output'."
+        f"See interp_lib.profile.list_layers(model) for the valid names{extra}."
     )
 
 
+def _module_name(model: nn.Module, module: nn.Module) -> str:
+    """The dotted name of a submodule object (the model itself is ``"output"``)."""
+    if module is model:
+        return OUTPUT
+    for name, m in model.named_modules():
+        if m is module:
+            return name
+    same = [n for n, m in model.named_modules() if n and type(m) is type(module)]
+    hint = f" The model's {type(module).__name__} layers are {same[:6]}." if same else ""
+    raise ValueError(
+        f"layer {type(module).__name__} is not a submodule of the model.{hint} If it "
+        "belongs to a copy of the model, pass its dotted name instead (see "
+        "interp_lib.profile.list_layers(model))."
+    )
+
+
+def resolve_layer(model: nn.Module, layer: LayerRef, *, pseudo: bool = True) -> str:
+    """The dotted name of one layer, given by name or by module object.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    layer : str or torch.nn.Module
+        A dotted name as printed by :func:`list_layers` (``"features.4"``), a pseudo-layer
+        (``"input"``, ``"output"``) or a submodule of ``model``. The model itself
+        resolves to ``"output"``.
+    pseudo : bool, default True
+        Accept the pseudo-layers. With ``False`` only real submodules are valid (e.g. a
+        layer whose gradient is needed).
+
+    Returns
+    -------
+    str
+        The canonical dotted name; look the module up with :func:`get_layer`.
+
+    Raises
+    ------
+    TypeError
+        ``model`` is not a module, or ``layer`` is neither a string nor a module.
+    ValueError
+        Unknown name (the closest valid names are suggested), or a module that is not
+        part of ``model``.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    >>> resolve_layer(net, net[2]), resolve_layer(net, "0")
+    ('2', '0')
+    """
+    check_module(model)
+    if isinstance(layer, nn.Module):
+        name = _module_name(model, layer)
+        if pseudo or name != OUTPUT:
+            return name
+        raise ValueError(
+            "layer is the model itself; pass one of its submodules (see list_layers(model))."
+        )
+    if not isinstance(layer, str):
+        raise TypeError(
+            f"a layer must be a dotted module name (str) or a submodule of the model, got "
+            f"{type(layer).__name__}. See interp_lib.profile.list_layers(model)."
+        )
+    if pseudo and layer in PSEUDO_LAYERS:
+        return layer
+    names = [n for n, _ in model.named_modules() if n]
+    if layer in names:
+        return layer
+    raise _unknown(layer, [*PSEUDO_LAYERS, *names] if pseudo else names, pseudo)
+
+
+def get_layer(model: nn.Module, layer: LayerRef) -> nn.Module:
+    """The module of one layer (for ``"input"``/``"output"``: the model itself)."""
+    name = resolve_layer(model, layer)
+    return model if name in PSEUDO_LAYERS else model.get_submodule(name)
+
+
 def resolve_layers(
-    model: nn.Module, layers: str | Sequence[str] | Mapping[str, str]
+    model: nn.Module,
+    layers: LayerRef | Sequence[LayerRef] | Mapping[LayerRef, str],
 ) -> dict[str, str]:
     """Validate requested layers and return ``{dotted name: alias}`` in the given order.
 
     Parameters
     ----------
     model : torch.nn.Module
-    layers : str, sequence of str, or mapping str -> str
-        Dotted names (the alias is the name itself), or ``{name: alias}``.
+    layers : str, module, sequence of them, or mapping of them -> str
+        Dotted names or submodules (the alias is the dotted name), or ``{layer: alias}``.
 
     Raises
     ------
     TypeError
-        If ``layers`` is not a string, a sequence of strings or a mapping of strings.
+        If ``layers`` is not a string, module, sequence or mapping of them.
     ValueError
-        Empty selection, a repeated name or alias, or an unknown name (with the closest
+        Empty selection, a repeated layer or alias, or an unknown name (with the closest
         valid names suggested).
     """
     check_module(model)
-    if isinstance(layers, str):
+    if isinstance(layers, (str, nn.Module)):
         layers = [layers]
     if isinstance(layers, Mapping):
         pairs = list(layers.items())
     elif isinstance(layers, Sequence):
-        pairs = [(name, name) for name in layers]
+        pairs = [(layer, None) for layer in layers]
     else:
         raise TypeError(
             f"layers must be a list of dotted module names or a {{name: alias}} dict, "
@@ -121,17 +222,16 @@ def resolve_layers(
             "layers is empty. Pass at least one name, e.g. ['input', 'output'], or see "
             "list_layers(model)."
         )
-    modules = dict(model.named_modules())
-    known = [*PSEUDO_LAYERS, *(n for n in modules if n)]
     spec: dict[str, str] = {}
-    for name, alias in pairs:
-        if not isinstance(name, str) or not isinstance(alias, str):
-            raise TypeError(f"layer names and aliases must be strings, got {name!r}: {alias!r}.")
+    for layer, alias in pairs:
+        if not isinstance(layer, (str, nn.Module)) or not isinstance(alias, (str, type(None))):
+            raise TypeError(
+                f"layer names and aliases must be strings (or modules), got {layer!r}: {alias!r}."
+            )
+        name = resolve_layer(model, layer)
         if name in spec:
             raise ValueError(f"layer {name!r} is requested twice.")
-        if name not in PSEUDO_LAYERS and (name == "" or name not in modules):
-            raise _unknown(name, known)
-        spec[name] = alias
+        spec[name] = name if alias is None else alias
     aliases = list(spec.values())
     repeated = sorted({a for a in aliases if aliases.count(a) > 1})
     if repeated:
