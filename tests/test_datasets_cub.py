@@ -4,52 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
+from _fake_cub import make_fake_cub
 
 from interp_lib.datasets import CUB200
 
 N_CLASSES, PER_CLASS = 3, 6  # 4 official train + 2 test per class
-BOX = (10.0, 5.0, 20.0, 16.0)  # x, y, w, h
-
-
-def _write(path: Path, rows):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(" ".join(str(v) for v in r) + "\n" for r in rows))
 
 
 @pytest.fixture(scope="module")
 def cub(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("cub") / "CUB_200_2011"
-    images, labels, split, boxes, locs = [], [], [], [], []
-    img_id = 0
-    for c in range(N_CLASSES):
-        folder = f"{c + 1:03d}.Bird_{c}"
-        for k in range(PER_CLASS):
-            img_id += 1
-            arr = np.zeros((30, 40, 3), dtype=np.uint8)  # h=30, w=40
-            x, y, w, h = BOX
-            arr[int(y) : int(y + h), int(x) : int(x + w)] = (50 * (c + 1), 7 * k, 200)
-            rel = f"{folder}/img_{img_id}.png"
-            (root / "images" / folder).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(arr).save(root / "images" / rel)
-            images.append((img_id, rel))
-            labels.append((img_id, c + 1))
-            split.append((img_id, int(k < 4)))
-            boxes.append((img_id, *BOX))
-            for part in range(1, 16):
-                # part 1 at the box centre, part 2 outside the box, the rest not visible
-                xy = {1: (20.0, 13.0, 1), 2: (2.0, 2.0, 1)}.get(part, (0.0, 0.0, 0))
-                locs.append((img_id, part, *xy))
-    _write(root / "images.txt", images)
-    _write(root / "image_class_labels.txt", labels)
-    _write(root / "train_test_split.txt", split)
-    _write(root / "bounding_boxes.txt", boxes)
-    _write(root / "classes.txt", [(c + 1, f"{c + 1:03d}.Bird_{c}") for c in range(N_CLASSES)])
-    _write(root / "parts" / "part_locs.txt", locs)
-    return root
+    return make_fake_cub(tmp_path_factory.mktemp("cub"), N_CLASSES, PER_CLASS)
 
 
 def test_official_split_and_validation_carve(cub):
