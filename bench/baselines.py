@@ -43,11 +43,11 @@ LAYER = "features.conv3"
 class PlainCNN(nn.Module):
     """The ProtoPNet backbone with global average pooling and a linear classifier."""
 
-    def __init__(self, num_classes: int = 10, widths=(32, 64, 128)) -> None:
+    def __init__(self, n_classes: int = 10, widths=(32, 64, 128)) -> None:
         super().__init__()
         self.features = small_cnn(widths=widths)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(widths[-1], num_classes)
+        self.fc = nn.Linear(widths[-1], n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.pool(self.features(x)).flatten(1))
@@ -67,7 +67,7 @@ def timing(size: int, batch: int, repeats: int) -> None:
     torch.manual_seed(0)
     cnn = PlainCNN().eval()
     proto = ProtoPNet(
-        "small_cnn", num_classes=10, prototypes_per_class=10, prototype_dim=128, img_size=size
+        "small_cnn", n_classes=10, n_prototypes_per_class=10, prototype_dim=128, image_size=size
     ).eval()
     x = torch.rand(batch, 3, size, size)
     rows = []
@@ -159,8 +159,8 @@ def birds_comparison(
         torch.utils.data.TensorDataset(norm(val.images), val.labels), batch_size=64
     )
     proto = ProtoPNet(
-        copy.deepcopy(cnn.features), num_classes=train.n_classes, prototypes_per_class=5,
-        prototype_dim=64, img_size=size,
+        copy.deepcopy(cnn.features), n_classes=train.n_classes, n_prototypes_per_class=5,
+        prototype_dim=64, image_size=size,
     )  # fmt: skip
     fit(proto, loader, val_loader=val_loader, push_loader=push_loader,
         schedule=Schedule.quick(proto_epochs), device="cpu", progress=False)  # fmt: skip

@@ -78,14 +78,14 @@ def main() -> None:
     torch.manual_seed(0)
     model = ProtoPNet(
         "small_cnn",
-        num_classes=args.classes,
-        prototypes_per_class=args.prototypes_per_class,
+        n_classes=args.classes,
+        n_prototypes_per_class=args.prototypes_per_class,
         prototype_dim=args.prototype_dim,
-        img_size=args.size,
+        image_size=args.size,
     ).to(device)
     print(
         f"ProtoPNet small_cnn, {n} birds of {args.size} px, batch {args.batch}, "
-        f"{model.num_prototypes} prototypes x {args.prototype_dim}, latent "
+        f"{model.n_prototypes} prototypes x {args.prototype_dim}, latent "
         f"{model.receptive_field.n}x{model.receptive_field.n}; device {device}, "
         f"{torch.get_num_threads()} threads, amp={args.amp}, channels_last={args.channels_last}"
     )

@@ -76,7 +76,7 @@ def box_hits(
     hits, chance = [], []
     for p in range(result.sample_index.numel()):
         b = bird[int(result.sample_index[p])]
-        y0, y1, x0, x1 = (int(v) for v in result.activation_box[p])
+        x0, y0, x1, y1 = (int(v) for v in result.activation_box[p])
         hits.append(float(b[y0:y1, x0:x1].mean()) > 0.5)
         h, w = y1 - y0, x1 - x0
         ys = torch.randint(0, height - h + 1, (shifts,), generator=g)
@@ -146,7 +146,7 @@ def main() -> None:
         trunk = "small_cnn"
     else:
         net, hist = pretrain_backbone(
-            "small_cnn", train_n, num_classes=train.n_classes, epochs=args.pretrain_epochs,
+            "small_cnn", train_n, n_classes=train.n_classes, epochs=args.pretrain_epochs,
             val=val_n, seed=args.seed, progress=False, return_history=True,
             backbone_kwargs=backbone_kwargs,
         )  # fmt: skip
@@ -159,8 +159,8 @@ def main() -> None:
 
     torch.manual_seed(args.seed)
     model = ProtoPNet(
-        trunk, num_classes=train.n_classes, prototypes_per_class=args.prototypes_per_class,
-        prototype_dim=args.prototype_dim, img_size=args.size,
+        trunk, n_classes=train.n_classes, n_prototypes_per_class=args.prototypes_per_class,
+        prototype_dim=args.prototype_dim, image_size=args.size,
         backbone_kwargs=backbone_kwargs if args.scratch else None,
     )  # fmt: skip
     if not args.scratch and not args.no_seed:
@@ -195,7 +195,7 @@ def main() -> None:
     area = masks.any(1).float().mean((1, 2))
     chance_centre = float(area[result.sample_index].mean())
     box_on, chance_box = box_hits(result, masks)
-    n_p = model.num_prototypes
+    n_p = model.n_prototypes
     print(f"prototypes ({n_p}) whose patch centre is on the bird: {float(on.float().mean()):.3f} "
           f"(chance = bird area share of their source images {chance_centre:.3f}; "
           f"of all training images {float(area.mean()):.3f})")  # fmt: skip
@@ -211,7 +211,7 @@ def main() -> None:
 
 def _box_area(result) -> torch.Tensor:
     b = result.activation_box
-    return ((b[:, 1] - b[:, 0]) * (b[:, 3] - b[:, 2])).float()
+    return ((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])).float()  # (x0, y0, x1, y1)
 
 
 if __name__ == "__main__":

@@ -122,6 +122,46 @@ def check_choice(value: str, name: str, choices: tuple[str, ...]) -> str:
     return value
 
 
+def check_labels(
+    y: Any, n_classes: int, *, n_images: int | None = None, name: str = "labels"
+) -> torch.Tensor:
+    """Check class labels and return them as a long tensor ``(B,)`` on their device.
+
+    Parameters
+    ----------
+    y : Tensor or array-like, shape (B,)
+        Integer class indices.
+    n_classes : int
+        Valid labels are ``0 .. n_classes - 1`` (the model's classes).
+    n_images : int, optional
+        Number of images in the batch; ``y`` must have one label per image.
+
+    Raises
+    ------
+    ValueError
+        If ``y`` is not 1-D integer with one label per image, or a label is out of range
+        (this reads the labels' minimum and maximum: one host sync on a GPU).
+    """
+    y = torch.as_tensor(y)
+    if y.ndim != 1 or (n_images is not None and y.shape[0] != n_images) or not (
+        y.dtype in (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+    ):
+        per = f" for {n_images} images" if n_images is not None else ""
+        raise ValueError(
+            f"{name} must be a 1-D integer tensor with one label per image, got shape "
+            f"{tuple(y.shape)} and dtype {y.dtype}{per}."
+        )
+    if y.numel():
+        lo, hi = torch.aminmax(y)
+        lo, hi = int(lo), int(hi)
+        if lo < 0 or hi >= n_classes:
+            raise ValueError(
+                f"{name} must lie in [0, {n_classes}) (the model's classes), got labels "
+                f"from {lo} to {hi}. Do the loader's classes match the model's?"
+            )
+    return y.long()
+
+
 def make_generator(seed: int | torch.Generator | None) -> torch.Generator:
     """A CPU ``torch.Generator`` from a seed (``None`` draws a fresh random seed)."""
     if isinstance(seed, torch.Generator):

@@ -18,14 +18,16 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from ._validation import check_int
-from .protopnet.backbones import small_cnn
+from ._plumbing import NonFiniteLossError, check_device, evaluating, model_device, unpack_batch
+from ._plumbing import progress as progress_bar
+from ._validation import check_int, make_generator
+from .nn import small_cnn
 
 __all__ = ["TrainHistory", "accuracy", "cnn_classifier", "train_classifier"]
 
 
 def cnn_classifier(
-    num_classes: int,
+    n_classes: int,
     *,
     in_channels: int = 3,
     image_size: int = 32,
@@ -38,7 +40,7 @@ def cnn_classifier(
 
     Parameters
     ----------
-    num_classes : int
+    n_classes : int
     in_channels : int, default 3
     image_size : int, default 32
         Input height = width; must be divisible by ``2 ** len(widths)``.
@@ -52,9 +54,9 @@ def cnn_classifier(
     Returns
     -------
     torch.nn.Sequential
-        Input ``(N, in_channels, image_size, image_size)``, output logits ``(N, num_classes)``.
+        Input ``(N, in_channels, image_size, image_size)``, output logits ``(N, n_classes)``.
     """
-    num_classes = check_int(num_classes, "num_classes", minimum=2)
+    n_classes = check_int(n_classes, "n_classes", minimum=2)
     stages = len(widths)
     if image_size % (2**stages):
         raise ValueError(
@@ -68,7 +70,7 @@ def cnn_classifier(
         layers[f"fc{i}"] = nn.Linear(width, int(h))
         layers[f"relu_fc{i}"] = nn.ReLU()
         width = int(h)
-    layers["out"] = nn.Linear(width, num_classes)
+    layers["out"] = nn.Linear(width, n_classes)
     return nn.Sequential(layers)
 
 
@@ -99,18 +101,19 @@ def _as_dataset(data) -> Dataset:
 def accuracy(
     model: nn.Module, data, *, batch_size: int = 256, device: torch.device | str | None = None
 ) -> float:
-    """Share of correctly classified samples; ``data`` is a Dataset or ``(x, y)`` tensors."""
-    device = torch.device(device) if device else next(model.parameters()).device
-    was_training = model.training
-    model.eval()
+    """Share of correctly classified samples; ``data`` is a Dataset or ``(x, y)`` tensors.
+
+    Runs on the model's device (``device``, if given, must agree with it), in eval mode
+    (the previous mode is restored).
+    """
+    device = check_device(model, device)
     correct = total = 0
-    try:
-        for x, y, *_ in DataLoader(_as_dataset(data), batch_size=batch_size):
-            pred = model(x.to(device)).argmax(1).cpu()
-            correct += int((pred == y).sum())
-            total += len(y)
-    finally:
-        model.train(was_training)
+    with evaluating(model):
+        for batch in DataLoader(_as_dataset(data), batch_size=batch_size):
+            b = unpack_batch(batch, need_labels=True)
+            pred = model(b.x.to(device)).argmax(1).cpu()
+            correct += int((pred == b.y).sum())
+            total += len(b.y)
     return correct / max(total, 1)
 
 
@@ -124,7 +127,7 @@ def train_classifier(
     weight_decay: float = 0.0,
     batch_size: int = 64,
     shuffle_labels: bool = False,
-    seed: int = 0,
+    seed: int | torch.Generator | None = 0,
     device: torch.device | str | None = None,
     progress: bool = True,
 ) -> TrainHistory:
@@ -140,10 +143,12 @@ def train_classifier(
     shuffle_labels : bool, default False
         Train on a fixed random permutation of the labels (Zhang et al.'s control: the
         network can only memorise).
-    seed : int
-        Seeds the initial shuffle of labels and the batch order.
+    seed : int, torch.Generator or None
+        Seeds the initial shuffle of labels and the batch order (a generator is used,
+        and advanced, as is; ``None`` draws fresh randomness).
     device : torch.device or str, optional
-        Default: where the model's parameters are.
+        The model is moved there (a trainer, see the device policy in
+        ``interp_lib._plumbing``); ``None`` keeps it where it is.
     progress : bool
 
     Returns
@@ -152,15 +157,14 @@ def train_classifier(
 
     Raises
     ------
-    FloatingPointError
-        If the loss becomes NaN or infinite (the epoch and batch are named).
+    interp_lib._plumbing.NonFiniteLossError
+        If the loss becomes NaN or infinite (the epoch and batch are named); a subclass
+        of ``FloatingPointError``.
     """
-    from tqdm.auto import tqdm
-
     epochs = check_int(epochs, "epochs")
-    device = torch.device(device) if device else next(model.parameters()).device
+    device = model_device(model) if device is None else torch.device(device)
     ds = _as_dataset(train)
-    gen = torch.Generator().manual_seed(seed)
+    gen = make_generator(seed)
     if shuffle_labels:
         x, y = zip(*(ds[i][:2] for i in range(len(ds))), strict=True)
         y = torch.as_tensor(y)
@@ -169,17 +173,18 @@ def train_classifier(
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     history = TrainHistory()
     model.to(device)
-    for epoch in tqdm(range(1, epochs + 1), desc="training", disable=not progress):
+    for epoch in progress_bar(range(1, epochs + 1), progress, "training"):
         model.train()
         total = correct = 0
         running = 0.0
-        for b, (x, y, *_) in enumerate(loader):
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        for b, batch in enumerate(loader):
+            batch = unpack_batch(batch, need_labels=True)
+            x, y = batch.x.to(device, non_blocking=True), batch.y.to(device, non_blocking=True)
             logits = model(x)
             loss = nn.functional.cross_entropy(logits, y)
             value = loss.item()
             if not math.isfinite(value):
-                raise FloatingPointError(
+                raise NonFiniteLossError(
                     f"non-finite loss at epoch {epoch}, batch {b}: lower the learning rate."
                 )
             opt.zero_grad(set_to_none=True)

@@ -49,10 +49,10 @@ def tiny_model(seed: int = 0, *, batch_norm: bool = False) -> ProtoPNet:
     torch.manual_seed(seed)
     return ProtoPNet(
         "small_cnn",
-        num_classes=4,
-        prototypes_per_class=2,
+        n_classes=4,
+        n_prototypes_per_class=2,
         prototype_dim=8,
-        img_size=16,
+        image_size=16,
         backbone_kwargs={"widths": (8, 8), "batch_norm": batch_norm},
     )
 

@@ -32,7 +32,7 @@ def cnn(seed: int = 0) -> nn.Sequential:
 def tiny_protopnet() -> ProtoPNet:
     torch.manual_seed(0)
     return ProtoPNet(
-        "small_cnn", num_classes=3, prototypes_per_class=2, prototype_dim=4, img_size=12,
+        "small_cnn", n_classes=3, n_prototypes_per_class=2, prototype_dim=4, image_size=12,
         backbone_kwargs={"widths": (4,), "batch_norm": False},
     ).eval()  # fmt: skip
 

@@ -33,7 +33,7 @@ def _data():
 def test_compare_table_rows_and_summary() -> None:
     torch.manual_seed(0)
     proto = ProtoPNet(
-        "small_cnn", num_classes=3, prototypes_per_class=2, prototype_dim=4, img_size=16,
+        "small_cnn", n_classes=3, n_prototypes_per_class=2, prototype_dim=4, image_size=16,
         backbone_kwargs={"widths": (4, 4), "batch_norm": False},
     ).eval()  # fmt: skip
     cnn = _cnn()

@@ -24,10 +24,10 @@ def tiny_protopnet(seed: int = 0) -> ProtoPNet:
     torch.manual_seed(seed)
     return ProtoPNet(
         "small_cnn",
-        num_classes=3,
-        prototypes_per_class=[2, 3, 1],
+        n_classes=3,
+        n_prototypes_per_class=[2, 3, 1],
         prototype_dim=4,
-        img_size=16,
+        image_size=16,
         backbone_kwargs={"widths": (4, 4), "batch_norm": False},
     ).eval()
 
@@ -45,7 +45,7 @@ def test_prototype_map_matches_brute_force() -> None:
         for n in range(3):
             c = int(target[n])
             ref = torch.zeros(16, 16)
-            for j in range(net.num_prototypes):
+            for j in range(net.n_prototypes):
                 if net.prototype_classes[j] != c:
                     continue
                 s = out.similarities[n, j]

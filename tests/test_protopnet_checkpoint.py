@@ -39,7 +39,7 @@ def test_custom_backbone_needs_the_module(tmp_path):
     from interp_lib.protopnet import ProtoPNet, small_cnn
 
     trunk = small_cnn(widths=(4,), batch_norm=False)
-    model = ProtoPNet(trunk, num_classes=2, prototypes_per_class=1, prototype_dim=4)
+    model = ProtoPNet(trunk, n_classes=2, n_prototypes_per_class=1, prototype_dim=4)
     path = save_checkpoint(tmp_path / "c.pt", model)
     with pytest.raises(ValueError, match="custom backbone"):
         load_checkpoint(path)
@@ -196,8 +196,8 @@ def test_resume_refuses_another_schedule_or_model(tmp_path):
             resume=True, progress=False)  # fmt: skip
     from interp_lib.protopnet import ProtoPNet
 
-    other = ProtoPNet("small_cnn", num_classes=4, prototypes_per_class=1, prototype_dim=8,
-                      img_size=16, backbone_kwargs={"widths": (8, 8), "batch_norm": False})  # fmt: skip
+    other = ProtoPNet("small_cnn", n_classes=4, n_prototypes_per_class=1, prototype_dim=8,
+                      image_size=16, backbone_kwargs={"widths": (8, 8), "batch_norm": False})  # fmt: skip
     with pytest.raises(ValueError, match="config"):
         fit(other, train, schedule=no_push(1), checkpoint=tmp_path / "c.pt", resume=True,
             progress=False)  # fmt: skip

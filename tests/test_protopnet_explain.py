@@ -23,13 +23,13 @@ from interp_lib.protopnet.functional import similarity
 def test_box_anchor_region_above_five_percent():
     m = torch.zeros(224, 224)
     m[50:110, 100:160] = 1
-    assert percentile_box(m).tolist() == [50, 110, 100, 160]
+    assert percentile_box(m).tolist() == [100, 50, 160, 110]  # (x0, y0, x1, y1)
 
 
 def test_box_anchor_small_region_gives_whole_image():
     m = torch.zeros(224, 224)
     m[50:60, 100:120] = 1  # under 5 % of the pixels
-    assert percentile_box(m).tolist() == [0, 224, 0, 224]
+    assert percentile_box(m).tolist() == [0, 0, 224, 224]
 
 
 def test_percentile_matches_numpy_and_box_matches_brute_force():
@@ -41,7 +41,7 @@ def test_percentile_matches_numpy_and_box_matches_brute_force():
     boxes = percentile_box(maps, 95)
     for i in range(5):
         ys, xs = np.nonzero(maps[i].numpy() >= np.percentile(maps[i].numpy(), 95))
-        assert boxes[i].tolist() == [ys.min(), ys.max() + 1, xs.min(), xs.max() + 1]
+        assert boxes[i].tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
 
 
 def test_upsampling_is_bicubic_and_chunked_boxes_agree():
@@ -49,17 +49,17 @@ def test_upsampling_is_bicubic_and_chunked_boxes_agree():
     up = upsample_maps(maps, 32)
     ref = torch.nn.functional.interpolate(maps[:, None], size=(32, 32), mode="bicubic")
     torch.testing.assert_close(up, ref[:, 0])
-    assert torch.equal(similarity_boxes(maps, 32, chunk=3), percentile_box(up))
+    assert torch.equal(similarity_boxes(maps, 32, chunk_size=3), percentile_box(up))
 
 
 def make(seed=0):
     torch.manual_seed(seed)
     return ProtoPNet(
         "small_cnn",
-        num_classes=3,
-        prototypes_per_class=3,
+        n_classes=3,
+        n_prototypes_per_class=3,
         prototype_dim=6,
-        img_size=16,
+        image_size=16,
         backbone_kwargs={"widths": (4, 8)},
     ).eval()
 
@@ -101,7 +101,7 @@ def test_explain_in_float64_matches_the_model_logit_tightly_and_target():
     expl = explain(model, x, top_k=100, target=2)
     logits = model(x)
     for i, e in enumerate(expl):
-        assert e.target_class == 2 and len(e.evidence) == model.num_prototypes
+        assert e.target_class == 2 and len(e.evidence) == model.n_prototypes
         assert e.rest_points == 0.0
         assert math.isclose(e.logit, logits[i, 2].item(), rel_tol=1e-12, abs_tol=1e-12)
     with pytest.raises(ValueError, match="target"):
@@ -119,7 +119,7 @@ def test_nearest_patches_match_brute_force():
     torch.testing.assert_close(near.distance, ref_d[:, :4])
     assert torch.equal(near.sample_index, ref_idx[:, :4])
     assert torch.equal(near.label, ds.tensors[1][ref_idx[:, :4]])
-    assert near.box.shape == (model.num_prototypes, 4, 4)
+    assert near.box.shape == (model.n_prototypes, 4, 4)
 
 
 def test_after_push_each_prototype_is_nearest_to_its_source():

@@ -140,10 +140,10 @@ def test_protopnet_loss_combines_terms_with_paper_weights():
     torch.manual_seed(0)
     model = ProtoPNet(
         "small_cnn",
-        num_classes=3,
-        prototypes_per_class=2,
+        n_classes=3,
+        n_prototypes_per_class=2,
         prototype_dim=8,
-        img_size=16,
+        image_size=16,
         backbone_kwargs={"widths": (4, 8)},
     )
     x, y = torch.rand(5, 3, 16, 16), torch.tensor([0, 1, 2, 1, 0])

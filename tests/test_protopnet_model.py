@@ -15,7 +15,7 @@ SMALL = {"widths": (4, 8)}
 
 
 def tiny(**kw):
-    args = dict(num_classes=3, prototypes_per_class=2, prototype_dim=6, img_size=16)
+    args = dict(n_classes=3, n_prototypes_per_class=2, prototype_dim=6, image_size=16)
     args.update(kw)
     return ProtoPNet("small_cnn", backbone_kwargs=SMALL, **args)
 
@@ -39,10 +39,10 @@ def test_shapes_and_output_fields():
 def test_class_identity_and_last_layer_init_paper_layout():
     model = ProtoPNet(
         "small_cnn",
-        num_classes=20,
-        prototypes_per_class=10,
+        n_classes=20,
+        n_prototypes_per_class=10,
         prototype_dim=4,
-        img_size=16,
+        image_size=16,
         backbone_kwargs=SMALL,
     )
     assert "class_identity" in dict(model.named_buffers())
@@ -88,12 +88,12 @@ def test_config_rebuilds_the_model_and_is_json():
 
 def test_custom_backbone_module():
     trunk = nn.Sequential(nn.Conv2d(3, 5, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
-    model = ProtoPNet(trunk, num_classes=2, prototypes_per_class=1, prototype_dim=3, img_size=8)
+    model = ProtoPNet(trunk, n_classes=2, n_prototypes_per_class=1, prototype_dim=3, image_size=8)
     assert model.receptive_field.n == 4 and model.receptive_field.size == 4
     assert model(torch.rand(1, 3, 8, 8)).shape == (1, 2)
     with pytest.raises(ValueError, match="custom backbone"):
         ProtoPNet.from_config(model.config)
-    assert ProtoPNet.from_config(model.config, backbone=trunk).num_prototypes == 2
+    assert ProtoPNet.from_config(model.config, backbone=trunk).n_prototypes == 2
 
 
 def test_remove_prototypes_shrinks_everything_consistently():
@@ -107,11 +107,11 @@ def test_remove_prototypes_shrinks_everything_consistently():
     model.remove_prototypes([1, 4])
     assert not model.prototypes.requires_grad and model.last_layer.weight.requires_grad
     keep = [0, 2, 3, 5]
-    assert model.num_prototypes == 4
+    assert model.n_prototypes == 4
     assert torch.equal(model.prototypes, protos[keep])
     assert torch.equal(model.last_layer.weight, weight[:, keep])
     assert model.prototype_classes.tolist() == [0, 1, 1, 2]
-    assert model.config["prototypes_per_class"] == [1, 2, 1]
+    assert model.config["n_prototypes_per_class"] == [1, 2, 1]
     after = model.forward_all(x)
     torch.testing.assert_close(after.min_distances, before.min_distances[:, keep])
     clone = ProtoPNet.from_config(model.config)
@@ -123,15 +123,15 @@ def test_remove_prototypes_shrinks_everything_consistently():
 
 def test_clear_errors():
     with pytest.raises(ValueError, match="unknown backbone"):
-        ProtoPNet("vgg99", num_classes=2)
+        ProtoPNet("vgg99", n_classes=2)
     with pytest.raises(ValueError, match="similarity"):
         tiny(similarity="dot")
     with pytest.raises(TypeError, match="backbone"):
-        ProtoPNet(3, num_classes=2)
+        ProtoPNet(3, n_classes=2)
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
         tiny()(torch.rand(3, 16, 16))
-    with pytest.raises(ValueError, match="prototypes_per_class"):
-        tiny(prototypes_per_class=[1, 2])
+    with pytest.raises(ValueError, match="n_prototypes_per_class"):
+        tiny(n_prototypes_per_class=[1, 2])
 
 
 def test_weights_from_a_local_file_and_the_hub_cache(tmp_path, monkeypatch):

@@ -15,10 +15,10 @@ def make(seed=0, per_class=4):
     torch.manual_seed(seed)
     return ProtoPNet(
         "small_cnn",
-        num_classes=3,
-        prototypes_per_class=per_class,
+        n_classes=3,
+        n_prototypes_per_class=per_class,
         prototype_dim=6,
-        img_size=16,
+        image_size=16,
         backbone_kwargs={"widths": (4, 8)},
     ).eval()
 
@@ -45,7 +45,7 @@ def test_prune_removes_exactly_the_prototypes_the_rule_names():
     counts = own_counts(model, dl, 6)
     threshold = int(counts.max())  # keeps the best ones, prunes the others
     expected = torch.nonzero(counts < threshold).flatten().tolist()
-    assert 0 < len(expected) < model.num_prototypes
+    assert 0 < len(expected) < model.n_prototypes
     protos = model.prototypes.detach().clone()
     weight = model.last_layer.weight.detach().clone()
     classes = model.prototype_classes.clone()
@@ -56,7 +56,7 @@ def test_prune_removes_exactly_the_prototypes_the_rule_names():
     kept = [p for p in range(12) if p not in expected]
     assert result.kept == kept
     assert torch.equal(result.own_class_count, counts)
-    assert model.num_prototypes == len(kept)
+    assert model.n_prototypes == len(kept)
     assert torch.equal(model.prototypes, protos[kept])
     assert torch.equal(model.last_layer.weight, weight[:, kept])
     assert torch.equal(model.prototype_classes, classes[kept])
@@ -69,7 +69,7 @@ def test_prune_removes_exactly_the_prototypes_the_rule_names():
 def test_paper_defaults_and_nothing_removed_when_all_pass():
     model = make(1)
     result = prune(model, loader(), threshold=0, progress=False)
-    assert result.removed == [] and model.num_prototypes == 12
+    assert result.removed == [] and model.n_prototypes == 12
     assert result.nearest.sample_index.shape == (12, 6)  # k=6 by default
 
 
@@ -90,7 +90,7 @@ def test_errors():
     only_12 = make(4, per_class=[0, 2, 2])
     with pytest.raises(ValueError, match="remove all 4 prototypes"):
         prune(only_12, loader(labels=0), k=6, threshold=1, progress=False)
-    assert only_12.num_prototypes == 4  # untouched on error
+    assert only_12.n_prototypes == 4  # untouched on error
 
 
 def test_retrain_last_layer_changes_only_the_last_layer_and_lowers_the_loss():

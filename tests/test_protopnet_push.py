@@ -15,10 +15,10 @@ from interp_lib.protopnet import ProtoPNet, push
 def make(seed=0, **kw):
     torch.manual_seed(seed)
     args = dict(
-        num_classes=3,
-        prototypes_per_class=2,
+        n_classes=3,
+        n_prototypes_per_class=2,
         prototype_dim=6,
-        img_size=16,
+        image_size=16,
         backbone_kwargs={"widths": (4, 8)},
     )
     args.update(kw)
@@ -50,7 +50,7 @@ def test_push_postconditions(size, kind):
     z = latents(model, loader)
     labels = torch.cat([y for _, y in loader])
     s = size
-    for p in range(model.num_prototypes):
+    for p in range(model.n_prototypes):
         n, (h, w) = int(result.sample_index[p]), result.location[p].tolist()
         # an own-class training patch, exactly
         assert labels[n] == model.prototype_classes[p]
@@ -66,7 +66,7 @@ def test_push_postconditions(size, kind):
         assert math.isclose(result.distance[p].item(), dist.min().item(), abs_tol=1e-5)
     # distance 0 / top similarity on the source image
     top = 9.210340 if kind == "log" else 1.0
-    idx = torch.arange(model.num_prototypes)
+    idx = torch.arange(model.n_prototypes)
     at_source = result.similarity_map[idx, result.location[:, 0], result.location[:, 1]]
     torch.testing.assert_close(at_source, torch.full_like(at_source, top), rtol=0, atol=1e-5)
     with torch.no_grad():
@@ -75,7 +75,7 @@ def test_push_postconditions(size, kind):
         )
     own_min = out.min_distances[idx, idx]
     assert (own_min <= 1e-5).all()
-    assert result.box.shape == result.activation_box.shape == (model.num_prototypes, 4)
+    assert result.box.shape == result.activation_box.shape == (model.n_prototypes, 4)
     assert result.image_size == (16, 16)
 
 
@@ -110,7 +110,7 @@ def test_duplicate_prototypes_warn():
 
 
 def test_no_warning_without_duplicates():
-    model = make(4, prototypes_per_class=1)
+    model = make(4, n_prototypes_per_class=1)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         push(model, DataLoader(data(), batch_size=4), progress=False)
@@ -141,7 +141,7 @@ def test_push_is_vectorised_and_writes_no_files(monkeypatch):
 
     import interp_lib.protopnet.functional as PF
 
-    model = make(7, prototypes_per_class=5)  # 15 prototypes, 3 batches
+    model = make(7, n_prototypes_per_class=5)  # 15 prototypes, 3 batches
     calls = {"gather": 0, "distances": 0}
     gather, distances = PF.gather_patches, model.distances
 

@@ -63,6 +63,9 @@ def test_unsupported_layers_fail_clearly():
 def test_receptive_field_boxes_vgg19():
     rf = ReceptiveField(7, 32, 268, 16)
     loc = torch.tensor([[0, 0], [6, 6], [3, 1]])
-    boxes = receptive_field_box(rf, loc, 224)
+    boxes = receptive_field_box(rf, loc, 224)  # (x0, y0, x1, y1)
     # centre 16 -> (16-134, 16+134) clipped; centre 208 -> (74, 342) clipped; 112 / 48
-    assert boxes.tolist() == [[0, 150, 0, 150], [74, 224, 74, 224], [0, 224, 0, 182]]
+    # the original code's order (y0, y1, x0, x1):
+    original = [[0, 150, 0, 150], [74, 224, 74, 224], [0, 224, 0, 182]]
+    assert boxes[:, [1, 3, 0, 2]].tolist() == original
+    assert boxes.tolist() == [[0, 0, 150, 150], [74, 74, 224, 224], [0, 0, 182, 224]]

@@ -41,7 +41,7 @@ def test_pooled_classifier_shares_the_trunk_and_pools():
         pooled_classifier(trunk, 3, pool="min")
     with pytest.raises(TypeError, match=r"nn\.Module"):
         pooled_classifier("small_cnn", 3)
-    with pytest.raises(ValueError, match="num_classes"):
+    with pytest.raises(ValueError, match="n_classes"):
         pooled_classifier(trunk, 1)
 
 
@@ -52,7 +52,7 @@ def test_pretrain_backbone_trains_the_given_trunk_in_place():
     trunk = small_cnn(widths=(8,))
     before = [p.detach().clone() for p in trunk.parameters()]
     net, hist = pretrain_backbone(
-        trunk, (x, y), num_classes=2, epochs=15, lr=1e-2, batch_size=20,
+        trunk, (x, y), n_classes=2, epochs=15, lr=1e-2, batch_size=20,
         val=(x, y), progress=False, return_history=True,
     )  # fmt: skip
     assert net.features is trunk and not trunk.training
@@ -63,17 +63,17 @@ def test_pretrain_backbone_trains_the_given_trunk_in_place():
 
 def test_pretrain_backbone_by_name_is_seeded_and_checks_arguments():
     x, y = torch.rand(8, 3, 8, 8), torch.arange(8) % 2
-    a = pretrain_backbone("small_cnn", (x, y), num_classes=2, epochs=1, progress=False,
+    a = pretrain_backbone("small_cnn", (x, y), n_classes=2, epochs=1, progress=False,
                           backbone_kwargs={"widths": (4,)}, seed=3)  # fmt: skip
-    b = pretrain_backbone("small_cnn", (x, y), num_classes=2, epochs=1, progress=False,
+    b = pretrain_backbone("small_cnn", (x, y), n_classes=2, epochs=1, progress=False,
                           backbone_kwargs={"widths": (4,)}, seed=3)  # fmt: skip
     assert a.features.out_channels == 4
     for p, q in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
         torch.testing.assert_close(p, q)
     with pytest.raises(TypeError, match="backbone"):
-        pretrain_backbone(3, (x, y), num_classes=2)
+        pretrain_backbone(3, (x, y), n_classes=2)
     with pytest.raises(ValueError, match="backbone_kwargs"):
-        pretrain_backbone(nn.Conv2d(3, 4, 3), (x, y), num_classes=2, backbone_kwargs={"a": 1})
+        pretrain_backbone(nn.Conv2d(3, 4, 3), (x, y), n_classes=2, backbone_kwargs={"a": 1})
 
 
 def test_schedule_cpu_birds():
@@ -89,7 +89,7 @@ def test_seed_prototypes_picks_the_strongest_evidence_patch_of_each_class():
     trunk = nn.Identity()
     trunk.out_channels = 2
     torch.manual_seed(0)
-    model = ProtoPNet(trunk, num_classes=2, prototypes_per_class=2, prototype_dim=4, img_size=4)
+    model = ProtoPNet(trunk, n_classes=2, n_prototypes_per_class=2, prototype_dim=4, image_size=4)
     x = torch.zeros(5, 2, 4, 4)
     y = torch.tensor([0, 1, 0, 1, 0])
     x[0, 0, 1, 2] = 3.0  # class 0: image 0 strongest at (1, 2), then image 4 at (3, 0)
@@ -127,12 +127,12 @@ def test_warm_started_protopnet_learns_birds_above_chance():
     train_n = TensorDataset((train.images - mean) / std, train.labels)
     test_n = TensorDataset((test.images - mean) / std, test.labels)
     net = pretrain_backbone(
-        "small_cnn", train_n, num_classes=4, epochs=12, progress=False,
+        "small_cnn", train_n, n_classes=4, epochs=12, progress=False,
         backbone_kwargs={"widths": (8, 16, 32)},
     )  # fmt: skip
     torch.manual_seed(0)
     model = ProtoPNet(
-        net.features, num_classes=4, prototypes_per_class=2, prototype_dim=32, img_size=64
+        net.features, n_classes=4, n_prototypes_per_class=2, prototype_dim=32, image_size=64
     )
     loader = DataLoader(train_n, batch_size=32, shuffle=True)
     push_loader = DataLoader(train_n, batch_size=160, shuffle=False)

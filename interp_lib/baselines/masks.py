@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from ..protopnet.boxes import boxes_to_masks
+
 
 def keypoints_to_masks(
     keypoints: torch.Tensor, size: tuple[int, int], *, radius: float = 0.0
@@ -49,29 +51,27 @@ def keypoints_to_masks(
 
 
 def boxes_to_region_masks(
-    boxes: torch.Tensor, size: tuple[int, int], *, box_format: str = "xywh"
+    boxes: torch.Tensor, image_size: tuple[int, int], *, box_format: str = "xywh"
 ) -> torch.Tensor:
     """Masks ``(N, H, W)`` of one box per image (e.g. CUB's bird bounding box).
 
     Parameters
     ----------
     boxes : Tensor, shape (N, 4)
-        ``(x, y, width, height)`` (``box_format="xywh"``, CUB's) or ``(x0, y0, x1, y1)``
-        (``"xyxy"``), in pixels of the image; a pixel is inside when its centre is.
-    size : (H, W)
+        ``(x, y, width, height)`` (``box_format="xywh"``, CUB's) or the library's
+        ``(x0, y0, x1, y1)`` (``"xyxy"``), in pixels of the image; a pixel is inside when
+        its centre is (:func:`interp_lib.protopnet.boxes.boxes_to_masks`).
+    image_size : (H, W)
+
+    Returns
+    -------
+    Tensor of bool, shape (N, H, W)
     """
     b = torch.as_tensor(boxes, dtype=torch.float32)
     if b.ndim != 2 or b.shape[1] != 4:
         raise ValueError(f"boxes must have shape (N, 4), got {tuple(b.shape)}.")
     if box_format == "xywh":
-        x0, y0, x1, y1 = b[:, 0], b[:, 1], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]
-    elif box_format == "xyxy":
-        x0, y0, x1, y1 = b.unbind(1)
-    else:
+        b = torch.cat((b[:, :2], b[:, :2] + b[:, 2:]), dim=1)
+    elif box_format != "xyxy":
         raise ValueError(f"box_format must be 'xywh' or 'xyxy', got {box_format!r}.")
-    h, w = size
-    rc = torch.arange(h, dtype=torch.float32) + 0.5
-    cc = torch.arange(w, dtype=torch.float32) + 0.5
-    in_r = (rc[None] >= y0[:, None]) & (rc[None] < y1[:, None])
-    in_c = (cc[None] >= x0[:, None]) & (cc[None] < x1[:, None])
-    return in_r[:, :, None] & in_c[:, None, :]
+    return boxes_to_masks(b, image_size)

@@ -20,22 +20,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from interp_lib.protopnet.boxes import percentile_box, upsample_maps
+from interp_lib.protopnet.boxes import boxes_to_masks, percentile_box, upsample_maps
 
 from .._plumbing import check_images, resolve_target
 from ._utils import INTERPOLATE_MODES, warn_if_training
 
 MODES = ("map", "box")
-
-
-def boxes_to_masks(boxes: torch.Tensor, size: tuple[int, int], dtype=torch.float32) -> torch.Tensor:
-    """0/1 masks ``(M, H, W)`` of boxes ``(M, 4)`` given as ``(y0, y1, x0, x1)``, ends exclusive."""
-    h, w = size
-    ar_h = torch.arange(h, device=boxes.device)
-    ar_w = torch.arange(w, device=boxes.device)
-    in_r = (ar_h[None] >= boxes[:, 0:1]) & (ar_h[None] < boxes[:, 1:2])
-    in_c = (ar_w[None] >= boxes[:, 2:3]) & (ar_w[None] < boxes[:, 3:4])
-    return (in_r[:, :, None] & in_c[:, None, :]).to(dtype)
 
 
 def prototype_attribution(
@@ -103,7 +93,7 @@ def prototype_attribution(
                 continue
             up = upsample_maps(sims[n, idx], size, interpolate_mode)  # (P_c, H, W)
             if mode == "box":
-                up = boxes_to_masks(percentile_box(up, percentile), size, up.dtype)
+                up = boxes_to_masks(percentile_box(up, percentile), size).to(up.dtype)
             coef = act[n, idx] * weight[t[n], idx]
             maps[n, 0] = torch.einsum("phw,p->hw", up, coef.to(up.dtype))
     return maps

@@ -6,6 +6,7 @@
 :class:`LossWeights`               CE, cluster, separation and L1 weights
 :func:`protopnet_loss`             the paper's objective for one batch
 :func:`build_backbone`             small CNN, VGG, ResNet and DenseNet trunks
+:func:`add_on_layers`              the "regular" or the original's "bottleneck" add-on
 :class:`ReceptiveField`            geometry of a latent map in image space
 :func:`push`                       project prototypes onto own-class training patches
 :func:`explain`                    scoring sheets: similarity x weight = points
@@ -20,7 +21,8 @@ The pure math (distances, similarities, costs) lives in
 :mod:`interp_lib.protopnet.functional` and :mod:`interp_lib.protopnet.losses`.
 """
 
-from .backbones import available_backbones, build_backbone, small_cnn
+from .._plumbing import NonFiniteLossError
+from .backbones import available_backbones, build_backbone, small_cnn, trunk_info
 from .checkpoint import load_checkpoint, save_checkpoint
 from .explain import (
     Explanation,
@@ -29,7 +31,7 @@ from .explain import (
     explain,
     nearest_patches,
 )
-from .history import EpochRecord, History, NonFiniteLossError
+from .history import EpochRecord, History
 from .losses import (
     LossWeights,
     average_separation,
@@ -38,7 +40,7 @@ from .losses import (
     protopnet_loss,
     separation_cost,
 )
-from .model import ProtoPNet, ProtoPNetOutput
+from .model import ProtoPNet, ProtoPNetOutput, add_on_layers, is_protopnet
 from .prune import PruneResult, prune, retrain_last_layer
 from .push import PushResult, push
 from .receptive_field import ReceptiveField, module_receptive_field, receptive_field_box
@@ -61,12 +63,14 @@ __all__ = [
     "ReceptiveField",
     "Schedule",
     "Stage",
+    "add_on_layers",
     "available_backbones",
     "average_separation",
     "build_backbone",
     "cluster_cost",
     "explain",
     "fit",
+    "is_protopnet",
     "l1_cost",
     "load_checkpoint",
     "module_receptive_field",
@@ -82,4 +86,5 @@ __all__ = [
     "seed_prototypes",
     "separation_cost",
     "small_cnn",
+    "trunk_info",
 ]

@@ -1,7 +1,8 @@
 """Convolutional trunks for ProtoPNet: a small CPU-friendly CNN and torchvision models.
 
-Every trunk maps images ``(N, 3, H, W)`` to a feature map ``(N, C, H', W')`` and carries
-``out_channels = C``. torchvision trunks are built with random weights unless you pass
+Every trunk maps images ``(N, 3, H, W)`` to a feature map ``(N, C, H', W')`` and declares
+its geometry (:class:`interp_lib.nn.Trunk`: ``out_channels = C``, ``reduction``,
+``in_channels``); torchvision trunks take theirs from the table :data:`TORCHVISION_INFO`. torchvision trunks are built with random weights unless you pass
 ``weights=``: a local state-dict file, or the name of a torchvision weight enum
 (``"IMAGENET1K_V1"``, ``"DEFAULT"``) whose file is already in the torch hub cache.
 Nothing is ever downloaded.
@@ -12,12 +13,24 @@ from __future__ import annotations
 import os
 import re
 from collections import OrderedDict
-from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
 from torch import nn
+
+from ..nn import Trunk, TrunkInfo, infer_out_channels, small_cnn, trunk_info
+
+__all__ = [
+    "TORCHVISION_INFO",
+    "Trunk",
+    "TrunkInfo",
+    "available_backbones",
+    "build_backbone",
+    "infer_out_channels",
+    "small_cnn",
+    "trunk_info",
+]
 
 WeightsLike = str | os.PathLike | None
 
@@ -25,69 +38,20 @@ _VGG = tuple(f"vgg{d}{bn}" for d in (11, 13, 16, 19) for bn in ("", "_bn"))  # v
 _RESNET = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 _DENSENET = ("densenet121", "densenet161", "densenet169", "densenet201")
 
-
-class Trunk(nn.Sequential):
-    """An ``nn.Sequential`` feature extractor that knows its number of output channels.
-
-    Parameters
-    ----------
-    layers : OrderedDict or modules
-        As for ``nn.Sequential``.
-    out_channels : int
-        Channels ``C`` of the output map.
-    """
-
-    def __init__(self, *layers, out_channels: int) -> None:
-        super().__init__(*layers)
-        self.out_channels = int(out_channels)
-
-
-def small_cnn(
-    in_channels: int = 3,
-    widths: Sequence[int] = (32, 64, 128),
-    convs_per_stage: int = 1,
-    batch_norm: bool = True,
-) -> Trunk:
-    """A small VGG-style CNN that trains in minutes on a CPU (the book's default).
-
-    Each stage is ``convs_per_stage`` x (Conv3x3, [BatchNorm], ReLU) then MaxPool2x2, so
-    with the default three stages a 64-px image gives an 8x8 map with a 22-px receptive
-    field per location.
-
-    Parameters
-    ----------
-    in_channels : int
-        Image channels.
-    widths : sequence of int
-        Output channels of each stage.
-    convs_per_stage : int
-        Convolutions per stage.
-    batch_norm : bool
-        Whether to put BatchNorm after every convolution.
-
-    Returns
-    -------
-    Trunk
-        Maps ``(N, in_channels, H, W)`` to ``(N, widths[-1], H / 2^S, W / 2^S)``.
-    """
-    if not widths or any(int(w) < 1 for w in widths):
-        raise ValueError(f"widths must be a non-empty list of positive ints, got {widths}.")
-    if convs_per_stage < 1:
-        raise ValueError(f"convs_per_stage must be at least 1, got {convs_per_stage}.")
-    layers: OrderedDict[str, nn.Module] = OrderedDict()
-    channels = in_channels
-    for stage, width in enumerate(widths, start=1):
-        for i in range(1, convs_per_stage + 1):
-            tag = f"{stage}_{i}" if convs_per_stage > 1 else f"{stage}"
-            layers[f"conv{tag}"] = nn.Conv2d(
-                channels, int(width), 3, padding=1, bias=not batch_norm
-            )
-            if batch_norm:
-                layers[f"bn{tag}"] = nn.BatchNorm2d(int(width))
-            layers[f"relu{tag}"] = nn.ReLU(inplace=True)
-            channels = int(width)
-        layers[f"pool{stage}"] = nn.MaxPool2d(2)
-    return Trunk(layers, out_channels=channels)
+#: ``(out_channels, reduction)`` of the torchvision trunks (as timm's ``feature_info``):
+#: VGG's ``features`` (five max-pools), ResNet up to ``layer4``, DenseNet's ``features``.
+TORCHVISION_INFO: dict[str, tuple[int, int]] = {
+    **{name: (512, 32) for name in _VGG},
+    "resnet18": (512, 32),
+    "resnet34": (512, 32),
+    "resnet50": (2048, 32),
+    "resnet101": (2048, 32),
+    "resnet152": (2048, 32),
+    "densenet121": (1024, 32),
+    "densenet161": (2208, 32),
+    "densenet169": (1664, 32),
+    "densenet201": (1920, 32),
+}
 
 
 def available_backbones() -> tuple[str, ...]:
@@ -139,18 +103,14 @@ def _load_weights(arch: str, weights: WeightsLike) -> dict[str, torch.Tensor]:
 
 
 def _torchvision_trunk(arch: str, net: nn.Module) -> Trunk:
+    channels, reduction = TORCHVISION_INFO[arch]
+    info = {"out_channels": channels, "reduction": reduction, "in_channels": 3}
     if arch in _VGG:
-        return Trunk(*net.features, out_channels=512)
+        return Trunk(*net.features, **info)
     if arch in _RESNET:
         names = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
-        return Trunk(
-            OrderedDict((n, getattr(net, n)) for n in names),
-            out_channels=net.fc.in_features,
-        )
-    return Trunk(
-        OrderedDict(features=net.features, relu=nn.ReLU(inplace=True)),
-        out_channels=net.classifier.in_features,
-    )
+        return Trunk(OrderedDict((n, getattr(net, n)) for n in names), **info)
+    return Trunk(OrderedDict(features=net.features, relu=nn.ReLU(inplace=True)), **info)
 
 
 def build_backbone(name: str, *, weights: WeightsLike = None, **kwargs) -> Trunk:
@@ -202,22 +162,3 @@ def build_backbone(name: str, *, weights: WeightsLike = None, **kwargs) -> Trunk
                     f"nor its trunk: {full_error}"
                 ) from None
     return trunk
-
-
-def infer_out_channels(module: nn.Module) -> int:
-    """Output channels of a trunk: its ``out_channels`` attribute, else the channels of
-    its last ``Conv2d`` or ``BatchNorm2d`` in registration order."""
-    if hasattr(module, "out_channels") and isinstance(module.out_channels, int):
-        return module.out_channels
-    channels = None
-    for layer in module.modules():
-        if isinstance(layer, nn.Conv2d):
-            channels = layer.out_channels
-        elif isinstance(layer, nn.BatchNorm2d):
-            channels = layer.num_features
-    if channels is None:
-        raise ValueError(
-            "could not infer the output channels of the backbone (no Conv2d or "
-            "BatchNorm2d found); give the module an integer `out_channels` attribute."
-        )
-    return channels

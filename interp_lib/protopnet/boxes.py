@@ -1,9 +1,11 @@
-"""Image-space boxes from similarity maps: bicubic upsampling and the percentile box.
+"""Image-space boxes: bicubic upsampling, the percentile box, boxes to masks.
 
 The paper's visual box for a prototype or a test activation: upsample the similarity map
 to the image size (bicubic), keep the pixels at or above its 95th percentile, take their
-tight bounding box. Boxes are ``(y0, y1, x0, x1)`` with exclusive ends, so
-``image[..., y0:y1, x0:x1]`` is the crop.
+tight bounding box. Boxes are torchvision's ``(x0, y0, x1, y1)`` (``xyxy``) in pixels with
+exclusive ends, so ``image[..., y0:y1, x0:x1]`` is the crop, everywhere in the library.
+The original ProtoPNet code stores ``(y0, y1, x0, x1)``; only tests that compare with it
+convert (``box[..., [1, 3, 0, 2]]``).
 """
 
 from __future__ import annotations
@@ -11,16 +13,26 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .._validation import check_int
+
+__all__ = [
+    "boxes_to_masks",
+    "percentile_box",
+    "percentile_threshold",
+    "similarity_boxes",
+    "upsample_maps",
+]
+
 
 def upsample_maps(
-    maps: torch.Tensor, size: int | tuple[int, int], mode: str = "bicubic"
+    maps: torch.Tensor, image_size: int | tuple[int, int], mode: str = "bicubic"
 ) -> torch.Tensor:
     """Resize maps to the image size.
 
     Parameters
     ----------
     maps : Tensor, shape (..., h, w)
-    size : int or (int, int)
+    image_size : int or (int, int)
         Output ``(H, W)``.
     mode : str
         ``F.interpolate`` mode; ``"bicubic"`` (default) as the paper's ``cv2.INTER_CUBIC``.
@@ -31,7 +43,7 @@ def upsample_maps(
     """
     if maps.ndim < 2:
         raise ValueError(f"maps must have shape (..., h, w), got {tuple(maps.shape)}.")
-    size = (size, size) if isinstance(size, int) else tuple(size)
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     lead = maps.shape[:-2]
     flat = maps.reshape(-1, 1, *maps.shape[-2:])
     if not flat.is_floating_point():
@@ -89,7 +101,7 @@ def percentile_box(maps: torch.Tensor, q: float = 95.0) -> torch.Tensor:
     Returns
     -------
     Tensor, shape (..., 4), long
-        ``(y0, y1, x0, x1)``, exclusive ends. When fewer than ``100 - q`` % of the
+        ``(x0, y0, x1, y1)``, exclusive ends. When fewer than ``100 - q`` % of the
         pixels stand out, the threshold equals the background and the box is the whole
         map, as in the original code.
     """
@@ -99,30 +111,69 @@ def percentile_box(maps: torch.Tensor, q: float = 95.0) -> torch.Tensor:
     mask = maps >= thr[..., None, None]
     y0, y1 = _first_last(mask.any(dim=-1))
     x0, x1 = _first_last(mask.any(dim=-2))
-    return torch.stack((y0, y1, x0, x1), dim=-1)
+    return torch.stack((x0, y0, x1, y1), dim=-1)
 
 
 def similarity_boxes(
     maps: torch.Tensor,
-    size: int | tuple[int, int],
+    image_size: int | tuple[int, int],
     q: float = 95.0,
-    chunk: int = 64,
+    chunk_size: int = 64,
 ) -> torch.Tensor:
     """Upsample latent-resolution similarity maps and take their percentile boxes.
 
-    Works in chunks of ``chunk`` maps to bound memory.
+    Works in blocks of ``chunk_size`` maps to bound memory.
 
     Parameters
     ----------
     maps : Tensor, shape (M, h, w)
-    size : int or (int, int)
+    image_size : int or (int, int)
         Image ``(H, W)``.
 
     Returns
     -------
     Tensor, shape (M, 4), long
+        ``(x0, y0, x1, y1)``, exclusive ends.
     """
-    out = [percentile_box(upsample_maps(part, size), q) for part in maps.split(chunk, dim=0)]
+    chunk_size = check_int(chunk_size, "chunk_size")
+    out = [
+        percentile_box(upsample_maps(part, image_size), q) for part in maps.split(chunk_size, dim=0)
+    ]
     if not out:
         return torch.zeros(0, 4, dtype=torch.long, device=maps.device)
     return torch.cat(out)
+
+
+def boxes_to_masks(boxes: torch.Tensor, image_size: int | tuple[int, int]) -> torch.Tensor:
+    """Boolean masks of boxes: the one box-to-mask function of the library.
+
+    A pixel ``(i, j)`` is inside when its centre ``(j + 0.5, i + 0.5)`` is: ``x0 <= j + 0.5
+    < x1`` and ``y0 <= i + 0.5 < y1``. For integer boxes this is exactly the crop
+    ``image[..., y0:y1, x0:x1]``; fractional boxes (e.g. CUB's) follow the same rule.
+
+    Parameters
+    ----------
+    boxes : Tensor, shape (..., 4)
+        ``(x0, y0, x1, y1)`` in pixels, end exclusive (integer or float).
+    image_size : int or (int, int)
+        ``(H, W)`` of the masks.
+
+    Returns
+    -------
+    Tensor of bool, shape (..., H, W)
+        On the device of ``boxes``.
+    """
+    boxes = torch.as_tensor(boxes)
+    if boxes.ndim < 1 or boxes.shape[-1] != 4:
+        raise ValueError(
+            f"boxes must have shape (..., 4) as (x0, y0, x1, y1), got {tuple(boxes.shape)}."
+        )
+    h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    dtype = torch.float64 if boxes.dtype == torch.float64 else torch.float32
+    b = boxes.to(dtype)  # integer pixel coordinates are exact in float32
+    rows = torch.arange(h, dtype=dtype, device=b.device) + 0.5
+    cols = torch.arange(w, dtype=dtype, device=b.device) + 0.5
+    x0, y0, x1, y1 = (b[..., i, None] for i in range(4))
+    in_r = (rows >= y0) & (rows < y1)  # (..., H)
+    in_c = (cols >= x0) & (cols < x1)  # (..., W)
+    return in_r[..., :, None] & in_c[..., None, :]

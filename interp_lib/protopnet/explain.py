@@ -16,10 +16,13 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .._plumbing import check_device, evaluating, resolve_target
+from .._plumbing import progress as progress_bar
+from .._validation import check_int
 from . import functional as PF
 from .boxes import percentile_box, upsample_maps
-from .model import ProtoPNet
-from .push import _progress, check_ordered_loader, model_device, split_batch
+from .model import ProtoPNet, is_protopnet
+from .push import check_ordered_loader, labelled_batch
 from .receptive_field import receptive_field_box
 
 
@@ -43,9 +46,9 @@ class PrototypeEvidence:
     similarity_map : Tensor, shape (H, W)
         The similarity map upsampled to the image (bicubic).
     box : tuple of int
-        95th-percentile box ``(y0, y1, x0, x1)`` of the upsampled map.
+        95th-percentile box ``(x0, y0, x1, y1)`` of the upsampled map (end exclusive).
     rf_box : tuple of int
-        Receptive-field box of the most similar patch.
+        Receptive-field box ``(x0, y0, x1, y1)`` of the most similar patch.
     """
 
     index: int
@@ -89,16 +92,6 @@ class Explanation:
     rest_points: float = 0.0
 
 
-@torch.no_grad()
-def _forward(model: ProtoPNet, x: torch.Tensor):
-    was_training = model.training
-    model.eval()
-    try:
-        return model.forward_all(x)
-    finally:
-        model.train(was_training)
-
-
 def explain(
     model: ProtoPNet,
     x: torch.Tensor,
@@ -113,41 +106,43 @@ def explain(
     ----------
     model : ProtoPNet
     x : Tensor, shape (N, C, H, W) or (C, H, W)
-        Images, already on the model's device and normalised like the training data.
+        Images, already on the model's device and normalised like the training data
+        (checked by :meth:`ProtoPNet.check_input`).
     top_k : int
-        How many prototypes to list per image (the rest are summed in ``rest_points``).
-    target : int or Tensor of shape (N,), optional
-        Class to explain; defaults to the predicted class.
+        How many prototypes to list per image, at least 1 (more than the model has
+        lists them all); the rest are summed in ``rest_points``.
+    target : int or sequence or Tensor of shape (N,), optional
+        Class to explain; defaults to the predicted class
+        (:func:`interp_lib._plumbing.resolve_target`).
     percentile : float
         Percentile of the boxes (95 in the paper).
 
     Returns
     -------
     list of Explanation, one per image.
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is not a ProtoPNet, ``x`` is not a floating-point tensor or
+        ``top_k`` is not an int.
+    ValueError
+        If ``top_k < 1``, ``x`` holds no image, does not fit the model, or ``target`` is
+        out of range.
     """
-    if not isinstance(model, ProtoPNet):
+    if not is_protopnet(model):
         raise TypeError(f"model must be a ProtoPNet, got {type(model).__name__}.")
     if isinstance(x, torch.Tensor) and x.ndim == 3:
         x = x[None]
-    top_k = max(1, min(int(top_k), model.num_prototypes))
-    out = _forward(model, x)
+    top_k = min(check_int(top_k, "top_k", minimum=1), model.n_prototypes)
+    model.check_input(x)
+    if x.shape[0] == 0:
+        raise ValueError("x holds no image (shape (0, C, H, W)); pass at least one image.")
+    with torch.no_grad(), evaluating(model):
+        out = model.forward_all(x)
     n = out.logits.shape[0]
     predicted = out.logits.argmax(dim=1)
-    if target is None:
-        targets = predicted
-    else:
-        targets = torch.as_tensor(target, device=predicted.device).long().flatten()
-        if targets.numel() == 1:
-            targets = targets.expand(n)
-        if (
-            targets.shape != (n,)
-            or int(targets.min()) < 0
-            or int(targets.max()) >= (model.num_classes)
-        ):
-            raise ValueError(
-                f"target must be a class in [0, {model.num_classes}) or one per image, "
-                f"got {target}."
-            )
+    targets = resolve_target(model, x, target, logits=out.logits)
     act = PF.similarity(out.min_distances, model.similarity, model.eps).double()  # (N, P)
     weight = model.last_layer.weight.detach().double()[targets]  # (N, P)
     points = act * weight
@@ -208,7 +203,7 @@ class NearestPatches:
     label : Tensor, shape (P, k), long
         Class of each image.
     box : Tensor, shape (P, k, 4), long
-        Receptive-field box of each patch in image space.
+        Receptive-field box ``(x0, y0, x1, y1)`` of each patch in image space.
     image_size : tuple of int
     """
 
@@ -241,48 +236,41 @@ def nearest_patches(
     k : int
         Neighbours per prototype (fewer if the data set has fewer images).
     device : torch.device or str, optional
+        Must be the model's device type (the device policy of ``interp_lib._plumbing``).
     progress : bool
 
     Returns
     -------
     NearestPatches
     """
-    if not isinstance(model, ProtoPNet):
+    if not is_protopnet(model):
         raise TypeError(f"model must be a ProtoPNet, got {type(model).__name__}.")
-    if int(k) < 1:
-        raise ValueError(f"k must be at least 1, got {k}.")
+    k = check_int(k, "k")
     check_ordered_loader(loader)
-    device = model_device(model, device)
-    num_p = model.num_prototypes
+    device = check_device(model, device)
+    num_p = model.n_prototypes
     dev = model.prototypes.device
     best_d = torch.empty(num_p, 0, device=dev)
     best_s = torch.empty(num_p, 0, dtype=torch.long, device=dev)
     best_loc = torch.empty(num_p, 0, 2, dtype=torch.long, device=dev)
     best_y = torch.empty(num_p, 0, dtype=torch.long, device=dev)
     offset, image_size = 0, None
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), torch.autocast(device.type, enabled=False):
-            for batch in _progress(loader, progress, "nearest patches"):
-                x, y = split_batch(batch, model.num_classes, device)
-                image_size = tuple(x.shape[-2:])
-                values, loc = PF.argmin_location(model.distances(model.latent(x)))
-                n = x.shape[0]
-                cand_d = torch.cat((best_d, values.t()), dim=1)
-                cand_s = torch.cat(
-                    (best_s, (torch.arange(n, device=dev) + offset).expand(num_p, n)), 1
-                )
-                cand_loc = torch.cat((best_loc, loc.transpose(0, 1)), dim=1)
-                cand_y = torch.cat((best_y, y.expand(num_p, n)), dim=1)
-                keep = min(int(k), cand_d.shape[1])
-                best_d, pick = cand_d.topk(keep, dim=1, largest=False, sorted=True)
-                best_s = cand_s.gather(1, pick)
-                best_y = cand_y.gather(1, pick)
-                best_loc = cand_loc.gather(1, pick[..., None].expand(-1, -1, 2))
-                offset += n
-    finally:
-        model.train(was_training)
+    with evaluating(model), torch.no_grad(), torch.autocast(device.type, enabled=False):
+        for batch in progress_bar(loader, progress, "nearest patches"):
+            x, y = labelled_batch(batch, model.n_classes, device)
+            image_size = tuple(x.shape[-2:])
+            values, loc = PF.argmin_location(model.distances(model.latent(x)))
+            n = x.shape[0]
+            cand_d = torch.cat((best_d, values.t()), dim=1)
+            cand_s = torch.cat((best_s, (torch.arange(n, device=dev) + offset).expand(num_p, n)), 1)
+            cand_loc = torch.cat((best_loc, loc.transpose(0, 1)), dim=1)
+            cand_y = torch.cat((best_y, y.expand(num_p, n)), dim=1)
+            keep = min(int(k), cand_d.shape[1])
+            best_d, pick = cand_d.topk(keep, dim=1, largest=False, sorted=True)
+            best_s = cand_s.gather(1, pick)
+            best_y = cand_y.gather(1, pick)
+            best_loc = cand_loc.gather(1, pick[..., None].expand(-1, -1, 2))
+            offset += n
     if offset == 0:
         raise ValueError("the loader yielded no images.")
     return NearestPatches(

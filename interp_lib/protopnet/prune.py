@@ -5,6 +5,19 @@ classes is not class-specific: with ``k = 6`` and ``threshold = 3`` it is remove
 fewer than 3 of its 6 nearest patches come from its own class. Afterwards retrain the
 last layer (the paper's last-layer stage: CE + L1 on the last layer only), with
 :func:`retrain_last_layer` or a ``fit`` schedule.
+
+Deliberate differences from the original code (``prune.py`` and ``run_pruning.py`` of
+cfchen-duke/ProtoPNet)
+-------------------------------------------------------------------------------------
+* :func:`prune` only removes prototypes. The original's ``run_pruning.py`` then retrains
+  the last layer for 100 passes over the (augmented) training set (Adam, lr ``1e-4``);
+  here that is a separate, explicit call: :func:`retrain_last_layer` (default 20 passes,
+  the paper's last-layer stage) or a ``fit`` schedule.
+* :func:`retrain_last_layer` keeps the frozen trunk in eval mode, so its batch-norm
+  statistics do not move; the original trains in train mode and updates them.
+* A class that loses every prototype gets a warning; the original says nothing.
+* Fewer images than ``k`` or a pruning that would remove every prototype is a
+  ``ValueError``, and the model is left untouched.
 """
 
 from __future__ import annotations
@@ -16,12 +29,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .._plumbing import NonFiniteLossError, check_device, evaluating
+from .._plumbing import progress as progress_bar
 from .._validation import check_int
 from . import functional as PF
 from .explain import NearestPatches, nearest_patches
 from .losses import l1_cost
-from .model import ProtoPNet
-from .push import _progress, model_device, split_batch
+from .model import ProtoPNet, is_protopnet
+from .push import labelled_batch
 
 
 @dataclass
@@ -73,11 +88,17 @@ def prune(
     threshold : int
         Minimum number of own-class patches among them to keep a prototype (3).
     device : torch.device or str, optional
+        Must be the model's device type (the device policy of ``interp_lib._plumbing``).
     progress : bool
 
     Returns
     -------
     PruneResult
+
+    Notes
+    -----
+    The original ``run_pruning.py`` retrains the last layer for 100 passes right after
+    pruning; here call :func:`retrain_last_layer` yourself (see the module docstring).
     """
     k = check_int(k, "k")
     threshold = check_int(threshold, "threshold", minimum=0)
@@ -95,7 +116,7 @@ def prune(
     kept = torch.nonzero(~drop).flatten().tolist()
     if not kept:
         raise ValueError(
-            f"pruning would remove all {model.num_prototypes} prototypes (none has "
+            f"pruning would remove all {model.n_prototypes} prototypes (none has "
             f"{threshold} own-class patches among its {k} nearest); train longer or lower "
             "the threshold."
         )
@@ -124,8 +145,9 @@ def retrain_last_layer(
     """Train the last layer only, with ``CE + l1 * L1`` (the paper's last-layer stage).
 
     The rest of the model is frozen and kept in eval mode (its batch-norm statistics do
-    not move); the previous mode is restored. Adam with learning rate ``lr``, as in the
-    paper (``1e-4``, 20 passes).
+    not move; the original code trains in train mode); the previous mode is restored.
+    Adam with learning rate ``lr``, as in the paper (``1e-4``, 20 passes; the original's
+    ``run_pruning.py`` makes 100 passes after pruning).
 
     Parameters
     ----------
@@ -139,6 +161,7 @@ def retrain_last_layer(
     l1 : float
         Weight of the L1 cost on off-class connections.
     device : torch.device or str, optional
+        Must be the model's device type (the device policy of ``interp_lib._plumbing``).
     progress : bool
 
     Returns
@@ -146,21 +169,26 @@ def retrain_last_layer(
     list of dict
         Per epoch: ``epoch``, ``ce``, ``l1``, ``loss`` and ``accuracy`` (means over
         images).
+
+    Raises
+    ------
+    interp_lib._plumbing.NonFiniteLossError
+        If the loss becomes NaN or infinite (lower ``lr``).
     """
+    if not is_protopnet(model):
+        raise TypeError(f"model must be a ProtoPNet, got {type(model).__name__}.")
     epochs = check_int(epochs, "epochs")
-    device = model_device(model, device)
+    device = check_device(model, device)
     opt = torch.optim.Adam(model.last_layer.parameters(), lr=lr)
-    was_training = model.training
-    model.eval()
     history: list[dict[str, float]] = []
-    try:
+    with evaluating(model):
         for epoch in range(epochs):
             sums = torch.zeros(4, dtype=torch.float64, device=device)
             seen = 0
             for b, batch in enumerate(
-                _progress(loader, progress, f"last layer {epoch + 1}/{epochs}")
+                progress_bar(loader, progress, f"last layer {epoch + 1}/{epochs}")
             ):
-                x, y = split_batch(batch, model.num_classes, device)
+                x, y = labelled_batch(batch, model.n_classes, device)
                 with torch.no_grad():
                     min_d = PF.min_pool(model.distances(model.latent(x)))
                     act = PF.similarity(min_d, model.similarity, model.eps)
@@ -169,7 +197,7 @@ def retrain_last_layer(
                 l1_term = l1_cost(model.last_layer.weight, model.class_identity)
                 loss = ce + l1 * l1_term
                 if not bool(torch.isfinite(loss)):
-                    raise FloatingPointError(
+                    raise NonFiniteLossError(
                         f"non-finite last-layer loss at epoch {epoch}, batch {b}; lower lr."
                     )
                 opt.zero_grad(set_to_none=True)
@@ -188,6 +216,4 @@ def retrain_last_layer(
             history.append(
                 {"epoch": float(epoch), "ce": ce_m, "l1": l1_m, "loss": loss_m, "accuracy": acc_m}
             )
-    finally:
-        model.train(was_training)
     return history

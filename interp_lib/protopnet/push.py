@@ -5,6 +5,20 @@ prototypes are handled at once (a masked arg-min over samples and locations), so
 is that of one inference pass plus a few tensor reductions; there is no Python loop over
 prototypes and no file I/O. Images and files are the caller's business: ``sample_index``
 in the result indexes the loader's dataset order.
+
+Deliberate differences from the original code (``push.py`` of cfchen-duke/ProtoPNet)
+------------------------------------------------------------------------------------
+* **Activation box.** ``PushResult.activation_box`` and ``similarity_map`` come from the
+  similarity map of the *pushed* prototype on its source image (its maximum is at the
+  source patch, distance 0). The original computes them from the distances of the
+  prototype *before* the push. The choice of the source patch is the same.
+* **A class without push images.** If the loader has no image of a class that owns
+  prototypes, :func:`push` raises a ``ValueError`` and leaves the prototypes unchanged.
+  The original silently overwrites those prototypes with zero vectors.
+* **linear similarity.** The boxes use ``-d`` (the original uses ``D s^2 - d``); bicubic
+  upsampling is shift-equivariant, so the boxes are the same.
+* Boxes are torchvision's ``(x0, y0, x1, y1)`` (end exclusive); the original stores
+  ``(y0, y1, x0, x1)``.
 """
 
 from __future__ import annotations
@@ -16,9 +30,12 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import RandomSampler, SubsetRandomSampler, WeightedRandomSampler
 
+from .._plumbing import check_device, evaluating, to_device, unpack_batch
+from .._plumbing import progress as progress_bar
+from .._validation import check_labels
 from . import functional as PF
 from .boxes import similarity_boxes
-from .model import ProtoPNet
+from .model import ProtoPNet, is_protopnet
 from .receptive_field import receptive_field_box
 
 
@@ -36,10 +53,12 @@ class PushResult:
         Distance from the prototype before the push to its source patch (how far it
         moved).
     box : Tensor, shape (P, 4), long
-        Receptive-field box of the source patch in image space, ``(y0, y1, x0, x1)``.
+        Receptive-field box of the source patch in image space, ``(x0, y0, x1, y1)``
+        (end exclusive).
     activation_box : Tensor, shape (P, 4), long
-        95th-percentile box of the pushed prototype's upsampled similarity map on its
-        source image.
+        95th-percentile box ``(x0, y0, x1, y1)`` of the pushed prototype's upsampled
+        similarity map on its source image (the original code uses the map before the
+        push; see the module docstring).
     similarity_map : Tensor, shape (P, H', W')
         Similarity of the pushed prototype to every patch of its source image.
     prototype_classes : Tensor, shape (P,), long
@@ -84,48 +103,17 @@ def check_ordered_loader(loader: Iterable) -> None:
         )
 
 
-def split_batch(batch, num_classes: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(x, y)`` of a ``(x, y, ...)`` batch on ``device``, with the labels checked."""
-    if not isinstance(batch, list | tuple) or len(batch) < 2:
-        raise ValueError(
-            f"the loader must yield (images, labels, ...) tuples, got {type(batch).__name__}."
-        )
-    x = batch[0].to(device, non_blocking=True)
-    y = torch.as_tensor(batch[1]).to(device, non_blocking=True)
-    if y.ndim != 1 or y.shape[0] != x.shape[0] or y.is_floating_point():
-        raise ValueError(
-            "labels must be a 1-D integer tensor with one label per image, got shape "
-            f"{tuple(y.shape)} and dtype {y.dtype} for {x.shape[0]} images."
-        )
-    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
-        raise ValueError(
-            f"labels must lie in [0, {num_classes}) (the model's classes), got labels "
-            f"from {int(y.min())} to {int(y.max())}. Do the loader's classes match the "
-            "model's?"
-        )
-    return x, y.long()
-
-
-def model_device(model: ProtoPNet, device: torch.device | str | None) -> torch.device:
-    """The device batches go to: ``device`` or, by default, the model's."""
-    here = model.prototypes.device
-    if device is None:
-        return here
-    device = torch.device(device)
-    if device.type != here.type:
-        raise ValueError(
-            f"the model lives on {here} but device={device}; move the model first "
-            f"(model.to({str(device)!r}))."
-        )
-    return device
-
-
-def _progress(loader: Iterable, progress: bool, desc: str):
-    if not progress:
-        return loader
-    from tqdm.auto import tqdm
-
-    return tqdm(loader, desc=desc, leave=False)
+def labelled_batch(
+    batch, n_classes: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images ``(B, C, H, W)`` and labels ``(B,)`` of one batch of a labelled loader, on
+    ``device``; the labels are checked against the model's ``n_classes``
+    (:func:`interp_lib._validation.check_labels`). Items after the labels (masks, file
+    names, ids) are ignored."""
+    if isinstance(batch, tuple | list):
+        batch = tuple(batch[:2])
+    b = to_device(unpack_batch(batch, need_labels=True), device)
+    return b.x, check_labels(b.y, n_classes, n_images=b.x.shape[0])
 
 
 def push(
@@ -147,7 +135,8 @@ def push(
         The un-augmented training images ``x`` (N, C, H, W) with labels ``y`` (N,), in a
         fixed order (a ``DataLoader`` with ``shuffle=False``).
     device : torch.device or str, optional
-        Where batches go; defaults to the model's device.
+        Where batches go; defaults to the model's device (it must be the model's device
+        type, see the device policy in ``interp_lib._plumbing``).
     progress : bool
         Show a progress bar.
     percentile : float
@@ -157,17 +146,32 @@ def push(
     -------
     PushResult
 
+    Raises
+    ------
+    ValueError
+        If the loader shuffles, yields no images, has labels outside the model's classes,
+        or has no image of a class that owns prototypes (the original code would set
+        those prototypes to zero; here nothing is changed).
+    TypeError
+        If ``model`` is not a ProtoPNet or the images are not floating point.
+
+    Notes
+    -----
+    Deliberate differences from the original code are listed in the module docstring
+    (:mod:`interp_lib.protopnet.push`): the activation box comes from the pushed
+    prototype's map, and a class without push images is an error.
+
     Warns
     -----
     UserWarning
         When several prototypes of a class land on the same patch.
     """
-    if not isinstance(model, ProtoPNet):
+    if not is_protopnet(model):
         raise TypeError(f"model must be a ProtoPNet, got {type(model).__name__}.")
     check_ordered_loader(loader)
-    device = model_device(model, device)
+    device = check_device(model, device)
     protos = model.prototypes.detach()
-    num_p, s = model.num_prototypes, model.prototype_size
+    num_p, s = model.n_prototypes, model.prototype_size
     classes = model.prototype_classes
     best_d = torch.full((num_p,), float("inf"), device=protos.device)
     best_sample = torch.full((num_p,), -1, dtype=torch.long, device=protos.device)
@@ -176,32 +180,27 @@ def push(
     best_map: torch.Tensor | None = None
     offset, image_size = 0, None
     arange_p = torch.arange(num_p, device=protos.device)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), torch.autocast(device.type, enabled=False):
-            for batch in _progress(loader, progress, "push"):
-                x, y = split_batch(batch, model.num_classes, device)
-                image_size = tuple(x.shape[-2:])
-                z = model.latent(x)
-                values, loc = PF.argmin_location(model.distances(z))  # (n, P), (n, P, 2)
-                own = y[:, None] == classes[None, :]  # (n, P): image of the prototype's class
-                values = values.masked_fill(~own, float("inf"))
-                batch_d, batch_sample = values.min(dim=0)  # first minimum
-                batch_loc = loc[batch_sample, arange_p]
-                improved = batch_d < best_d
-                patches = PF.gather_patches(z, batch_sample, batch_loc, s)
-                src_map = PF.paired_patch_distances(z[batch_sample], patches, model.similarity)
-                if best_map is None:
-                    best_map = torch.full_like(src_map, float("inf"))
-                best_patch = torch.where(improved[:, None, None, None], patches, best_patch)
-                best_map = torch.where(improved[:, None, None], src_map, best_map)
-                best_d = torch.where(improved, batch_d, best_d)
-                best_sample = torch.where(improved, batch_sample + offset, best_sample)
-                best_loc = torch.where(improved[:, None], batch_loc, best_loc)
-                offset += x.shape[0]
-    finally:
-        model.train(was_training)
+    with evaluating(model), torch.no_grad(), torch.autocast(device.type, enabled=False):
+        for batch in progress_bar(loader, progress, "push"):
+            x, y = labelled_batch(batch, model.n_classes, device)
+            image_size = tuple(x.shape[-2:])
+            z = model.latent(x)
+            values, loc = PF.argmin_location(model.distances(z))  # (n, P), (n, P, 2)
+            own = y[:, None] == classes[None, :]  # (n, P): image of the prototype's class
+            values = values.masked_fill(~own, float("inf"))
+            batch_d, batch_sample = values.min(dim=0)  # first minimum
+            batch_loc = loc[batch_sample, arange_p]
+            improved = batch_d < best_d
+            patches = PF.gather_patches(z, batch_sample, batch_loc, s)
+            src_map = PF.paired_patch_distances(z[batch_sample], patches, model.similarity)
+            if best_map is None:
+                best_map = torch.full_like(src_map, float("inf"))
+            best_patch = torch.where(improved[:, None, None, None], patches, best_patch)
+            best_map = torch.where(improved[:, None, None], src_map, best_map)
+            best_d = torch.where(improved, batch_d, best_d)
+            best_sample = torch.where(improved, batch_sample + offset, best_sample)
+            best_loc = torch.where(improved[:, None], batch_loc, best_loc)
+            offset += x.shape[0]
     missing = best_sample < 0
     if offset == 0:
         raise ValueError("the push loader yielded no images.")

@@ -8,7 +8,7 @@ map described by ``(n, jump, size, start)``::
     size_out  = size + d (k - 1) jump
     start_out = start + (d (k - 1) / 2 - p) jump
 
-starting from the image ``(img_size, 1, 1, 0.5)`` (pixel centres at 0.5, 1.5, ...).
+starting from the image ``(image_size, 1, 1, 0.5)`` (pixel centres at 0.5, 1.5, ...).
 VGG-19 at 224 px ends at ``(n=7, jump=32, size=268, start=16)``.
 """
 
@@ -42,15 +42,19 @@ class ReceptiveField(NamedTuple):
     start: float
 
 
+class UnsupportedLayerError(ValueError):
+    """A layer whose geometry receptive-field arithmetic cannot describe."""
+
+
 def _square(value, what: str, layer: str) -> int:
     if isinstance(value, str):
-        raise ValueError(
+        raise UnsupportedLayerError(
             f"{layer} uses padding={value!r}; receptive-field arithmetic needs an integer "
             "padding. Replace it by the equivalent number of pixels."
         )
     if isinstance(value, tuple | list):
         if len(set(value)) != 1:
-            raise ValueError(
+            raise UnsupportedLayerError(
                 f"{layer} has a non-square {what} {tuple(value)}; only square kernels, "
                 "strides and paddings are supported by receptive-field arithmetic."
             )
@@ -83,15 +87,15 @@ def layer_receptive_field(
     )
 
 
-def image_receptive_field(img_size: int) -> ReceptiveField:
-    """The receptive field of the input image itself: ``(img_size, 1, 1, 0.5)``."""
-    return ReceptiveField(n=int(img_size), jump=1.0, size=1.0, start=0.5)
+def image_receptive_field(image_size: int) -> ReceptiveField:
+    """The receptive field of the input image itself: ``(image_size, 1, 1, 0.5)``."""
+    return ReceptiveField(n=int(image_size), jump=1.0, size=1.0, start=0.5)
 
 
 _SKIP = ("downsample", "shortcut")
 
 
-def module_receptive_field(module: nn.Module, img_size: int | ReceptiveField) -> ReceptiveField:
+def module_receptive_field(module: nn.Module, image_size: int | ReceptiveField) -> ReceptiveField:
     """Receptive field of the output of ``module`` at a given input size.
 
     Walks every ``Conv2d``, ``MaxPool2d`` and ``AvgPool2d`` in registration order (the
@@ -104,14 +108,14 @@ def module_receptive_field(module: nn.Module, img_size: int | ReceptiveField) ->
     Parameters
     ----------
     module : nn.Module
-    img_size : int or ReceptiveField
+    image_size : int or ReceptiveField
         Input side in pixels, or the receptive field of the input.
 
     Returns
     -------
     ReceptiveField
     """
-    rf = img_size if isinstance(img_size, ReceptiveField) else image_receptive_field(img_size)
+    rf = image_size if isinstance(image_size, ReceptiveField) else image_receptive_field(image_size)
     for name, layer in module.named_modules():
         if any(part in _SKIP for part in name.split(".")):
             continue
@@ -135,15 +139,30 @@ def module_receptive_field(module: nn.Module, img_size: int | ReceptiveField) ->
                 ceil_mode=bool(layer.ceil_mode),
             )
         elif isinstance(layer, nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d):
-            raise ValueError(
+            raise UnsupportedLayerError(
                 f"{name} is an adaptive pooling layer, which has no fixed receptive "
                 "field; remove it from the trunk (ProtoPNet needs a spatial map)."
             )
     return rf
 
 
+def map_side(module: nn.Module, side: int) -> int | None:
+    """Side of the feature map that ``module`` gives for an input side of ``side`` pixels,
+    by receptive-field arithmetic; ``None`` when a layer has no fixed geometry.
+
+    Raises
+    ------
+    ValueError
+        If the input is too small: some layer would output an empty map.
+    """
+    try:
+        return module_receptive_field(module, side).n
+    except UnsupportedLayerError:
+        return None
+
+
 def receptive_field_box(
-    rf: ReceptiveField, location: torch.Tensor, img_size: int | tuple[int, int]
+    rf: ReceptiveField, location: torch.Tensor, image_size: int | tuple[int, int]
 ) -> torch.Tensor:
     """Image-space box of the receptive field at latent locations.
 
@@ -153,26 +172,27 @@ def receptive_field_box(
         Of the map the locations index.
     location : Tensor, shape (..., 2), long
         ``(h, w)`` locations.
-    img_size : int or (int, int)
+    image_size : int or (int, int)
         Image height and width, to clip the box.
 
     Returns
     -------
     Tensor, shape (..., 4), long
-        ``(y0, y1, x0, x1)`` with exclusive ends, as in the original code:
-        ``y0 = max(int(c - size / 2), 0)``, ``y1 = min(int(c + size / 2), H)`` with
-        centre ``c = start + h * jump``.
+        ``(x0, y0, x1, y1)`` with exclusive ends (the library's box format); the
+        coordinates are the original code's: ``y0 = max(int(c - size / 2), 0)``,
+        ``y1 = min(int(c + size / 2), H)`` with centre ``c = start + h * jump`` (and the
+        same for ``x`` with ``w``), which the original stores as ``(y0, y1, x0, x1)``.
     """
-    height, width = (img_size, img_size) if isinstance(img_size, int) else img_size
+    height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
     centre = rf.start + location.double() * rf.jump
     lo = torch.trunc(centre - rf.size / 2).long()
     hi = torch.trunc(centre + rf.size / 2).long()
     return torch.stack(
         (
-            lo[..., 0].clamp_min(0),
-            hi[..., 0].clamp_max(height),
             lo[..., 1].clamp_min(0),
+            lo[..., 0].clamp_min(0),
             hi[..., 1].clamp_max(width),
+            hi[..., 0].clamp_max(height),
         ),
         dim=-1,
     )

@@ -174,7 +174,7 @@ def fit(
     --------
     On a CPU, with the book's small backbone::
 
-        model = ProtoPNet("small_cnn", num_classes=10, img_size=64)
+        model = ProtoPNet("small_cnn", n_classes=10, image_size=64)
         history = fit(model, train_loader, val_loader=val_loader,
                       push_loader=push_loader, schedule=Schedule.quick())
         history.to_frame()  # one row per epoch, push and last-layer pass

@@ -10,7 +10,7 @@ classes in a few epochs.
 
 :func:`pretrain_backbone` therefore trains ``trunk -> global pool -> linear`` with plain
 cross-entropy (through :func:`interp_lib.models.train_classifier`) on the training images
-and returns the trunk, ready for ``ProtoPNet(trunk, num_classes=..., ...)`` and
+and returns the trunk, ready for ``ProtoPNet(trunk, n_classes=..., ...)`` and
 :func:`~interp_lib.protopnet.fit`. A global pool (rather than a flattening head) keeps the
 trunk's features local and translation-equivariant, as in an ImageNet trunk. The default
 is global *max* pooling, which mirrors ProtoPNet's own max-pooled similarity: one location
@@ -41,9 +41,9 @@ Examples
 >>> from interp_lib.datasets import birds
 >>> from interp_lib.protopnet import ProtoPNet, Schedule, fit, pretrain_backbone
 >>> train = birds(100, size=64, seed=0)                           # doctest: +SKIP
->>> net = pretrain_backbone("small_cnn", train, num_classes=10)  # doctest: +SKIP
->>> model = ProtoPNet(net.features, num_classes=10, prototypes_per_class=5,
-...                   prototype_dim=64, img_size=64)              # doctest: +SKIP
+>>> net = pretrain_backbone("small_cnn", train, n_classes=10)    # doctest: +SKIP
+>>> model = ProtoPNet(net.features, n_classes=10, n_prototypes_per_class=5,
+...                   prototype_dim=64, image_size=64)            # doctest: +SKIP
 >>> seed_prototypes(model, push_loader, net.head)                 # doctest: +SKIP
 >>> fit(model, train_loader, val_loader=val_loader, push_loader=push_loader,
 ...     schedule=Schedule.cpu_birds())                            # doctest: +SKIP
@@ -57,23 +57,27 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._validation import check_choice, check_int
-from .backbones import build_backbone, infer_out_channels
+from .._plumbing import check_device, evaluating
+from .._plumbing import progress as progress_bar
+from .._validation import check_choice, check_int, make_generator
+from ..nn import infer_out_channels
+from .backbones import build_backbone
 
 __all__ = ["pooled_classifier", "pretrain_backbone", "seed_prototypes"]
 
 _POOLS = {"max": nn.AdaptiveMaxPool2d, "avg": nn.AdaptiveAvgPool2d}
 
 
-def pooled_classifier(trunk: nn.Module, num_classes: int, pool: str = "max") -> nn.Sequential:
-    """``trunk -> global max (or average) pool -> Flatten -> Linear(C, num_classes)``.
+def pooled_classifier(trunk: nn.Module, n_classes: int, pool: str = "max") -> nn.Sequential:
+    """``trunk -> global max (or average) pool -> Flatten -> Linear(C, n_classes)``.
 
     Parameters
     ----------
     trunk : nn.Module
-        Maps images ``(N, 3, H, W)`` to a feature map ``(N, C, H', W')``; ``C`` is read
-        from its ``out_channels`` or its last convolution / batch norm.
-    num_classes : int
+        Maps images ``(N, 3, H, W)`` to a feature map ``(N, C, H', W')``; ``C`` is the
+        ``out_channels`` it declares (:class:`interp_lib.nn.Trunk`), guessed from its
+        last convolution / batch norm only if it declares nothing.
+    n_classes : int
         ``K``.
     pool : {"max", "avg"}
         Global max pooling (default) or global average pooling (CAM's head).
@@ -86,7 +90,7 @@ def pooled_classifier(trunk: nn.Module, num_classes: int, pool: str = "max") -> 
     """
     if not isinstance(trunk, nn.Module):
         raise TypeError(f"trunk must be an nn.Module, got {type(trunk).__name__}.")
-    num_classes = check_int(num_classes, "num_classes", minimum=2)
+    n_classes = check_int(n_classes, "n_classes", minimum=2)
     check_choice(pool, "pool", tuple(_POOLS))
     channels = infer_out_channels(trunk)
     return nn.Sequential(
@@ -94,7 +98,7 @@ def pooled_classifier(trunk: nn.Module, num_classes: int, pool: str = "max") -> 
             features=trunk,
             pool=_POOLS[pool](1),
             flatten=nn.Flatten(),
-            head=nn.Linear(channels, num_classes),
+            head=nn.Linear(channels, n_classes),
         )
     )
 
@@ -103,14 +107,14 @@ def pretrain_backbone(
     backbone: str | nn.Module,
     train,
     *,
-    num_classes: int,
+    n_classes: int,
     epochs: int = 10,
     pool: str = "max",
     lr: float = 2e-3,
     weight_decay: float = 0.0,
     batch_size: int = 16,
     val=None,
-    seed: int = 0,
+    seed: int | torch.Generator | None = 0,
     device: torch.device | str | None = None,
     progress: bool = True,
     return_history: bool = False,
@@ -125,9 +129,9 @@ def pretrain_backbone(
         :func:`~interp_lib.protopnet.build_backbone` (``"small_cnn"``...).
     train : Dataset or (images, labels) tuple
         Yields ``(x, y, ...)`` with images ``(C, H, W)`` and integer labels in
-        ``[0, num_classes)``: the same (normalised, possibly augmented) images that
+        ``[0, n_classes)``: the same (normalised, possibly augmented) images that
         ProtoPNet will be trained on. Never the test set.
-    num_classes : int
+    n_classes : int
         ``K``.
     epochs : int
         Passes over ``train``.
@@ -138,11 +142,16 @@ def pretrain_backbone(
     val : Dataset or (images, labels) tuple, optional
         Evaluated after every epoch (``history.test_accuracy`` holds these validation
         accuracies); never trained on.
-    seed : int
+    seed : int, torch.Generator or None
         Seeds the weight initialisation of a named backbone and of the head, and the
-        batch order.
+        batch order. An int ``s`` initialises the backbone under seed ``s``, the head
+        under ``s + 1`` (inside ``torch.random.fork_rng``: the global RNG is left as it
+        was) and orders the batches with ``torch.Generator().manual_seed(s)``; a
+        generator supplies these two seeds and then orders the batches; ``None`` draws
+        fresh randomness.
     device : torch.device or str, optional
-        Default: where the trunk's parameters are.
+        The trunk is moved there (a trainer, see the device policy in
+        ``interp_lib._plumbing``); ``None`` keeps it where it is.
     progress : bool
         Show a progress bar over epochs.
     return_history : bool
@@ -162,14 +171,15 @@ def pretrain_backbone(
     ------
     TypeError
         If ``backbone`` is neither a name nor a module.
-    FloatingPointError
+    interp_lib._plumbing.NonFiniteLossError
         If the loss becomes non-finite (lower ``lr``).
     """
     from ..models import train_classifier
 
+    trunk_seed, head_seed, batch_order = _seeds(seed)
     if isinstance(backbone, str):
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            torch.manual_seed(trunk_seed)
             trunk = build_backbone(backbone, **dict(backbone_kwargs or {}))
     elif isinstance(backbone, nn.Module):
         if backbone_kwargs:
@@ -179,10 +189,9 @@ def pretrain_backbone(
         raise TypeError(
             f"backbone must be a name (str) or an nn.Module trunk, got {type(backbone).__name__}."
         )
-    device = torch.device(device) if device is not None else _device_of(trunk)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed + 1)
-        net = pooled_classifier(trunk, num_classes, pool)
+        torch.manual_seed(head_seed)
+        net = pooled_classifier(trunk, n_classes, pool)
     history = train_classifier(
         net,
         train,
@@ -191,7 +200,7 @@ def pretrain_backbone(
         lr=lr,
         weight_decay=weight_decay,
         batch_size=batch_size,
-        seed=seed,
+        seed=batch_order,
         device=device,
         progress=progress,
     )
@@ -199,9 +208,13 @@ def pretrain_backbone(
     return (net, history) if return_history else net
 
 
-def _device_of(module: nn.Module) -> torch.device:
-    p = next(module.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
+def _seeds(seed: int | torch.Generator | None) -> tuple[int, int, torch.Generator]:
+    """Seeds of the trunk and head initialisation, and the batch-order generator."""
+    if isinstance(seed, int) and not isinstance(seed, bool):
+        return seed, seed + 1, make_generator(seed)
+    g = make_generator(seed)
+    trunk_seed, head_seed = torch.randint(0, 2**62, (2,), generator=g).tolist()
+    return trunk_seed, head_seed, g
 
 
 @torch.no_grad()
@@ -233,7 +246,7 @@ def seed_prototypes(
     head : nn.Linear
         ``Linear(C, K)`` on globally pooled trunk features, e.g. ``pretrain_backbone(...).head``.
     device : torch.device or str, optional
-        Default: the model's device.
+        Default: the model's device (it must be the model's device type).
     progress : bool
         Show a progress bar.
 
@@ -251,27 +264,26 @@ def seed_prototypes(
         class that owns prototypes has no image in ``loader``.
     """
     from . import functional as PF
-    from .push import _progress, check_ordered_loader, model_device, split_batch
+    from .push import check_ordered_loader, labelled_batch
 
     if not isinstance(head, nn.Linear):
         raise TypeError(f"head must be an nn.Linear, got {type(head).__name__}.")
     channels = infer_out_channels(model.features)
-    if tuple(head.weight.shape) != (model.num_classes, channels):
+    if tuple(head.weight.shape) != (model.n_classes, channels):
         raise ValueError(
             f"head must map the trunk's {channels} channels to the model's "
-            f"{model.num_classes} classes, got Linear{tuple(head.weight.shape[::-1])}."
+            f"{model.n_classes} classes, got Linear{tuple(head.weight.shape[::-1])}."
         )
     check_ordered_loader(loader)
-    device = model_device(model, device)
+    device = check_device(model, device)
     s = model.prototype_size
     weight = head.weight.detach().to(device)
     scores, samples, locations, patches, labels = [], [], [], [], []
     offset = 0
-    was_training = model.training
-    model.eval()
-    try:
-        for batch in _progress(loader, progress, "seed prototypes"):
-            x, y = split_batch(batch, model.num_classes, device)
+    with evaluating(model):
+        for batch in progress_bar(loader, progress, "seed prototypes"):
+            x, y = labelled_batch(batch, model.n_classes, device)
+            model.check_input(x)
             f = model.features(x)
             z = model.add_on(f)
             e = torch.einsum("nchw,nc->nhw", f.float(), weight[y].float())
@@ -286,14 +298,12 @@ def seed_prototypes(
             labels.append(y)
             samples.append(idx + offset)
             offset += len(y)
-    finally:
-        model.train(was_training)
     if not scores:
         raise ValueError("the loader yielded no images.")
     score, sample = torch.cat(scores), torch.cat(samples)
     location, patch, label = torch.cat(locations), torch.cat(patches), torch.cat(labels)
     classes = model.prototype_classes.to(device)
-    chosen = torch.empty(model.num_prototypes, dtype=torch.long, device=device)
+    chosen = torch.empty(model.n_prototypes, dtype=torch.long, device=device)
     for c in torch.unique(classes).tolist():
         slots = torch.nonzero(classes == c).flatten()
         mine = torch.nonzero(label == c).flatten()

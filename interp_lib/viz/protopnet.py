@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .._plumbing import require
 from .datasets import _to_rgb
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -45,9 +46,10 @@ def _getter(images: Any) -> Callable[[int], torch.Tensor]:
 
 
 def _box(ax, box: Sequence[int], color: str = "yellow") -> None:
-    from matplotlib.patches import Rectangle
+    """Draw a box ``(x0, y0, x1, y1)`` (end exclusive) on an image axis."""
+    Rectangle = require("matplotlib.patches", "interp_lib.viz.protopnet").Rectangle
 
-    y0, y1, x0, x1 = (int(v) for v in box)
+    x0, y0, x1, y1 = (int(v) for v in box)
     ax.add_patch(
         Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor=color, lw=2)
     )
@@ -95,7 +97,7 @@ def plot_explanation(
     -------
     matplotlib.figure.Figure
     """
-    import matplotlib.pyplot as plt
+    plt = require("matplotlib.pyplot", "plot_explanation")
 
     get = _getter(images)
     rows = explanation.evidence[: max(1, int(max_rows))]
@@ -107,10 +109,10 @@ def plot_explanation(
         ax[0].imshow(ev.similarity_map.numpy(), cmap="jet", alpha=heatmap_alpha)
         _box(ax[0], ev.box)
         src = _to_rgb(get(int(push_result.sample_index[ev.index])))
-        y0, y1, x0, x1 = push_result.activation_box[ev.index].tolist()
+        x0, y0, x1, y1 = push_result.activation_box[ev.index].tolist()
         _show(ax[1], src[y0:y1, x0:x1], "looks like that (prototype)" if r == 0 else None)
         _show(ax[2], src, "prototype's source image" if r == 0 else None)
-        _box(ax[2], (y0, y1, x0, x1))
+        _box(ax[2], (x0, y0, x1, y1))
         ax[3].axis("off")
         ax[3].text(
             0.0,
@@ -142,7 +144,7 @@ def plot_scoring_sheet(explanation: Explanation, *, ax=None) -> Figure:
     -------
     matplotlib.figure.Figure
     """
-    import matplotlib.pyplot as plt
+    plt = require("matplotlib.pyplot", "plot_scoring_sheet")
 
     if ax is None:
         fig, ax = plt.subplots(figsize=(6, 0.4 * len(explanation.evidence) + 1.5))
@@ -194,7 +196,7 @@ def plot_nearest_patches(
     -------
     matplotlib.figure.Figure
     """
-    import matplotlib.pyplot as plt
+    plt = require("matplotlib.pyplot", "plot_nearest_patches")
 
     get = _getter(images)
     num_p, k = nearest.sample_index.shape
@@ -206,7 +208,7 @@ def plot_nearest_patches(
     for r, p in enumerate(chosen):
         for c in range(k):
             rgb = _to_rgb(get(int(nearest.sample_index[p, c])))
-            y0, y1, x0, x1 = nearest.box[p, c].tolist()
+            x0, y0, x1, y1 = nearest.box[p, c].tolist()
             label = int(nearest.label[p, c])
             _show(axes[r, c], rgb[y0:y1, x0:x1], f"y={label} d={nearest.distance[p, c]:.2f}")
             if prototype_classes is not None and label != int(prototype_classes[p]):
