@@ -11,7 +11,7 @@ set-up (imports, model, loader):
 - ``naive``: forward hooks on the same checkpoints appending float32 outputs to lists,
   ``torch.cat``, then TwoNN (least squares, 90 %) with scikit-learn ``NearestNeighbors``,
   the pattern of a typical research script;
-- ``interp_lib``: ``layer_ids(model, loader, repeats=0)`` (float32, one pass);
+- ``interp_lib``: ``layer_ids(model, loader, n_resamples=0)`` (float32, one pass);
 - ``interp_lib f16 budget``: the same with ``dtype=float16`` and ``max_bytes=512 MB``:
   layers are processed in groups, re-running the (early-stopped) forward pass.
 
@@ -144,7 +144,7 @@ def worker(approach: str, n: int, threads: int) -> None:
         ids = _naive(model, loader, layers)
     else:
         kwargs = {"dtype": torch.float16, "max_bytes": 512 * 2**20} if "f16" in approach else {}
-        prof = layer_ids(model, loader, layers, n_samples=n, repeats=0, progress=False, **kwargs)
+        prof = layer_ids(model, loader, layers, n_samples=n, n_resamples=0, progress=False, **kwargs)
         ids = dict(zip(prof.layers, prof.dimensions, strict=True))
     dt = time.perf_counter() - t
     print(json.dumps({"time": dt, "peak_mb": _peak_rss_mb() - base, "ids": ids}))

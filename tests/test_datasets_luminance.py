@@ -80,3 +80,63 @@ def test_errors(kwargs, error, match):
     args = {"images": torch.zeros(2, 1, 4, 4), **kwargs}
     with pytest.raises(error, match=match):
         luminance_gradient(**args)
+
+
+# --- luminance_offset: MNIST* as the authors' released code builds it -----------------
+
+
+def test_offset_matches_the_released_recipe():
+    from interp_lib.datasets import luminance_offset
+
+    x = torch.rand(50, 1, 6, 6)
+    y, u = luminance_offset(x, 300.0, seed=4, return_offsets=True)
+    assert u.shape == (50,) and float(u.min()) >= 0 and float(u.max()) <= 300
+    raw = x.double() + u.double()[:, None, None, None]  # u * (1, ..., 1) per image
+    expected = (raw - raw.min()) / (raw.max() - raw.min())  # min-max of the whole set
+    assert torch.allclose(y.double(), expected, atol=1e-6)
+    assert float(y.min()) == 0.0 and float(y.max()) == 1.0
+    # a digit keeps its shape (differences within an image scale by one common factor)
+    scale = 1.0 / float(raw.max() - raw.min())
+    assert torch.allclose(
+        (y[3] - y[3].mean()).double(), (x[3] - x[3].mean()).double() * scale, atol=1e-6
+    )
+
+
+def test_offset_is_one_parameter_family_and_seeded():
+    from interp_lib.datasets import luminance_offset
+
+    same = torch.rand(1, 1, 8, 8).expand(300, 1, 8, 8).contiguous()
+    y = luminance_offset(same, 300.0, seed=0)
+    # identical images + one offset each: the set is a segment (ID 1)
+    assert abs(twonn(y.flatten(1)).dimension - 1.0) < 0.2
+    assert torch.equal(luminance_offset(same, seed=1), luminance_offset(same, seed=1))
+    assert not torch.equal(luminance_offset(same, seed=1), luminance_offset(same, seed=2))
+    unscaled = luminance_offset(same, 2.0, seed=0, rescale=False)
+    assert float(unscaled.max()) > 1.0
+
+
+def test_offset_lowers_the_input_id_of_digits():
+    from interp_lib.datasets import luminance_offset
+
+    x, _ = digits_tensors(size=16)
+    x = (x - x.min()) / (x.max() - x.min())
+    plain = twonn(x.flatten(1)).dimension
+    star = twonn(luminance_offset(x, 300.0, seed=0).flatten(1)).dimension
+    assert star < plain - 2  # 8.2 -> 5.2 on 1797 digits at 16 px
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"images": torch.rand(4, 6, 6)}, ValueError),
+        ({"images": torch.rand(4, 1, 6, 6) * 2}, ValueError),
+        ({"images": torch.rand(4, 1, 6, 6), "lam": -1.0}, ValueError),
+        ({"images": [[0.0]]}, TypeError),
+        ({"images": torch.zeros(4, 1, 2, 2), "lam": 0.0}, ValueError),
+    ],
+)
+def test_offset_rejects_bad_input(kwargs, error):
+    from interp_lib.datasets import luminance_offset
+
+    with pytest.raises(error):
+        luminance_offset(**kwargs)

@@ -150,8 +150,12 @@ def test_clear_errors():
         collect_activations(net, X, ["0"], max_bytes=100, progress=False)
     with pytest.raises(ValueError, match="n_samples is needed"):
         collect_activations(net, iter(X.split(5)), ["0"], progress=False)
-    with pytest.raises(TypeError, match="first element"):
-        collect_activations(net, [{"x": X}], ["0"], n_samples=3, progress=False)
+    # batches are unpacked by interp_lib._plumbing.unpack_batch: a dict needs an image key
+    with pytest.raises(TypeError, match="each batch must be a tensor"):
+        collect_activations(net, [{"pixels": X}], ["0"], n_samples=3, progress=False)
+    assert (
+        collect_activations(net, [{"x": X}], ["0"], n_samples=3, progress=False)["0"].shape[0] == 3
+    )
     with pytest.raises(TypeError, match="dtype"):
         collect_activations(net, X, ["0"], dtype=torch.int32, progress=False)
 

@@ -43,7 +43,7 @@ def test_linear_layer_of_rank_k_has_pc_id_k(k):
         ["input", "0"],
         estimator="pca",
         estimator_kwargs={"variance": 0.99},
-        repeats=3,
+        n_resamples=3,
         progress=False,
     )
     assert prof.dimensions == (20.0, float(k))
@@ -56,29 +56,29 @@ def test_twonn_profile_of_a_known_manifold():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(600, 2, generator=g) @ torch.randn(2, 10, generator=g)
     net = nn.Sequential(nn.Linear(10, 10), nn.Linear(10, 10))
-    prof = layer_ids(net, x, repeats=4, progress=False, label="plane")
+    prof = layer_ids(net, x, n_resamples=4, progress=False, label="plane")
     assert prof.layers == ("input", "0", "1")
     for d in prof.dimensions:
         assert abs(d - 2) < 0.25
     assert all(0 < e < 0.3 for e in prof.errors)
     assert all(len(r) == 4 for r in prof.resamples)
-    mle = layer_ids(net, x, ["output"], estimator="mle", repeats=0, progress=False)
+    mle = layer_ids(net, x, ["output"], estimator="mle", n_resamples=0, progress=False)
     assert abs(mle.dimensions[0] - 2) < 0.25 and math.isnan(mle.errors[0])
 
 
 def test_seeded_error_bars_and_callable_estimator():
     net = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 2))
     x = torch.randn(200, 6, generator=torch.Generator().manual_seed(3))
-    a = layer_ids(net, x, repeats=3, seed=1, progress=False)
-    b = layer_ids(net, x, repeats=3, seed=1, progress=False)
-    c = layer_ids(net, x, repeats=3, seed=2, progress=False)
+    a = layer_ids(net, x, n_resamples=3, seed=1, progress=False)
+    b = layer_ids(net, x, n_resamples=3, seed=1, progress=False)
+    c = layer_ids(net, x, n_resamples=3, seed=2, progress=False)
     assert a == b and a.errors != c.errors
 
     def width(X: torch.Tensor) -> float:
         return float(X.shape[1])
 
     prof = layer_ids(
-        net, x, {"input": "x", "2": "logits"}, estimator=width, repeats=2, progress=False
+        net, x, {"input": "x", "2": "logits"}, estimator=width, n_resamples=2, progress=False
     )
     assert prof.layers == ("x", "logits") and prof.modules == ("input", "2")
     assert prof.dimensions == (6.0, 2.0) and prof.estimator == "width"
@@ -88,7 +88,7 @@ def test_seeded_error_bars_and_callable_estimator():
 
 def test_profile_exports_and_plot():
     net = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 4))
-    prof = layer_ids(net, torch.randn(100, 5), repeats=2, progress=False)
+    prof = layer_ids(net, torch.randn(100, 5), n_resamples=2, progress=False)
     records = prof.to_records()
     assert [r["layer"] for r in records] == list(prof.layers)
     table = prof.to_dict()
@@ -181,7 +181,7 @@ def test_torchvision_models_profile_end_to_end(name, vgg11):
     )
     model.train()
     budget = 16 * 64 * 8 * 8 * 4 if name == "resnet18" else None  # several passes
-    prof = layer_ids(model, x, repeats=0, batch_size=8, progress=False, max_bytes=budget)
+    prof = layer_ids(model, x, n_resamples=0, batch_size=8, progress=False, max_bytes=budget)
     assert list(prof.modules) == TORCHVISION_CHECKPOINTS[name]
     depth = prof.relative_depth
     assert depth[0] == 0.0 and depth[-1] == 1.0
@@ -217,4 +217,4 @@ def test_estimator_warnings_name_the_layer():
     x[90:] = x[:10]  # 10 duplicated images
     net = nn.Sequential(nn.Linear(4, 4))
     with pytest.warns(UserWarning, match=r"layer 'pixels': TwoNN dropped 30 of 100 points"):
-        layer_ids(net, x, {"input": "pixels"}, repeats=0, progress=False)
+        layer_ids(net, x, {"input": "pixels"}, n_resamples=0, progress=False)

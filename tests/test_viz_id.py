@@ -79,7 +79,7 @@ def test_layer_explorer_has_one_figure_per_layer():
 
     net = nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Linear(12, 3))
     X = torch.randn(300, 6, generator=torch.Generator().manual_seed(0))
-    prof = layer_ids(net, X, repeats=0, progress=False)
+    prof = layer_ids(net, X, n_resamples=0, progress=False)
     acts = collect_activations(net, X, list(prof.modules), progress=False)
     acts = dict(zip(prof.layers, acts.values(), strict=True))
     box = viz.layer_explorer(prof, acts)

@@ -7,7 +7,7 @@ manifolds with a known ID       :func:`hypercube`, :func:`gaussian`, :func:`sphe
 rotating objects (1-D poses)    :func:`rotating_objects`, :func:`make_object`,
                                 :func:`render_object`
 handwritten digits (sklearn)    :func:`digits`, :func:`digits_tensors`
-luminance ramps (MNIST*)        :func:`luminance_gradient`
+luminance (MNIST*)              :func:`luminance_offset`, :func:`luminance_gradient`
 procedural birds, part masks    :func:`birds`, :func:`bird_classes`, :func:`render_birds`
 CUB-200-2011 (local folder)     :class:`CUB200`
 MNIST, CIFAR-10, ImageFolder    :func:`mnist`, :func:`cifar10`, :func:`image_folder`
@@ -32,7 +32,7 @@ from .folders import (
     imagenet_transform,
     mnist,
 )
-from .luminance import GradientParameters, luminance_gradient
+from .luminance import GradientParameters, luminance_gradient, luminance_offset
 from .manifolds import (
     MANIFOLDS,
     curved_manifold,
@@ -70,6 +70,7 @@ __all__ = [
     "image_folder",
     "imagenet_transform",
     "luminance_gradient",
+    "luminance_offset",
     "make_manifold",
     "make_object",
     "mnist",

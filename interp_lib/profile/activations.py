@@ -13,7 +13,10 @@ has produced its output, so early groups cost only part of a forward pass.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import math
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -22,33 +25,22 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from .._plumbing import check_device, unpack_batch
+from .._plumbing import progress as progress_bar
 from .._validation import check_choice, check_int
 from .capture import capture
 from .checkpoints import checkpoints_from_trace
-from .layers import INPUT, OUTPUT, check_module, resolve_layers
+from .layers import INPUT, OUTPUT, LayerRef, check_module, resolve_layers
 from .trace import trace_model
 
 __all__ = ["ActivationCollector", "collect_activations"]
 
 REDUCTIONS = ("flatten", "spatial_mean")
-Layers = str | Sequence[str] | Mapping[str, str] | None
+Layers = LayerRef | Sequence[LayerRef] | Mapping[LayerRef, str] | None
 
 
 class _StopForward(Exception):
     """Raised by a hook once every layer of the current group has been recorded."""
-
-
-def _input_of(batch: Any) -> torch.Tensor:
-    if isinstance(batch, np.ndarray):
-        batch = torch.from_numpy(batch)
-    if isinstance(batch, (tuple, list)) and batch:
-        batch = batch[0]
-    if not isinstance(batch, torch.Tensor) or batch.ndim == 0:
-        raise TypeError(
-            "each batch must be a tensor x of shape (B, ...) or a tuple/list (x, y, ...) "
-            f"whose first element is; got {type(batch).__name__}."
-        )
-    return batch
 
 
 def _batches(data: Any, batch_size: int) -> Iterator[torch.Tensor]:
@@ -70,7 +62,7 @@ def _batches(data: Any, batch_size: int) -> Iterator[torch.Tensor]:
             f"batches, got {type(data).__name__}."
         ) from None
     for batch in iterator:
-        yield _input_of(batch)
+        yield unpack_batch(batch).x
 
 
 def _size_of(data: Any) -> int | None:
@@ -85,10 +77,14 @@ def _size_of(data: Any) -> int | None:
     return None
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    for tensor in itertools.chain(model.parameters(), model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
+def batch_digest(x: torch.Tensor) -> tuple[tuple[int, ...], str]:
+    """Shape and a hash of the bytes of a batch: equal only for bit-identical inputs.
+
+    A flipped, cropped, jittered or reordered batch gets another digest (per-row sums,
+    the previous check, are blind to flips and permutations of pixels).
+    """
+    raw = x.detach().contiguous().cpu().reshape(-1).view(torch.uint8).numpy()
+    return tuple(x.shape), hashlib.blake2b(raw, digest_size=16).hexdigest()
 
 
 def _flatten(t: torch.Tensor, reduce: str) -> torch.Tensor:
@@ -131,7 +127,7 @@ class ActivationCollector:
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}.")
         self.dtype = dtype
-        self.device = torch.device(device) if device is not None else _model_device(model)
+        self.device = check_device(model, device)
         self.storage_device = torch.device(storage_device)
         self.progress = progress
         self.spec = resolve_layers(model, layers) if layers is not None else None
@@ -140,6 +136,10 @@ class ActivationCollector:
         if first is None or len(first) == 0:
             raise ValueError("data is empty: it yielded no samples.")
         self._pending = itertools.chain([first], self._pending)
+        #: per-sample shape and dtype of the inputs; every batch must match them
+        self.sample_shape: tuple[int, ...] = tuple(first.shape[1:])
+        self.input_dtype: torch.dtype = first.dtype
+        self._first_batch = len(first)
         self.trace = trace_model(model, first[:1].to(self.device))
         if self.spec is None:
             names = checkpoints_from_trace(model, self.trace)
@@ -207,9 +207,9 @@ class ActivationCollector:
         ``n`` is ``n_samples``, or the size of the data when it is smaller and
         ``n_samples`` was not given.
         """
-        fingerprints: list[torch.Tensor] = []
+        digests: dict[int, tuple[tuple[int, ...], str]] = {}
         for index, group in enumerate(self.groups):
-            yield self._run(index, group, fingerprints)
+            yield self._run(index, group, digests)
 
     def collect(self) -> dict[str, torch.Tensor]:
         """All requested activations, ``{alias: (n, features)}`` in the requested order."""
@@ -218,11 +218,19 @@ class ActivationCollector:
             found.update(part)
         return {alias: found[alias] for alias in self.spec.values()}
 
-    def _run(
-        self, index: int, group: list[str], fingerprints: list[torch.Tensor]
-    ) -> dict[str, torch.Tensor]:
-        from tqdm.auto import tqdm
+    def _check_batch(self, x: torch.Tensor, row: int) -> None:
+        """Every batch has the per-sample shape and dtype of the first one."""
+        if tuple(x.shape[1:]) != self.sample_shape or x.dtype != self.input_dtype:
+            raise ValueError(
+                f"the batch at row {row} holds inputs of shape {tuple(x.shape[1:])} and "
+                f"dtype {x.dtype}, but the first batch had {self.sample_shape} and "
+                f"{self.input_dtype}. All inputs must have the same size, channels and "
+                "dtype: resize or convert them in the dataset's transform."
+            )
 
+    def _run(
+        self, index: int, group: list[str], digests: dict[int, tuple[tuple[int, ...], str]]
+    ) -> dict[str, torch.Tensor]:
         n = self.n_samples
         aliases = {name: self.spec[name] for name in group}
         widths = {aliases[name]: self.features[name] for name in group}
@@ -234,8 +242,11 @@ class ActivationCollector:
         can_stop = OUTPUT not in group
         state = {"row": 0, "b": 0}
         counts = dict.fromkeys(buffers, 0)
+        owner = threading.get_ident()
 
         def on_output(alias: str, tensor: torch.Tensor) -> None:
+            if threading.get_ident() != owner:
+                return  # the model called from another thread: not our batch
             row, b = state["row"], state["b"]
             if tensor.ndim == 0 or tensor.shape[0] != b:
                 raise ValueError(
@@ -253,34 +264,38 @@ class ActivationCollector:
             if can_stop and all(counts[a] >= needed[a] for a in counts):
                 raise _StopForward
 
-        bar = tqdm(
-            total=n,
-            desc=f"activations {index + 1}/{len(self.groups)}",
-            disable=not self.progress,
-            leave=False,
-        )
         check = len(self.groups) > 1
-        with torch.no_grad(), capture(self.model, aliases, on_output=on_output), bar:
-            for x in self._passes():
-                row = state["row"]
-                x = x[: n - row].to(self.device, non_blocking=True)
-                b = state["b"] = len(x)
-                if b == 0:
-                    continue
-                if check:
-                    self._check_same(x, row, index, fingerprints)
-                counts.update(dict.fromkeys(counts, 0))
-                try:
-                    self.model(x)
-                except _StopForward:
-                    pass
-                silent = [a for a, c in counts.items() if c == 0]
-                if silent:
-                    raise ValueError(f"layers {silent} did not run on batch at row {row}.")
-                state["row"] = row + b
-                bar.update(b)
-                if state["row"] >= n:
-                    break
+        bar = progress_bar(
+            self._passes(),
+            self.progress,
+            f"activations {index + 1}/{len(self.groups)}",
+            total=math.ceil(n / self._first_batch),
+        )
+        try:
+            with torch.no_grad(), capture(self.model, aliases, on_output=on_output):
+                for x in bar:
+                    row = state["row"]
+                    x = x[: n - row]
+                    b = state["b"] = len(x)
+                    if b == 0:
+                        continue
+                    self._check_batch(x, row)
+                    if check:
+                        self._check_same(x, row, index, digests)
+                    counts.update(dict.fromkeys(counts, 0))
+                    try:
+                        self.model(x.to(self.device, non_blocking=True))
+                    except _StopForward:
+                        pass
+                    silent = [a for a, c in counts.items() if c == 0]
+                    if silent:
+                        raise ValueError(f"layers {silent} did not run on batch at row {row}.")
+                    state["row"] = row + b
+                    if state["row"] >= n:
+                        break
+        finally:
+            if hasattr(bar, "close"):
+                bar.close()
         rows = state["row"]
         if rows < n:
             if self.explicit_n:
@@ -292,19 +307,22 @@ class ActivationCollector:
         return buffers
 
     @staticmethod
-    def _check_same(x: torch.Tensor, row: int, index: int, fingerprints: list) -> None:
-        """Later passes must see the same inputs as the first (no shuffling or augmentation)."""
-        fp = x.reshape(len(x), -1).to(torch.float64).sum(dim=1).cpu()
+    def _check_same(
+        x: torch.Tensor, row: int, index: int, digests: dict[int, tuple[tuple[int, ...], str]]
+    ) -> None:
+        """Later passes must see bit-identical inputs (no shuffling or augmentation)."""
+        digest = batch_digest(x)
         if index == 0:
-            fingerprints.append(fp)
+            digests[row] = digest
             return
-        ref = torch.cat(fingerprints)[row : row + len(x)]
-        if ref.shape != fp.shape or not torch.allclose(fp, ref, rtol=1e-6, atol=1e-9):
+        if digests.get(row) != digest:
             raise ValueError(
                 "the data gave different inputs on a later forward pass (shuffle=True or "
-                "random augmentation?). The memory budget re-runs the data once per group "
-                "of layers: pass a deterministic loader (shuffle=False, fixed transforms), "
-                "or raise max_bytes so one pass suffices."
+                "random augmentation such as RandomHorizontalFlip or RandomCrop?): the "
+                f"batch at row {row} differs from the first pass. The memory budget re-runs "
+                "the data once per group of layers, so the loader must be deterministic: "
+                "shuffle=False and fixed transforms (Resize + CenterCrop), or raise "
+                "max_bytes so that one pass suffices."
             )
 
 

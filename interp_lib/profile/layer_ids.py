@@ -8,8 +8,9 @@ of layers plus the estimator's working memory.
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,8 +18,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from .._plumbing import progress as progress_bar
+from .._plumbing import require
 from .._validation import check_fraction, check_int, make_generator
-from .activations import ActivationCollector
+from .activations import ActivationCollector, Layers
 from .checkpoints import depths_from_trace
 
 __all__ = ["LayerProfile", "layer_ids"]
@@ -40,8 +43,8 @@ class LayerProfile:
     dimensions : tuple of float
         The estimate on all ``n_samples`` points.
     errors : tuple of float
-        Standard deviation of the estimate over ``repeats`` random subsamples of
-        ``subsample * n_samples`` points (NaN when ``repeats < 2``).
+        Standard deviation of the estimate over ``n_resamples`` random subsamples of
+        ``subsample * n_samples`` points (NaN when ``n_resamples < 2``).
     n_features : tuple of int
         Embedding dimension: the width of each flattened representation.
     relative_depth : tuple of float
@@ -96,18 +99,24 @@ class LayerProfile:
         return {key: [r[key] for r in records] for key in records[0]}
 
     def to_pandas(self):
-        """A ``pandas.DataFrame`` with one row per layer, indexed by layer name."""
-        try:
-            import pandas as pd
-        except ImportError as exc:  # pragma: no cover - pandas is optional
-            raise ImportError(
-                "LayerProfile.to_pandas needs pandas: pip install pandas "
-                "(or use to_records()/to_dict())."
-            ) from exc
+        """A ``pandas.DataFrame`` with one row per layer, indexed by layer name.
+
+        Raises
+        ------
+        ModuleNotFoundError
+            Without pandas, naming ``pip install "interp_lib[viz]"`` (or use
+            :meth:`to_records` / :meth:`to_dict`).
+        """
+        pd = require("pandas", "LayerProfile.to_pandas")
         return pd.DataFrame(self.to_records()).set_index("layer")
 
     def plot(self, ax=None, **kwargs):
-        """ID against relative depth with error bars; see :func:`interp_lib.viz.plot_profile`."""
+        """ID against relative depth with error bars: :func:`interp_lib.viz.plot_profile`.
+
+        ``interp_lib.viz`` is imported here, not by :mod:`interp_lib.profile`. Without
+        matplotlib: ``ModuleNotFoundError`` naming ``pip install "interp_lib[viz]"``.
+        """
+        require("matplotlib.pyplot", "LayerProfile.plot")
         from ..viz.profile import plot_profile
 
         return plot_profile(self, ax=ax, **kwargs)
@@ -116,9 +125,9 @@ class LayerProfile:
 def _twonn(method: str, kwargs: dict) -> Callable:
     from ..id import twonn
 
-    def run(X: torch.Tensor, repeats: int, subsample: float, seed: int) -> tuple:
+    def run(X: torch.Tensor, n_resamples: int, subsample: float, seed: int) -> tuple:
         result = twonn(
-            X, method=method, n_resamples=repeats, subsample=subsample, seed=seed, **kwargs
+            X, method=method, n_resamples=n_resamples, subsample=subsample, seed=seed, **kwargs
         )
         values = () if result.resamples is None else tuple(result.resamples.tolist())
         return result.dimension, values
@@ -131,16 +140,38 @@ def _generic(fn: Callable[[torch.Tensor], Any]) -> Callable:
         out = fn(X)
         return float(getattr(out, "dimension", out))
 
-    def run(X: torch.Tensor, repeats: int, subsample: float, seed: int) -> tuple:
+    def run(X: torch.Tensor, n_resamples: int, subsample: float, seed: int) -> tuple:
         gen = make_generator(seed)
         m = max(3, math.floor(subsample * X.shape[0]))
         values = []
-        for _ in range(repeats):
+        for _ in range(n_resamples):
             idx = torch.randperm(X.shape[0], generator=gen)[:m].to(X.device)
             values.append(value(X[idx]))
         return value(X), tuple(values)
 
     return run
+
+
+def _one_by_one(groups: Iterable[dict[str, torch.Tensor]]) -> Iterator[tuple[str, torch.Tensor]]:
+    """``(alias, activations)`` one layer at a time; each is freed once the caller drops it."""
+    for part in groups:
+        for alias in list(part):
+            yield alias, part.pop(alias)
+
+
+def layer_seed(seed: int | torch.Generator | None) -> int:
+    """One integer seed shared by every layer (so that all layers use the same subsets).
+
+    An int is kept as is (it must be non-negative); a generator, or ``None`` (fresh
+    randomness), is drawn from once.
+    """
+    if isinstance(seed, torch.Generator) or seed is None:
+        return int(torch.randint(0, 2**62, (1,), generator=make_generator(seed)))
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(
+            f"seed must be an int, a torch.Generator or None, got {type(seed).__name__}."
+        )
+    return check_int(seed, "seed", minimum=0)
 
 
 def _resolve_estimator(estimator: Estimator, kwargs: dict) -> tuple[str, Callable]:
@@ -160,13 +191,13 @@ def _resolve_estimator(estimator: Estimator, kwargs: dict) -> tuple[str, Callabl
 def layer_ids(
     model: nn.Module,
     data: torch.Tensor | Dataset | DataLoader | Iterable,
-    layers: str | Sequence[str] | Mapping[str, str] | None = None,
+    layers: Layers = None,
     *,
     estimator: Estimator = "twonn",
     n_samples: int | None = None,
-    repeats: int = 5,
+    n_resamples: int = 5,
     subsample: float = 0.9,
-    seed: int = 0,
+    seed: int | torch.Generator | None = 0,
     estimator_kwargs: dict | None = None,
     label: str | None = None,
     batch_size: int = 64,
@@ -194,12 +225,13 @@ def layer_ids(
         ``(n, features)`` tensor returning a float or an object with ``.dimension``.
     n_samples : int, optional
         Points per layer (the first ``n_samples`` of ``data``); default all of it.
-    repeats : int, default 5
+    n_resamples : int, default 5
         Subsamples for the error bar (0 for none).
     subsample : float in (0, 1], default 0.9
         Size of each subsample as a share of ``n_samples`` (the paper's 90 %).
-    seed : int, default 0
-        Seed of the subsampling; every layer uses the same subsets of images.
+    seed : int, torch.Generator or None, default 0
+        Seed of the subsampling; every layer uses the same subsets of images (a
+        generator or ``None`` is drawn from once, and that seed serves every layer).
     estimator_kwargs : dict, optional
         Extra keyword arguments of the estimator (e.g. ``{"fraction": 0.9}`` for TwoNN,
         ``{"variance": 0.95}`` for PC-ID, ``{"chunk_size": 1024}`` to bound TwoNN's
@@ -226,13 +258,13 @@ def layer_ids(
     >>> import torch
     >>> from torch import nn
     >>> net = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 4))
-    >>> prof = layer_ids(net, torch.randn(300, 10), repeats=2, progress=False)
+    >>> prof = layer_ids(net, torch.randn(300, 10), n_resamples=2, progress=False)
     >>> prof.layers, prof.relative_depth
     (('input', '0', '2'), (0.0, 0.5, 1.0))
     """
-    repeats = check_int(repeats, "repeats", minimum=0)
+    n_resamples = check_int(n_resamples, "n_resamples", minimum=0)
     subsample = check_fraction(subsample, "subsample")
-    seed = check_int(seed, "seed", minimum=0)
+    seed = layer_seed(seed)
     name, run = _resolve_estimator(estimator, dict(estimator_kwargs or {}))
     collector = ActivationCollector(
         model,
@@ -247,24 +279,21 @@ def layer_ids(
         max_bytes=max_bytes,
         progress=progress,
     )
-    from tqdm.auto import tqdm
-
     results: dict[str, tuple[float, float, tuple[float, ...]]] = {}
     n_rows = collector.n_samples
-    with tqdm(total=len(collector.spec), desc=f"ID ({name})", disable=not progress) as bar:
-        for part in collector.iter_groups():
-            for alias in list(part):
-                X = part.pop(alias)
-                n_rows = X.shape[0]
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
-                    dim, values = run(X, repeats, subsample, seed)
-                for w in caught:
-                    warnings.warn(f"layer {alias!r}: {w.message}", w.category, stacklevel=2)
-                err = float(torch.tensor(values).std()) if len(values) > 1 else math.nan
-                results[alias] = (float(dim), err, values)
-                bar.update(1)
-                del X
+    layers_done = progress_bar(
+        _one_by_one(collector.iter_groups()), progress, f"ID ({name})", total=len(collector.spec)
+    )
+    for alias, X in layers_done:
+        n_rows = X.shape[0]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            dim, values = run(X, n_resamples, subsample, seed)
+        for w in caught:
+            warnings.warn(f"layer {alias!r}: {w.message}", w.category, stacklevel=2)
+        err = float(torch.tensor(values).std()) if len(values) > 1 else math.nan
+        results[alias] = (float(dim), err, values)
+        del X
     order = sorted(collector.spec, key=collector.trace.position)
     depth = depths_from_trace(model, collector.trace, order)
     aliases = [collector.spec[n] for n in order]

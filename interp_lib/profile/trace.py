@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.modules.conv import _ConvNd
 
 from .capture import first_tensor, hooks_installed
 from .layers import INPUT, OUTPUT, check_module
@@ -65,6 +66,36 @@ class ModuleTrace:
         return math.prod(shape)
 
 
+def expected_input(model: nn.Module) -> str:
+    """What the model's first layer takes, in words (for error messages)."""
+    first = next((m for m in model.modules() if isinstance(m, (nn.Linear, _ConvNd))), None)
+    params = next(iter(model.parameters()), None)
+    dtype = f" of dtype {params.dtype}" if params is not None else ""
+    if isinstance(first, _ConvNd):
+        dims = {1: "L", 2: "H, W", 3: "D, H, W"}[len(first.kernel_size)]
+        return f"{first.in_channels}-channel inputs (B, {first.in_channels}, {dims}){dtype}"
+    if isinstance(first, nn.Linear):
+        return f"inputs with {first.in_features} features in the last dimension{dtype}"
+    return f"inputs{dtype}"
+
+
+def _input_error(model: nn.Module, example: torch.Tensor, exc: Exception) -> Exception:
+    params = next(iter(model.parameters()), None)
+    got = f"shape {tuple(example.shape)} and dtype {example.dtype}"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if params is not None and params.is_floating_point() and example.dtype != params.dtype:
+        return TypeError(
+            f"the model failed on an input of {got} ({text}). Its parameters are "
+            f"{params.dtype}: convert the inputs, e.g. x.to({params.dtype}) (uint8 "
+            "images: x.float() / 255, or torchvision.transforms.ToTensor())."
+        )
+    return ValueError(
+        f"the model failed on an input of {got}: {text}. It expects "
+        f"{expected_input(model)}; check the number of channels, the image size and the "
+        "dtype of the data (e.g. the dataset's transform)."
+    )
+
+
 def trace_model(model: nn.Module, example: torch.Tensor) -> ModuleTrace:
     """Run ``model`` once in eval mode without grad and record every module's call.
 
@@ -101,9 +132,19 @@ def trace_model(model: nn.Module, example: torch.Tensor) -> ModuleTrace:
         shapes[name] = tuple(tensor.shape[1:])
         last[name] = tensor
 
+    if not isinstance(example, torch.Tensor) or example.ndim == 0:
+        raise TypeError(
+            "example must be a tensor of shape (B, ...) (one input batch), got "
+            f"{type(example).__name__}."
+        )
     modules = {m: [hook] for m in names}
     with torch.no_grad(), hooks_installed(model, modules):
-        out = model(example)
+        try:
+            out = model(example)
+        except torch.OutOfMemoryError:
+            raise
+        except (RuntimeError, TypeError, ValueError, IndexError) as exc:
+            raise _input_error(model, example, exc) from exc
     out = first_tensor(out, OUTPUT)
     output_modules = frozenset(n for n, t in last.items() if t is out and n != OUTPUT)
     return ModuleTrace(tuple(events), calls, shapes, in_numel, output_modules)

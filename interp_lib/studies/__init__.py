@@ -1,0 +1,28 @@
+"""The experiments of Ansuini et al. (2019) at laptop scale, as tested building blocks.
+
+==============================  =====================================================
+single-class profiles           :func:`class_profiles` -> :class:`ClassProfiles`
+                                (TwoNN, PC-ID and the Gride ID-vs-scale curve of
+                                every layer, one image set per class)
+paired trained-vs-untrained     :func:`paired_interval` -> :class:`PairedInterval`
+correlation over networks       :func:`correlation_bootstrap` ->
+                                :class:`CorrelationResult` (Pearson, Spearman,
+                                bootstrap intervals over networks or groups)
+a small residual network        :func:`residual_classifier` (ResNet-like stages)
+==============================  =====================================================
+"""
+
+from .nets import ResidualBlock, residual_classifier
+from .per_class import ClassProfiles, class_profiles
+from .stats import CorrelationResult, PairedInterval, correlation_bootstrap, paired_interval
+
+__all__ = [
+    "ClassProfiles",
+    "CorrelationResult",
+    "PairedInterval",
+    "ResidualBlock",
+    "class_profiles",
+    "correlation_bootstrap",
+    "paired_interval",
+    "residual_classifier",
+]

@@ -1,0 +1,156 @@
+"""interp_lib.studies: paired intervals, bootstrap correlations, per-class profiles, residual nets."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from interp_lib.studies import (
+    class_profiles,
+    correlation_bootstrap,
+    paired_interval,
+    residual_classifier,
+)
+
+
+def test_paired_interval_matches_a_hand_computed_t_interval():
+    a = [10.0, 12.0, 11.0, 13.0]
+    b = [9.0, 10.0, 10.5, 11.0]
+    res = paired_interval(a, b)
+    diff = torch.tensor(a) - torch.tensor(b)
+    half = 3.182446305284263 * float(diff.std()) / 2  # t(0.975, 3) * sd / sqrt(4)
+    assert res.mean == pytest.approx(float(diff.mean()))
+    assert res.low == pytest.approx(res.mean - half, rel=1e-6)
+    assert res.high == pytest.approx(res.mean + half, rel=1e-6)
+    assert res.n == 4 and res.excludes_zero
+    assert "95 % CI" in str(res)
+
+
+def test_paired_interval_is_paired_not_two_sample():
+    # large spread between pairs, constant difference: a paired interval is tight
+    a = torch.tensor([1.0, 50.0, 100.0, 7.0]) + 1.0
+    b = torch.tensor([1.0, 50.0, 100.0, 7.0]) + torch.tensor([0.9, 1.1, 1.0, 1.0]) - 1.0
+    res = paired_interval(a, b)
+    assert res.high - res.low < 0.5
+
+
+def test_paired_interval_with_one_pair_and_bad_input():
+    one = paired_interval([2.0], [1.0])
+    assert one.mean == 1.0 and math.isnan(one.low)
+    with pytest.raises(ValueError, match="pair up"):
+        paired_interval([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError, match="confidence"):
+        paired_interval([1.0, 2.0], [1.0, 0.0], confidence=1.5)
+    with pytest.raises(ValueError, match="NaN"):
+        paired_interval([1.0, float("nan")], [1.0, 0.0])
+
+
+def test_correlation_bootstrap_coefficients_and_intervals():
+    from scipy.stats import pearsonr, spearmanr
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(40, generator=g, dtype=torch.float64)
+    y = 2 * x + 0.5 * torch.randn(40, generator=g, dtype=torch.float64)
+    res = correlation_bootstrap(x, y, n_resamples=300, seed=1)
+    assert res.pearson == pytest.approx(pearsonr(x, y)[0])
+    assert res.spearman == pytest.approx(spearmanr(x, y)[0])
+    assert res.pearson_interval[0] < res.pearson < res.pearson_interval[1]
+    assert res.pearson_interval[0] > 0.8
+    assert res.n == 40 and res.n_groups == 40
+    again = correlation_bootstrap(x, y, n_resamples=300, seed=1)
+    assert again.spearman_interval == res.spearman_interval
+    assert list(res.to_pandas().index) == ["Pearson r", "Spearman rho"]
+
+
+def test_correlation_bootstrap_groups_widen_the_interval_of_clustered_points():
+    # 4 groups of 5 near-identical networks: 20 points, but only 4 independent units
+    base_x = torch.tensor([0.0, 1.0, 2.0, 3.0], dtype=torch.float64)
+    base_y = torch.tensor([0.0, 2.0, 1.0, 3.0], dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    x = base_x.repeat_interleave(5) + 0.01 * torch.randn(20, generator=g, dtype=torch.float64)
+    y = base_y.repeat_interleave(5) + 0.01 * torch.randn(20, generator=g, dtype=torch.float64)
+    groups = [i // 5 for i in range(20)]
+    naive = correlation_bootstrap(x, y, n_resamples=500, seed=0)
+    clustered = correlation_bootstrap(x, y, groups=groups, n_resamples=500, seed=0)
+    width = lambda r: r.pearson_interval[1] - r.pearson_interval[0]  # noqa: E731
+    assert clustered.n_groups == 4
+    assert width(clustered) > 2 * width(naive)
+
+
+def test_correlation_bootstrap_rejects_bad_input():
+    with pytest.raises(ValueError, match="at least 3"):
+        correlation_bootstrap([1, 2], [1, 2])
+    with pytest.raises(ValueError, match="one value per network"):
+        correlation_bootstrap([1, 2, 3], [1, 2])
+    with pytest.raises(ValueError, match="one label per network"):
+        correlation_bootstrap([1, 2, 3], [1, 2, 3], groups=[0, 1])
+    with pytest.raises(TypeError):
+        correlation_bootstrap("abc", [1, 2, 3])
+
+
+def test_residual_classifier_shapes_and_default_checkpoints():
+    from interp_lib.profile import default_checkpoints
+
+    net = residual_classifier(3, image_size=16, widths=(4, 8), blocks_per_stage=2)
+    assert net(torch.zeros(2, 3, 16, 16)).shape == (2, 3)
+    names = default_checkpoints(net, torch.zeros(1, 3, 16, 16))
+    assert names == ["input", "stem.pool", "layer1", "layer2", "avgpool", "out"]
+    with pytest.raises(ValueError, match="divisible"):
+        residual_classifier(3, image_size=18, widths=(4, 8))
+    with pytest.raises(ValueError):
+        residual_classifier(1)
+
+
+def _two_class_data():
+    g = torch.Generator().manual_seed(0)
+    # class 0 varies along 2 directions, class 1 along 5: a known per-class ID
+    basis = torch.randn(8, 12, generator=g)
+    x0 = torch.rand(300, 2, generator=g) @ basis[:2]
+    x1 = torch.rand(300, 5, generator=g) @ basis[2:7] + 5
+    x = torch.cat([x0, x1]).reshape(600, 1, 3, 4)
+    y = torch.tensor([0] * 300 + [1] * 300)
+    return x, y
+
+
+@pytest.mark.slow
+def test_class_profiles_measures_each_class_on_its_own():
+    x, y = _two_class_data()
+    net = nn.Sequential(nn.Flatten(), nn.Linear(12, 12))
+    with torch.no_grad():
+        net[1].weight.copy_(torch.eye(12))
+        net[1].bias.zero_()
+    prof = class_profiles(net, x, y, n_resamples=3, max_rank=16)
+    assert prof.classes == (0, 1) and prof.n_per_class == (300, 300)
+    assert prof.layers[0] == "input" and prof.relative_depth[0] == 0.0
+    assert prof.twonn.shape == (2, len(prof.layers))
+    assert prof.twonn[0, 0] == pytest.approx(2.0, abs=0.4)
+    assert prof.twonn[1, 0] == pytest.approx(5.0, abs=1.2)
+    # an identity layer keeps each class's ID; the mix of classes is not what is measured
+    assert torch.allclose(prof.twonn[:, 0], prof.twonn[:, -1], atol=1e-6)
+    assert prof.pca[0, 0] <= 2 and prof.pca[1, 0] <= 5
+    assert prof.gride_ranks == (2, 4, 8, 16)
+    assert prof.gride.shape == (2, len(prof.layers), 4)
+    assert prof.at_rank(8).shape == (2, len(prof.layers))
+    assert prof.mean().shape == (len(prof.layers),)
+    assert prof.sd().shape == (len(prof.layers),)
+    table = prof.to_pandas()
+    assert {"twonn", "twonn_sd", "pca", "gride_16"} <= set(table.columns)
+
+
+@pytest.mark.slow
+def test_class_profiles_options_and_errors():
+    x, y = _two_class_data()
+    net = nn.Sequential(nn.Flatten(), nn.Linear(12, 6), nn.ReLU(), nn.Linear(6, 2))
+    prof = class_profiles(net, x, y, n_per_class=50, n_resamples=0, pca=False, max_rank=None)
+    assert prof.n_per_class == (50, 50)
+    assert torch.isnan(prof.pca).all() and prof.gride_ranks == ()
+    assert torch.isnan(prof.twonn_error).all()
+    with pytest.raises(ValueError, match="one per image"):
+        class_profiles(net, x, y[:10])
+    with pytest.raises(ValueError, match="need at least 10"):
+        class_profiles(net, x[:305], y[:305])
+    with pytest.raises(ValueError, match="rank must be one of"):
+        class_profiles(net, x, y, n_resamples=0, max_rank=8).at_rank(3)
