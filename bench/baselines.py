@@ -34,7 +34,7 @@ sys.path[:] = [
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from interp_lib.baselines import METHODS, attribute, deletion, insertion  # noqa: E402
+from interp_lib.baselines import METHODS, attribute, deletion, get_method, insertion  # noqa: E402
 from interp_lib.protopnet import ProtoPNet, small_cnn  # noqa: E402
 
 LAYER = "features.conv3"
@@ -72,8 +72,9 @@ def timing(size: int, batch: int, repeats: int) -> None:
     x = torch.rand(batch, 3, size, size)
     rows = []
     for method in METHODS:
-        model = proto if method.startswith("prototype") else cnn
-        kw = {"layer": LAYER} if method in ("grad_cam", "guided_grad_cam", "cam") else {}
+        spec = get_method(method)
+        model = proto if spec.needs_protopnet else cnn
+        kw = {"layer": LAYER} if spec.needs_layer else {}
         s = _median_seconds(
             lambda m=model, k=method, kw=kw: attribute(m, x, method=k, **kw), repeats
         )
@@ -181,12 +182,12 @@ def birds_comparison(
                "grad_cam", "guided_grad_cam", "occlusion", "prototype", "prototype_box"]  # fmt: skip
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        table = compare({"protopnet": proto, "cnn": cnn}, data, methods,
+        result = compare({"protopnet": proto, "cnn": cnn}, data, methods,
                         layers={"protopnet": LAYER, "cnn": LAYER}, progress=False)  # fmt: skip
     import pandas as pd
 
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.precision", 3):
-        print(summarize(table))
+        print(summarize(result))
     parts = prototype_part_metrics(proto, xt, mt, yt)
     print("prototype part metrics (birds part masks):",
           {k: round(v.score, 3) for k, v in parts.items()})  # fmt: skip

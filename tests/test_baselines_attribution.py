@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from interp_lib.baselines import METHODS, attribute
+from interp_lib.baselines import METHODS, attribute, grad_cam
 from interp_lib.protopnet import ProtoPNet
 
 LAYER_METHODS = {"grad_cam", "guided_grad_cam", "cam"}
@@ -145,7 +145,7 @@ def test_clear_errors() -> None:
         attribute(model, x, 0, method="gradcam")
     with pytest.raises(ValueError, match=r"needs layer=.*last convolution is '3'"):
         attribute(model, x, 0, method="grad_cam")
-    with pytest.raises(ValueError, match=r"no submodule named '33'"):
+    with pytest.raises(ValueError, match=r"no layer named '33'. Did you mean '3'"):
         attribute(model, x, 0, method="guided_grad_cam", layer="33")
     with pytest.raises(ValueError, match=r"target \[4\] out of range: the model has 4 classes"):
         attribute(model, x, 4, method="saliency")
@@ -169,8 +169,11 @@ def test_training_mode_warns() -> None:
 
 def test_missing_captum_message(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "captum.attr", None)
-    with pytest.raises(ImportError, match="pip install captum"):
-        attribute(cnn(), torch.rand(1, 3, 12, 12), 0, method="saliency")
+    for method, kw in (("saliency", {}), ("grad_cam", {"layer": "3"})):
+        with pytest.raises(ModuleNotFoundError, match=r'pip install "interp_lib\[captum\]"'):
+            attribute(cnn(), torch.rand(1, 3, 12, 12), 0, method=method, **kw)
+    with pytest.raises(ModuleNotFoundError, match=r"grad_cam needs captum"):
+        grad_cam(cnn(), torch.rand(1, 3, 12, 12), 0, layer="3")
     # methods that do not need captum keep working
     assert attribute(cnn(), torch.rand(1, 3, 12, 12), 0, method="cam", layer="4").shape == (
         1,

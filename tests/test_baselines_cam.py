@@ -107,7 +107,7 @@ def test_cam_errors() -> None:
     x = torch.randn(2, 3, 12, 12, dtype=torch.float64)
     with pytest.raises(ValueError, match="needs layer"):
         cam(net, x, 0, layer=None)
-    with pytest.raises(ValueError, match="no submodule named 'feature'"):
+    with pytest.raises(ValueError, match="no layer named 'feature'"):
         grad_cam(net, x, 0, layer="feature")
     with pytest.raises(ValueError, match="not a submodule"):
         grad_cam(net, x, 0, layer=nn.Conv2d(3, 3, 1))

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from interp_lib.baselines import compare, summarize
+from interp_lib.baselines import ComparisonResult, compare, summarize
 from interp_lib.protopnet import ProtoPNet
 
 
@@ -44,11 +44,14 @@ def test_compare_table_rows_and_summary() -> None:
         "prototype",
     ]
     with pytest.warns(UserWarning, match="skipping 'prototype' on 'cnn'"):
-        table = compare(
+        result = compare(
             {"cnn": cnn, "protopnet": proto}, _data(), methods,
             layers={"cnn": cnn[3], "protopnet": "features.conv2"}, step=32, progress=False,
         )  # fmt: skip
-    assert isinstance(table, pd.DataFrame)
+    assert isinstance(result, ComparisonResult)
+    assert result.skipped == [("cnn", "prototype", "is not a ProtoPNet")]
+    table = result.to_pandas()
+    assert isinstance(table, pd.DataFrame) and len(table) == len(result.records)
     assert list(table.columns) == ["model", "method", "index", "metric", "value"]
     per = table.groupby(["model", "method"]).size()
     # 5 images x 5 metrics for each (model, method) that applies: 3 for cnn, 4 for protopnet.
@@ -60,22 +63,34 @@ def test_compare_table_rows_and_summary() -> None:
     assert sorted(table["index"].unique().tolist()) == [0, 1, 2, 3, 4]
     auc = table[table.metric.isin(["deletion", "insertion", "pointing_game", "energy_in_mask"])]
     assert auc.value.between(0, 1).all()
-    summary = summarize(table)
+    summary = summarize(result)
     assert ("deletion", "mean") in summary.columns and ("seconds", "std") in summary.columns
     sub = table[(table.model == "cnn") & (table.method == "random") & (table.metric == "deletion")]
     assert summary.loc[("cnn", "random"), ("deletion", "mean")] == pytest.approx(sub.value.mean())
+    rows = {(r["model"], r["method"], r["metric"]): r for r in result.summary()}
+    for (model, method), row in summary.iterrows():
+        for metric in ("deletion", "pointing_game", "seconds"):
+            plain = rows[(model, method, metric)]
+            assert plain["mean"] == pytest.approx(row[(metric, "mean")], nan_ok=True)
+            assert plain["std"] == pytest.approx(row[(metric, "std")], nan_ok=True)
 
 
-def test_summarize_records_without_pandas(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_result_type_without_pandas(monkeypatch: pytest.MonkeyPatch) -> None:
+    """compare returns a ComparisonResult whatever is installed; only tables need pandas."""
     import sys
 
     monkeypatch.setitem(sys.modules, "pandas", None)
-    table = compare(
+    result = compare(
         _cnn(), _data(), ["random"], metrics=("deletion", "pointing_game"), step=64, progress=False
     )
-    assert isinstance(table, list) and len(table) == 10
-    rows = summarize(table)
+    assert isinstance(result, ComparisonResult) and len(result) == 10
+    assert {r["metric"] for r in result} == {"deletion", "pointing_game"}
+    rows = result.summary()
     assert {(r["metric"], r["n"]) for r in rows} == {("deletion", 5), ("pointing_game", 5)}
+    with pytest.raises(ModuleNotFoundError, match=r'pip install "interp_lib\[viz\]"'):
+        result.to_pandas()
+    with pytest.raises(ModuleNotFoundError, match="pandas"):
+        summarize(result)
 
 
 def test_compare_errors() -> None:
@@ -83,3 +98,5 @@ def test_compare_errors() -> None:
         compare(_cnn(), _data(), ["gradcam"], progress=False)
     with pytest.raises(ValueError, match="unknown metrics"):
         compare(_cnn(), _data(), ["random"], metrics=("auc",), progress=False)
+    with pytest.raises(TypeError, match="ComparisonResult"):
+        summarize([{"model": "m", "method": "random", "metric": "deletion", "value": 0.5}])

@@ -133,18 +133,21 @@ class _Out:
     similarities: torch.Tensor
 
 
-class PeakAtPart(nn.Module):
-    """A fake ProtoPNet whose prototype j always fires on part j (its mask's centre)."""
+def peak_at_part(masks: torch.Tensor) -> ProtoPNet:
+    """A ProtoPNet (2 classes x 1 prototype) whose prototype j always fires on part j
+    (its mask's centre): its ``forward_all`` is replaced."""
+    torch.manual_seed(0)
+    net = ProtoPNet(
+        "small_cnn", n_classes=2, n_prototypes_per_class=1, prototype_dim=4, image_size=24,
+        backbone_kwargs={"widths": (4,), "batch_norm": False},
+    ).eval()  # fmt: skip
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.register_buffer("prototype_classes", torch.tensor([0, 1]))
-        self.masks: torch.Tensor | None = None
-
-    def forward_all(self, x: torch.Tensor) -> _Out:
-        assert self.masks is not None
-        m = self.masks[: len(x)].float()
+    def forward_all(x: torch.Tensor) -> _Out:
+        m = masks[: len(x)].float()
         return _Out(similarities=F.avg_pool2d(m, 3, stride=1, padding=1) + 1e-3 * x[:, :2])
+
+    net.forward_all = forward_all
+    return net
 
 
 def test_prototype_part_metrics_end_to_end() -> None:
@@ -155,8 +158,7 @@ def test_prototype_part_metrics_end_to_end() -> None:
         r, c = torch.randint(3, 18, (2,), generator=g).tolist()
         masks[i, 0, r : r + 3, c : c + 3] = True
         masks[i, 1, (r + 10) % 20 : (r + 10) % 20 + 3, 2:5] = True
-    fake = PeakAtPart()
-    fake.masks = masks
+    fake = peak_at_part(masks)
     labels = torch.tensor([0, 1] * 4)
     x = torch.rand(n, 3, size, size, generator=g)
     res = prototype_part_metrics(fake, x, masks, labels, box_size=3, batch_size=n, k=3)

@@ -9,32 +9,40 @@
   CUB keypoints and boxes into masks.
 - :mod:`interp_lib.baselines.prototype_metrics` -- prototype consistency and stability
   (Huang et al. 2023) and purity (PIP-Net) from part masks.
-- :func:`compare` -- run several methods over a dataset into a tidy table.
+- :func:`compare` -- run several methods over a dataset into a
+  :class:`ComparisonResult` (tidy records, ``to_pandas()``); :func:`summarize`.
+- :mod:`interp_lib.baselines.methods` -- the registry: one :class:`Method` record per
+  method (what it needs, how it is computed), from which :data:`METHODS` derives.
 
-captum is imported only when a captum method runs.
+captum is imported only when a captum method runs (``pip install "interp_lib[captum]"``).
 """
 
 from __future__ import annotations
 
-from . import metrics, prototype_metrics
-from .attribution import METHODS, attribute
+from . import methods, metrics, prototype_metrics
+from .attribution import attribute
 from .cam import cam, grad_cam
-from .compare import compare, summarize
+from .compare import ComparisonResult, compare, summarize
 from .masks import boxes_to_region_masks, keypoints_to_masks
+from .methods import METHODS, Method, get_method
 from .metrics import deletion, energy_in_mask, insertion, pointing_game
 from .prototype import prototype_attribution
 
 __all__ = [
     "METHODS",
+    "ComparisonResult",
+    "Method",
     "attribute",
     "boxes_to_region_masks",
     "cam",
     "compare",
     "deletion",
     "energy_in_mask",
+    "get_method",
     "grad_cam",
     "insertion",
     "keypoints_to_masks",
+    "methods",
     "metrics",
     "pointing_game",
     "prototype_attribution",

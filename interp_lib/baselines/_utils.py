@@ -1,47 +1,104 @@
-"""Plumbing shared by the attribution methods: layers, targets, resizing, model copies.
+"""Plumbing shared by the attribution methods: inputs, maps, layers, resizing, model copies.
 
 Nothing here is an explanation method; these helpers make every method take the same
-arguments and return the same ``(N, 1, H, W)`` map.
+arguments and return the same ``(N, 1, H, W)`` map. Layers are resolved by
+:func:`interp_lib.profile.layers.resolve_layer` and hooked by
+:func:`interp_lib.profile.capture` (the library's one resolver and one hook mechanism).
 """
 
 from __future__ import annotations
 
 import copy
-import difflib
+import numbers
 import warnings
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._plumbing import check_images, forward_logits
+from ..profile.capture import capture
+from ..profile.layers import LayerRef, list_layers, resolve_layer
+
 INTERPOLATE_MODES = ("bilinear", "bicubic", "nearest")
+REDUCTIONS = ("sum", "abs_sum", "max_abs", "l2")
 
 
-def import_captum_attr() -> Any:
-    """Import ``captum.attr`` or fail with an installation hint."""
-    try:
-        import captum.attr as captum_attr
-    except ImportError as exc:  # pragma: no cover - captum is a declared dependency
-        raise ImportError(
-            "interp_lib.baselines needs captum for this method, and it is not installed. "
-            "Install it with `pip install captum` (or `pip install interp_lib[all]`)."
-        ) from exc
-    return captum_attr
+# ----------------------------------------------------------------------- inputs, maps
 
 
-def check_map(saliency: torch.Tensor, inputs_shape: torch.Size | tuple, name: str = "saliency"):
-    """Return ``saliency`` as ``(N, 1, H, W)`` matching the images' batch and size."""
+def check_batch(inputs: Any, name: str = "inputs") -> torch.Tensor:
+    """Check a batch of images to explain: floating ``(N, C, H, W)``, ``N, H, W >= 1``, finite.
+
+    Raises
+    ------
+    TypeError
+        Not a floating-point tensor.
+    ValueError
+        Not 4-D, an empty batch or image, or NaN/infinity in the images.
+    """
+    check_images(inputs, name)
+    n, c, h, w = inputs.shape
+    if n == 0 or c == 0 or h == 0 or w == 0:
+        raise ValueError(
+            f"{name} is empty (shape {tuple(inputs.shape)}); pass at least one image with "
+            "at least one channel and one pixel."
+        )
+    if not bool(torch.isfinite(inputs).all()):
+        bad = int((~torch.isfinite(inputs)).flatten(1).any(1).sum())
+        raise ValueError(
+            f"{name} contains NaN or infinity in {bad} of its {n} images; explanations of "
+            "such inputs are meaningless. Clean or drop those images first."
+        )
+    return inputs
+
+
+def as_map(saliency: Any, name: str = "saliency") -> torch.Tensor:
+    """``saliency`` as a finite real ``(N, 1, H, W)`` tensor (``(N, H, W)`` gains the axis).
+
+    Raises
+    ------
+    TypeError
+        Not numbers (or booleans / complex numbers).
+    ValueError
+        Another shape, an empty image, or NaN/infinity in a map.
+    """
     if not isinstance(saliency, torch.Tensor):
-        saliency = torch.as_tensor(saliency)
+        try:
+            saliency = torch.as_tensor(np.asarray(saliency))
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise TypeError(
+                f"{name} must be a tensor of shape (N, 1, H, W), got {type(saliency).__name__}."
+            ) from exc
+    if saliency.dtype == torch.bool or saliency.is_complex():
+        raise TypeError(f"{name} must hold real numbers, got dtype {saliency.dtype}.")
     if saliency.ndim == 3:
         saliency = saliency.unsqueeze(1)
-    n, _, h, w = inputs_shape
     if saliency.ndim != 4 or saliency.shape[1] != 1:
         raise ValueError(
             f"{name} must have shape (N, 1, H, W) or (N, H, W), got {tuple(saliency.shape)}. "
             "Reduce channels first, e.g. saliency.sum(1, keepdim=True)."
         )
+    if saliency.shape[2] == 0 or saliency.shape[3] == 0:
+        raise ValueError(f"{name} has empty maps (shape {tuple(saliency.shape)}).")
+    if saliency.is_floating_point() and not bool(torch.isfinite(saliency).all()):
+        bad = int((~torch.isfinite(saliency)).flatten(1).any(1).sum())
+        raise ValueError(
+            f"{name} contains NaN or infinity in {bad} of its {saliency.shape[0]} maps, so "
+            "the pixel order (or the maximum) is undefined. Replace them, e.g. with "
+            "torch.nan_to_num(saliency), or fix the method that produced them."
+        )
+    return saliency
+
+
+def check_map(
+    saliency: Any, inputs_shape: torch.Size | tuple, name: str = "saliency"
+) -> torch.Tensor:
+    """:func:`as_map`, and the map must match the images' batch and size."""
+    saliency = as_map(saliency, name)
+    n, _, h, w = inputs_shape
     if saliency.shape[0] != n or tuple(saliency.shape[2:]) != (h, w):
         raise ValueError(
             f"{name} has shape {tuple(saliency.shape)} but the images are {tuple(inputs_shape)}; "
@@ -51,41 +108,78 @@ def check_map(saliency: torch.Tensor, inputs_shape: torch.Size | tuple, name: st
     return saliency
 
 
-def resolve_layer(model: nn.Module, layer: nn.Module | str | None, *, method: str) -> nn.Module:
-    """Find ``layer`` in ``model``: a submodule object or a dotted name like ``"features.3"``."""
+def check_percentile(value: Any, name: str = "percentile") -> float:
+    """Check that ``value`` is a real number in ``[0, 100]``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number in [0, 100], got {type(value).__name__}.")
+    if not 0.0 <= float(value) <= 100.0:
+        raise ValueError(f"{name} must lie in [0, 100], got {value}.")
+    return float(value)
+
+
+def check_option(value: Any, name: str, choices: tuple[str, ...]) -> str:
+    """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}.")
+    return value
+
+
+# ----------------------------------------------------------------------------- model
+
+
+def model_logits(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """The model's logits ``(N, K)`` (no grad); a model that cannot run on ``inputs``
+    (wrong channels, size or dtype) gives a ``ValueError`` that says so."""
+    try:
+        return forward_logits(model, inputs)
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except RuntimeError as exc:
+        dtypes = sorted({str(p.dtype) for p in model.parameters()}) or ["none"]
+        raise ValueError(
+            f"the model could not run on inputs of shape {tuple(inputs.shape)} and dtype "
+            f"{inputs.dtype} (its parameters are {', '.join(dtypes)}): {exc}. Check the "
+            "number of channels, the image size and the dtype the model expects."
+        ) from exc
+
+
+def find_layer(model: nn.Module, layer: LayerRef | None, *, method: str) -> str:
+    """The dotted name of the layer a layer method explains (a module or a dotted name).
+
+    Resolved by :func:`interp_lib.profile.layers.resolve_layer` (pseudo-layers refused).
+    """
     if layer is None:
-        convs = [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+        convs = list_layers(model, nn.Conv2d)
         hint = f" The last convolution is {convs[-1]!r}." if convs else ""
         raise ValueError(
             f"method {method!r} needs layer=..., the module (or its dotted name) whose output "
-            f"feature map is explained.{hint} List names with dict(model.named_modules())."
+            f"feature map is explained.{hint} List names with interp_lib.profile.list_layers."
         )
-    if isinstance(layer, str):
-        modules = dict(model.named_modules())
-        if layer in modules:
-            return modules[layer]
-        close = difflib.get_close_matches(layer, [n for n in modules if n], n=3)
-        hint = f" Did you mean {close}?" if close else ""
-        raise ValueError(
-            f"model has no submodule named {layer!r}.{hint} "
-            "List names with [n for n, _ in model.named_modules()]."
-        )
-    if isinstance(layer, nn.Module):
-        if any(m is layer for m in model.modules()):
-            return layer
-        raise ValueError(
-            f"layer {type(layer).__name__} is not a submodule of the model. If you passed a "
-            "layer of a copy of the model, pass its dotted name instead."
-        )
-    raise TypeError(f"layer must be an nn.Module or a dotted name, got {type(layer).__name__}.")
+    return resolve_layer(model, layer, pseudo=False)
 
 
-def layer_name(model: nn.Module, layer: nn.Module) -> str:
-    """The dotted name of ``layer`` inside ``model``."""
-    for name, m in model.named_modules():
-        if m is layer:
-            return name
-    raise ValueError(f"layer {type(layer).__name__} is not a submodule of the model.")
+def layer_forward(
+    model: nn.Module, inputs: torch.Tensor, layer: str, *, method: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward pass (no grad): the logits ``(N, K)`` and ``layer``'s output.
+
+    The output is recorded by :func:`interp_lib.profile.capture` (a copy taken when the
+    layer returns, so a later in-place op cannot change it) and must be a feature map
+    ``(N, C, h, w)``: layer methods (CAM, Grad-CAM) need spatial positions.
+    """
+    with capture(model, layer, eval_mode=False) as acts:
+        logits = model_logits(model, inputs)
+    feats = acts.get(layer)
+    if feats is None or feats.ndim != 4:
+        got = "did not run" if feats is None else f"gives shape {tuple(feats.shape)}"
+        convs = list_layers(model, nn.Conv2d)
+        hint = f" e.g. the last convolution {convs[-1]!r}" if convs else ""
+        raise ValueError(
+            f"{method} needs a layer whose output is a feature map (N, C, h, w), but layer "
+            f"{layer!r} ({type(model.get_submodule(layer)).__name__}) {got}. Pick a "
+            f"convolutional layer{hint}."
+        )
+    return logits, feats
 
 
 def has_inplace(model: nn.Module) -> bool:
@@ -109,13 +203,17 @@ def without_inplace(model: nn.Module) -> nn.Module:
     return clone
 
 
-def warn_if_training(model: nn.Module) -> None:
+def warn_if_training(model: nn.Module, stacklevel: int = 3) -> None:
+    """Warn that a model in training mode makes attributions depend on the batch."""
     if model.training:
         warnings.warn(
             "the model is in training mode: dropout and batch statistics make the "
             "attribution depend on the batch. Call model.eval() first.",
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
+
+
+# ---------------------------------------------------------------------------- maps
 
 
 def upsample(maps: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
@@ -124,10 +222,7 @@ def upsample(maps: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") 
     ``bilinear`` keeps values inside the input range (so a non-negative map stays
     non-negative); ``bicubic`` is smoother but can overshoot; ``nearest`` keeps blocks.
     """
-    if mode not in INTERPOLATE_MODES:
-        raise ValueError(
-            f"interpolate_mode must be one of {list(INTERPOLATE_MODES)}, got {mode!r}."
-        )
+    check_option(mode, "interpolate_mode", INTERPOLATE_MODES)
     if tuple(maps.shape[-2:]) == tuple(size):
         return maps
     if mode == "nearest":
@@ -137,12 +232,11 @@ def upsample(maps: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") 
 
 def reduce_channels(attr: torch.Tensor, reduce: str) -> torch.Tensor:
     """Collapse ``(N, C, H, W)`` pixel attributions to ``(N, 1, H, W)``."""
+    check_option(reduce, "reduce", REDUCTIONS)
     if reduce == "sum":
         return attr.sum(1, keepdim=True)
     if reduce == "abs_sum":
         return attr.abs().sum(1, keepdim=True)
     if reduce == "max_abs":
         return attr.abs().amax(1, keepdim=True)
-    if reduce == "l2":
-        return attr.pow(2).sum(1, keepdim=True).sqrt()
-    raise ValueError(f"reduce must be one of ['sum', 'abs_sum', 'max_abs', 'l2'], got {reduce!r}.")
+    return attr.pow(2).sum(1, keepdim=True).sqrt()

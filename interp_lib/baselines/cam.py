@@ -4,6 +4,10 @@ For a network that ends in ``feature map A (C, h, w) -> global average pool -> l
 (W, b)``, CAM is ``M_c = sum_k W[c, k] A_k`` and its spatial mean is exactly
 ``logit_c - b_c``. Grad-CAM weights each channel by its spatially averaged gradient, which
 on such a network is ``W[c, k] / (h w)``, so Grad-CAM there equals ``ReLU(M_c) / (h w)``.
+
+Layers are given as a submodule or its dotted name and resolved by
+:func:`interp_lib.profile.layers.resolve_layer`; CAM records the layer's output with
+:func:`interp_lib.profile.capture`.
 """
 
 from __future__ import annotations
@@ -13,17 +17,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._plumbing import check_images, resolve_target
+from .._plumbing import resolve_target
+from . import _captum
 from ._utils import (
-    import_captum_attr,
-    layer_name,
-    resolve_layer,
+    INTERPOLATE_MODES,
+    check_batch,
+    check_option,
+    find_layer,
+    layer_forward,
     warn_if_training,
     without_inplace,
 )
-from ._utils import (
-    upsample as _upsample,
-)
+from ._utils import upsample as _upsample
+
+__all__ = ["cam", "grad_cam", "grad_cam_maps"]
 
 
 def _last_linear(model: nn.Module) -> nn.Linear:
@@ -69,29 +76,30 @@ def cam(
     Returns
     -------
     Tensor, shape (N, 1, H, W)
-        ``sum_k W[c, k] A_k`` (signed, not rectified), detached.
+        ``sum_k W[c, k] A_k`` (signed, not rectified), detached. ``A`` is the layer's
+        output as the layer returned it, even when a later in-place op (an
+        ``nn.ReLU(inplace=True)``) overwrites that tensor.
+
+    Raises
+    ------
+    ValueError
+        A missing or unknown layer, a layer without a spatial output, an ``fc`` whose
+        input width differs from the layer's channels, or a target out of range.
     """
-    check_images(inputs)
+    check_batch(inputs)
+    check_option(interpolate_mode, "interpolate_mode", INTERPOLATE_MODES)
     warn_if_training(model)
-    feat_layer = resolve_layer(model, layer, method="cam")
-    linear = _last_linear(model) if fc is None else resolve_layer(model, fc, method="cam")
+    name = find_layer(model, layer, method="cam")
+    linear = (
+        _last_linear(model)
+        if fc is None
+        else model.get_submodule(find_layer(model, fc, method="cam"))
+    )
     if not isinstance(getattr(linear, "weight", None), torch.Tensor) or linear.weight.ndim != 2:
         raise ValueError(
             f"fc must be a linear layer with a 2-D weight, got {type(linear).__name__}."
         )
-    captured: list[torch.Tensor] = []
-    handle = feat_layer.register_forward_hook(lambda m, i, o: captured.append(o))
-    try:
-        with torch.no_grad():
-            logits = model(inputs)
-    finally:
-        handle.remove()
-    if not captured or captured[-1].ndim != 4:
-        raise ValueError(
-            "cam needs the layer to output a feature map (N, C, h, w); the layer "
-            f"{type(feat_layer).__name__} did not run or gave another shape."
-        )
-    feats = captured[-1]
+    logits, feats = layer_forward(model, inputs, name, method="cam")
     weight = linear.weight
     if weight.shape[1] != feats.shape[1]:
         raise ValueError(
@@ -114,6 +122,10 @@ def grad_cam(
     relu: bool = True,
     upsample: bool = True,
     interpolate_mode: str = "bilinear",
+    noise_tunnel: str | None = None,
+    nt_samples: int = 10,
+    stdevs: float | None = None,
+    **kwargs: Any,
 ) -> torch.Tensor:
     """Grad-CAM through captum's ``LayerGradCam``, with the paper's ReLU.
 
@@ -127,7 +139,8 @@ def grad_cam(
     target : int, sequence of N ints, Tensor (N,), or None
         Class to explain; ``None`` takes the predicted class.
     layer : nn.Module or str
-        The convolutional layer (or its dotted name) whose output is explained.
+        The convolutional layer (or its dotted name) whose output is explained; its
+        output must be a feature map ``(N, C', h, w)``.
     relu : bool
         Rectify the map, as in Selvaraju et al. (captum's own default is ``False``).
     upsample : bool
@@ -135,31 +148,64 @@ def grad_cam(
     interpolate_mode : {"bilinear", "bicubic", "nearest"}
         Resizing mode (``align_corners=False``, as captum and OpenCV). Bilinear keeps the
         rectified map non-negative; bicubic can overshoot below zero.
+    noise_tunnel : {"smoothgrad", "smoothgrad_sq", "vargrad"}, optional
+        Average over ``nt_samples`` noisy copies of standard deviation ``stdevs``
+        (captum's ``NoiseTunnel``; default 15 % of the inputs' range).
+    **kwargs
+        Passed to ``LayerGradCam.attribute`` (e.g. ``attribute_to_layer_input``).
 
     Returns
     -------
     Tensor, shape (N, 1, H, W)
         ``ReLU(sum_k alpha_k A_k)`` with ``alpha_k`` the spatial mean of
         ``d logit_c / d A_k``, detached.
+
+    Raises
+    ------
+    ValueError
+        A missing or unknown layer, a layer whose output is not a feature map (an
+        ``nn.Linear``), or a target out of range.
+    ModuleNotFoundError
+        captum is not installed (``pip install "interp_lib[captum]"``).
     """
-    check_images(inputs)
+    check_batch(inputs)
+    check_option(interpolate_mode, "interpolate_mode", INTERPOLATE_MODES)
+    _captum.check_noise_tunnel(noise_tunnel)
     warn_if_training(model)
-    resolve_layer(model, layer, method="grad_cam")
-    attr_mod = import_captum_attr()
-    t = resolve_target(model, inputs, target)
-    work = without_inplace(model)
-    work_layer = _same_layer(model, work, layer)
-    maps = attr_mod.LayerGradCam(work, work_layer).attribute(
-        inputs.detach().requires_grad_(True), target=t, relu_attributions=relu
-    )
+    name = find_layer(model, layer, method="grad_cam")
+    logits, _ = layer_forward(model, inputs, name, method="grad_cam")
+    t = resolve_target(model, inputs, target, logits=logits)
+    return grad_cam_maps(
+        without_inplace(model), inputs, t, name, relu=relu, upsample=upsample,
+        interpolate_mode=interpolate_mode, noise_tunnel=noise_tunnel, nt_samples=nt_samples,
+        stdevs=stdevs, **kwargs,
+    )  # fmt: skip
+
+
+def grad_cam_maps(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    target: torch.Tensor,
+    layer: str,
+    *,
+    relu: bool = True,
+    upsample: bool = True,
+    interpolate_mode: str = "bilinear",
+    noise_tunnel: str | None = None,
+    nt_samples: int = 10,
+    stdevs: float | None = None,
+    **kwargs: Any,
+) -> torch.Tensor:
+    """Grad-CAM's computation once the arguments are checked (:func:`grad_cam` checks them).
+
+    ``model`` has no in-place op on the layer's path, ``target`` is a long tensor ``(N,)``
+    and ``layer`` a dotted name whose output is a feature map.
+    """
+    algo = _captum.captum_attr("grad_cam").LayerGradCam(model, model.get_submodule(layer))
+    maps = _captum.run(
+        algo, inputs, {"target": target, "relu_attributions": relu, **kwargs},
+        noise_tunnel=noise_tunnel, nt_samples=nt_samples, stdevs=stdevs,
+    )  # fmt: skip
     if upsample:
         maps = _upsample(maps, tuple(inputs.shape[-2:]), interpolate_mode)
-    return maps.detach()
-
-
-def _same_layer(model: nn.Module, work: nn.Module, layer: nn.Module | str) -> nn.Module:
-    """The layer of ``work`` (``model`` or its copy) that corresponds to ``layer``."""
-    found = resolve_layer(model, layer, method="layer")
-    if work is model:
-        return found
-    return resolve_layer(work, layer_name(model, found), method="layer")
+    return maps

@@ -2,53 +2,98 @@
 
 from __future__ import annotations
 
+import math
+import statistics
 import time
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from ._utils import layer_name, without_inplace
-from .attribution import METHODS, attribute
+from .._plumbing import check_device, require, unpack_batch
+from .._plumbing import progress as _progress
+from ..profile.layers import resolve_layer
+from ..protopnet.model import is_protopnet
+from ._utils import without_inplace
+from .attribution import attribute
+from .methods import Method, get_method
 from .metrics import deletion, energy_in_mask, insertion, pointing_game
 
+__all__ = ["METRICS", "ComparisonResult", "compare", "summarize"]
+
 METRICS = ("deletion", "insertion", "pointing_game", "energy_in_mask", "seconds")
-_PROTO = ("prototype", "prototype_box")
-_LAYER = ("grad_cam", "guided_grad_cam", "cam")
+COLUMNS = ("model", "method", "index", "metric", "value")
 
 
-def _unpack(batch: Any) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """``(x, y[, masks, ...])`` tuples or dicts with image/label/mask(s) keys."""
-    if isinstance(batch, Mapping):
-        x = batch.get("image", batch.get("images", batch.get("x")))
-        y = batch.get("label", batch.get("labels", batch.get("y")))
-        m = next((batch[k] for k in ("mask", "masks", "part_masks") if k in batch), None)
-    elif isinstance(batch, (tuple, list)):
-        x = batch[0]
-        y = batch[1] if len(batch) > 1 else None
-        m = batch[2] if len(batch) > 2 else None
-    else:
-        x, y, m = batch, None, None
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(
-            "each batch must be a tensor, an (images, labels[, masks]) tuple or a dict with "
-            f"an 'image' key; got {type(batch).__name__}."
-        )
-    if m is not None and m.ndim == 4 and m.shape[1] > 1:
-        m = m.bool().any(1)  # part masks -> object mask (union of parts)
-    return x, y, m
+@dataclass
+class ComparisonResult:
+    """What :func:`compare` returns: one tidy record per image, method and metric.
+
+    Attributes
+    ----------
+    records : list of dict
+        Rows ``{"model", "method", "index", "metric", "value"}`` (``index`` counts images
+        over the whole dataset; NaN values, e.g. the pointing game on an empty mask, are
+        kept).
+    skipped : list of (model, method, reason)
+        Method labels that did not run on a model (a prototype method on a CNN, a layer
+        method without a layer).
+    """
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.records)
+
+    def to_pandas(self) -> Any:
+        """The records as a ``pandas.DataFrame`` with columns ``model, method, index,
+        metric, value`` (needs pandas: ``pip install "interp_lib[viz]"``)."""
+        pd = require("pandas", "ComparisonResult.to_pandas")
+        return pd.DataFrame.from_records(self.records, columns=list(COLUMNS))
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Mean and standard deviation per model, method and metric, NaNs ignored.
+
+        Returns
+        -------
+        list of dict
+            Rows ``model, method, metric, mean, std, n`` in first-seen order (``std`` is
+            the sample standard deviation, NaN for one value). :func:`summarize` gives the
+            same numbers as a wide ``DataFrame``.
+        """
+        groups: dict[tuple[str, str, str], list[float]] = {}
+        for r in self.records:
+            key = (r["model"], r["method"], r["metric"])
+            vals = groups.setdefault(key, [])
+            if not math.isnan(r["value"]):
+                vals.append(r["value"])
+        rows = []
+        for (model, method, metric), vals in groups.items():
+            rows.append(
+                {
+                    "model": model,
+                    "method": method,
+                    "metric": metric,
+                    "mean": statistics.fmean(vals) if vals else math.nan,
+                    "std": statistics.stdev(vals) if len(vals) > 1 else math.nan,
+                    "n": len(vals),
+                }
+            )
+        return rows
 
 
-def _records_to_table(records: list[dict[str, Any]]) -> Any:
-    try:
-        import pandas as pd
-    except ImportError:
-        return records
-    return pd.DataFrame.from_records(
-        records, columns=["model", "method", "index", "metric", "value"]
-    )
+def _object_mask(masks: torch.Tensor | None) -> torch.Tensor | None:
+    """Part masks ``(B, J, H, W)`` -> the object (their union); object masks as given."""
+    if masks is not None and masks.ndim == 4 and masks.shape[1] > 1:
+        return masks.bool().any(1)
+    return masks
 
 
 def compare(
@@ -62,7 +107,7 @@ def compare(
     step: int | None = None,
     device: torch.device | str | None = None,
     progress: bool = True,
-) -> Any:
+) -> ComparisonResult:
     """Explain every image with every method and score each map.
 
     Parameters
@@ -72,9 +117,10 @@ def compare(
         them with one warning); layer methods need a layer for that model.
     data : iterable of batches
         ``(images (B, C, H, W), labels (B,)[, masks])`` tuples, dicts with ``image``,
-        ``label`` and ``mask``/``part_masks`` keys, or a ``DataLoader`` of either.
-        Masks ``(B, H, W)`` or part masks ``(B, J, H, W)`` (their union is the object)
-        enable the pointing game and the energy inside the mask.
+        ``label`` and ``mask``/``part_masks`` keys, or a ``DataLoader`` of either
+        (:func:`interp_lib._plumbing.unpack_batch`). Masks ``(B, H, W)`` or part masks
+        ``(B, J, H, W)`` (their union is the object) enable the pointing game and the
+        energy inside the mask.
     methods : sequence of str or (str, kwargs)
         Names from :data:`interp_lib.baselines.METHODS`, optionally with keyword arguments for
         :func:`attribute` (e.g. ``("integrated_gradients", {"n_steps": 32})``). A label
@@ -89,18 +135,18 @@ def compare(
     step : int, optional
         Pixels per deletion/insertion step (default: image width).
     device : torch.device or str, optional
-        Where to run; default the first model parameter's device.
+        Must agree with each model's device (the library's device policy,
+        :func:`interp_lib._plumbing.check_device`); default each model's own device.
     progress : bool
         Show a progress bar over batches.
 
     Returns
     -------
-    pandas.DataFrame or list of dict
-        Tidy rows ``model, method, index, metric, value`` (one per image, method and
-        metric); a list of dicts when pandas is missing. See :func:`summarize`.
+    ComparisonResult
+        Tidy records ``model, method, index, metric, value`` (one per image, method and
+        metric): ``.records``, ``.to_pandas()``, ``.summary()``; see also
+        :func:`summarize`.
     """
-    from tqdm.auto import tqdm
-
     if isinstance(models, nn.Module):
         models = {"model": models}
     unknown = [m for m in metrics if m not in METRICS]
@@ -111,22 +157,21 @@ def compare(
     specs = []
     for spec in methods:
         name, kw = (spec, {}) if isinstance(spec, str) else (spec[0], dict(spec[1]))
-        if name not in METHODS:
-            raise ValueError(f"unknown method {name!r}; valid methods are {sorted(METHODS)}.")
-        specs.append((kw.pop("label", name), name, kw))
+        specs.append((kw.pop("label", name), get_method(name), kw))
     # One copy without in-place ops per model, so attribute() does not copy per batch.
-    layer_of: dict[str, nn.Module | str | None] = {}
+    layer_of: dict[str, str | None] = {}
     for k, m in models.items():
         lay = layers.get(k) if isinstance(layers, Mapping) else layers
-        layer_of[k] = layer_name(m, lay) if isinstance(lay, nn.Module) else lay
+        layer_of[k] = None if lay is None else resolve_layer(m, lay, pseudo=False)
+    devices = {k: check_device(m, device) for k, m in models.items()}
     work = {k: without_inplace(m) for k, m in models.items()}
-    records: list[dict[str, Any]] = []
-    skipped: set[tuple[str, str]] = set()
+    result = ComparisonResult()
     offset = 0
-    for batch in tqdm(data, desc="compare", disable=not progress):
-        x, y, masks = _unpack(batch)
+    for batch in _progress(data, progress, "compare"):
+        b = unpack_batch(batch)
+        x, y, masks = b.x, b.y, _object_mask(b.masks)
         for mname, model in work.items():
-            dev = device or next(model.parameters()).device
+            dev = devices[mname]
             xb = x.to(dev)
             layer = layer_of[mname]
             tgt = None
@@ -134,19 +179,18 @@ def compare(
                 if y is None:
                     raise ValueError("target='label' needs batches with labels.")
                 tgt = torch.as_tensor(y, device=dev)
-            for label, name, kw in specs:
-                is_proto = hasattr(model, "forward_all")
-                if (name in _PROTO and not is_proto) or (name in _LAYER and layer is None):
-                    if (mname, label) not in skipped:
-                        why = "is not a ProtoPNet" if name in _PROTO else "has no layer in layers="
+            for label, method, kw in specs:
+                why = _cannot_run(method, model, layer)
+                if why is not None:
+                    if not any(s[:2] == (mname, label) for s in result.skipped):
                         warnings.warn(
                             f"skipping {label!r} on {mname!r}: the model {why}.", stacklevel=2
                         )
-                        skipped.add((mname, label))
+                        result.skipped.append((mname, label, why))
                     continue
                 start = time.perf_counter()
-                layer_kw = {"layer": layer} if name in _LAYER else {}
-                sal = attribute(model, xb, tgt, method=name, **layer_kw, **kw)
+                layer_kw = {"layer": layer} if method.needs_layer else {}
+                sal = attribute(model, xb, tgt, method=method.name, **layer_kw, **kw)
                 if sal.device.type == "cuda":
                     torch.cuda.synchronize(sal.device)
                 per_image = (time.perf_counter() - start) / len(xb)
@@ -163,57 +207,41 @@ def compare(
                     values["seconds"] = torch.full((len(xb),), per_image)
                 for metric, vals in values.items():
                     for i, v in enumerate(vals.tolist()):
-                        records.append(
-                            {
-                                "model": mname,
-                                "method": label,
-                                "index": offset + i,
-                                "metric": metric,
-                                "value": v,
-                            }
+                        result.records.append(
+                            dict(zip(COLUMNS, (mname, label, offset + i, metric, v), strict=True))
                         )
         offset += len(x)
-    return _records_to_table(records)
+    return result
 
 
-def summarize(table: Any) -> Any:
-    """Mean and standard deviation per model, method and metric (NaNs ignored).
+def _cannot_run(method: Method, model: nn.Module, layer: str | None) -> str | None:
+    """Why ``method`` cannot run on ``model`` (``None`` when it can)."""
+    if method.needs_protopnet and not is_protopnet(model):
+        return "is not a ProtoPNet"
+    if method.needs_layer and layer is None:
+        return "has no layer in layers="
+    return None
+
+
+def summarize(result: ComparisonResult) -> Any:
+    """Mean and standard deviation per model, method and metric (NaNs ignored), wide.
 
     Parameters
     ----------
-    table : pandas.DataFrame or list of dict
+    result : ComparisonResult
         The output of :func:`compare`.
 
     Returns
     -------
-    pandas.DataFrame or list of dict
-        With pandas: index ``(model, method)``, columns ``(metric, mean|std)``. Without:
-        rows ``model, method, metric, mean, std, n``.
+    pandas.DataFrame
+        Index ``(model, method)``, columns ``(metric, mean|std)``. Needs pandas
+        (``pip install "interp_lib[viz]"``); :meth:`ComparisonResult.summary` gives the
+        same numbers as plain rows.
     """
-    try:
-        import pandas as pd
-    except ImportError:
-        pd = None
-    if pd is not None:
-        df = table if isinstance(table, pd.DataFrame) else pd.DataFrame.from_records(table)
-        out = df.groupby(["model", "method", "metric"], sort=False)["value"].agg(["mean", "std"])
-        return out.unstack("metric").swaplevel(0, 1, axis=1).sort_index(axis=1, level=0)
-    groups: dict[tuple[str, str, str], list[float]] = {}
-    for r in table:
-        if r["value"] == r["value"]:  # drop NaN
-            groups.setdefault((r["model"], r["method"], r["metric"]), []).append(r["value"])
-    rows = []
-    for (model, method, metric), vals in groups.items():
-        t = torch.tensor(vals, dtype=torch.float64)
-        std = float(t.std()) if len(vals) > 1 else float("nan")
-        rows.append(
-            {
-                "model": model,
-                "method": method,
-                "metric": metric,
-                "mean": float(t.mean()),
-                "std": std,
-                "n": len(vals),
-            }
+    if not isinstance(result, ComparisonResult):
+        raise TypeError(
+            f"summarize takes the ComparisonResult of compare(), got {type(result).__name__}."
         )
-    return rows
+    df = result.to_pandas()
+    out = df.groupby(["model", "method", "metric"], sort=False)["value"].agg(["mean", "std"])
+    return out.unstack("metric").swaplevel(0, 1, axis=1).sort_index(axis=1, level=0)

@@ -15,12 +15,16 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._plumbing import check_images, resolve_target
-from ._utils import check_map
+from .._plumbing import resolve_target
+from .._validation import check_int
+from ._utils import as_map, check_batch, check_map, check_option, model_logits
+
+KINDS = ("deletion", "insertion")
 
 
 @dataclass
@@ -75,7 +79,13 @@ def _substrate(inputs: torch.Tensor, substrate: Any) -> torch.Tensor:
     if isinstance(substrate, (int, float)):
         return torch.full_like(inputs, float(substrate))
     if isinstance(substrate, torch.Tensor):
-        return substrate.to(inputs.device, inputs.dtype).expand_as(inputs)
+        try:
+            return substrate.to(inputs.device, inputs.dtype).expand_as(inputs)
+        except RuntimeError as exc:
+            raise ValueError(
+                f"a substrate tensor must broadcast to the images {tuple(inputs.shape)}, got "
+                f"shape {tuple(substrate.shape)}."
+            ) from exc
     raise TypeError(
         f"substrate must be a string, a number or a tensor, got {type(substrate).__name__}."
     )
@@ -94,16 +104,14 @@ def perturbation_curve(
     batch_size: int = 64,
 ) -> PerturbationCurve:
     """Shared engine of :func:`deletion` and :func:`insertion` (``kind`` picks which)."""
-    check_images(inputs)
-    if kind not in ("deletion", "insertion"):
-        raise ValueError(f"kind must be 'deletion' or 'insertion', got {kind!r}.")
+    check_batch(inputs)
+    check_option(kind, "kind", KINDS)
     saliency = check_map(saliency, inputs.shape).to(inputs.device)
     n, _, h, w = inputs.shape
     hw = h * w
-    step = w if step is None else int(step)
-    if step < 1:
-        raise ValueError(f"step must be a positive number of pixels, got {step}.")
-    logits = model(inputs)
+    step = w if step is None else check_int(step, "step")
+    batch_size = check_int(batch_size, "batch_size")
+    logits = model_logits(model, inputs)
     t = resolve_target(model, inputs, target, logits=logits)
     n_steps = math.ceil(hw / step)
     counts = torch.clamp(torch.arange(n_steps + 1, device=inputs.device) * step, max=hw)
@@ -162,6 +170,12 @@ def deletion(
     -------
     PerturbationCurve
         ``fractions (S+1,)``, ``scores (N, S+1)``, ``auc (N,)``, ``target (N,)``.
+
+    Raises
+    ------
+    ValueError
+        Maps that do not match the images, NaN or infinity in a map (the pixel order
+        would be undefined), an empty batch, a non-positive ``step`` or ``batch_size``.
     """
     return perturbation_curve(
         model, inputs, saliency, target, kind="deletion", substrate=substrate, step=step,
@@ -191,19 +205,16 @@ def insertion(
     )  # fmt: skip
 
 
-def _as_map(saliency: torch.Tensor) -> torch.Tensor:
-    saliency = torch.as_tensor(saliency)
-    if saliency.ndim == 3:
-        saliency = saliency.unsqueeze(1)
-    if saliency.ndim != 4 or saliency.shape[1] != 1:
-        raise ValueError(
-            f"saliency must have shape (N, 1, H, W) or (N, H, W), got {tuple(saliency.shape)}."
-        )
-    return saliency
-
-
 def _check_masks(masks: torch.Tensor, shape: torch.Size | tuple) -> torch.Tensor:
-    masks = torch.as_tensor(masks)
+    if not isinstance(masks, torch.Tensor):
+        try:
+            masks = torch.as_tensor(np.asarray(masks))
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise TypeError(
+                f"masks must be a boolean tensor of shape (N, H, W), got {type(masks).__name__}."
+            ) from exc
+    if masks.is_complex() or (masks.is_floating_point() and not bool(torch.isfinite(masks).all())):
+        raise ValueError("masks must hold 0/1 or booleans, got complex, NaN or infinite values.")
     if masks.ndim == 3:
         masks = masks.unsqueeze(1)
     if (
@@ -232,16 +243,22 @@ def pointing_game(
         Ground-truth regions (a box, a part, the union of parts...).
     tolerance : int
         A hit also counts within this many pixels of the region (the original uses 15 at
-        224 px); 0 demands the maximum itself be inside.
+        224 px); 0 (the default) demands the maximum itself be inside. Must be ``>= 0``.
 
     Returns
     -------
     Tensor, shape (N,)
         1.0 for a hit, 0.0 for a miss, NaN where the mask is empty (use ``nanmean``).
         Ties for the maximum: the first pixel in row-major order is taken.
+
+    Raises
+    ------
+    ValueError
+        Masks that do not match the maps, NaN or infinity in a map, ``tolerance < 0``.
     """
-    saliency = _as_map(saliency)
+    saliency = as_map(saliency)
     masks = _check_masks(masks, saliency.shape).to(saliency.device)
+    tolerance = check_int(tolerance, "tolerance", minimum=0)
     if tolerance > 0:
         k = 2 * tolerance + 1
         masks = F.max_pool2d(masks.float(), k, stride=1, padding=tolerance) > 0
@@ -270,7 +287,7 @@ def energy_in_mask(
     Tensor, shape (N,)
         ``sum(e * mask) / sum(e)`` in ``[0, 1]``; NaN for an all-zero map.
     """
-    saliency = _as_map(saliency)
+    saliency = as_map(saliency)
     masks = _check_masks(masks, saliency.shape).to(saliency.device)
     e = saliency.clamp(min=0) if positive else saliency.abs()
     total = e.flatten(1).sum(1)

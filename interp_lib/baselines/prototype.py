@@ -21,9 +21,16 @@ import torch
 from torch import nn
 
 from interp_lib.protopnet.boxes import boxes_to_masks, percentile_box, upsample_maps
+from interp_lib.protopnet.model import is_protopnet
 
-from .._plumbing import check_images, resolve_target
-from ._utils import INTERPOLATE_MODES, warn_if_training
+from .._plumbing import resolve_target
+from ._utils import (
+    INTERPOLATE_MODES,
+    check_batch,
+    check_option,
+    check_percentile,
+    warn_if_training,
+)
 
 MODES = ("map", "box")
 
@@ -42,9 +49,8 @@ def prototype_attribution(
     Parameters
     ----------
     protopnet : ProtoPNet
-        A model with ``forward_all(x)`` giving ``logits (N, K)`` and ``similarities
-        (N, P, h, w)``, a ``last_layer`` (``Linear(P, K)``) and a ``class_identity``
-        buffer ``(P, K)``.
+        An :class:`interp_lib.protopnet.ProtoPNet` (its ``forward_all`` similarity maps,
+        ``last_layer`` and ``class_identity`` are used).
     inputs : Tensor, shape (N, C, H, W)
         Images.
     target : int, sequence of N ints, Tensor (N,), or None
@@ -52,7 +58,7 @@ def prototype_attribution(
     mode : {"map", "box"}
         Upsampled similarity maps, or their 95th-percentile box masks.
     percentile : float
-        Box threshold for ``mode="box"``.
+        Box threshold for ``mode="box"``, in ``[0, 100]``.
     interpolate_mode : {"bicubic", "bilinear", "nearest"}
         How similarity maps are resized to the image (bicubic, as ProtoPNet).
 
@@ -62,19 +68,13 @@ def prototype_attribution(
         Detached map. Only the target class's own prototypes contribute (their
         connections to other classes are ignored, as in FunnyBirds).
     """
-    check_images(inputs)
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}.")
-    if interpolate_mode not in INTERPOLATE_MODES:
-        raise ValueError(
-            f"interpolate_mode must be one of {list(INTERPOLATE_MODES)}, got {interpolate_mode!r}."
-        )
-    missing = [
-        a for a in ("forward_all", "last_layer", "class_identity") if not hasattr(protopnet, a)
-    ]
-    if missing:
+    check_batch(inputs)
+    check_option(mode, "mode", MODES)
+    check_option(interpolate_mode, "interpolate_mode", INTERPOLATE_MODES)
+    percentile = check_percentile(percentile)
+    if not is_protopnet(protopnet):
         raise TypeError(
-            f"prototype_attribution needs a ProtoPNet (missing {missing}); got "
+            f"prototype_attribution needs a ProtoPNet (interp_lib.protopnet.ProtoPNet), got "
             f"{type(protopnet).__name__}. Use attribute(..., method='grad_cam') for other models."
         )
     warn_if_training(protopnet)

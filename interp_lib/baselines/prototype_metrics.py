@@ -27,8 +27,12 @@ import torch
 from torch import nn
 
 from interp_lib.protopnet.boxes import upsample_maps
+from interp_lib.protopnet.model import is_protopnet
 
-from .._plumbing import check_images
+from .._validation import check_fraction, check_int, make_generator
+from ._utils import INTERPOLATE_MODES, check_batch, check_option
+
+_INTS = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
 @dataclass
@@ -50,6 +54,43 @@ def _score(per_prototype: torch.Tensor) -> PrototypeScore:
     return PrototypeScore(float(per_prototype.nanmean()), per_prototype)
 
 
+def _tensor(value: object, name: str, ndim: int, shape: str) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a tensor of shape {shape}, got {type(value).__name__}.")
+    if value.ndim != ndim:
+        raise ValueError(f"{name} must have shape {shape}, got {tuple(value.shape)}.")
+    return value
+
+
+def _check_presence(presence: object, name: str = "presence") -> torch.Tensor:
+    presence = _tensor(presence, name, 3, "(N, P, J)")
+    if presence.dtype != torch.bool:
+        raise TypeError(
+            f"{name} must be a boolean tensor (from box_part_presence), got {presence.dtype}."
+        )
+    return presence
+
+
+def _check_classes(value: object, name: str, n: int, what: str) -> torch.Tensor:
+    """A 1-D integer tensor of ``n`` class indices (``labels`` or ``prototype_classes``)."""
+    value = torch.as_tensor(value) if isinstance(value, (list, tuple)) else value
+    value = _tensor(value, name, 1, f"({n},)")
+    if value.dtype not in _INTS:
+        raise TypeError(f"{name} must hold integer classes, got dtype {value.dtype}.")
+    if value.shape[0] != n:
+        raise ValueError(f"{name} must have one class per {what} ({n}), got {value.shape[0]}.")
+    return value
+
+
+def _check_fraction0(value: object, name: str) -> float:
+    """A real number in ``[0, 1]``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number in [0, 1], got {type(value).__name__}.")
+    if not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"{name} must lie in [0, 1], got {value}.")
+    return float(value)
+
+
 def default_box_size(height: int, width: int) -> int:
     """Huang et al.'s 72-pixel box at 224 px, scaled to the image (at least 1 pixel)."""
     return max(1, round(72 / 224 * min(height, width)))
@@ -61,7 +102,7 @@ def activation_peaks(
     size: tuple[int, int],
     *,
     interpolate_mode: str = "bicubic",
-    chunk: int = 256,
+    chunk_size: int = 256,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Peak value and pixel location of each upsampled prototype activation map.
 
@@ -71,6 +112,10 @@ def activation_peaks(
         ``ProtoPNetOutput.similarities``.
     size : (H, W)
         Image size.
+    interpolate_mode : {"bicubic", "bilinear", "nearest"}
+        How the maps are upsampled (bicubic, as ProtoPNet).
+    chunk_size : int
+        Prototypes upsampled at once (bounds the memory of ``(N, chunk_size, H, W)``).
 
     Returns
     -------
@@ -78,10 +123,15 @@ def activation_peaks(
     locations : Tensor of long, shape (N, P, 2)
         ``(row, col)`` of the maximum of the upsampled map.
     """
+    similarity_maps = _tensor(similarity_maps, "similarity_maps", 4, "(N, P, h, w)")
+    check_option(interpolate_mode, "interpolate_mode", INTERPOLATE_MODES)
+    chunk_size = check_int(chunk_size, "chunk_size")
+    if len(size) != 2 or min(check_int(s, "size") for s in size) < 1:
+        raise ValueError(f"size must be (H, W) with positive sides, got {size}.")
     p = similarity_maps.shape[1]
     values, flat = [], []
-    for lo in range(0, p, chunk):
-        up = upsample_maps(similarity_maps[:, lo : lo + chunk], size, interpolate_mode)
+    for lo in range(0, p, chunk_size):
+        up = upsample_maps(similarity_maps[:, lo : lo + chunk_size], size, interpolate_mode)
         v, i = up.flatten(2).max(2)
         values.append(v)
         flat.append(i)
@@ -114,14 +164,17 @@ def box_part_presence(
     -------
     Tensor of bool, shape (N, P, J)
     """
-    if part_masks.ndim != 4:
-        raise ValueError(
-            f"part_masks must have shape (N, parts, H, W), got {tuple(part_masks.shape)}."
-        )
+    part_masks = _tensor(part_masks, "part_masks", 4, "(N, parts, H, W)")
     n, j, h, w = part_masks.shape
-    if locations.shape[:1] != (n,) or locations.shape[-1] != 2:
+    locations = _tensor(locations, "locations", 3, f"({n}, P, 2)")
+    if locations.shape[0] != n or locations.shape[-1] != 2:
         raise ValueError(f"locations must have shape ({n}, P, 2), got {tuple(locations.shape)}.")
-    size = default_box_size(h, w) if box_size is None else int(box_size)
+    if locations.dtype not in _INTS:
+        raise TypeError(f"locations must be integer pixels, got dtype {locations.dtype}.")
+    if h == 0 or w == 0:
+        raise ValueError(f"part_masks has empty images (shape {tuple(part_masks.shape)}).")
+    size = default_box_size(h, w) if box_size is None else check_int(box_size, "box_size")
+    overlap = _check_fraction0(overlap, "overlap")
     half = size // 2
     # Summed-area table with a zero border: box sums by four lookups.
     sat = torch.zeros(n, j, h + 1, w + 1, device=part_masks.device, dtype=torch.long)
@@ -167,6 +220,11 @@ def consistency(
     PrototypeScore
         ``per_prototype`` is 1.0 (consistent), 0.0, or NaN (no image of its class).
     """
+    presence = _check_presence(presence)
+    n, p, _ = presence.shape
+    labels = _check_classes(labels, "labels", n, "image")
+    prototype_classes = _check_classes(prototype_classes, "prototype_classes", p, "prototype")
+    threshold = check_fraction(threshold, "threshold")
     own = _own(labels, prototype_classes).to(presence.device).float()  # (N, P)
     count = own.sum(0)
     freq = torch.einsum("np,npj->pj", own, presence.float()) / count.clamp(min=1)[:, None]
@@ -190,10 +248,15 @@ def stability(
     labels : Tensor of long, shape (N,)
     prototype_classes : Tensor of long, shape (P,)
     """
+    presence = _check_presence(presence)
+    presence_noisy = _check_presence(presence_noisy, "presence_noisy")
     if presence.shape != presence_noisy.shape:
         raise ValueError(
             f"presence shapes differ: {tuple(presence.shape)} vs {tuple(presence_noisy.shape)}."
         )
+    n, p, _ = presence.shape
+    labels = _check_classes(labels, "labels", n, "image")
+    prototype_classes = _check_classes(prototype_classes, "prototype_classes", p, "prototype")
     own = _own(labels, prototype_classes).to(presence.device).float()
     same = (presence == presence_noisy).all(2).float()
     count = own.sum(0)
@@ -223,10 +286,22 @@ def purity(
     labels, prototype_classes : optional
         When both are given, only images of the prototype's own class are ranked.
     """
+    presence = _check_presence(presence)
+    n, p, _ = presence.shape
+    activations = _tensor(activations, "activations", 2, f"({n}, {p})")
+    if tuple(activations.shape) != (n, p):
+        raise ValueError(
+            f"activations must have shape ({n}, {p}) like presence, got {tuple(activations.shape)}."
+        )
+    if not activations.is_floating_point() or not bool(torch.isfinite(activations).all()):
+        raise ValueError("activations must be finite floating-point values.")
+    k = check_int(k, "k")
     scores = activations.float().clone()
     if (labels is None) != (prototype_classes is None):
         raise ValueError("give both labels and prototype_classes, or neither.")
     if labels is not None:
+        labels = _check_classes(labels, "labels", n, "image")
+        prototype_classes = _check_classes(prototype_classes, "prototype_classes", p, "prototype")
         scores[~_own(labels, prototype_classes).to(scores.device)] = float("-inf")
     kk = min(int(k), scores.shape[0])
     top_v, top_i = scores.topk(kk, dim=0)  # (k, P)
@@ -253,7 +328,7 @@ def prototype_part_metrics(
     noise_std: float = 0.2,
     noise_clip: float | None = 0.25,
     batch_size: int = 32,
-    seed: int = 0,
+    seed: int | torch.Generator | None = 0,
 ) -> dict[str, PrototypeScore]:
     """Consistency, stability and purity of a ProtoPNet's prototypes on annotated images.
 
@@ -270,20 +345,40 @@ def prototype_part_metrics(
         Stability noise: Gaussian of this std, clipped to +-``noise_clip`` (None: no clip).
     k : int
         Purity's top patches, ranked among the prototype's own-class images.
+    seed : int, torch.Generator or None
+        Randomness of the stability noise (``None``: fresh randomness).
 
     Returns
     -------
     dict
         ``{"consistency", "stability", "purity"}`` -> :class:`PrototypeScore`.
     """
-    check_images(images, "images")
-    if part_masks.shape[0] != images.shape[0] or part_masks.shape[2:] != images.shape[2:]:
-        raise ValueError(
-            f"part_masks {tuple(part_masks.shape)} must be (N, parts, H, W) matching the "
-            f"images {tuple(images.shape)}."
+    if not is_protopnet(protopnet):
+        raise TypeError(
+            "prototype_part_metrics needs a ProtoPNet (interp_lib.protopnet.ProtoPNet), got "
+            f"{type(protopnet).__name__}."
         )
+    check_batch(images, "images")
+    if (
+        not isinstance(part_masks, torch.Tensor)
+        or part_masks.ndim != 4
+        or part_masks.shape[0] != images.shape[0]
+        or part_masks.shape[2:] != images.shape[2:]
+    ):
+        got = tuple(part_masks.shape) if isinstance(part_masks, torch.Tensor) else part_masks
+        raise ValueError(
+            f"part_masks {got} must be (N, parts, H, W) matching the images {tuple(images.shape)}."
+        )
+    labels = _check_classes(labels, "labels", images.shape[0], "image")
+    if isinstance(noise_std, bool) or not isinstance(noise_std, (int, float)) or noise_std < 0:
+        raise ValueError(f"noise_std must be a number >= 0, got {noise_std!r}.")
+    if noise_clip is not None and (
+        isinstance(noise_clip, bool) or not isinstance(noise_clip, (int, float)) or noise_clip < 0
+    ):
+        raise ValueError(f"noise_clip must be a number >= 0 or None, got {noise_clip!r}.")
+    batch_size = check_int(batch_size, "batch_size")
     device = images.device
-    g = torch.Generator().manual_seed(seed)
+    g = make_generator(seed)
     size = tuple(images.shape[-2:])
     pres, pres_noisy, acts = [], [], []
     for lo in range(0, images.shape[0], batch_size):
@@ -299,7 +394,7 @@ def prototype_part_metrics(
                 acts.append(v)
     presence, noisy, act = torch.cat(pres), torch.cat(pres_noisy), torch.cat(acts)
     classes = protopnet.prototype_classes.to(device)
-    labels = torch.as_tensor(labels, device=device).long()
+    labels = labels.to(device).long()
     return {
         "consistency": consistency(presence, labels, classes, threshold=threshold),
         "stability": stability(presence, noisy, labels, classes),

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from .._plumbing import require
 from .datasets import _to_rgb
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -50,10 +51,10 @@ def plot_attributions(
     -------
     matplotlib.figure.Figure
     """
-    import matplotlib.pyplot as plt
-
+    plt = require("matplotlib.pyplot", "plot_attributions")
     if not isinstance(images, torch.Tensor) or images.ndim != 4:
-        raise ValueError("images must be a tensor of shape (N, C, H, W).")
+        got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"images must be a tensor of shape (N, C, H, W), got {got}.")
     n, _, h, w = images.shape
     for name, m in maps.items():
         if tuple(m.shape) not in ((n, 1, h, w), (n, h, w)):
