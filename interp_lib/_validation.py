@@ -7,12 +7,14 @@ fails early with a message that says what was expected, what was got and what to
 from __future__ import annotations
 
 import numbers
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
-ArrayLike = Any  # numpy array, torch tensor, or nested sequences of numbers
+#: What array inputs accept: a numpy array, a torch tensor, or nested sequences of numbers.
+ArrayLike: TypeAlias = npt.ArrayLike | torch.Tensor
 
 
 def as_points(
@@ -117,7 +119,7 @@ def check_int(value: int, name: str, *, minimum: int = 1) -> int:
 
 def check_choice(value: str, name: str, choices: tuple[str, ...]) -> str:
     """Check that ``value`` is one of ``choices``."""
-    if value not in choices:
+    if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}.")
     return value
 
@@ -166,6 +168,12 @@ def make_generator(seed: int | torch.Generator | None) -> torch.Generator:
     """A CPU ``torch.Generator`` from a seed (``None`` draws a fresh random seed)."""
     if isinstance(seed, torch.Generator):
         return seed
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+        raise TypeError(
+            f"seed must be an int, a torch.Generator or None, got {type(seed).__name__}."
+        )
+    if seed is not None and not -(2**63) <= seed < 2**64:
+        raise ValueError(f"seed must lie in [-2**63, 2**64), got {seed}.")
     g = torch.Generator()
     if seed is None:
         g.seed()

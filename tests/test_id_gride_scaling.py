@@ -14,9 +14,9 @@ def test_gride_1_2_is_the_twonn_likelihood():
     d = nearest_neighbors(X, k=2).distances
     mu = d[:, 1] / d[:, 0]
     n = mu.numel()
-    # the maximiser of n log d - (d + 1) sum log mu is n / sum log mu
-    assert gride_mle(mu, 1, 2)[0] == pytest.approx(n / float(torch.log(mu).sum()), rel=1e-9)
-    assert gride_mle(mu, 1, 2)[0] == pytest.approx(twonn_mle(mu)[0] * n / (n - 1), rel=1e-9)
+    # DADApy's convention: (n - 1) / sum log mu, the unbiased TwoNN MLE, exactly
+    assert gride_mle(mu, 1, 2)[0] == pytest.approx((n - 1) / float(torch.log(mu).sum()), rel=1e-9)
+    assert gride_mle(mu, 1, 2)[0] == pytest.approx(twonn_mle(mu)[0], rel=1e-9)
     assert gride(X).dimensions[0].item() == pytest.approx(gride_mle(mu, 1, 2)[0], rel=1e-12)
 
 

@@ -10,7 +10,7 @@ import torch
 
 from interp_lib.datasets import gaussian, hypercube, periodic_distances, sphere
 from interp_lib.id import twonn, twonn_ls, twonn_mle, twonn_posterior
-from interp_lib.id.twonn import fit_points
+from interp_lib.id.twonn import _fit_points
 
 
 def pareto(n, d, seed=0):
@@ -25,7 +25,7 @@ def test_estimators_recover_d_from_the_pareto_law(d):
     se = d / math.sqrt(20000)
     assert abs(twonn_mle(mu)[0] - d) < 4 * se
     assert abs(twonn_posterior(mu)[0] - d) < 4 * se
-    assert abs(twonn_ls(mu, 0.9) - d) < 10 * se
+    assert abs(twonn_ls(mu, 0.9)[0] - d) < 10 * se
 
 
 def test_mle_standard_error_matches_the_spread_of_replicates():
@@ -38,14 +38,16 @@ def test_mle_standard_error_matches_the_spread_of_replicates():
 
 def test_ls_fit_is_the_regression_through_the_origin():
     mu = pareto(101, 3.0)
-    x, y = fit_points(mu, 0.9)
+    x, y = _fit_points(mu, 0.9)
     assert len(x) == math.floor(0.9 * 101)
     # y_i = -log(1 - i / N) for i = 1..n_fit, x sorted
     torch.testing.assert_close(y, -torch.log1p(-torch.arange(1, 91, dtype=torch.float64) / 101))
     assert bool((x[1:] >= x[:-1]).all())
     slope = np.linalg.lstsq(x.numpy()[:, None], y.numpy(), rcond=None)[0][0]
-    assert twonn_ls(mu, 0.9) == pytest.approx(slope, rel=1e-12)
-    assert math.isfinite(twonn_ls(mu, 1.0))  # the F = 1 point is never used
+    d, se = twonn_ls(mu, 0.9)
+    assert d == pytest.approx(slope, rel=1e-12)
+    assert se == pytest.approx(d / math.sqrt(101 - 2), rel=1e-12)  # same convention as the MLE
+    assert math.isfinite(twonn_ls(mu, 1.0)[0])  # the F = 1 point is never used
 
 
 def test_equals_scikit_dimension_ls():

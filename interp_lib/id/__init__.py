@@ -12,14 +12,24 @@ input, or ``device=``).
 :func:`decimation`             ID against sample size, one random subset per size
 :func:`pca_spectrum`           explained-variance ratios of the principal components
 :func:`pca_dim`                PC-ID: components needed for a share of the variance
+:func:`pca_dim_from_spectrum`  PC-ID from explained-variance ratios already computed
 :func:`participation_ratio`    (sum lambda)^2 / sum lambda^2
 :func:`gaussian_surrogate`     a Gaussian with the data's covariance (curvature test)
+:func:`subsample_estimates`    any estimator on random subsamples (error bars)
 =============================  ====================================================
+
+Conventions (chosen to agree with DADApy, the field's reference implementation, which
+``tests/test_id_dadapy.py`` checks on its own test data): the TwoNN and Gride maximum
+likelihood use ``N - 1`` in the score, so ``gride`` at ranks (1, 2) equals
+``twonn(method="mle")``; length scales are the mean of the two neighbour distances of a
+ratio (``scale="mean"``). The Bayesian TwoNN's prior is a parameter, vague by default
+(DADApy's is ``prior=(2, 5)``).
 """
 
 from .gride import GrideResult, gride, gride_mle
 from .neighbors import Neighbors, nearest_neighbors
-from .pca import participation_ratio, pca_dim, pca_spectrum
+from .pca import participation_ratio, pca_dim, pca_dim_from_spectrum, pca_spectrum
+from .resample import subsample_estimates
 from .scaling import ScalingResult, block_analysis, decimation
 from .surrogate import gaussian_surrogate
 from .twonn import TwoNNResult, twonn, twonn_ls, twonn_mle, twonn_posterior
@@ -49,7 +59,9 @@ __all__ = [
     "nearest_neighbors",
     "participation_ratio",
     "pca_dim",
+    "pca_dim_from_spectrum",
     "pca_spectrum",
+    "subsample_estimates",
     "twonn",
     "twonn_ls",
     "twonn_mle",

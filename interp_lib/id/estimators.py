@@ -14,7 +14,8 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import validate_data
 
-from .pca import participation_ratio, pca_dim, pca_spectrum
+from .._validation import as_points, check_fraction
+from .pca import _eigenvalues, _participation, _ratios, pca_dim_from_spectrum
 from .twonn import twonn
 
 __all__ = ["PCADim", "TwoNN"]
@@ -30,8 +31,12 @@ class TwoNN(BaseEstimator):
     method : {"ls", "mle", "bayes"}, default "ls"
     n_resamples : int, default 0
         Subsamples for the error bar (0: analytic error).
+    prior : (float, float), default (1e-3, 1e-3)
+        Gamma (shape, rate) prior of ``method="bayes"``; ``(2, 5)`` is DADApy's.
     subsample : float in (0, 1], default 0.9
     random_state : int or None, default 0
+        Seed of the subsampling (the ``seed`` of :func:`interp_lib.id.twonn`). Named
+        ``random_state`` because scikit-learn's estimator API requires that name.
     device : str or None, default None
         Run the neighbour search there (e.g. ``"cuda"``).
 
@@ -59,9 +64,11 @@ class TwoNN(BaseEstimator):
         subsample: float = 0.9,
         random_state: int | None = 0,
         device: str | None = None,
+        prior: tuple[float, float] = (1e-3, 1e-3),
     ):
         self.fraction = fraction
         self.method = method
+        self.prior = prior
         self.n_resamples = n_resamples
         self.subsample = subsample
         self.random_state = random_state
@@ -76,6 +83,7 @@ class TwoNN(BaseEstimator):
                 X,
                 fraction=self.fraction,
                 method=self.method,
+                prior=self.prior,
                 n_resamples=self.n_resamples,
                 subsample=self.subsample,
                 seed=self.random_state,
@@ -119,8 +127,11 @@ class PCADim(BaseEstimator):
 
     def fit(self, X, y=None) -> PCADim:
         """Compute the spectrum of ``X`` (shape (n_samples, n_features))."""
+        variance = check_fraction(self.variance, "variance")
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
-        self.dimension_ = pca_dim(X, self.variance, standardize=self.standardize)
-        self.explained_variance_ratio_ = pca_spectrum(X, standardize=self.standardize).numpy()
-        self.participation_ratio_ = participation_ratio(X, standardize=self.standardize)
+        ev = _eigenvalues(as_points(X, min_samples=2), self.standardize)  # one SVD
+        ratios = _ratios(ev)
+        self.dimension_ = pca_dim_from_spectrum(ratios, variance)
+        self.explained_variance_ratio_ = ratios.numpy()
+        self.participation_ratio_ = _participation(ev)
         return self

@@ -8,7 +8,8 @@ locally uniform :math:`d`-manifold has the density
    f(\mu) = \frac{d\,(\mu^d - 1)^{n_2 - n_1 - 1}}{B(n_2 - n_1, n_1)\,\mu^{(n_2 - 1) d + 1}},
 
 whose log-likelihood is concave in :math:`d`. With :math:`(n_1, n_2) = (1, 2)` it is
-TwoNN's likelihood. Doubling the ranks (1, 2), (2, 4), (4, 8), ... probes the data at
+TwoNN's likelihood, and :func:`gride_mle` equals :func:`interp_lib.id.twonn_mle`
+exactly: both use DADApy's convention, :math:`N - 1` in place of :math:`N` in the score. Doubling the ranks (1, 2), (2, 4), (4, 8), ... probes the data at
 growing scales without throwing points away, which makes Gride robust to noise.
 """
 
@@ -20,28 +21,49 @@ from dataclasses import dataclass
 import torch
 
 from .._validation import ArrayLike, as_points, check_int
+from ._ratios import (
+    as_ratios,
+    check_distance_matrix,
+    check_metric,
+    check_scale,
+    length_scale,
+    ratio_table,
+)
 from .neighbors import knn
 
 __all__ = ["GrideResult", "gride", "gride_mle"]
 
 
 def _score(d: float, log_mu: torch.Tensor, n1: int, n2: int) -> float:
-    """Derivative of the log-likelihood in ``d`` (decreasing in ``d``)."""
+    """Derivative of the log-likelihood in ``d``, with ``N - 1`` for ``N`` (decreasing in ``d``)."""
     n = log_mu.numel()
     s = float(log_mu.sum())
     extra = n2 - n1 - 1
-    grad = n / d - (n2 - 1) * s
+    grad = (n - 1) / d - (n2 - 1) * s
     if extra:
         grad += extra * float((log_mu / -torch.expm1(-d * log_mu)).sum())
     return grad
 
 
-def gride_mle(mu: torch.Tensor, n1: int = 1, n2: int = 2) -> tuple[float, float]:
-    """Maximum-likelihood ``d`` from ratios ``mu = r_{n2} / r_{n1}``, and its standard error.
+def _check_ranks(n1: int, n2: int) -> tuple[int, int]:
+    n1 = check_int(n1, "n1")
+    n2 = check_int(n2, "n2", minimum=2)
+    if n2 <= n1:
+        raise ValueError(f"the neighbour ranks must satisfy n1 < n2, got n1={n1}, n2={n2}.")
+    return n1, n2
+
+
+def gride_mle(mu: ArrayLike, n1: int = 1, n2: int = 2) -> tuple[float, float]:
+    r"""Maximum-likelihood ``d`` from ratios ``mu = r_{n2} / r_{n1}``, and its standard error.
+
+    The estimate is the root of the score with :math:`N - 1` in place of :math:`N`
+    (DADApy's convention, ``_neg_dloglik_did``), so that at ranks (1, 2) it is
+    :math:`(N - 1) / \sum \log \mu`, the unbiased TwoNN MLE of
+    :func:`interp_lib.id.twonn_mle`.
 
     Parameters
     ----------
-    mu : torch.Tensor, shape (N,)
+    mu : array-like or torch.Tensor, shape (N,)
         Ratios, all ``> 1``.
     n1, n2 : int
         Neighbour ranks, ``1 <= n1 < n2``.
@@ -49,13 +71,18 @@ def gride_mle(mu: torch.Tensor, n1: int = 1, n2: int = 2) -> tuple[float, float]
     Returns
     -------
     dimension, standard_error : float, float
-        The error is :math:`1/\\sqrt{-\\ell''(\\hat d)}` (observed Fisher information).
+        The error is :math:`1/\sqrt{I(\hat d)}` with the Fisher information
+        :math:`I(d) = N / d^2 + (n_2 - n_1 - 1) \sum_i \log^2\mu_i\, \mu_i^{-d} /
+        (1 - \mu_i^{-d})^2` (DADApy's ``_fisher_info_scaling``; :math:`\hat d / \sqrt{N}`
+        at ranks (1, 2), where :func:`interp_lib.id.twonn_mle` gives the exact
+        :math:`\hat d / \sqrt{N - 2}`).
     """
     from scipy.optimize import brentq
 
-    log_mu = torch.log(torch.as_tensor(mu, dtype=torch.float64).flatten().cpu())
-    if log_mu.numel() < 2 or not bool((log_mu > 0).all()):
-        raise ValueError("gride needs at least 2 ratios, all strictly greater than 1.")
+    n1, n2 = _check_ranks(n1, n2)
+    log_mu = torch.log(as_ratios(mu))
+    if not bool((log_mu > 0).all()):
+        raise ValueError("gride needs ratios strictly greater than 1; drop the ties first.")
     lo, hi = 1e-6, 1.0
     while _score(hi, log_mu, n1, n2) > 0:  # bracket the root of the decreasing score
         hi *= 2.0
@@ -81,7 +108,8 @@ class GrideResult:
     dimensions, errors : torch.Tensor, shape (S,), float64
         The estimate and its standard error at each scale.
     scales : torch.Tensor, shape (S,), float64
-        The mean distance to the ``n2``-th neighbour: the length scale probed.
+        The length scale probed, as defined by ``gride(scale=...)``: by default the mean
+        of the distances to the ``n1``-th and ``n2``-th neighbours (DADApy's).
     n_used : torch.Tensor, shape (S,), int64
         Points with ``r_{n1} > 0`` and ``r_{n2} > r_{n1}`` at each scale.
     """
@@ -103,40 +131,54 @@ def gride(
     X: ArrayLike,
     *,
     max_rank: int = 64,
+    scale: str = "mean",
     metric: str = "euclidean",
     chunk_size: int = 4096,
     device: torch.device | str | None = None,
 ) -> GrideResult:
     """Gride estimates of the intrinsic dimension at growing neighbourhood scales.
 
+    On DADApy's own test data this reproduces ``return_id_scaling_gride`` (IDs, errors and
+    scales, to 1e-6; see ``tests/test_id_dadapy.py``).
+
     Parameters
     ----------
     X : array-like or torch.Tensor, shape (N, D), or (N, N) with ``metric="precomputed"``
     max_rank : int, default 64
         The largest neighbour rank ``n2``; ranks ``(1, 2), (2, 4), ...`` up to it are used.
-        Must be below ``N``.
-    metric, chunk_size, device
+        Capped at ``N - 1``.
+    scale : {"mean", "outer"}, default "mean"
+        The length scale reported for ranks ``(n1, n2)``: ``"mean"``, the mean over the
+        kept points of ``(r_n1 + r_n2) / 2`` (DADApy's ``rs_scaling``); ``"outer"``, the
+        mean of ``r_n2`` (interp_lib's definition before this option existed).
+    metric : {"euclidean", "precomputed"}
+        For any other metric pass a precomputed distance matrix, e.g. from
+        ``scipy.spatial.distance.cdist(X, X, metric="cosine")``.
+    chunk_size, device
         As in :func:`interp_lib.id.nearest_neighbors`.
 
     Returns
     -------
     GrideResult
     """
-    X = as_points(X, device=device)
-    n = X.shape[0]
+    check_metric(metric)
+    check_scale(scale)
+    chunk_size = check_int(chunk_size, "chunk_size")
     max_rank = check_int(max_rank, "max_rank", minimum=2)
+    X = as_points(X, device=device)
+    if metric == "precomputed":
+        check_distance_matrix(X)
+    n = X.shape[0]
     max_rank = min(max_rank, n - 1)
-    dist = knn(X, max_rank, metric=metric, chunk_size=chunk_size).distances
-    dist = dist.cpu()
+    dist = knn(X, max_rank, metric=metric, chunk_size=chunk_size).distances.cpu()
     rows = []
     n1 = 1
     while 2 * n1 <= max_rank:
         n2 = 2 * n1
-        r1, r2 = dist[:, n1 - 1], dist[:, n2 - 1]
-        keep = (r1 > 0) & (r2 > r1)
-        if int(keep.sum()) >= 3:
-            d, err = gride_mle(r2[keep] / r1[keep], n1, n2)
-            rows.append((n1, n2, d, err, float(r2[keep].mean()), int(keep.sum())))
+        table = ratio_table(dist, n1, n2)
+        if table.mu.numel() >= 3:
+            d, err = gride_mle(table.mu, n1, n2)
+            rows.append((n1, n2, d, err, length_scale(table, scale), table.mu.numel()))
         n1 = n2
     if not rows:
         raise ValueError("gride: too few distinct points; every ratio was degenerate.")

@@ -12,15 +12,18 @@ Ansuini et al. draw: PC-ID is in the hundreds where TwoNN finds a few tens.
   so that data on a k-dimensional subspace gives exactly k.
 - :func:`participation_ratio`: :math:`(\sum \lambda)^2 / \sum \lambda^2`, a smooth
   count of the components that carry the variance.
+- :func:`pca_dim_from_spectrum`: PC-ID from explained-variance ratios already computed
+  (one SVD for all three, as :class:`interp_lib.id.PCADim` and the figures use it).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .._validation import ArrayLike, as_points, check_fraction
 
-__all__ = ["participation_ratio", "pca_dim", "pca_spectrum"]
+__all__ = ["participation_ratio", "pca_dim", "pca_dim_from_spectrum", "pca_spectrum"]
 
 
 def _eigenvalues(X: torch.Tensor, standardize: bool) -> torch.Tensor:
@@ -57,8 +60,61 @@ def pca_spectrum(X: ArrayLike, *, standardize: bool = False) -> torch.Tensor:
     torch.Tensor, shape (min(N, D),), float64
         Ratios in descending order, summing to 1.
     """
-    ev = _eigenvalues(as_points(X, min_samples=2), standardize)
+    return _ratios(_eigenvalues(as_points(X, min_samples=2), standardize))
+
+
+def _ratios(ev: torch.Tensor) -> torch.Tensor:
+    """Explained-variance ratios from covariance eigenvalues, on the CPU."""
     return (ev / ev.sum()).cpu()
+
+
+def _participation(ev: torch.Tensor) -> float:
+    return float(ev.sum() ** 2 / (ev**2).sum())
+
+
+def pca_dim_from_spectrum(ratios: ArrayLike, variance: float = 0.9) -> int:
+    """PC-ID from explained-variance ratios: the smallest ``k`` whose cumulative sum
+    reaches ``variance``.
+
+    Parameters
+    ----------
+    ratios : array-like or torch.Tensor, shape (K,)
+        Explained-variance ratios in descending order, summing to 1 (as returned by
+        :func:`pca_spectrum`).
+    variance : float in (0, 1], default 0.9
+
+    Returns
+    -------
+    int
+        A count between 1 and ``K`` (round-off of ``1e-12`` is tolerated at
+        ``variance=1``).
+    """
+    variance = check_fraction(variance, "variance")
+    if isinstance(ratios, torch.Tensor):
+        r = ratios.detach().to("cpu", torch.float64)
+    else:
+        arr = np.asarray(ratios)
+        if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.floating):
+            raise TypeError(
+                f"ratios must hold explained-variance ratios (floats), got dtype {arr.dtype}."
+            )
+        r = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float64))
+    if r.ndim != 1 or r.numel() == 0:
+        raise ValueError(f"ratios must be 1-D and non-empty, got shape {tuple(r.shape)}.")
+    if (
+        not bool(torch.isfinite(r).all())
+        or bool((r < 0).any())
+        or abs(float(r.sum()) - 1.0) > 1e-6
+        or bool((r[1:] > r[:-1] * (1 + 1e-9) + 1e-15).any())
+    ):
+        raise ValueError(
+            "ratios must be explained-variance ratios: finite, non-negative, descending "
+            "and summing to 1. Use interp_lib.id.pca_spectrum(X)."
+        )
+    cum = torch.cumsum(r, 0)
+    # tolerate round-off when variance == 1
+    k = int(torch.searchsorted(cum, torch.tensor([variance - 1e-12], dtype=torch.float64)))
+    return min(k + 1, r.numel())
 
 
 def pca_dim(X: ArrayLike, variance: float = 0.9, *, standardize: bool = True) -> int:
@@ -85,11 +141,7 @@ def pca_dim(X: ArrayLike, variance: float = 0.9, *, standardize: bool = True) ->
     3
     """
     variance = check_fraction(variance, "variance")
-    ratios = pca_spectrum(X, standardize=standardize)
-    cum = torch.cumsum(ratios, 0)
-    # tolerate round-off when variance == 1
-    k = int(torch.searchsorted(cum, torch.tensor([variance - 1e-12], dtype=torch.float64)))
-    return min(k + 1, ratios.numel())
+    return pca_dim_from_spectrum(pca_spectrum(X, standardize=standardize), variance)
 
 
 def participation_ratio(X: ArrayLike, *, standardize: bool = False) -> float:
@@ -106,5 +158,4 @@ def participation_ratio(X: ArrayLike, *, standardize: bool = False) -> float:
     -------
     float
     """
-    ev = _eigenvalues(as_points(X, min_samples=2), standardize)
-    return float(ev.sum() ** 2 / (ev**2).sum())
+    return _participation(_eigenvalues(as_points(X, min_samples=2), standardize))

@@ -18,8 +18,17 @@ from dataclasses import dataclass
 
 import torch
 
-from .._validation import ArrayLike, as_points, check_choice, check_int, make_generator
-from .twonn import METHODS, estimate, ratios
+from .._validation import (
+    ArrayLike,
+    as_points,
+    check_choice,
+    check_fraction,
+    check_int,
+    make_generator,
+)
+from ._ratios import check_prior, check_scale, length_scale, ratio_table
+from .neighbors import knn
+from .twonn import METHODS, _estimate
 
 __all__ = ["ScalingResult", "block_analysis", "decimation"]
 
@@ -37,7 +46,8 @@ class ScalingResult:
     dimensions, errors : torch.Tensor, shape (S,), float64
         Mean estimate over the subsets and its standard deviation (0 with one subset).
     scales : torch.Tensor, shape (S,), float64
-        Mean second-neighbour distance ``r2`` at that size: the length scale probed.
+        The length scale probed at that size, averaged over the subsets: by default the
+        mean of the first- and second-neighbour distances (DADApy's), see ``scale``.
     """
 
     sizes: torch.Tensor
@@ -54,10 +64,15 @@ def _scaling(
     min_size: int,
     method: str,
     fraction: float,
+    prior: tuple[float, float],
+    scale: str,
     seed: int | torch.Generator | None,
     device: torch.device | str | None,
 ) -> ScalingResult:
     check_choice(method, "method", METHODS)
+    check_scale(scale)
+    fraction = check_fraction(fraction, "fraction")
+    prior = check_prior(prior)
     min_size = check_int(min_size, "min_size", minimum=3)
     X = as_points(X, device=device)
     n = X.shape[0]
@@ -72,15 +87,21 @@ def _scaling(
         blocks = range(b) if all_blocks else range(1)
         dims, scales = [], []
         for i in blocks:
-            mu, r2, _, _ = ratios(X[perm[i * size : (i + 1) * size]])
-            if mu.numel() >= 3:
-                dims.append(estimate(mu, method, fraction)[0])
-                scales.append(float(r2.mean()))
+            dist = knn(X[perm[i * size : (i + 1) * size]], 2).distances
+            table = ratio_table(dist)
+            if table.mu.numel() >= 3:
+                dims.append(_estimate(table.mu, method, fraction, prior)[0])
+                scales.append(length_scale(table, scale))
         if dims:
             d = torch.tensor(dims, dtype=torch.float64)
             err = float(d.std()) if len(dims) > 1 else 0.0
             rows.append((size, len(dims), float(d.mean()), err, sum(scales) / len(scales)))
         b *= 2
+    if not rows:
+        raise ValueError(
+            f"too few distinct points: fewer than 3 of the {n} points have distinct first "
+            "and second neighbours (all points identical?). Pass more distinct points."
+        )
     cols = list(zip(*rows, strict=True))
     return ScalingResult(
         sizes=torch.tensor(cols[0]),
@@ -97,6 +118,8 @@ def block_analysis(
     min_size: int = 20,
     method: str = "ls",
     fraction: float = 0.9,
+    prior: tuple[float, float] = (1e-3, 1e-3),
+    scale: str = "mean",
     seed: int | torch.Generator | None = 0,
     device: torch.device | str | None = None,
 ) -> ScalingResult:
@@ -107,8 +130,12 @@ def block_analysis(
     X : array-like or torch.Tensor, shape (N, D)
     min_size : int, default 20
         Smallest block size.
-    method, fraction
+    method, fraction, prior
         As in :func:`interp_lib.id.twonn`.
+    scale : {"mean", "outer"}, default "mean"
+        The length scale of a subset: ``"mean"``, the mean of ``(r1 + r2) / 2`` over its
+        points (DADApy's, as in :func:`interp_lib.id.gride`); ``"outer"``, the mean of
+        ``r2`` (interp_lib's definition before this option existed).
     seed : int, torch.Generator or None
         Seed of the shuffle.
     device : torch.device or str, optional
@@ -124,6 +151,8 @@ def block_analysis(
         min_size=min_size,
         method=method,
         fraction=fraction,
+        prior=prior,
+        scale=scale,
         seed=seed,
         device=device,
     )
@@ -135,6 +164,8 @@ def decimation(
     min_size: int = 20,
     method: str = "ls",
     fraction: float = 0.9,
+    prior: tuple[float, float] = (1e-3, 1e-3),
+    scale: str = "mean",
     seed: int | torch.Generator | None = 0,
     device: torch.device | str | None = None,
 ) -> ScalingResult:
@@ -148,6 +179,8 @@ def decimation(
         min_size=min_size,
         method=method,
         fraction=fraction,
+        prior=prior,
+        scale=scale,
         seed=seed,
         device=device,
     )

@@ -16,19 +16,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .._validation import (
-    ArrayLike,
-    as_points,
-    check_choice,
-    check_fraction,
-    check_int,
-    make_generator,
-)
+from .._validation import ArrayLike, as_points, check_choice, check_fraction, check_int
+from ._ratios import as_ratios, check_distance_matrix, check_metric, check_prior, ratio_table
 from .neighbors import knn
+from .resample import subsample_estimates
 
 __all__ = [
     "TwoNNResult",
-    "drop_degenerate",
     "twonn",
     "twonn_ls",
     "twonn_mle",
@@ -38,38 +32,14 @@ __all__ = [
 METHODS = ("ls", "mle", "bayes")
 
 
-def _as_mu(mu: torch.Tensor | ArrayLike) -> torch.Tensor:
-    mu = torch.as_tensor(mu, dtype=torch.float64).flatten().cpu()
-    if mu.numel() < 2:
-        raise ValueError(f"need at least 2 ratios mu, got {mu.numel()}.")
-    if not bool((mu >= 1).all()) or not bool(torch.isfinite(mu).all()):
-        raise ValueError("ratios mu = r2 / r1 must be finite and >= 1.")
-    return mu
+def _standard_error(d: float, n: int) -> float:
+    r""":math:`d / \sqrt{N - 2}`: the exact standard deviation of the MLE under the Pareto law."""
+    return d / math.sqrt(max(n - 2, 1))
 
 
-def twonn_ls(mu: torch.Tensor, fraction: float = 0.9) -> float:
-    r"""Least-squares TwoNN fit through the origin (Facco et al., Ansuini et al.).
-
-    Sort ``mu``, set :math:`F_i = i / N` for :math:`i = 1..N`, keep the
-    :math:`\lfloor f N \rfloor` smallest ratios and fit :math:`y = d x` with
-    :math:`x = \log \mu_{(i)}`, :math:`y = -\log(1 - F_i)`. The largest ratio has
-    :math:`F = 1` and an infinite :math:`y`, so it is never used, even with
-    ``fraction=1``.
-
-    Parameters
-    ----------
-    mu : torch.Tensor, shape (N,)
-        Ratios :math:`r_2 / r_1 \ge 1`.
-    fraction : float in (0, 1]
-        Share of the smallest ratios kept (the paper discards the 10 % heavy tail).
-    """
-    x, y = fit_points(mu, fraction)
-    return float((x * y).sum() / (x * x).sum())
-
-
-def fit_points(mu: torch.Tensor, fraction: float = 0.9) -> tuple[torch.Tensor, torch.Tensor]:
+def _fit_points(mu: torch.Tensor, fraction: float = 0.9) -> tuple[torch.Tensor, torch.Tensor]:
     """The points ``(log mu_(i), -log(1 - i/N))`` that the LS fit uses, float64."""
-    mu = _as_mu(mu)
+    mu = as_ratios(mu)
     fraction = check_fraction(fraction, "fraction")
     n = mu.numel()
     n_fit = min(math.floor(fraction * n), n - 1)
@@ -80,50 +50,94 @@ def fit_points(mu: torch.Tensor, fraction: float = 0.9) -> tuple[torch.Tensor, t
     return torch.log(mu_sorted), -torch.log1p(-f_emp)
 
 
-def twonn_mle(mu: torch.Tensor) -> tuple[float, float]:
+def twonn_ls(mu: ArrayLike, fraction: float = 0.9) -> tuple[float, float]:
+    r"""Least-squares TwoNN fit through the origin (Facco et al., Ansuini et al.).
+
+    Sort ``mu``, set :math:`F_i = i / N` for :math:`i = 1..N`, keep the
+    :math:`\lfloor f N \rfloor` smallest ratios and fit :math:`y = d x` with
+    :math:`x = \log \mu_{(i)}`, :math:`y = -\log(1 - F_i)`. The largest ratio has
+    :math:`F = 1` and an infinite :math:`y`, so it is never used, even with
+    ``fraction=1``. This is DADApy's ``compute_id_2NN`` (``algorithm="base"``).
+
+    Parameters
+    ----------
+    mu : array-like or torch.Tensor, shape (N,)
+        Ratios :math:`r_2 / r_1 \ge 1`.
+    fraction : float in (0, 1]
+        Share of the smallest ratios kept (the paper discards the 10 % heavy tail).
+
+    Returns
+    -------
+    dimension, standard_error : float, float
+        The slope, and :math:`d / \sqrt{N - 2}`, the analytic standard error of the
+        Pareto model (that of :func:`twonn_mle`, taken as the fit's).
+    """
+    mu = as_ratios(mu)
+    x, y = _fit_points(mu, fraction)
+    d = float((x * y).sum() / (x * x).sum())
+    if not math.isfinite(d) or d <= 0:
+        raise ValueError(
+            "the least-squares fit is not identifiable: every ratio kept by the fit "
+            "equals 1. Pass more distinct points or a larger fraction."
+        )
+    return d, _standard_error(d, mu.numel())
+
+
+def twonn_mle(mu: ArrayLike) -> tuple[float, float]:
     r"""Maximum-likelihood TwoNN: :math:`\hat d = (N - 1) / \sum_i \log \mu_i`.
 
-    With :math:`N - 1` in the numerator the estimate is unbiased under the Pareto model
-    and its standard deviation is exactly :math:`d / \sqrt{N - 2}`.
+    With :math:`N - 1` in the numerator (DADApy's convention, also used by
+    :func:`interp_lib.id.gride_mle`) the estimate is unbiased under the Pareto model and
+    its standard deviation is exactly :math:`d / \sqrt{N - 2}`.
+
+    Parameters
+    ----------
+    mu : array-like or torch.Tensor, shape (N,)
+        Ratios :math:`r_2 / r_1 \ge 1`.
 
     Returns
     -------
     dimension, standard_error : float, float
     """
-    mu = _as_mu(mu)
+    mu = as_ratios(mu)
     n = mu.numel()
     s = float(torch.log(mu).sum())
     if s <= 0:
         raise ValueError("all ratios mu equal 1; the dimension is not identifiable.")
     d = (n - 1) / s
-    return d, d / math.sqrt(max(n - 2, 1))
+    return d, _standard_error(d, n)
 
 
 def twonn_posterior(
-    mu: torch.Tensor, prior: tuple[float, float] = (1e-3, 1e-3)
+    mu: ArrayLike, prior: tuple[float, float] = (1e-3, 1e-3)
 ) -> tuple[float, float]:
     r"""Bayesian TwoNN: the Gamma posterior of :math:`d` under a Gamma(a, b) prior.
 
-    The Pareto likelihood :math:`d^N e^{-d \sum \log \mu}` is conjugate to a Gamma prior,
-    so the posterior is :math:`\mathrm{Gamma}(a + N, b + \sum \log \mu)`.
+    The Pareto likelihood :math:`d^N e^{-d \sum \log \mu}` is conjugate to a Gamma prior
+    of shape :math:`a` and rate :math:`b`, so the posterior is
+    :math:`\mathrm{Gamma}(a + N, b + \sum \log \mu)`.
+
+    Parameters
+    ----------
+    mu : array-like or torch.Tensor, shape (N,)
+        Ratios :math:`r_2 / r_1 \ge 1`.
+    prior : (float, float), default (1e-3, 1e-3)
+        Shape and rate of the prior. The default is vague: the posterior mean is then
+        :math:`\approx N / \sum \log \mu` at any dimension. DADApy's
+        ``compute_id_2NN_wprior`` uses ``(2, 5)`` (prior mean 0.4), which pulls the
+        estimate down by a factor of about :math:`1 / (1 + 5 d / N)`: 5 % at
+        :math:`d = 20, N = 2000`; pass ``prior=(2, 5)`` to reproduce its numbers.
 
     Returns
     -------
     mean, std : float, float
         Posterior mean and standard deviation.
     """
-    mu = _as_mu(mu)
-    a, b = prior
-    if a <= 0 or b <= 0:
-        raise ValueError(f"prior (a, b) must be positive, got {prior}.")
+    mu = as_ratios(mu)
+    a, b = check_prior(prior)
     shape = a + mu.numel()
     rate = b + float(torch.log(mu).sum())
     return shape / rate, math.sqrt(shape) / rate
-
-
-def drop_degenerate(r1: torch.Tensor, r2: torch.Tensor) -> torch.Tensor:
-    """Mask of points kept by TwoNN: not a duplicate (``r1 == 0``) and not a tie (``r1 == r2``)."""
-    return (r1 > 0) & (r2 > r1)
 
 
 @dataclass(frozen=True)
@@ -167,31 +181,23 @@ class TwoNNResult:
 
     def fit_points(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(x, y) = (log mu_(i), -log(1 - F_i))`` of the LS fit, for plotting."""
-        return fit_points(self.mu, self.fraction)
+        return _fit_points(self.mu, self.fraction)
 
 
-def estimate(mu: torch.Tensor, method: str, fraction: float) -> tuple[float, float]:
+def _estimate(
+    mu: torch.Tensor, method: str, fraction: float, prior: tuple[float, float]
+) -> tuple[float, float]:
+    """``(dimension, error)`` of one of :data:`METHODS` on ratios ``mu``."""
     if method == "ls":
-        d = twonn_ls(mu, fraction)
-        return d, d / math.sqrt(max(mu.numel() - 2, 1))
+        return twonn_ls(mu, fraction)
     if method == "mle":
         return twonn_mle(mu)
-    return twonn_posterior(mu)
+    return twonn_posterior(mu, prior)
 
 
-def ratios(
-    X: torch.Tensor, metric: str = "euclidean", chunk_size: int = 4096
-) -> tuple[torch.Tensor, torch.Tensor, int, int]:
-    """``mu`` and ``r2`` of the kept points, and the counts of duplicates and ties.
-
-    ``X`` must already be validated (see :func:`interp_lib._validation.as_points`).
-    """
-    dist = knn(X, 2, metric=metric, chunk_size=chunk_size).distances.cpu()
-    r1, r2 = dist[:, 0], dist[:, 1]
-    keep = drop_degenerate(r1, r2)
-    n_dup = int((r1 == 0).sum())
-    n_tie = int(((r1 > 0) & (r1 == r2)).sum())
-    return r2[keep] / r1[keep], r2[keep], n_dup, n_tie
+def _neighbor_distances(X: torch.Tensor, metric: str, chunk_size: int) -> torch.Tensor:
+    """Distances to the two nearest other rows, (N, 2) float64 on the CPU."""
+    return knn(X, 2, metric=metric, chunk_size=chunk_size).distances.cpu()
 
 
 def twonn(
@@ -199,6 +205,7 @@ def twonn(
     *,
     fraction: float = 0.9,
     method: str = "ls",
+    prior: tuple[float, float] = (1e-3, 1e-3),
     n_resamples: int = 0,
     subsample: float = 0.9,
     seed: int | torch.Generator | None = 0,
@@ -215,16 +222,23 @@ def twonn(
     fraction : float in (0, 1], default 0.9
         For ``method="ls"``: share of the smallest ratios used by the fit.
     method : {"ls", "mle", "bayes"}, default "ls"
-        ``"ls"``: the least-squares fit of the papers (Facco et al.; Ansuini et al.);
-        ``"mle"``: maximum likelihood; ``"bayes"``: posterior mean under a vague Gamma prior.
+        ``"ls"``: the least-squares fit of the papers (Facco et al.; Ansuini et al.;
+        DADApy's ``compute_id_2NN``), see :func:`twonn_ls`; ``"mle"``: maximum
+        likelihood with DADApy's :math:`N - 1` convention, see :func:`twonn_mle`;
+        ``"bayes"``: posterior mean under a Gamma ``prior``, see :func:`twonn_posterior`.
+    prior : (float, float), default ``(1e-3, 1e-3)``
+        Gamma (shape, rate) prior of ``method="bayes"``; ``(2, 5)`` is DADApy's.
     n_resamples : int, default 0
         If positive, the error is the standard deviation of the estimate over this many
         random subsamples of ``subsample * N`` points, with neighbours recomputed inside
-        each subsample (Ansuini et al. use 90 % subsamples).
+        each subsample (Ansuini et al. use 90 % subsamples); see
+        :func:`interp_lib.id.subsample_estimates`.
     subsample : float in (0, 1], default 0.9
     seed : int, torch.Generator or None, default 0
         Seed of the subsampling.
     metric : {"euclidean", "precomputed"}
+        For any other metric pass a precomputed distance matrix, e.g. from
+        ``scipy.spatial.distance.cdist(X, X, metric="cosine")``.
     chunk_size : int, default 4096
         Block size of the neighbour search (memory about ``chunk_size**2``).
     device : torch.device or str, optional
@@ -242,7 +256,9 @@ def twonn(
     Raises
     ------
     ValueError
-        Fewer than 3 points, NaN/inf, wrong shape, all points identical, bad options.
+        Fewer than 3 points, NaN/inf, wrong shape, all points identical, a metric other
+        than "euclidean"/"precomputed", a precomputed matrix that is not one of
+        distances, bad options.
     TypeError
         Non-numeric input.
 
@@ -253,11 +269,22 @@ def twonn(
     3
     """
     check_choice(method, "method", METHODS)
+    check_metric(metric)
     fraction = check_fraction(fraction, "fraction")
     subsample = check_fraction(subsample, "subsample")
     n_resamples = check_int(n_resamples, "n_resamples", minimum=0)
+    chunk_size = check_int(chunk_size, "chunk_size")
+    prior = check_prior(prior)
+    if n_resamples and metric == "precomputed":
+        raise ValueError(
+            "resampling needs points, not a precomputed distance matrix; pass "
+            "n_resamples=0 or the points with metric='euclidean'."
+        )
     X = as_points(X, device=device)
-    mu, _, n_dup, n_tie = ratios(X, metric, chunk_size)
+    if metric == "precomputed":
+        check_distance_matrix(X)
+    table = ratio_table(_neighbor_distances(X, metric, chunk_size))
+    mu, n_dup, n_tie = table.mu, table.n_duplicates, table.n_ties
     n_dropped = n_dup + n_tie
     if mu.numel() < 3:
         raise ValueError(
@@ -272,22 +299,19 @@ def twonn(
             UserWarning,
             stacklevel=2,
         )
-    dimension, error = estimate(mu, method, fraction)
+    dimension, error = _estimate(mu, method, fraction, prior)
     error_kind = "analytic"
     resamples = None
     if n_resamples:
-        if metric == "precomputed":
-            raise ValueError("resampling needs points, not a precomputed distance matrix.")
-        gen = make_generator(seed)
-        m = max(3, math.floor(subsample * X.shape[0]))
-        values = []
-        for _ in range(n_resamples):
-            idx = torch.randperm(X.shape[0], generator=gen)[:m].to(X.device)
-            sub_mu, _, _, _ = ratios(X[idx], metric, chunk_size)
-            if sub_mu.numel() >= 3:
-                values.append(estimate(sub_mu, method, fraction)[0])
-        resamples = torch.tensor(values, dtype=torch.float64)
-        error = float(resamples.std()) if len(values) > 1 else float("nan")
+
+        def on_subset(Xs: torch.Tensor) -> float | None:
+            sub = ratio_table(_neighbor_distances(Xs, metric, chunk_size)).mu
+            return _estimate(sub, method, fraction, prior)[0] if sub.numel() >= 3 else None
+
+        resamples = subsample_estimates(
+            X, on_subset, n_resamples=n_resamples, subsample=subsample, seed=seed
+        )
+        error = float(resamples.std()) if resamples.numel() > 1 else float("nan")
         error_kind = "resample"
     elif method == "bayes":
         error_kind = "posterior"

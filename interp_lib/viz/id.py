@@ -85,11 +85,13 @@ def plot_spectrum(
     ratios: torch.Tensor, ax: Axes | None = None, *, variance: float = 0.9, label: str | None = None
 ) -> Axes:
     """Cumulative explained variance against the number of components, with PC-ID marked."""
+    from ..id import pca_dim_from_spectrum
+
+    pcid = pca_dim_from_spectrum(ratios, variance)
     ax = _axes(ax)
     cum = torch.cumsum(torch.as_tensor(ratios, dtype=torch.float64), 0).numpy()
     k = range(1, len(cum) + 1)
     line = ax.plot(k, cum, label=label)[0]
-    pcid = int((cum < variance - 1e-12).sum()) + 1
     ax.axvline(pcid, color=line.get_color(), ls=":", lw=1)
     ax.axhline(variance, color="gray", ls="--", lw=1)
     ax.set_xscale("log")

@@ -35,7 +35,7 @@ def layer_figure(
     """
     import matplotlib.pyplot as plt
 
-    from ..id import pca_spectrum
+    from ..id import pca_dim_from_spectrum, pca_spectrum
     from .id import plot_spectrum
     from .profile import plot_profile
 
@@ -49,7 +49,7 @@ def layer_figure(
     )
     ratios = pca_spectrum(activations[layer], standardize=True)
     plot_spectrum(ratios, b, variance=variance)
-    pcid = int((torch.cumsum(ratios, 0) < variance - 1e-12).sum()) + 1
+    pcid = pca_dim_from_spectrum(ratios, variance)
     b.set_title(
         f"{layer}: {profile.n_features[i]} units, TwoNN {profile.dimensions[i]:.1f}, PC-ID {pcid}",
         fontsize=10,
