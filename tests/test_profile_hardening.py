@@ -1,0 +1,163 @@
+"""Hardening of interp_lib.profile: loaders that change between passes, bad inputs,
+threads, seeds and optional dependencies (issue 10 items 4, 5 and 7)."""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from interp_lib.profile import (
+    ActivationCollector,
+    collect_activations,
+    default_checkpoints,
+    layer_ids,
+)
+
+
+def cnn() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(4 * 4 * 4, 5),
+    )
+
+
+X = torch.randn(40, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+LAYERS = ["input", "0", "2", "4"]
+ONE_LAYER = 40 * 4 * 8 * 8 * 4  # bytes of the widest layer ("0"): several passes
+
+
+class RandomFlip(Dataset):
+    """A RandomHorizontalFlip-like augmentation: every row sum is unchanged."""
+
+    def __len__(self) -> int:
+        return len(X)
+
+    def __getitem__(self, i: int):
+        x = X[i]
+        return (x.flip(-1) if torch.rand(()) < 0.5 else x), 0
+
+
+def test_a_flipping_loader_is_refused_under_a_memory_budget():
+    # the old check compared per-row sums, which a flip leaves unchanged: this passed
+    # silently and mixed activations of different inputs across layers
+    torch.manual_seed(0)
+    loader = DataLoader(RandomFlip(), batch_size=10)
+    collector = ActivationCollector(cnn(), loader, LAYERS, max_bytes=ONE_LAYER, progress=False)
+    assert len(collector.groups) > 1
+    with pytest.raises(ValueError, match="loader must be deterministic"):
+        collector.collect()
+
+
+def test_a_deterministic_loader_passes_the_check_and_gives_one_pass_numbers():
+    loader = DataLoader(TensorDataset(X), batch_size=10)
+    one = collect_activations(cnn(), loader, LAYERS, progress=False)
+    many = collect_activations(cnn(), loader, LAYERS, max_bytes=ONE_LAYER, progress=False)
+    for name in LAYERS:
+        assert torch.equal(one[name], many[name])
+
+
+@pytest.mark.parametrize(
+    ("images", "error", "match"),
+    [
+        (torch.randn(6, 1, 8, 8), ValueError, r"expects 3-channel inputs \(B, 3, H, W\)"),
+        (torch.randn(6, 3, 12, 12), ValueError, r"shapes cannot be multiplied.*image size"),
+        (torch.randint(0, 255, (6, 3, 8, 8), dtype=torch.uint8), TypeError, "x.float"),
+        (torch.randn(6, 3, 8, 8, dtype=torch.float64), TypeError, "torch.float32"),
+    ],
+)
+def test_inputs_the_model_cannot_take_fail_clearly(images, error, match):
+    for call in (
+        lambda: collect_activations(cnn(), images, ["0"], progress=False),
+        lambda: layer_ids(cnn(), images, progress=False),
+        lambda: default_checkpoints(cnn(), images),
+    ):
+        with pytest.raises(error, match=match) as info:
+            call()
+        assert info.traceback[-1].path.parts[-3:-1] == ("interp_lib", "profile")
+
+
+def test_a_later_batch_of_another_size_fails_clearly():
+    batches = [X[:10], X[10:20, :, :6, :6]]
+    with pytest.raises(ValueError, match=r"batch at row 10 .* same size, channels and dtype"):
+        collect_activations(cnn(), batches, ["0"], n_samples=20, progress=False)
+
+
+@pytest.mark.parametrize("bad", [0, -3])
+def test_zero_or_negative_sizes_are_value_errors(bad):
+    with pytest.raises(ValueError, match="batch_size"):
+        collect_activations(cnn(), X, ["0"], batch_size=bad, progress=False)
+    with pytest.raises(ValueError, match="chunk_size"):
+        layer_ids(cnn(), X, ["4"], estimator_kwargs={"chunk_size": bad}, progress=False)
+    with pytest.raises(ValueError, match="n_samples"):
+        layer_ids(cnn(), X, ["4"], n_samples=bad, progress=False)
+
+
+def test_one_model_profiled_from_several_threads():
+    net = cnn()
+    expected = collect_activations(net, X, LAYERS, batch_size=8, progress=False)
+    results: dict[int, dict] = {}
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            results[i] = collect_activations(
+                net, X[: 20 + i], LAYERS, batch_size=4 + i, progress=False
+            )
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for i, acts in results.items():
+        for name in LAYERS:
+            torch.testing.assert_close(acts[name], expected[name][: 20 + i])
+
+
+def test_seed_accepts_int_generator_and_none():
+    net = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 2))
+    x = torch.randn(150, 6, generator=torch.Generator().manual_seed(3))
+    a = layer_ids(net, x, n_resamples=3, seed=torch.Generator().manual_seed(5), progress=False)
+    b = layer_ids(net, x, n_resamples=3, seed=torch.Generator().manual_seed(5), progress=False)
+    assert a == b
+    c = layer_ids(net, x, n_resamples=3, seed=None, progress=False)
+    assert c.dimensions == a.dimensions  # the full-set estimate needs no randomness
+    with pytest.raises(TypeError, match=r"seed must be an int, a torch\.Generator or None"):
+        layer_ids(net, x, seed=1.5, progress=False)
+    with pytest.raises(TypeError):
+        layer_ids(net, x, repeats=3, progress=False)  # the old name is gone
+
+
+@pytest.mark.parametrize(("module", "method"), [("pandas", "to_pandas"), ("matplotlib", "plot")])
+def test_missing_optional_dependency_names_the_extra(monkeypatch, module, method):
+    net = nn.Sequential(nn.Linear(4, 3))
+    prof = layer_ids(net, torch.randn(50, 4), n_resamples=0, progress=False)
+    for name in list(sys.modules):
+        if name == module or name.startswith(module + "."):
+            monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(ModuleNotFoundError, match=r'pip install "interp_lib\[viz\]"'):
+        getattr(prof, method)()
+
+
+def test_profile_does_not_import_viz_or_matplotlib():
+    import subprocess
+
+    code = (
+        "import sys, interp_lib.profile; "
+        "print(any(m.startswith(('interp_lib.viz', 'matplotlib')) for m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
