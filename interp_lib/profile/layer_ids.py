@@ -141,13 +141,12 @@ def _generic(fn: Callable[[torch.Tensor], Any]) -> Callable:
         return float(getattr(out, "dimension", out))
 
     def run(X: torch.Tensor, n_resamples: int, subsample: float, seed: int) -> tuple:
-        gen = make_generator(seed)
-        m = max(3, math.floor(subsample * X.shape[0]))
-        values = []
-        for _ in range(n_resamples):
-            idx = torch.randperm(X.shape[0], generator=gen)[:m].to(X.device)
-            values.append(value(X[idx]))
-        return value(X), tuple(values)
+        from ..id import subsample_estimates
+
+        values = subsample_estimates(
+            X, value, n_resamples=n_resamples, subsample=subsample, seed=seed
+        )
+        return value(X), tuple(values.tolist())
 
     return run
 
