@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import single_thread, tiny_protopnet
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from interp_lib.protopnet import ProtoPNet
@@ -45,15 +46,14 @@ class Jitter(Dataset):
 
 
 def tiny_model(seed: int = 0, *, batch_norm: bool = False) -> ProtoPNet:
-    """2 prototypes per class, D = 8, a 2-stage small CNN: a 4x4 latent map at 16 px."""
-    torch.manual_seed(seed)
-    return ProtoPNet(
-        "small_cnn",
+    """2 prototypes per class, D = 8, a 2-stage small CNN: a 4x4 latent map at 16 px
+    (the shared factory :func:`conftest.tiny_protopnet`, also for the DDP worker)."""
+    return tiny_protopnet(
+        seed,
         n_classes=4,
-        n_prototypes_per_class=2,
         prototype_dim=8,
-        image_size=16,
-        backbone_kwargs={"widths": (8, 8), "batch_norm": batch_norm},
+        widths=(8, 8),
+        backbone_kwargs={"batch_norm": batch_norm},
     )
 
 
@@ -75,14 +75,8 @@ def loaders(n_train: int = 64, n_val: int = 32, batch_size: int = 16, shuffle: b
     )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (two threads on a loaded 2-core machine
-    spend most of their time waiting for each other); restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+#: One torch thread for tiny models (autouse in the modules that import it).
+one_thread = pytest.fixture(autouse=True, name="one_thread")(single_thread)
 
 
 def ddp_setup(per_process_batch: int, world_size: int = 2):

@@ -1,4 +1,12 @@
-"""Shared pytest configuration."""
+"""Shared pytest configuration and fixtures (tiny ProtoPNets and labelled images)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+from torch.utils.data import TensorDataset
 
 
 def pytest_collection_modifyitems(config, items):
@@ -8,3 +16,69 @@ def pytest_collection_modifyitems(config, items):
     if len(kept) != len(items):
         config.hook.pytest_deselected(items=[i for i in items if i not in kept])
         items[:] = kept
+
+
+def tiny_protopnet(
+    seed: int | None = 0,
+    *,
+    n_classes: int = 3,
+    n_prototypes_per_class=2,
+    prototype_dim: int = 6,
+    image_size: int = 16,
+    widths: tuple[int, ...] = (4, 8),
+    **kwargs,
+):
+    """A ProtoPNet on a 2-stage small CNN (a 4x4 latent map at 16 px), built after
+    ``torch.manual_seed(seed)`` (``None``: from the current global RNG state)."""
+    from interp_lib.protopnet import ProtoPNet
+
+    if seed is not None:
+        torch.manual_seed(seed)
+    backbone_kwargs = {"widths": widths, **kwargs.pop("backbone_kwargs", {})}
+    return ProtoPNet(
+        "small_cnn",
+        n_classes=n_classes,
+        n_prototypes_per_class=n_prototypes_per_class,
+        prototype_dim=prototype_dim,
+        image_size=image_size,
+        backbone_kwargs=backbone_kwargs,
+        **kwargs,
+    )
+
+
+def labelled_images(
+    n: int = 12, seed: int = 0, *, n_classes: int = 3, size: int = 16, labels=None
+) -> TensorDataset:
+    """``n`` uniform random images ``(n, 3, size, size)`` (generator seeded with ``seed``)
+    with labels ``arange(n) % n_classes``, or all equal to ``labels``."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 3, size, size, generator=g)
+    y = torch.arange(n) % n_classes if labels is None else torch.full((n,), labels)
+    return TensorDataset(x, y)
+
+
+def single_thread():
+    """Run the test on one torch thread, restored afterwards: tiny models run fastest so
+    (two threads on a loaded 2-core machine spend most of their time waiting)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+#: ``pytestmark = pytest.mark.usefixtures("one_thread")`` opts a test module in.
+one_thread = pytest.fixture(single_thread, name="one_thread")
+
+
+@pytest.fixture
+def make_protopnet() -> Callable:
+    """Factory of tiny ProtoPNets: ``make_protopnet(seed=0, **overrides)``
+    (see :func:`tiny_protopnet`)."""
+    return tiny_protopnet
+
+
+@pytest.fixture
+def make_images() -> Callable:
+    """Factory of labelled random images: ``make_images(n=12, seed=0, n_classes=3, ...)``
+    (see :func:`labelled_images`)."""
+    return labelled_images

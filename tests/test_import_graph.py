@@ -20,6 +20,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import interp_lib
 
 ROOT = Path(interp_lib.__file__).parent
@@ -202,6 +204,7 @@ def _imported_by(statement: str) -> set[str]:
     return {m for m in out.stdout.split() if m.startswith(PACKAGE)}
 
 
+@pytest.mark.slow  # a fresh interpreter imports torch
 def test_models_does_not_import_protopnet():
     loaded = _imported_by("import interp_lib.models")
     assert "interp_lib.protopnet.train" not in loaded

@@ -6,6 +6,8 @@ import torch
 from interp_lib.models import accuracy, cnn_classifier, train_classifier
 from interp_lib.profile import default_checkpoints
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread
+
 
 def quadrant_data(n=160, size=16, seed=0):
     """Class = the quadrant holding a bright square: easy, needs spatial features."""
@@ -29,6 +31,7 @@ def test_architecture_and_checkpoints():
         cnn_classifier(4, image_size=30, widths=(4, 8))
 
 
+@pytest.mark.slow
 def test_training_learns_and_shuffled_labels_do_not_generalise():
     torch.manual_seed(0)
     x, y = quadrant_data()
@@ -50,3 +53,40 @@ def test_bad_data():
     net = cnn_classifier(2, in_channels=1, image_size=8, widths=(2,))
     with pytest.raises(TypeError, match="Dataset"):
         train_classifier(net, [1, 2, 3], progress=False)
+
+
+def test_non_finite_loss_raises_the_library_error():
+    from interp_lib._plumbing import NonFiniteLossError
+
+    x, y = quadrant_data(n=16)
+    x[3] = float("nan")
+    net = cnn_classifier(4, in_channels=1, image_size=16, widths=(2,), hidden=())
+    with pytest.raises(NonFiniteLossError, match="epoch 1, batch 0"):
+        train_classifier(net, (x, y), epochs=1, batch_size=16, progress=False)
+    assert issubclass(NonFiniteLossError, FloatingPointError)  # old handlers still work
+
+
+@pytest.mark.slow
+def test_seed_may_be_a_generator_and_int_seeds_are_unchanged():
+    x, y = quadrant_data(n=32)
+
+    def trained(seed):
+        torch.manual_seed(0)
+        net = cnn_classifier(4, in_channels=1, image_size=16, widths=(2,), hidden=())
+        train_classifier(net, (x, y), epochs=2, batch_size=8, seed=seed, progress=False)
+        return torch.cat([p.detach().flatten() for p in net.parameters()])
+
+    assert torch.equal(trained(3), trained(torch.Generator().manual_seed(3)))
+    assert not torch.equal(trained(3), trained(4))
+    net = cnn_classifier(4, in_channels=1, image_size=16, widths=(2,), hidden=())
+    state = torch.random.get_rng_state()
+    train_classifier(net, (x, y), epochs=1, batch_size=8, seed=None, progress=False)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the global RNG is not used
+
+
+def test_readers_run_on_the_model_device():
+    x, y = quadrant_data(n=8)
+    net = cnn_classifier(4, in_channels=1, image_size=16, widths=(2,), hidden=())
+    with pytest.raises(ValueError, match="move the model first"):
+        accuracy(net, (x, y), device="meta")
+    assert 0.0 <= accuracy(net, (x, y), device="cpu") <= 1.0

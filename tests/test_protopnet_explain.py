@@ -8,10 +8,11 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
-from interp_lib.protopnet import ProtoPNet, explain, nearest_patches, push
+from interp_lib.protopnet import explain, nearest_patches, push
 from interp_lib.protopnet.boxes import (
+    boxes_to_masks,
     percentile_box,
     percentile_threshold,
     similarity_boxes,
@@ -52,28 +53,11 @@ def test_upsampling_is_bicubic_and_chunked_boxes_agree():
     assert torch.equal(similarity_boxes(maps, 32, chunk_size=3), percentile_box(up))
 
 
-def make(seed=0):
-    torch.manual_seed(seed)
-    return ProtoPNet(
-        "small_cnn",
-        n_classes=3,
-        n_prototypes_per_class=3,
-        prototype_dim=6,
-        image_size=16,
-        backbone_kwargs={"widths": (4, 8)},
-    ).eval()
-
-
-def dataset(n=12, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return TensorDataset(torch.rand(n, 3, 16, 16, generator=g), torch.arange(n) % 3)
-
-
-def test_scoring_sheet_points_sum_to_the_logit():
-    model = make()
+def test_scoring_sheet_points_sum_to_the_logit(make_protopnet, make_images):
+    model = make_protopnet(0, n_prototypes_per_class=3).eval()
     with torch.no_grad():
         model.last_layer.weight.normal_()
-    x = dataset().tensors[0][:4]
+    x = make_images().tensors[0][:4]
     expl = explain(model, x, top_k=4)
     with torch.no_grad():
         out = model.forward_all(x)
@@ -95,9 +79,9 @@ def test_scoring_sheet_points_sum_to_the_logit():
             assert out.distances[i, ev.index, h, w_] == out.min_distances[i, ev.index]
 
 
-def test_explain_in_float64_matches_the_model_logit_tightly_and_target():
-    model = make(1).double()
-    x = dataset().tensors[0][:2].double()
+def test_explain_in_float64_matches_the_model_logit_tightly_and_target(make_protopnet, make_images):
+    model = make_protopnet(1, n_prototypes_per_class=3).eval().double()
+    x = make_images().tensors[0][:2].double()
     expl = explain(model, x, top_k=100, target=2)
     logits = model(x)
     for i, e in enumerate(expl):
@@ -108,9 +92,9 @@ def test_explain_in_float64_matches_the_model_logit_tightly_and_target():
         explain(model, x, target=3)
 
 
-def test_nearest_patches_match_brute_force():
-    model = make(2)
-    ds = dataset()
+def test_nearest_patches_match_brute_force(make_protopnet, make_images):
+    model = make_protopnet(2, n_prototypes_per_class=3).eval()
+    ds = make_images()
     near = nearest_patches(model, DataLoader(ds, batch_size=5), k=4, progress=False)
     with torch.no_grad():
         out = model.forward_all(ds.tensors[0])
@@ -122,9 +106,10 @@ def test_nearest_patches_match_brute_force():
     assert near.box.shape == (model.n_prototypes, 4, 4)
 
 
-def test_after_push_each_prototype_is_nearest_to_its_source():
-    model = make(3)
-    loader = DataLoader(dataset(), batch_size=5)
+@pytest.mark.slow
+def test_after_push_each_prototype_is_nearest_to_its_source(make_protopnet, make_images):
+    model = make_protopnet(3, n_prototypes_per_class=3).eval()
+    loader = DataLoader(make_images(), batch_size=5)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # duplicates are allowed here
         res = push(model, loader, progress=False)
@@ -134,7 +119,8 @@ def test_after_push_each_prototype_is_nearest_to_its_source():
     assert same.all() or (near.distance[~same, 0] <= 1e-5).all()
 
 
-def test_figures_render():
+@pytest.mark.slow
+def test_figures_render(make_protopnet, make_images):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -142,8 +128,8 @@ def test_figures_render():
 
     from interp_lib.viz import plot_explanation, plot_nearest_patches, plot_scoring_sheet
 
-    model = make(4)
-    ds = dataset()
+    model = make_protopnet(4, n_prototypes_per_class=3).eval()
+    ds = make_images()
     loader = DataLoader(ds, batch_size=6)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -160,3 +146,44 @@ def test_figures_render():
     assert len(fig3.axes) == 6 * 3
     plot_nearest_patches(near, lambda i: ds.tensors[0][i], prototypes=[0, 8])
     plt.close("all")
+
+
+def test_top_k_must_be_a_positive_int(make_protopnet, make_images):
+    model = make_protopnet(5).eval()
+    x = make_images(2).tensors[0]
+    with pytest.raises(ValueError, match="top_k must be at least 1, got 0"):
+        explain(model, x, top_k=0)  # was silently treated as 1
+    with pytest.raises(TypeError, match="top_k must be an integer"):
+        explain(model, x, top_k=2.5)
+    assert len(explain(model, x, top_k=100)[0].evidence) == model.n_prototypes
+    with pytest.raises(ValueError, match="no image"):
+        explain(model, x[:0])
+
+
+def test_boxes_are_xyxy_crops(make_protopnet, make_images):
+    model = make_protopnet(6).eval()
+    x = make_images(1, size=16).tensors[0]
+    x[..., 2:7, 9:15] += 5.0  # a bright rectangle: rows 2..6, columns 9..14
+    for ev in explain(model, x, top_k=3)[0].evidence:
+        x0, y0, x1, y1 = ev.box
+        mask = boxes_to_masks(torch.tensor(ev.box), 16)
+        assert torch.equal(mask.nonzero()[:, 1].unique(), torch.arange(x0, x1))
+        assert torch.equal(mask.nonzero()[:, 0].unique(), torch.arange(y0, y1))
+        assert mask.sum() == (x1 - x0) * (y1 - y0)
+
+
+def test_one_box_to_mask_function():
+    from interp_lib.baselines.masks import boxes_to_region_masks
+
+    boxes = torch.tensor([[1, 2, 4, 5], [0, 0, 6, 3]])  # (x0, y0, x1, y1)
+    masks = boxes_to_masks(boxes, (5, 6))
+    image = torch.arange(30).reshape(5, 6)
+    for box, mask in zip(boxes.tolist(), masks, strict=True):
+        x0, y0, x1, y1 = box
+        assert sorted(image[mask].tolist()) == sorted(image[y0:y1, x0:x1].flatten().tolist())
+    assert torch.equal(boxes_to_region_masks(boxes, (5, 6), box_format="xyxy"), masks)
+    xywh = torch.cat((boxes[:, :2], boxes[:, 2:] - boxes[:, :2]), dim=1)
+    assert torch.equal(boxes_to_region_masks(xywh, (5, 6)), masks)
+    # fractional boxes: a pixel is inside when its centre is
+    frac = boxes_to_masks(torch.tensor([0.4, 0.0, 2.6, 1.0]), (1, 4))  # centres 0.5 1.5 2.5
+    assert frac.tolist() == [[True, True, True, False]]

@@ -16,7 +16,6 @@ from interp_lib.protopnet.losses import (
     protopnet_loss,
     separation_cost,
 )
-from interp_lib.protopnet.model import ProtoPNet
 
 
 def brute_l2(z, protos):
@@ -136,16 +135,8 @@ def test_l1_cost_counts_off_class_connections_only():
         l1_cost(w.t(), ident)
 
 
-def test_protopnet_loss_combines_terms_with_paper_weights():
-    torch.manual_seed(0)
-    model = ProtoPNet(
-        "small_cnn",
-        n_classes=3,
-        n_prototypes_per_class=2,
-        prototype_dim=8,
-        image_size=16,
-        backbone_kwargs={"widths": (4, 8)},
-    )
+def test_protopnet_loss_combines_terms_with_paper_weights(make_protopnet):
+    model = make_protopnet(0, prototype_dim=8)
     x, y = torch.rand(5, 3, 16, 16), torch.tensor([0, 1, 2, 1, 0])
     out = model.forward_all(x)
     loss, terms = protopnet_loss(out, y, model)

@@ -6,27 +6,12 @@ import warnings
 
 import pytest
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
 from interp_lib.protopnet import ProtoPNet, prune
 
 
-def make(seed=0, per_class=4):
-    torch.manual_seed(seed)
-    return ProtoPNet(
-        "small_cnn",
-        n_classes=3,
-        n_prototypes_per_class=per_class,
-        prototype_dim=6,
-        image_size=16,
-        backbone_kwargs={"widths": (4, 8)},
-    ).eval()
-
-
-def loader(n=15, seed=0, labels=None):
-    g = torch.Generator().manual_seed(seed)
-    y = torch.arange(n) % 3 if labels is None else torch.full((n,), labels)
-    ds = TensorDataset(torch.rand(n, 3, 16, 16, generator=g), y)
+def loader(ds):
     return DataLoader(ds, batch_size=4)
 
 
@@ -39,9 +24,10 @@ def own_counts(model, dl, k):
     return (ys[nearest] == model.prototype_classes[:, None]).sum(1)
 
 
-def test_prune_removes_exactly_the_prototypes_the_rule_names():
-    model = make()
-    dl = loader()
+@pytest.mark.slow
+def test_prune_removes_exactly_the_prototypes_the_rule_names(make_protopnet, make_images):
+    model = make_protopnet(0, n_prototypes_per_class=4).eval()
+    dl = loader(make_images(15))
     counts = own_counts(model, dl, 6)
     threshold = int(counts.max())  # keeps the best ones, prunes the others
     expected = torch.nonzero(counts < threshold).flatten().tolist()
@@ -66,39 +52,42 @@ def test_prune_removes_exactly_the_prototypes_the_rule_names():
     clone.load_state_dict(model.state_dict())  # config records the new counts
 
 
-def test_paper_defaults_and_nothing_removed_when_all_pass():
-    model = make(1)
-    result = prune(model, loader(), threshold=0, progress=False)
+def test_paper_defaults_and_nothing_removed_when_all_pass(make_protopnet, make_images):
+    model = make_protopnet(1, n_prototypes_per_class=4).eval()
+    result = prune(model, loader(make_images(15)), threshold=0, progress=False)
     assert result.removed == [] and model.n_prototypes == 12
     assert result.nearest.sample_index.shape == (12, 6)  # k=6 by default
 
 
-def test_warns_when_a_class_loses_every_prototype():
-    model = make(2, per_class=[2, 1, 1])
+def test_warns_when_a_class_loses_every_prototype(make_protopnet, make_images):
+    model = make_protopnet(2, n_prototypes_per_class=[2, 1, 1]).eval()
     with pytest.warns(UserWarning, match=r"every prototype of classes \[1, 2\]") as rec:
-        result = prune(model, loader(labels=0), k=6, threshold=3, progress=False)
+        result = prune(model, loader(make_images(15, labels=0)), k=6, threshold=3, progress=False)
     assert rec[0].filename == __file__
     assert result.removed == [2, 3] and model.prototype_classes.tolist() == [0, 0]
 
 
-def test_errors():
-    model = make(3)
+def test_errors(make_protopnet, make_images):
+    model = make_protopnet(3, n_prototypes_per_class=4).eval()
     with pytest.raises(ValueError, match="cannot exceed"):
-        prune(model, loader(), k=3, threshold=4, progress=False)
+        prune(model, loader(make_images(15)), k=3, threshold=4, progress=False)
     with pytest.raises(ValueError, match="fewer than k"):
-        prune(model, loader(n=4), k=6, progress=False)
-    only_12 = make(4, per_class=[0, 2, 2])
+        prune(model, loader(make_images(4)), k=6, progress=False)
+    only_12 = make_protopnet(4, n_prototypes_per_class=[0, 2, 2]).eval()
     with pytest.raises(ValueError, match="remove all 4 prototypes"):
-        prune(only_12, loader(labels=0), k=6, threshold=1, progress=False)
+        prune(only_12, loader(make_images(15, labels=0)), k=6, threshold=1, progress=False)
     assert only_12.n_prototypes == 4  # untouched on error
 
 
-def test_retrain_last_layer_changes_only_the_last_layer_and_lowers_the_loss():
+@pytest.mark.slow
+def test_retrain_last_layer_changes_only_the_last_layer_and_lowers_the_loss(
+    make_protopnet, make_images
+):
     from interp_lib.protopnet import retrain_last_layer
 
-    model = make(5)
+    model = make_protopnet(5, n_prototypes_per_class=4).eval()
     model.train()
-    dl = loader(n=12)
+    dl = loader(make_images(12))
     frozen = {k: v.clone() for k, v in model.state_dict().items() if "last_layer" not in k}
     flags = {k: p.requires_grad for k, p in model.named_parameters()}
     history = retrain_last_layer(model, dl, epochs=8, lr=0.05, progress=False)

@@ -7,29 +7,9 @@ import warnings
 
 import pytest
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
-from interp_lib.protopnet import ProtoPNet, push
-
-
-def make(seed=0, **kw):
-    torch.manual_seed(seed)
-    args = dict(
-        n_classes=3,
-        n_prototypes_per_class=2,
-        prototype_dim=6,
-        image_size=16,
-        backbone_kwargs={"widths": (4, 8)},
-    )
-    args.update(kw)
-    return ProtoPNet("small_cnn", **args)
-
-
-def data(n=14, seed=0, classes=3):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.rand(n, 3, 16, 16, generator=g)
-    y = torch.arange(n) % classes
-    return TensorDataset(x, y)
+from interp_lib.protopnet import push
 
 
 def latents(model, loader):
@@ -38,11 +18,12 @@ def latents(model, loader):
         return torch.cat([model.latent(x) for x, _ in loader])
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:.*share a source patch")
 @pytest.mark.parametrize(("size", "kind"), [(1, "log"), (2, "log"), (1, "cosine")])
-def test_push_postconditions(size, kind):
-    model = make(prototype_size=size, similarity=kind)
-    loader = DataLoader(data(), batch_size=4, shuffle=False)
+def test_push_postconditions(size, kind, make_protopnet, make_images):
+    model = make_protopnet(prototype_size=size, similarity=kind)
+    loader = DataLoader(make_images(14), batch_size=4, shuffle=False)
     old = model.prototypes.detach().clone()
     model.train()
     result = push(model, loader, progress=False)
@@ -79,9 +60,10 @@ def test_push_postconditions(size, kind):
     assert result.image_size == (16, 16)
 
 
-def test_push_is_idempotent():
-    model = make(1)
-    loader = DataLoader(data(), batch_size=5, shuffle=False)
+@pytest.mark.slow
+def test_push_is_idempotent(make_protopnet, make_images):
+    model = make_protopnet(1)
+    loader = DataLoader(make_images(14), batch_size=5, shuffle=False)
     first = push(model, loader, progress=False)
     protos = model.prototypes.detach().clone()
     second = push(model, loader, progress=False)
@@ -91,57 +73,57 @@ def test_push_is_idempotent():
     assert (second.distance <= 1e-5).all()
 
 
-def test_batch_size_does_not_change_the_choice():
-    a, b = make(2), make(2)
-    ra = push(a, DataLoader(data(), batch_size=3), progress=False)
-    rb = push(b, DataLoader(data(), batch_size=14), progress=False)
+def test_batch_size_does_not_change_the_choice(make_protopnet, make_images):
+    a, b = make_protopnet(2), make_protopnet(2)
+    ra = push(a, DataLoader(make_images(14), batch_size=3), progress=False)
+    rb = push(b, DataLoader(make_images(14), batch_size=14), progress=False)
     assert torch.equal(ra.sample_index, rb.sample_index)
     assert torch.equal(ra.location, rb.location)
 
 
-def test_duplicate_prototypes_warn():
-    model = make(3)
+def test_duplicate_prototypes_warn(make_protopnet, make_images):
+    model = make_protopnet(3)
     with torch.no_grad():
         model.prototypes[1] = model.prototypes[0]
     with pytest.warns(UserWarning, match="share a source patch") as record:
-        result = push(model, DataLoader(data(), batch_size=4), progress=False)
+        result = push(model, DataLoader(make_images(14), batch_size=4), progress=False)
     assert record[0].filename == __file__  # points at the caller
     assert [0, 1] in result.duplicates()
 
 
-def test_no_warning_without_duplicates():
-    model = make(4, n_prototypes_per_class=1)
+def test_no_warning_without_duplicates(make_protopnet, make_images):
+    model = make_protopnet(4, n_prototypes_per_class=1)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        push(model, DataLoader(data(), batch_size=4), progress=False)
+        push(model, DataLoader(make_images(14), batch_size=4), progress=False)
 
 
-def test_clear_errors():
-    model = make(5)
+def test_clear_errors(make_protopnet, make_images):
+    model = make_protopnet(5)
     with pytest.raises(ValueError, match="random order"):
-        push(model, DataLoader(data(), batch_size=4, shuffle=True), progress=False)
+        push(model, DataLoader(make_images(14), batch_size=4, shuffle=True), progress=False)
     with pytest.raises(ValueError, match="no images of classes \\[2\\]"):
-        push(model, DataLoader(data(classes=2), batch_size=4), progress=False)
+        push(model, DataLoader(make_images(14, n_classes=2), batch_size=4), progress=False)
     with pytest.raises(ValueError, match="model's classes"):
-        push(model, DataLoader(data(classes=4), batch_size=4), progress=False)
+        push(model, DataLoader(make_images(14, n_classes=4), batch_size=4), progress=False)
     with pytest.raises(TypeError, match="ProtoPNet"):
-        push(torch.nn.Linear(2, 2), DataLoader(data()), progress=False)
+        push(torch.nn.Linear(2, 2), DataLoader(make_images(14)), progress=False)
 
 
-def test_plain_iterable_of_batches():
-    model = make(6)
-    ds = data()
+def test_plain_iterable_of_batches(make_protopnet, make_images):
+    model = make_protopnet(6)
+    ds = make_images(14)
     batches = [(ds.tensors[0][i : i + 7], ds.tensors[1][i : i + 7], "extra") for i in (0, 7)]
     result = push(model, batches, progress=False)
     assert int(result.sample_index.max()) < 14
 
 
-def test_push_is_vectorised_and_writes_no_files(monkeypatch):
+def test_push_is_vectorised_and_writes_no_files(monkeypatch, make_protopnet, make_images):
     import builtins
 
     import interp_lib.protopnet.functional as PF
 
-    model = make(7, n_prototypes_per_class=5)  # 15 prototypes, 3 batches
+    model = make_protopnet(7, n_prototypes_per_class=5)  # 15 prototypes, 3 batches
     calls = {"gather": 0, "distances": 0}
     gather, distances = PF.gather_patches, model.distances
 
@@ -161,5 +143,30 @@ def test_push_is_vectorised_and_writes_no_files(monkeypatch):
     monkeypatch.setattr(builtins, "open", no_open)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        push(model, DataLoader(data(12), batch_size=4), progress=False)
+        push(model, DataLoader(make_images(12), batch_size=4), progress=False)
     assert calls == {"gather": 3, "distances": 3}  # once per batch, not per prototype
+
+
+def test_labels_and_batches_are_checked(make_protopnet, make_images):
+    model = make_protopnet(8)
+    x, y = make_images(6).tensors
+    with pytest.raises(ValueError, match="1-D integer"):
+        push(model, [(x, y.float())], progress=False)
+    with pytest.raises(ValueError, match="one label per image"):
+        push(model, [(x, y[:5])], progress=False)
+    with pytest.raises(ValueError, match="needs labels"):
+        push(model, [x], progress=False)
+    with pytest.raises(ValueError, match="same size"):
+        push(model, [(x, y), (x[:, :, :12, :12], y)], progress=False)
+    with pytest.raises(ValueError, match="move the model"):
+        push(model, [(x, y)], device="meta", progress=False)
+    before = model.prototypes.detach().clone()
+    with pytest.raises(TypeError, match="floating point"):
+        push(model, [(x.long(), y)], progress=False)
+    assert torch.equal(model.prototypes, before)
+    # empty batches are skipped; extra items after the labels are ignored
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = push(make_protopnet(8), [(x, y)], progress=False)
+        got = push(make_protopnet(8), [(x[:0], y[:0]), (x, y, ["a"] * 6)], progress=False)
+    assert torch.equal(ref.sample_index, got.sample_index)

@@ -6,7 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from interp_lib.protopnet.backbones import build_backbone, small_cnn
+from interp_lib.protopnet.backbones import (
+    TORCHVISION_INFO,
+    available_backbones,
+    build_backbone,
+    infer_out_channels,
+    small_cnn,
+)
 from interp_lib.protopnet.receptive_field import (
     ReceptiveField,
     layer_receptive_field,
@@ -25,6 +31,7 @@ def test_vgg19_at_224_gives_the_paper_receptive_field():
     assert rf == ReceptiveField(n=7, jump=32, size=268, start=16)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["vgg16", "resnet34", "resnet50", "densenet121"])
 def test_rf_map_size_matches_the_real_output(name):
     trunk = _meta_trunk(name)
@@ -69,3 +76,14 @@ def test_receptive_field_boxes_vgg19():
     original = [[0, 150, 0, 150], [74, 224, 74, 224], [0, 224, 0, 182]]
     assert boxes[:, [1, 3, 0, 2]].tolist() == original
     assert boxes.tolist() == [[0, 0, 150, 150], [74, 74, 224, 224], [0, 0, 182, 224]]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in available_backbones() if n != "small_cnn"])
+def test_torchvision_trunks_declare_their_real_geometry(name):
+    trunk = _meta_trunk(name)
+    out = trunk(torch.empty(1, 3, 224, 224, device="meta"))
+    channels, reduction = TORCHVISION_INFO[name]
+    assert (trunk.out_channels, trunk.reduction, trunk.in_channels) == (channels, reduction, 3)
+    assert out.shape[1] == channels and out.shape[-1] == 224 // reduction
+    assert infer_out_channels(nn.Sequential(*trunk.children())) == channels  # the fallback

@@ -19,13 +19,7 @@ from interp_lib.protopnet import (
     small_cnn,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread
 
 
 def test_pooled_classifier_shares_the_trunk_and_pools():
@@ -45,6 +39,7 @@ def test_pooled_classifier_shares_the_trunk_and_pools():
         pooled_classifier(trunk, 1)
 
 
+@pytest.mark.slow
 def test_pretrain_backbone_trains_the_given_trunk_in_place():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(40, 3, 8, 8, generator=g)
@@ -117,6 +112,7 @@ def test_seed_prototypes_picks_the_strongest_evidence_patch_of_each_class():
         seed_prototypes(model, DataLoader(TensorDataset(x, y), shuffle=True), head)
 
 
+@pytest.mark.slow
 def test_warm_started_protopnet_learns_birds_above_chance():
     """The documented recipe, tiny: 4 classes of 64-px birds, 160 training images, a few
     epochs (the full recipe is ``bench/protopnet_birds.py``)."""
@@ -142,3 +138,16 @@ def test_warm_started_protopnet_learns_birds_above_chance():
     # 100 test images, chance 0.25 (binomial sd 0.043): both clearly above it
     assert accuracy(net, test_n) >= 0.45
     assert accuracy(model, test_n) >= 0.38
+
+
+def test_pretrain_backbone_takes_a_generator_and_leaves_the_global_rng_alone():
+    x, y = torch.rand(8, 3, 8, 8), torch.arange(8) % 2
+    kw = {"n_classes": 2, "epochs": 1, "progress": False, "backbone_kwargs": {"widths": (4,)}}
+    state = torch.random.get_rng_state()
+    a = pretrain_backbone("small_cnn", (x, y), seed=torch.Generator().manual_seed(5), **kw)
+    b = pretrain_backbone("small_cnn", (x, y), seed=torch.Generator().manual_seed(5), **kw)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    for p, q in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
+        assert torch.equal(p, q)
+    c = pretrain_backbone("small_cnn", (x, y), seed=None, **kw)
+    assert not torch.equal(a.head.weight, c.head.weight)

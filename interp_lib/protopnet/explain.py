@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 import torch
 
 from .._plumbing import check_device, evaluating, resolve_target
-from .._plumbing import progress as progress_bar
 from .._validation import check_int
 from . import functional as PF
 from .boxes import percentile_box, upsample_maps
 from .model import ProtoPNet, is_protopnet
-from .push import check_ordered_loader, labelled_batch
+from .push import check_ordered_loader, labelled_batches
 from .receptive_field import receptive_field_box
 
 
@@ -256,8 +255,9 @@ def nearest_patches(
     best_y = torch.empty(num_p, 0, dtype=torch.long, device=dev)
     offset, image_size = 0, None
     with evaluating(model), torch.no_grad(), torch.autocast(device.type, enabled=False):
-        for batch in progress_bar(loader, progress, "nearest patches"):
-            x, y = labelled_batch(batch, model.n_classes, device)
+        for x, y in labelled_batches(
+            loader, model.n_classes, device, show_progress=progress, desc="nearest patches"
+        ):
             image_size = tuple(x.shape[-2:])
             values, loc = PF.argmin_location(model.distances(model.latent(x)))
             n = x.shape[0]

@@ -213,7 +213,9 @@ class ProtoPNet(nn.Module):
         self.prototypes = nn.Parameter(
             torch.rand(n_prototypes, prototype_dim, prototype_size, prototype_size)
         )
-        classes = torch.repeat_interleave(torch.arange(n_classes), torch.tensor(counts))
+        classes = torch.repeat_interleave(
+            torch.arange(n_classes), torch.tensor(counts), output_size=sum(counts)
+        )
         self.register_buffer(
             "class_identity",
             nn.functional.one_hot(classes, n_classes).float(),

@@ -30,13 +30,12 @@ import torch
 import torch.nn.functional as F
 
 from .._plumbing import NonFiniteLossError, check_device, evaluating
-from .._plumbing import progress as progress_bar
 from .._validation import check_int
 from . import functional as PF
 from .explain import NearestPatches, nearest_patches
 from .losses import l1_cost
 from .model import ProtoPNet, is_protopnet
-from .push import labelled_batch
+from .push import labelled_batches
 
 
 @dataclass
@@ -185,10 +184,15 @@ def retrain_last_layer(
         for epoch in range(epochs):
             sums = torch.zeros(4, dtype=torch.float64, device=device)
             seen = 0
-            for b, batch in enumerate(
-                progress_bar(loader, progress, f"last layer {epoch + 1}/{epochs}")
-            ):
-                x, y = labelled_batch(batch, model.n_classes, device)
+            batches = labelled_batches(
+                loader,
+                model.n_classes,
+                device,
+                show_progress=progress,
+                desc=f"last layer {epoch + 1}/{epochs}",
+                same_size=False,
+            )
+            for b, (x, y) in enumerate(batches):
                 with torch.no_grad():
                     min_d = PF.min_pool(model.distances(model.latent(x)))
                     act = PF.similarity(min_d, model.similarity, model.eps)

@@ -24,7 +24,7 @@ Deliberate differences from the original code (``push.py`` of cfchen-duke/ProtoP
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -116,6 +116,40 @@ def labelled_batch(
     return b.x, check_labels(b.y, n_classes, n_images=b.x.shape[0])
 
 
+def labelled_batches(
+    loader: Iterable,
+    n_classes: int,
+    device: torch.device,
+    *,
+    show_progress: bool = False,
+    desc: str = "",
+    same_size: bool = True,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The non-empty batches of ``loader`` as checked ``(images, labels)`` on ``device``
+    (:func:`labelled_batch`), all of one image size when ``same_size``.
+
+    Raises
+    ------
+    ValueError
+        If a batch has another image size than the first one (``same_size``).
+    """
+    size = None
+    for batch in progress_bar(loader, show_progress, desc):
+        x, y = labelled_batch(batch, n_classes, device)
+        if x.shape[0] == 0:
+            continue
+        if same_size and x.ndim == 4:
+            if size is None:
+                size = tuple(x.shape[-2:])
+            elif tuple(x.shape[-2:]) != size:
+                raise ValueError(
+                    f"every image must have the same size, got {size} and then "
+                    f"{tuple(x.shape[-2:])}; resize the data set (e.g. with a fixed "
+                    "Resize/CenterCrop)."
+                )
+        yield x, y
+
+
 def push(
     model: ProtoPNet,
     loader: Iterable,
@@ -181,8 +215,9 @@ def push(
     offset, image_size = 0, None
     arange_p = torch.arange(num_p, device=protos.device)
     with evaluating(model), torch.no_grad(), torch.autocast(device.type, enabled=False):
-        for batch in progress_bar(loader, progress, "push"):
-            x, y = labelled_batch(batch, model.n_classes, device)
+        for x, y in labelled_batches(
+            loader, model.n_classes, device, show_progress=progress, desc="push"
+        ):
             image_size = tuple(x.shape[-2:])
             z = model.latent(x)
             values, loc = PF.argmin_location(model.distances(z))  # (n, P), (n, P, 2)

@@ -58,7 +58,6 @@ import torch
 from torch import nn
 
 from .._plumbing import check_device, evaluating
-from .._plumbing import progress as progress_bar
 from .._validation import check_choice, check_int, make_generator
 from ..nn import infer_out_channels
 from .backbones import build_backbone
@@ -264,7 +263,7 @@ def seed_prototypes(
         class that owns prototypes has no image in ``loader``.
     """
     from . import functional as PF
-    from .push import check_ordered_loader, labelled_batch
+    from .push import check_ordered_loader, labelled_batches
 
     if not isinstance(head, nn.Linear):
         raise TypeError(f"head must be an nn.Linear, got {type(head).__name__}.")
@@ -281,8 +280,9 @@ def seed_prototypes(
     scores, samples, locations, patches, labels = [], [], [], [], []
     offset = 0
     with evaluating(model):
-        for batch in progress_bar(loader, progress, "seed prototypes"):
-            x, y = labelled_batch(batch, model.n_classes, device)
+        for x, y in labelled_batches(
+            loader, model.n_classes, device, show_progress=progress, desc="seed prototypes"
+        ):
             model.check_input(x)
             f = model.features(x)
             z = model.add_on(f)
