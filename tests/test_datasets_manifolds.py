@@ -65,3 +65,50 @@ def test_make_manifold():
         gaussian(10, 4, 2)
     with pytest.raises(ValueError, match="noise"):
         gaussian(10, 2, noise=-1.0)
+
+
+GENERATORS = {
+    "hypercube": lambda **kw: hypercube(20, 2, **kw),
+    "gaussian": lambda **kw: gaussian(20, 2, 4, **kw),
+    "sphere": lambda **kw: sphere(20, 2, **kw),
+    "swiss_roll": lambda **kw: swiss_roll(20, **kw),
+    "curved": lambda **kw: curved_manifold(20, 2, 8, **kw),
+}
+
+
+@pytest.mark.parametrize("name", list(GENERATORS))
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.uint8, torch.bool, "float32"])
+def test_integer_or_bad_dtype_raises(name, dtype):
+    # sphere(dtype=torch.int64) used to return zeros: every coordinate is in (-1, 1)
+    with pytest.raises(TypeError, match=r"floating-point torch\.dtype"):
+        GENERATORS[name](dtype=dtype)
+
+
+@pytest.mark.parametrize("name", list(GENERATORS))
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_floating_dtypes_are_kept(name, dtype):
+    X = GENERATORS[name](dtype=dtype)
+    assert X.dtype == dtype and bool(torch.isfinite(X).all())
+
+
+@pytest.mark.parametrize("noise", [float("nan"), float("inf"), -0.1])
+def test_non_finite_or_negative_noise_raises(noise):
+    # a NaN noise used to pass the `noise < 0` check and return all-NaN points
+    for make in GENERATORS.values():
+        with pytest.raises(ValueError, match="noise"):
+            make(noise=noise)
+    with pytest.raises(TypeError, match="noise"):
+        hypercube(10, 2, noise="0.1")
+
+
+def test_bad_curvature_box_and_name():
+    with pytest.raises(ValueError, match="curvature"):
+        curved_manifold(10, 2, 8, curvature=float("nan"))
+    with pytest.raises(ValueError, match="box"):
+        periodic_distances(hypercube(5, 2), box=float("inf"))
+    with pytest.raises(ValueError, match="NaN"):
+        periodic_distances(torch.tensor([[0.1, float("nan")], [0.2, 0.3]]))
+    with pytest.raises(ValueError, match="choose one of"):
+        make_manifold(["sphere"], 10, 2)
+    with pytest.raises(TypeError, match="seed"):
+        sphere(10, 2, seed=1.5)

@@ -23,10 +23,11 @@ generator                   ID           ambient dimension ``D``
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
-from .._validation import check_int, make_generator
+from .._validation import as_points, check_int, make_generator
 
 __all__ = [
     "MANIFOLDS",
@@ -42,14 +43,51 @@ __all__ = [
 Seed = int | torch.Generator | None
 
 
+def _check_real(value: float, name: str, *, positive: bool = False) -> float:
+    """A finite real number, ``>= 0`` (or ``> 0`` with ``positive``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}.")
+    value = float(value)
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        bound = "> 0" if positive else ">= 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value}.")
+    return value
+
+
+def _check_dtype(dtype: torch.dtype) -> torch.dtype:
+    """A real floating dtype: the points are continuous, an integer dtype would round them."""
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(
+            f"dtype must be a floating-point torch.dtype (e.g. torch.float32), got {dtype!r}; "
+            "integer dtypes would round every coordinate."
+        )
+    return dtype
+
+
+def _start(
+    n: int, noise: float, seed: Seed, dtype: torch.dtype
+) -> tuple[int, float, torch.Generator, torch.dtype]:
+    """Validate the arguments every generator shares (before drawing anything)."""
+    n = check_int(n, "n")
+    noise = _check_real(noise, "noise")
+    return n, noise, make_generator(seed), _check_dtype(dtype)
+
+
 def _finish(
     Z: torch.Tensor, noise: float, gen: torch.Generator, dtype: torch.dtype
 ) -> torch.Tensor:
-    if noise < 0:
-        raise ValueError(f"noise must be >= 0, got {noise}.")
     if noise:
         Z = Z + noise * torch.randn(Z.shape, generator=gen, dtype=Z.dtype)
     return Z.to(dtype)
+
+
+def _check_ambient(D: int | None, d: int) -> None:
+    """The ambient dimension ``D`` of a rotated embedding: ``None`` or an int ``>= d``."""
+    if D is None:
+        return
+    D = check_int(D, "D")
+    if D < d:
+        raise ValueError(f"the ambient dimension D={D} must be at least {d}.")
 
 
 def _rotate(Z: torch.Tensor, D: int | None, gen: torch.Generator) -> torch.Tensor:
@@ -57,10 +95,7 @@ def _rotate(Z: torch.Tensor, D: int | None, gen: torch.Generator) -> torch.Tenso
     d = Z.shape[1]
     if D is None or D == d:
         return Z
-    D = check_int(D, "D")
-    if D < d:
-        raise ValueError(f"the ambient dimension D={D} must be at least {d}.")
-    Q, _ = torch.linalg.qr(torch.randn(D, d, generator=gen, dtype=torch.float64))
+    Q, _ = torch.linalg.qr(torch.randn(int(D), d, generator=gen, dtype=torch.float64))
     return Z @ Q.T
 
 
@@ -82,8 +117,8 @@ def hypercube(
     --------
     periodic_distances : distances with the cube's opposite faces glued together.
     """
-    n, d = check_int(n, "n"), check_int(d, "d")
-    gen = make_generator(seed)
+    d = check_int(d, "d")
+    n, noise, gen, dtype = _start(n, noise, seed, dtype)
     U = torch.rand(n, d, generator=gen, dtype=torch.float64)
     return _finish(U, noise, gen, dtype)
 
@@ -110,11 +145,9 @@ def periodic_distances(
     torch.Tensor, shape (N, N), float64
         Use with ``metric="precomputed"``.
     """
-    X = torch.as_tensor(X, dtype=torch.float64)
-    if X.ndim != 2:
-        raise ValueError(f"X must have shape (N, d), got {tuple(X.shape)}.")
-    if not box > 0:
-        raise ValueError(f"box must be a positive side length, got {box}.")
+    X = as_points(X, min_samples=1).to(torch.float64)
+    box = _check_real(box, "box", positive=True)
+    chunk_size = check_int(chunk_size, "chunk_size")
     X = X.remainder(box)  # wrap into the box, so that every |delta| < box
     n = X.shape[0]
     out = torch.empty(n, n, dtype=torch.float64)
@@ -142,8 +175,9 @@ def gaussian(
     -------
     torch.Tensor, shape (n, D or d)
     """
-    n, d = check_int(n, "n"), check_int(d, "d")
-    gen = make_generator(seed)
+    d = check_int(d, "d")
+    _check_ambient(D, d)
+    n, noise, gen, dtype = _start(n, noise, seed, dtype)
     Z = torch.randn(n, d, generator=gen, dtype=torch.float64)
     return _finish(_rotate(Z, D, gen), noise, gen, dtype)
 
@@ -163,8 +197,9 @@ def sphere(
     -------
     torch.Tensor, shape (n, D or d + 1)
     """
-    n, d = check_int(n, "n"), check_int(d, "d")
-    gen = make_generator(seed)
+    d = check_int(d, "d")
+    _check_ambient(D, d + 1)
+    n, noise, gen, dtype = _start(n, noise, seed, dtype)
     Z = torch.randn(n, d + 1, generator=gen, dtype=torch.float64)
     Z = Z / torch.linalg.vector_norm(Z, dim=1, keepdim=True)
     return _finish(_rotate(Z, D, gen), noise, gen, dtype)
@@ -179,8 +214,7 @@ def swiss_roll(
     -------
     torch.Tensor, shape (n, 3)
     """
-    n = check_int(n, "n")
-    gen = make_generator(seed)
+    n, noise, gen, dtype = _start(n, noise, seed, dtype)
     t = 1.5 * math.pi * (1 + 2 * torch.rand(n, generator=gen, dtype=torch.float64))
     h = 21 * torch.rand(n, generator=gen, dtype=torch.float64)
     Z = torch.stack([t * torch.cos(t), h, t * torch.sin(t)], dim=1)
@@ -208,10 +242,11 @@ def curved_manifold(
     -------
     torch.Tensor, shape (n, D)
     """
-    n, d, D = check_int(n, "n"), check_int(d, "d"), check_int(D, "D")
+    d, D = check_int(d, "d"), check_int(D, "D")
     if D < 2 * d or D % 2:
         raise ValueError(f"D must be even and at least 2 d = {2 * d}, got D={D}.")
-    gen = make_generator(seed)
+    curvature = _check_real(curvature, "curvature")
+    n, noise, gen, dtype = _start(n, noise, seed, dtype)
     t = torch.rand(n, d, generator=gen, dtype=torch.float64)
     W = math.pi * curvature * torch.randn(d, D // 2, generator=gen, dtype=torch.float64)
     b = 2 * math.pi * torch.rand(D // 2, generator=gen, dtype=torch.float64)
@@ -232,7 +267,7 @@ MANIFOLDS = {
 
 def make_manifold(name: str, n: int, d: int, **kwargs) -> torch.Tensor:
     """Generate the manifold called ``name`` (a key of :data:`interp_lib.datasets.MANIFOLDS`)."""
-    if name not in MANIFOLDS:
+    if not isinstance(name, str) or name not in MANIFOLDS:
         raise ValueError(f"unknown manifold {name!r}; choose one of {sorted(MANIFOLDS)}.")
     if name == "swiss_roll" and d != 2:
         raise ValueError(f"the swiss roll is 2-dimensional, got d={d}.")
