@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .._plumbing import NonFiniteLossError, check_device, evaluating
+from .._plumbing import NonFiniteLossError, evaluating, model_device
 from .._validation import check_int
 from . import functional as PF
 from .explain import NearestPatches, nearest_patches
@@ -160,7 +160,8 @@ def retrain_last_layer(
     l1 : float
         Weight of the L1 cost on off-class connections.
     device : torch.device or str, optional
-        Must be the model's device type (the device policy of ``interp_lib._plumbing``).
+        The model is moved there (a trainer, see the device policy in
+        ``interp_lib._plumbing``); ``None`` keeps it where it is.
     progress : bool
 
     Returns
@@ -177,7 +178,8 @@ def retrain_last_layer(
     if not is_protopnet(model):
         raise TypeError(f"model must be a ProtoPNet, got {type(model).__name__}.")
     epochs = check_int(epochs, "epochs")
-    device = check_device(model, device)
+    device = model_device(model) if device is None else torch.device(device)
+    model.to(device)  # a trainer: it moves the model (the device policy of _plumbing)
     opt = torch.optim.Adam(model.last_layer.parameters(), lr=lr)
     history: list[dict[str, float]] = []
     with evaluating(model):
