@@ -1,0 +1,406 @@
+"""``python -m interp_lib.profile``: the ID profile of a network at paper scale.
+
+Ansuini et al. (2019) measure the hunchback on **single-class** image sets: about 500
+training images of one ImageNet category, the network in eval mode, activations
+flattened at the input, every max-pool, every fully connected layer and the output; the
+TwoNN ID (least squares, 90 % of the ratios) of each layer is the **mean over random 90 %
+subsamples** and its error bar their standard deviation; the profiles of the categories
+are then averaged (their ``scripts/pretrained/hunchback.py``: ``--nsamples 500``,
+``--res 50``, ``Resize(256)``, ``CenterCrop(224)``, ImageNet normalisation). This command
+runs that protocol on any ``ImageFolder`` (``root/<class>/<image>``)::
+
+    python -m interp_lib.profile vgg16 /data/imagenet_single_objects --out runs/vgg16 \\
+        --weights vgg16-397923af.pth --device cuda
+    python -m interp_lib.profile mypkg.nets:make_net /data/folder --out runs/mine \\
+        --model-kwargs '{"n_classes": 10}' --image-size 64 --layers input features.3 fc
+
+``MODEL`` is a torchvision model name (built with ``weights=None``: nothing is
+downloaded; pass the weights file with ``--weights``) or ``module:factory``, a function
+returning an ``nn.Module``. ``--weights`` is a state dict (or a checkpoint dict with a
+``state_dict``/``model`` entry) loaded with ``torch.load(weights_only=True)``.
+
+Outputs in ``--out``:
+
+- ``config.json``: the settings of the run (a rerun with other settings is refused);
+- ``classes/<class>.json``: one file per class, written atomically when the class is
+  done; **a rerun skips finished classes**, so an interrupted run resumes;
+- ``profile.json``: per layer, the mean and standard deviation over classes of the
+  per-class ID, with every class's numbers;
+- ``profile.png``: the mean profile against relative depth (needs matplotlib,
+  ``pip install "interp_lib[viz]"``; ``--no-figure`` skips it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import math
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+
+from .._plumbing import require
+from .layer_ids import LayerProfile, layer_ids
+
+__all__ = ["build_model", "class_indices", "main", "run", "summarize"]
+
+VERSION = 1
+
+
+# ----------------------------------------------------------------------------- model
+
+
+def build_model(spec: str, weights: str | os.PathLike | None = None, **kwargs: Any) -> nn.Module:
+    """A model from a torchvision name or ``module:factory``, with optional weights.
+
+    Parameters
+    ----------
+    spec : str
+        ``"vgg16"`` (any name of ``torchvision.models.list_models()``, built with
+        ``weights=None``) or ``"package.module:function"``.
+    weights : path, optional
+        A state dict, or a dict holding one under ``"state_dict"`` or ``"model"``; loaded
+        with ``torch.load(weights_only=True)`` and ``strict=True`` (a ``module.`` prefix
+        left by ``DataParallel`` is removed).
+    **kwargs
+        Keyword arguments of the factory (e.g. ``num_classes`` for torchvision).
+
+    Raises
+    ------
+    ValueError
+        Unknown model name, a factory that does not return a module, weights that do not
+        fit the model.
+    FileNotFoundError
+        Missing weights file.
+    """
+    if ":" in spec:
+        module_name, _, attr = spec.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ValueError(
+                f"cannot import the model factory {spec!r} ({exc}). Give 'module:function' "
+                "with the module importable from here (e.g. on PYTHONPATH)."
+            ) from exc
+        model = factory(**kwargs)
+    else:
+        import torchvision
+
+        names = torchvision.models.list_models()
+        if spec not in names:
+            import difflib
+
+            close = difflib.get_close_matches(spec, names, n=3)
+            hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+            raise ValueError(
+                f"{spec!r} is not a torchvision model name.{hint} Give a name of "
+                "torchvision.models.list_models() or 'module:factory'."
+            )
+        model = torchvision.models.get_model(spec, weights=None, **kwargs)
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"{spec!r} returned a {type(model).__name__}, not a torch.nn.Module.")
+    if weights is not None:
+        load_weights(model, weights)
+    return model.eval()
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
+    """Load a state dict saved with ``torch.save`` into ``model`` (``weights_only=True``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {str(path)!r} does not exist.")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict):
+        for key in ("state_dict", "model"):
+            if isinstance(state.get(key), dict):
+                state = state[key]
+                break
+    if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+        raise ValueError(
+            f"{str(path)!r} does not hold a state dict (got {type(state).__name__}); save "
+            "the weights with torch.save(model.state_dict(), path)."
+        )
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise ValueError(
+            f"the weights in {str(path)!r} do not fit the model: missing keys "
+            f"{result.missing_keys[:5]}, unexpected keys {result.unexpected_keys[:5]}. Check "
+            "the model name and --model-kwargs (e.g. num_classes)."
+        )
+
+
+# ------------------------------------------------------------------------------ data
+
+
+def class_indices(
+    targets: Sequence[int], n_classes: int, n_per_class: int, seed: int
+) -> dict[int, list[int]]:
+    """Up to ``n_per_class`` dataset indices of each class.
+
+    A class with more images gets a random subset, drawn with ``seed + class``; the
+    indices are returned in increasing order (the loader reads them in order).
+    """
+    out: dict[int, list[int]] = {c: [] for c in range(n_classes)}
+    for i, t in enumerate(targets):
+        out[int(t)].append(i)
+    for c, idx in out.items():
+        if len(idx) > n_per_class:
+            gen = torch.Generator().manual_seed(seed + c)
+            pick = torch.randperm(len(idx), generator=gen)[:n_per_class]
+            out[c] = sorted(idx[int(j)] for j in pick)
+    return out
+
+
+# ------------------------------------------------------------------------- results
+
+
+def _finite(values: Sequence[float]) -> list[float | None]:
+    return [None if v is None or not math.isfinite(v) else float(v) for v in values]
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as JSON atomically: a temporary file renamed over ``path``."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def class_record(prof: LayerProfile, name: str, n_images: int) -> dict[str, Any]:
+    """What is saved for one class: the full-set ID, the subsample mean and spread."""
+    means = [
+        sum(r) / len(r) if r else d for r, d in zip(prof.resamples, prof.dimensions, strict=True)
+    ]
+    return {
+        "class": name,
+        "n_images": n_images,
+        "layers": list(prof.layers),
+        "modules": list(prof.modules),
+        "relative_depth": _finite(prof.relative_depth),
+        "n_features": list(prof.n_features),
+        "dimension": _finite(prof.dimensions),
+        "id": _finite(means),
+        "id_sd": _finite(prof.errors),
+        "resamples": [_finite(r) for r in prof.resamples],
+    }
+
+
+def summarize(records: Sequence[dict[str, Any]], config: dict[str, Any]) -> dict[str, Any]:
+    """Mean and standard deviation over classes of each layer's per-class ``id``."""
+    first = records[0]
+    ids = torch.tensor(
+        [[math.nan if v is None else v for v in r["id"]] for r in records], dtype=torch.float64
+    )
+    mean = ids.nanmean(0)
+    sd = (
+        ((ids - mean).square().nansum(0) / ((~ids.isnan()).sum(0) - 1).clamp_min(1)).sqrt()
+        if len(records) > 1
+        else torch.full_like(mean, math.nan)
+    )
+    return {
+        "version": VERSION,
+        "config": config,
+        "layers": first["layers"],
+        "modules": first["modules"],
+        "relative_depth": first["relative_depth"],
+        "n_features": first["n_features"],
+        "n_classes": len(records),
+        "id_mean": _finite(mean.tolist()),
+        "id_sd_over_classes": _finite(sd.tolist()),
+        "classes": {r["class"]: r for r in records},
+    }
+
+
+def mean_profile(summary: dict[str, Any], estimator: str) -> LayerProfile:
+    """The class-averaged profile as a :class:`LayerProfile` (errors: sd over classes)."""
+    nan = math.nan
+    return LayerProfile(
+        layers=tuple(summary["layers"]),
+        modules=tuple(summary["modules"]),
+        dimensions=tuple(nan if v is None else v for v in summary["id_mean"]),
+        errors=tuple(nan if v is None else v for v in summary["id_sd_over_classes"]),
+        n_features=tuple(summary["n_features"]),
+        relative_depth=tuple(nan if v is None else v for v in summary["relative_depth"]),
+        resamples=tuple(() for _ in summary["layers"]),
+        estimator=estimator,
+        n_samples=0,
+        label=f"mean ± sd over {summary['n_classes']} classes",
+    )
+
+
+# ----------------------------------------------------------------------------- run
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m interp_lib.profile",
+        description="Per-class intrinsic-dimension profile of a network (Ansuini et al. 2019).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("model", help="torchvision model name (e.g. vgg16) or module:factory")
+    p.add_argument("data", help="ImageFolder root: one sub-folder of images per class")
+    p.add_argument("--out", required=True, help="output folder (created; resumable)")
+    p.add_argument("--weights", help="state dict file, loaded with weights_only=True")
+    p.add_argument("--model-kwargs", default="{}", help="JSON keyword arguments of the factory")
+    p.add_argument(
+        "--layers", nargs="+", help="dotted layer names (default: the paper's checkpoints)"
+    )
+    p.add_argument("--classes", nargs="+", help="class folder names (default: all)")
+    p.add_argument("--max-classes", type=int, help="only the first N classes (sorted by name)")
+    p.add_argument("--n-per-class", type=int, default=500, help="images per class (paper: ~500)")
+    p.add_argument(
+        "--n-resamples", type=int, default=50, help="90%% subsamples per class and layer"
+    )
+    p.add_argument("--subsample", type=float, default=0.9, help="subsample share")
+    p.add_argument("--estimator", default="twonn", choices=["twonn", "mle", "pca"])
+    p.add_argument("--image-size", type=int, default=224, help="centre crop side (pixels)")
+    p.add_argument("--no-normalize", action="store_true", help="skip ImageNet normalisation")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
+                   help="storage type of the activations")  # fmt: skip
+    p.add_argument("--max-bytes", type=int, help="memory budget for activations (bytes)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the subsets and subsamples")
+    p.add_argument("--no-figure", action="store_true", help="do not draw profile.png")
+    p.add_argument("--progress", action="store_true", help="show progress bars")
+    return p
+
+
+def _config(args: argparse.Namespace, class_names: list[str]) -> dict[str, Any]:
+    keys = ("model", "weights", "layers", "n_per_class", "n_resamples", "subsample",
+            "estimator", "image_size", "no_normalize", "dtype", "seed")  # fmt: skip
+    config = {k: getattr(args, k) for k in keys}
+    config["model_kwargs"] = json.loads(args.model_kwargs)
+    config["data"] = str(Path(args.data).resolve())
+    config["weights"] = None if args.weights is None else str(Path(args.weights).resolve())
+    config["classes"] = class_names
+    return config
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    for name in ("n_per_class", "n_resamples", "image_size", "batch_size", "max_classes",
+                 "max_bytes", "num_workers"):  # fmt: skip
+        value = getattr(args, name)
+        minimum = 0 if name in ("n_resamples", "num_workers") else 1
+        if value is not None and value < minimum:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least {minimum}, got {value}.")
+    if not 0 < args.subsample <= 1:
+        raise ValueError(f"--subsample must lie in (0, 1], got {args.subsample}.")
+    try:
+        kwargs = json.loads(args.model_kwargs)
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"--model-kwargs must be a JSON object, got {args.model_kwargs!r} ({exc})."
+        ) from exc
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"--model-kwargs must be a JSON object, got {args.model_kwargs!r}.")
+
+
+def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run the command (see the module docstring); returns the summary of ``profile.json``."""
+    args = _parser().parse_args(argv)
+    _check_args(args)
+    if not args.no_figure:
+        require("matplotlib", "python -m interp_lib.profile (profile.png; or pass --no-figure)")
+    from ..datasets import image_folder, imagenet_transform
+
+    dataset = image_folder(
+        args.data, transform=imagenet_transform(args.image_size, normalize=not args.no_normalize)
+    )
+    names = list(dataset.classes)
+    wanted = names
+    if args.classes:
+        unknown = [c for c in args.classes if c not in dataset.class_to_idx]
+        if unknown:
+            raise ValueError(
+                f"--classes {unknown} are not folders of {args.data!r}; it has {names[:10]}..."
+            )
+        wanted = list(args.classes)
+    if args.max_classes:
+        wanted = wanted[: args.max_classes]
+    config = _config(args, wanted)
+    out = Path(args.out)
+    (out / "classes").mkdir(parents=True, exist_ok=True)
+    config_file = out / "config.json"
+    if config_file.exists():
+        saved = json.loads(config_file.read_text())
+        # the class selection may change between runs: per-class results do not depend on it
+        keys = (set(saved) | set(config)) - {"classes"}
+        diff = sorted(k for k in keys if saved.get(k) != config.get(k))
+        if diff:
+            raise ValueError(
+                f"{str(out)!r} holds results of another run (settings differ in {diff}). "
+                "Pass another --out, or delete the folder to start afresh."
+            )
+    else:
+        _write_json(config_file, config)
+    model = build_model(args.model, args.weights, **config["model_kwargs"]).to(args.device)
+    subsets = class_indices(dataset.targets, len(names), args.n_per_class, args.seed)
+    records = []
+    for name in wanted:
+        path = out / "classes" / f"{name}.json"
+        if path.exists():  # finished by an earlier run
+            records.append(json.loads(path.read_text()))
+            print(f"{name}: done before, skipped", file=sys.stderr)
+            continue
+        idx = subsets[dataset.class_to_idx[name]]
+        if len(idx) < 3:
+            raise ValueError(f"class {name!r} has {len(idx)} images; at least 3 are needed.")
+        loader = DataLoader(
+            Subset(dataset, idx), batch_size=args.batch_size, num_workers=args.num_workers
+        )
+        prof = layer_ids(
+            model,
+            loader,
+            args.layers,
+            estimator=args.estimator,
+            n_resamples=args.n_resamples,
+            subsample=args.subsample,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            dtype=getattr(torch, args.dtype),
+            max_bytes=args.max_bytes,
+            progress=args.progress,
+            label=name,
+        )
+        record = class_record(prof, name, len(idx))
+        _write_json(path, record)
+        records.append(record)
+        ids = ", ".join(f"{v:.1f}" for v in record["id"] if v is not None)
+        print(f"{name}: {len(idx)} images, ID {ids}", file=sys.stderr)
+    summary = summarize(records, config)
+    _write_json(out / "profile.json", summary)
+    if not args.no_figure:
+        require("matplotlib", "profile.png").use("Agg")
+        from ..viz import plot_profile
+
+        title = f"{args.model}: {len(records)} classes x {args.n_per_class} images"
+        fig = plot_profile(mean_profile(summary, args.estimator), annotate=True, title=title)
+        fig.savefig(out / "profile.png", dpi=120)
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m interp_lib.profile``; errors print as one line."""
+    try:
+        summary = run(argv)
+    except (ValueError, TypeError, FileNotFoundError, ModuleNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    rows = zip(summary["layers"], summary["id_mean"], summary["id_sd_over_classes"], strict=True)
+    for layer, m, s in rows:
+        print(f"{layer:>24}  {m if m is not None else float('nan'):8.2f} ± "
+              f"{s if s is not None else float('nan'):.2f}")  # fmt: skip
+    return 0
