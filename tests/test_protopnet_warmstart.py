@@ -48,7 +48,7 @@ def test_pretrain_backbone_trains_the_given_trunk_in_place():
     before = [p.detach().clone() for p in trunk.parameters()]
     net, hist = pretrain_backbone(
         trunk, (x, y), n_classes=2, epochs=15, lr=1e-2, batch_size=20,
-        val=(x, y), progress=False, return_history=True,
+        val=(x, y), progress=False,
     )  # fmt: skip
     assert net.features is trunk and not trunk.training
     assert net.head.weight.shape == (2, 8)
@@ -58,9 +58,9 @@ def test_pretrain_backbone_trains_the_given_trunk_in_place():
 
 def test_pretrain_backbone_by_name_is_seeded_and_checks_arguments():
     x, y = torch.rand(8, 3, 8, 8), torch.arange(8) % 2
-    a = pretrain_backbone("small_cnn", (x, y), n_classes=2, epochs=1, progress=False,
+    a, _ = pretrain_backbone("small_cnn", (x, y), n_classes=2, epochs=1, progress=False,
                           backbone_kwargs={"widths": (4,)}, seed=3)  # fmt: skip
-    b = pretrain_backbone("small_cnn", (x, y), n_classes=2, epochs=1, progress=False,
+    b, _ = pretrain_backbone("small_cnn", (x, y), n_classes=2, epochs=1, progress=False,
                           backbone_kwargs={"widths": (4,)}, seed=3)  # fmt: skip
     assert a.features.out_channels == 4
     for p, q in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
@@ -122,7 +122,7 @@ def test_warm_started_protopnet_learns_birds_above_chance():
     std = train.images.std((0, 2, 3), keepdim=True)
     train_n = TensorDataset((train.images - mean) / std, train.labels)
     test_n = TensorDataset((test.images - mean) / std, test.labels)
-    net = pretrain_backbone(
+    net, _ = pretrain_backbone(
         "small_cnn", train_n, n_classes=4, epochs=12, progress=False,
         backbone_kwargs={"widths": (8, 16, 32)},
     )  # fmt: skip
@@ -144,10 +144,10 @@ def test_pretrain_backbone_takes_a_generator_and_leaves_the_global_rng_alone():
     x, y = torch.rand(8, 3, 8, 8), torch.arange(8) % 2
     kw = {"n_classes": 2, "epochs": 1, "progress": False, "backbone_kwargs": {"widths": (4,)}}
     state = torch.random.get_rng_state()
-    a = pretrain_backbone("small_cnn", (x, y), seed=torch.Generator().manual_seed(5), **kw)
-    b = pretrain_backbone("small_cnn", (x, y), seed=torch.Generator().manual_seed(5), **kw)
+    a, _ = pretrain_backbone("small_cnn", (x, y), seed=torch.Generator().manual_seed(5), **kw)
+    b, _ = pretrain_backbone("small_cnn", (x, y), seed=torch.Generator().manual_seed(5), **kw)
     assert torch.equal(torch.random.get_rng_state(), state)
     for p, q in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
         assert torch.equal(p, q)
-    c = pretrain_backbone("small_cnn", (x, y), seed=None, **kw)
+    c = pretrain_backbone("small_cnn", (x, y), seed=None, **kw).classifier
     assert not torch.equal(a.head.weight, c.head.weight)

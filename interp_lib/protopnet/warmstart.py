@@ -41,7 +41,7 @@ Examples
 >>> from interp_lib.datasets import birds
 >>> from interp_lib.protopnet import ProtoPNet, Schedule, fit, pretrain_backbone
 >>> train = birds(100, size=64, seed=0)                           # doctest: +SKIP
->>> net = pretrain_backbone("small_cnn", train, n_classes=10)    # doctest: +SKIP
+>>> net, _ = pretrain_backbone("small_cnn", train, n_classes=10) # doctest: +SKIP
 >>> model = ProtoPNet(net.features, n_classes=10, n_prototypes_per_class=5,
 ...                   prototype_dim=64, image_size=64)            # doctest: +SKIP
 >>> seed_prototypes(model, push_loader, net.head)                 # doctest: +SKIP
@@ -52,19 +52,36 @@ Examples
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
 from .._plumbing import check_device, evaluating
 from .._validation import check_choice, check_int, make_generator
+from ..models import TrainHistory, train_classifier
 from ..nn import infer_out_channels
 from .backbones import build_backbone
 
-__all__ = ["pooled_classifier", "pretrain_backbone", "seed_prototypes"]
+__all__ = ["PretrainedBackbone", "pooled_classifier", "pretrain_backbone", "seed_prototypes"]
 
 _POOLS = {"max": nn.AdaptiveMaxPool2d, "avg": nn.AdaptiveAvgPool2d}
+
+
+class PretrainedBackbone(NamedTuple):
+    """What :func:`pretrain_backbone` returns (unpack it: ``net, history = ...``).
+
+    Attributes
+    ----------
+    classifier : nn.Sequential
+        ``features`` (the trunk) -> ``pool`` -> ``flatten`` -> ``head`` (see
+        :func:`pooled_classifier`), trained, in eval mode.
+    history : interp_lib.models.TrainHistory
+        Per-epoch loss and accuracies (``test_accuracy`` holds the ``val`` accuracies).
+    """
+
+    classifier: nn.Sequential
+    history: TrainHistory
 
 
 def pooled_classifier(trunk: nn.Module, n_classes: int, pool: str = "max") -> nn.Sequential:
@@ -116,9 +133,8 @@ def pretrain_backbone(
     seed: int | torch.Generator | None = 0,
     device: torch.device | str | None = None,
     progress: bool = True,
-    return_history: bool = False,
     backbone_kwargs: dict[str, Any] | None = None,
-):
+) -> PretrainedBackbone:
     """Train a trunk as a globally pooled linear classifier (see :func:`pooled_classifier`).
 
     Parameters
@@ -153,18 +169,18 @@ def pretrain_backbone(
         ``interp_lib._plumbing``); ``None`` keeps it where it is.
     progress : bool
         Show a progress bar over epochs.
-    return_history : bool
-        Also return the :class:`~interp_lib.models.TrainHistory`.
     backbone_kwargs : dict, optional
         Extra arguments of ``build_backbone`` when ``backbone`` is a name (e.g.
         ``{"widths": (16, 32, 64)}``).
 
     Returns
     -------
-    nn.Sequential or (nn.Sequential, TrainHistory)
-        The trained classifier in eval mode: ``.features`` is the trunk (the same object
-        as ``backbone`` when a module was given) to build the ProtoPNet on, ``.head``
-        the linear layer that :func:`seed_prototypes` uses.
+    PretrainedBackbone
+        ``(classifier, history)``, one type whatever the arguments: the trained
+        classifier in eval mode (``classifier.features`` is the trunk, the same object as
+        ``backbone`` when a module was given, to build the ProtoPNet on;
+        ``classifier.head`` the linear layer that :func:`seed_prototypes` uses) and its
+        :class:`~interp_lib.models.TrainHistory`.
 
     Raises
     ------
@@ -173,8 +189,6 @@ def pretrain_backbone(
     interp_lib._plumbing.NonFiniteLossError
         If the loss becomes non-finite (lower ``lr``).
     """
-    from ..models import train_classifier
-
     trunk_seed, head_seed, batch_order = _seeds(seed)
     if isinstance(backbone, str):
         with torch.random.fork_rng(devices=[]):
@@ -204,7 +218,7 @@ def pretrain_backbone(
         progress=progress,
     )
     net.eval()
-    return (net, history) if return_history else net
+    return PretrainedBackbone(net, history)
 
 
 def _seeds(seed: int | torch.Generator | None) -> tuple[int, int, torch.Generator]:
@@ -243,7 +257,7 @@ def seed_prototypes(
     loader : iterable of (x, y, ...)
         Un-augmented training images in a fixed order (the push loader).
     head : nn.Linear
-        ``Linear(C, K)`` on globally pooled trunk features, e.g. ``pretrain_backbone(...).head``.
+        ``Linear(C, K)`` on globally pooled trunk features, e.g. ``pretrain_backbone(...).classifier.head``.
     device : torch.device or str, optional
         Default: the model's device (it must be the model's device type).
     progress : bool
