@@ -46,7 +46,7 @@ from .push import PushResult, push
 from .receptive_field import ReceptiveField, module_receptive_field, receptive_field_box
 from .stages import Schedule, Stage
 from .train import fit
-from .warmstart import pooled_classifier, pretrain_backbone, seed_prototypes
+from .warmstart import PretrainedBackbone, pooled_classifier, pretrain_backbone, seed_prototypes
 
 __all__ = [
     "EpochRecord",
@@ -55,6 +55,7 @@ __all__ = [
     "LossWeights",
     "NearestPatches",
     "NonFiniteLossError",
+    "PretrainedBackbone",
     "ProtoPNet",
     "ProtoPNetOutput",
     "PrototypeEvidence",
