@@ -10,7 +10,13 @@ import torch
 from _protopnet_toy import Jitter, loaders, no_push, one_thread, squares, tiny_model, with_push
 from torch.utils.data import DataLoader
 
-from interp_lib.protopnet.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from interp_lib.protopnet.checkpoint import (
+    CorruptCheckpointError,
+    load_checkpoint,
+    read_checkpoint,
+    remove_stale_temporaries,
+    save_checkpoint,
+)
 from interp_lib.protopnet.stages import Stage
 from interp_lib.protopnet.train import fit
 
@@ -121,7 +127,7 @@ class _DiesAfter(Jitter):
 
 
 def _run(tmp_path, name, *, kill_at=None, die_after=None, resume=False, model_seed=0,
-         push=False):  # fmt: skip
+         push=False, solver="convex"):  # fmt: skip
     # augmentation noise from torch's global RNG + a shuffling loader: resuming must
     # restore the RNG states exactly to repeat the run
     data = Jitter(squares(48)) if die_after is None else _DiesAfter(squares(48), die_after)
@@ -134,7 +140,8 @@ def _run(tmp_path, name, *, kill_at=None, die_after=None, resume=False, model_se
 
     model = tiny_model(seed=model_seed)
     if push:  # warmup 0, joint 1, push 1, last 1 x2, joint 2, push 2, last 2 x2
-        schedule, push_ld = with_push(epochs=3, lr_step_size=1), DataLoader(squares(48))
+        schedule = with_push(epochs=3, lr_step_size=1, last_layer_solver=solver)
+        push_ld = DataLoader(squares(48))
     else:
         schedule, push_ld = no_push(epochs=4, lr_step_size=2, select="any"), None
     h = fit(model, train, val_loader=val, push_loader=push_ld, schedule=schedule,
@@ -161,13 +168,13 @@ def test_resume_after_kill_ends_with_the_same_weights(tmp_path, kill_at, push):
 
 @pytest.mark.filterwarnings("ignore:.*share a source patch")
 def test_resume_after_a_kill_inside_an_epoch(tmp_path):
-    ref, _ = _run(tmp_path, "ref.pt", push=True)
+    ref, _ = _run(tmp_path, "ref.pt", push=True, solver="adam")
     # 48 images a pass: warm-up, joint 1, (push), 2 last-layer passes, then dies 20 images
     # into joint epoch 2, with 5 steps checkpointed
     with pytest.raises(_Kill):
-        _run(tmp_path, "run.pt", die_after=48 * 4 + 20, push=True)
+        _run(tmp_path, "run.pt", die_after=48 * 4 + 20, push=True, solver="adam")
     assert read_checkpoint(tmp_path / "run.pt")["next_step"] == 5
-    resumed, _ = _run(tmp_path, "run.pt", resume=True, model_seed=7, push=True)
+    resumed, _ = _run(tmp_path, "run.pt", resume=True, model_seed=7, push=True, solver="adam")
     for (k, a), b in zip(ref.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
 
@@ -201,3 +208,113 @@ def test_resume_refuses_another_schedule_or_model(tmp_path):
     with pytest.raises(ValueError, match="config"):
         fit(other, train, schedule=no_push(1), checkpoint=tmp_path / "c.pt", resume=True,
             progress=False)  # fmt: skip
+
+
+# ------------------------------------------------------------------ integrity
+def _flip_bit(path, offset: int, bit: int = 0) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 1 << bit
+    path.write_bytes(bytes(data))
+
+
+def _tensor_offset(path) -> int:
+    """Offset of the first bytes of the (inner) prototypes tensor in the file."""
+    model_bytes = tiny_model(seed=3).prototypes.detach().numpy().tobytes()[:32]
+    return path.read_bytes().index(model_bytes) + 8
+
+
+def test_a_flipped_bit_in_a_tensor_is_detected(tmp_path):
+    path = save_checkpoint(tmp_path / "m.pt", tiny_model(seed=3))
+    _flip_bit(path, _tensor_offset(path), bit=6)  # silently a weight of ~1e36 before
+    with pytest.raises(CorruptCheckpointError, match=r"m\.pt.*SHA-256"):
+        load_checkpoint(path)
+    with pytest.raises(CorruptCheckpointError):
+        read_checkpoint(path)
+
+
+@pytest.mark.parametrize("damage", ["header", "truncate", "zeros", "junk_tail"])
+def test_damaged_files_give_one_clear_error(tmp_path, damage):
+    path = save_checkpoint(tmp_path / "m.pt", tiny_model(seed=3))
+    data = bytearray(path.read_bytes())
+    if damage == "header":  # raised a raw UnicodeDecodeError before
+        data[:64] = b"\xff" * 64
+    elif damage == "truncate":
+        data = data[: len(data) // 2]
+    elif damage == "zeros":
+        data[len(data) // 3 : len(data) // 3 + 100] = bytes(100)
+    else:
+        data += b"trailing junk"
+    path.write_bytes(bytes(data))
+    if damage == "junk_tail":  # bytes after the zip's end are not part of the contents
+        load_checkpoint(path)
+        return
+    with pytest.raises(CorruptCheckpointError, match=r"m\.pt"):
+        load_checkpoint(path)
+
+
+def test_config_is_validated_before_the_model_is_allocated(tmp_path):
+    fake = torch.nn.Linear(2, 2)  # a tiny module whose config asks for a huge ProtoPNet
+    base = tiny_model().config
+    fake.config = {**base, "prototype_dim": 10**6, "n_prototypes_per_class": 10**5}
+    path = save_checkpoint(tmp_path / "huge.pt", fake)
+    assert path.stat().st_size < 10_000
+    with pytest.raises(CorruptCheckpointError, match="does not match"):
+        load_checkpoint(path)  # no 10^12-float allocation: shapes compared on meta
+    fake.config = {**base, "prototype_dim": "eight"}
+    save_checkpoint(path, fake)
+    with pytest.raises(CorruptCheckpointError, match="config"):
+        load_checkpoint(path)
+    fake.config = {**base, "n_classes": 10**12}
+    save_checkpoint(path, fake)
+    with pytest.raises(CorruptCheckpointError, match="out of bounds"):
+        load_checkpoint(path)
+
+
+def test_unsigned_files_are_refused_unless_trusted(tmp_path):
+    model = tiny_model(seed=3)
+    torch.save({"config": model.config, "state_dict": model.state_dict()}, tmp_path / "old.pt")
+    with pytest.raises(CorruptCheckpointError, match="no checksum"):
+        load_checkpoint(tmp_path / "old.pt")
+    loaded = load_checkpoint(tmp_path / "old.pt", verify=False)
+    assert torch.equal(loaded.prototypes, model.prototypes)
+
+
+@pytest.mark.filterwarnings("ignore:the schedule's epoch counts")
+def test_resume_never_continues_from_a_damaged_checkpoint(tmp_path):
+    train = loaders()[0]
+    path = tmp_path / "c.pt"
+    fit(tiny_model(), train, schedule=no_push(2), checkpoint=path, progress=False)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptCheckpointError, match=r"c\.pt"):
+        fit(tiny_model(), train, schedule=no_push(2), checkpoint=path, resume=True,
+            progress=False)  # fmt: skip
+
+
+@pytest.mark.filterwarnings("ignore:the schedule's epoch counts")
+def test_a_fresh_run_does_not_overwrite_a_checkpoint(tmp_path):
+    train = loaders()[0]
+    path = save_checkpoint(tmp_path / "c.pt", tiny_model(seed=5), note="keep me")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        fit(tiny_model(), train, schedule=no_push(1), checkpoint=path, progress=False)
+    assert read_checkpoint(path)["note"] == "keep me"
+    fit(tiny_model(), train, schedule=no_push(1), checkpoint=path, overwrite=True,
+        progress=False)  # fmt: skip
+    assert "note" not in read_checkpoint(path)
+
+
+def test_stale_temporary_files_are_removed(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    stale = tmp_path / f".m.pt.{dead}.abc123.tmp"
+    live = tmp_path / f".m.pt.{os.getppid()}.def456.tmp"  # a live process may be saving
+    other = tmp_path / f".n.pt.{dead}.x.tmp"  # another checkpoint's: not ours to remove
+    for f in (stale, live, other):
+        f.write_bytes(b"half a checkpoint")
+    save_checkpoint(tmp_path / "m.pt", tiny_model())
+    assert sorted(os.listdir(tmp_path)) == sorted(["m.pt", live.name, other.name])
+    assert remove_stale_temporaries(tmp_path / "n.pt") == [other]

@@ -37,18 +37,27 @@ def test_ddp_two_processes_match_one_process(tmp_path):
     # the mean of two half-batch means, averaged by all-reduce). After 9 Adam steps and a
     # push the weights agree to 1e-5 absolute (2.7e-7 seen).
     for k, a in model.state_dict().items():
-        torch.testing.assert_close(ddp["state_dict"][k], a, rtol=0, atol=1e-5, msg=k)
+        # the convex last-layer solve stops at an optimality residual <= 1e-6, which with
+        # the ridge l2 = 1e-3 certifies |W - W*| <= 1e-6 / 1e-3 = 1e-3 (3.5e-3 of 4.5 seen:
+        # the two runs' inputs differ by 6e-8 and each stops within that bound)
+        atol = 1e-2 if k == "last_layer.weight" else 1e-5
+        torch.testing.assert_close(ddp["state_dict"][k], a, rtol=0, atol=atol, msg=k)
     # Loss terms agree to 1e-5, except CE once prototypes are pushed: a pushed prototype
     # sits at distance ~0 from training patches, where the log similarity
     # log((d + 1) / (d + 1e-4)) amplifies a 1e-7 change of d by 1/eps = 1e4 (4e-4 seen).
-    pushed = False
+    # After the convex last-layer solve, terms agree to the solve's 1e-3 bound on W (times
+    # the sizes of the terms); its iteration count and residual are solver diagnostics.
+    pushed = solved = False
     for r, rd in zip(h, h_ddp, strict=True):
         assert r.stage == rd.stage
         pushed |= r.stage.value == "push"
+        solved |= r.stage.value == "last_layer"
         assert r.train.keys() == rd.train.keys() and r.val.keys() == rd.val.keys()
         for terms, terms_ddp in ((r.train, rd.train), (r.val, rd.val)):
-            for k in terms:
+            for k in terms.keys() - {"iterations", "residual"}:
                 tol = 2e-3 if pushed and k in ("ce", "loss") else 1e-5
+                if solved:
+                    tol = 2e-2 * max(1.0, abs(terms[k]))
                 assert abs(terms[k] - terms_ddp[k]) < tol, (r.stage, k)
         assert r.val["accuracy"] == rd.val["accuracy"]  # exact sharded evaluation
     # rank 0 wrote a checkpoint that loads into a plain model

@@ -30,7 +30,8 @@ def test_schedule_defaults_are_the_papers():
     assert (s.joint_lr_features, s.joint_lr_add_on, s.joint_lr_prototypes) == (1e-4, 3e-3, 3e-3)
     assert (s.last_layer_lr, s.weight_decay, s.lr_step_size, s.lr_gamma) == (1e-4, 1e-3, 5, 0.1)
     assert s.push_epochs()[:3] == [10, 20, 30]
-    steps = s.steps()
+    # the released code's last-layer stage: 20 Adam passes after each push
+    steps = Schedule(last_layer_solver="adam").steps()
     assert [st.stage for st in steps[:6]] == [Stage.WARMUP] * 5 + [Stage.JOINT]
     i = steps.index(Step(10, Stage.PUSH))
     assert steps[i - 1] == Step(10, Stage.JOINT)
@@ -38,6 +39,12 @@ def test_schedule_defaults_are_the_papers():
     assert steps[i + 21] == Step(11, Stage.JOINT)
     # 1000 epochs + 99 pushes (10..990) + the final push after epoch 999, 20 passes each
     assert len(steps) == 1000 + 100 * 21
+    # the default solves the last layer once, to convergence, after each push
+    assert s.last_layer_solver == "convex"
+    default = s.steps()
+    i = default.index(Step(10, Stage.PUSH))
+    assert default[i + 1 : i + 3] == [Step(10, Stage.LAST_LAYER, 0), Step(11, Stage.JOINT)]
+    assert len(default) == 1000 + 100 * 2
 
 
 def test_schedule_quick_and_validation():
@@ -173,7 +180,8 @@ def test_push_and_last_layer_stages_in_fit(batch_norm):
     def callback(rec):
         snapshots.append((rec.stage, {k: v.clone() for k, v in model.state_dict().items()}))
 
-    h = fit(model, train, val_loader=val, push_loader=push_ld, schedule=with_push(epochs=3),
+    schedule = with_push(epochs=3, last_layer_solver="adam")
+    h = fit(model, train, val_loader=val, push_loader=push_ld, schedule=schedule,
             callback=callback, progress=False)  # fmt: skip
     stages = [(r.epoch, r.stage.value) for r in h]
     assert stages == [(0, "warmup"), (1, "joint"), (1, "push"), (1, "last_layer"),
@@ -201,3 +209,112 @@ def test_push_and_last_layer_stages_in_fit(batch_norm):
     with torch.no_grad():
         d = model.forward_all(x).min_distances.amin(0)
     assert torch.all(d <= 1e-5)
+
+
+# ------------------------------------------------------------------ refactor, hardening
+def test_learning_rates_are_tied_to_parameter_groups_by_name():
+    from interp_lib.protopnet.train import _make_optimizers, learning_rates
+
+    model = tiny_model()
+    opts = _make_optimizers(model, Schedule(joint_lr_features=1e-5, joint_lr_add_on=2e-3))
+    groups = parameter_groups(model)
+    for opt in opts.values():
+        for pg in opt.param_groups:  # each named group holds exactly that group's tensors
+            assert [id(p) for p in pg["params"]] == [id(p) for p in groups[pg["name"]]]
+    joint = opts["joint"]
+    joint.param_groups.reverse()  # order no longer matters
+    assert learning_rates(joint) == {"features": 1e-5, "add_on": 2e-3, "prototypes": 3e-3}
+
+
+def test_loss_terms_are_tensors_on_the_device():
+    model = tiny_model()
+    x, y = squares(8)[:]
+    loss, terms = protopnet_loss(model.forward_all(x), y, model)
+    assert all(isinstance(v, torch.Tensor) and v.ndim == 0 for v in terms.values())
+    assert not any(v.requires_grad for v in terms.values())
+    assert float(terms["loss"]) == pytest.approx(loss.item())
+
+
+def test_class_specific_false_follows_the_original_formulas():
+    model = tiny_model()
+    x, y = squares(8)[:]
+    out = model.forward_all(x)
+    loss, terms = protopnet_loss(out, y, model, class_specific=False)
+    clst = out.min_distances.amin(1).mean()
+    l1 = model.last_layer.weight.abs().sum()  # every weight, not only off-class ones
+    ce = torch.nn.functional.cross_entropy(out.logits, y)
+    assert float(terms["clst"]) == pytest.approx(clst.item())
+    assert float(terms["l1"]) == pytest.approx(l1.item())
+    assert float(terms["sep"]) == 0.0
+    assert loss.item() == pytest.approx((ce + 0.8 * clst + 1e-4 * l1).item(), rel=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:.*share a source patch")
+@pytest.mark.filterwarnings("ignore:the schedule's epoch counts")
+def test_fit_class_specific_false_penalises_every_weight():
+    model = tiny_model()
+    train, val, push_ld = loaders()
+    h = fit(model, train, val_loader=val, push_loader=push_ld, class_specific=False,
+            schedule=with_push(epochs=2, last_layer_l2=0.0), restore_best=False,
+            progress=False)  # fmt: skip
+    assert h[0].train["sep"] == 0.0
+    assert h[-1].stage is Stage.LAST_LAYER and h[-1].train["residual"] <= 1e-6
+    # L1 over all weights: the reported L1 is the sum of every |w|
+    assert h[-1].train["l1"] == pytest.approx(model.last_layer.weight.abs().sum().item(), rel=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:the schedule's epoch counts")
+def test_empty_loader_and_bad_labels_are_refused():
+    model = tiny_model()
+    x, y = squares(16)[:]
+    empty = DataLoader(TensorDataset(x[:0], y[:0]), batch_size=4)
+    with pytest.raises(ValueError, match="no batches"):
+        fit(model, empty, schedule=no_push(1), progress=False)
+    bad = DataLoader(TensorDataset(x, torch.full_like(y, 7)), batch_size=4)
+    with pytest.raises(ValueError, match=r"\[0, 4\)|0 to 3|range"):
+        fit(model, bad, schedule=no_push(1), progress=False)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_schedule_budgets_in_optimizer_steps():
+    from interp_lib.protopnet.stages import PAPER_STEPS_PER_EPOCH
+
+    paper = Schedule()
+    assert paper.steps_per_epoch == PAPER_STEPS_PER_EPOCH == 2250
+    want = paper.optimizer_steps(PAPER_STEPS_PER_EPOCH)
+    assert want == {"warmup": 5 * 2250, "joint": 995 * 2250, "last_layer": 0, "pushes": 100}
+    small = paper.scaled(45)  # a data set 50x smaller: 50x more epochs, same steps
+    assert (small.epochs, small.warmup_epochs, small.push_every) == (50000, 250, 500)
+    got = small.optimizer_steps(45)
+    assert got["warmup"] == want["warmup"] and got["joint"] == want["joint"]
+    assert got["pushes"] == want["pushes"] and small.steps_per_epoch == 45
+    adam = Schedule(last_layer_solver="adam", epochs=20).scaled(45)
+    assert adam.last_layer_passes == 1000  # 20 passes x 2250 steps = 1000 x 45
+    with pytest.raises(ValueError, match="reference"):
+        Schedule.quick().scaled(10)
+
+
+def test_fit_warns_when_the_loader_is_far_from_the_schedules_budget():
+    model = tiny_model()
+    train, _, _ = loaders()
+    with pytest.warns(UserWarning, match="562x fewer steps"):
+        fit(model, train, schedule=no_push(1), progress=False)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit(model, train, schedule=no_push(1, steps_per_epoch=len(train)), progress=False)
+
+
+@pytest.mark.filterwarnings("ignore:the schedule's epoch counts")
+def test_seed_may_be_a_generator():
+    train, _, _ = loaders()
+    runs = []
+    for _ in range(2):
+        model = tiny_model()
+        fit(model, train, schedule=no_push(2), seed=torch.Generator().manual_seed(5),
+            progress=False)  # fmt: skip
+        runs.append(model.state_dict())
+    for k, v in runs[0].items():
+        assert torch.equal(v, runs[1][k]), k

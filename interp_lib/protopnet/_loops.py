@@ -1,23 +1,45 @@
 """One pass over the data, for :func:`interp_lib.protopnet.fit`: a training pass, an
-evaluation pass, a push. The orchestration (stages, optimisers, checkpoints) is in
-:mod:`interp_lib.protopnet.train`.
+evaluation pass, a push, a convex last-layer solve. The orchestration (stages,
+optimisers, checkpoints) is in :mod:`interp_lib.protopnet.train`.
 
-``ctx`` below is ``(device, amp, channels_last, dist_info, progress_bar_or_None)``.
+No pass synchronises with the host per batch: loss terms are summed on the device and
+read once at the end of the pass (:class:`TermSums`), and a non-finite loss is caught on
+the device (its gradients are zeroed, so it never reaches the weights) and reported at
+the end of the pass.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from .._plumbing import NonFiniteLossError, evaluating, to_device, unpack_batch
+from .._plumbing import progress as progress_bar
+from .._validation import check_labels
 from . import _runtime as rt
-from .history import NonFiniteLossError
+from .losses import TERMS, LossWeights, protopnet_loss
 from .stages import Step
 
 AMP = {"bf16": torch.bfloat16, "fp16": torch.float16}
+#: Batches between two progress-bar refreshes of the running loss (each one reads it).
+_SHOW_EVERY = 25
+
+
+@dataclass(frozen=True)
+class PassContext:
+    """What every pass of one :func:`fit` run needs besides the model and the data."""
+
+    device: torch.device
+    amp: str | None
+    channels_last: bool
+    dist: rt.DistInfo
+    show_progress: bool
+    class_specific: bool = True
 
 
 class ForwardAll(nn.Module):
@@ -31,35 +53,88 @@ class ForwardAll(nn.Module):
         return self.model.forward_all(x)
 
 
-def to_device(batch, device: torch.device, channels_last: bool):
-    if not isinstance(batch, (list, tuple)) or len(batch) < 2:
-        raise ValueError(
-            "each batch must be a tuple (images, labels, ...); got "
-            f"{type(batch).__name__}. Wrap the dataset so __getitem__ returns (x, y)."
-        )
-    x, y = batch[0], batch[1]
-    x = x.to(device, non_blocking=True)
-    if channels_last and x.ndim == 4:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x, y.to(device, non_blocking=True)
-
-
 def autocast(device: torch.device, amp: str | None):
     if amp is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=AMP[amp])
 
 
-def summarise(sums: dict[str, float], n: int, info: rt.DistInfo) -> dict[str, float]:
-    """Sample-weighted means of the per-batch terms, over all processes."""
-    keys = sorted(sums)
-    vec = torch.tensor([float(n), *(sums[k] for k in keys)], dtype=torch.float64)
-    vec = rt.all_reduce_sum(vec, info)
-    total = max(vec[0].item(), 1.0)
-    return {k: vec[1 + i].item() / total for i, k in enumerate(keys)}
+def labelled_batches(
+    loader: Iterable, n_classes: int, ctx: PassContext
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``(x, y)`` of every batch on ``ctx.device``; labels are checked (range, shape)
+    where the loader made them, before the copy (no device sync for CPU labels)."""
+    for batch in loader:
+        b = unpack_batch(batch, need_labels=True)
+        y = check_labels(b.y, n_classes, n_images=b.x.shape[0])
+        b = to_device(type(b)(b.x, y), ctx.device, channels_last=ctx.channels_last)
+        yield b.x, b.y
 
 
-def train_mode(model) -> None:
+class TermSums:
+    """Sample-weighted sums of the loss terms, kept on the device (float64 where the
+    device has it) and read once by :meth:`means`."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.dtype = torch.float32 if device.type == "mps" else torch.float64
+        self.sums = torch.zeros(len(TERMS), dtype=self.dtype, device=device)
+        self.n = 0
+
+    def add(self, terms: dict[str, torch.Tensor], n: int) -> None:
+        values = torch.stack([terms[k] for k in TERMS]).to(self.dtype)
+        self.sums += values * n
+        self.n += n
+
+    def means(self, info: rt.DistInfo) -> dict[str, float]:
+        """Means over all samples of all processes (keys sorted, as logged)."""
+        vec = torch.cat([torch.tensor([float(self.n)], dtype=torch.float64),
+                         self.sums.double().cpu()])  # fmt: skip
+        vec = rt.all_reduce_sum(vec, info)
+        total = max(vec[0].item(), 1.0)
+        values = dict(zip(TERMS, (vec[1:] / total).tolist(), strict=True))
+        return {k: values[k] for k in sorted(values)}
+
+
+class _NonFiniteGuard:
+    """Zero the gradients of a batch whose loss is not finite, on the device, and
+    remember the first such batch (read once, at the end of the pass)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.first = torch.full((), -1, dtype=torch.long, device=device)
+        self.terms = torch.zeros(len(TERMS), device=device)
+
+    def check(self, b: int, loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        bad = ~torch.isfinite(loss.detach())
+        new = bad & (self.first < 0)
+        self.first = torch.where(new, b, self.first)
+        self.terms = torch.where(new, torch.stack([terms[k] for k in TERMS]), self.terms)
+        return bad
+
+    @staticmethod
+    def zero_grads(params: list[nn.Parameter], bad: torch.Tensor) -> None:
+        for p in params:
+            if p.grad is not None:
+                p.grad.masked_fill_(bad, 0.0)
+
+    def raise_if_seen(self, step: Step, amp: str | None) -> None:
+        first = int(self.first)
+        if first < 0:
+            return
+        terms = dict(zip(TERMS, self.terms.tolist(), strict=True))
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in terms.items())
+        hint = ", or use amp='bf16' instead of 'fp16'" if amp == "fp16" else ""
+        err = NonFiniteLossError(
+            f"non-finite training loss at epoch {step.epoch} ({step.stage.value}), batch "
+            f"{first}: {shown}. Its gradients were zeroed, so no NaN/inf reached the "
+            "weights (the check is read once per pass, so the pass finished). Check the "
+            f"inputs for NaN/inf, lower the learning rates{hint}, and resume from the last "
+            "checkpoint."
+        )
+        err.epoch, err.batch, err.stage, err.terms = step.epoch, first, step.stage, terms
+        raise err
+
+
+def train_mode(model: nn.Module) -> None:
     """``model.train()``, except the parts this stage freezes, which stay in eval mode.
 
     A frozen trunk in train mode would still update its BatchNorm running statistics
@@ -73,66 +148,164 @@ def train_mode(model) -> None:
             child.eval()
 
 
-def train_pass(model, net, loader, opt, scaler, weights, step: Step, ctx) -> dict[str, float]:
-    from .losses import protopnet_loss
-
-    device, amp, channels_last, info, bar = ctx
+def train_pass(
+    model: nn.Module,
+    net,
+    loader: Iterable,
+    opt: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    weights: LossWeights,
+    step: Step,
+    ctx: PassContext,
+) -> dict[str, float]:
+    """One epoch of ``opt`` steps on ``net(x)`` (``model.forward_all`` or its DDP
+    wrapper); returns the sample-weighted means of the loss terms."""
+    n_classes = model.class_identity.shape[1]
+    params = [p for g in opt.param_groups for p in g["params"]]
     train_mode(model)
-    sums: dict[str, float] = {}
-    n = 0
-    for b, batch in enumerate(loader):
-        x, y = to_device(batch, device, channels_last)
-        with autocast(device, amp):
-            out = net(x)
-            loss, terms = protopnet_loss(out, y, model, weights)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            hint = ", or use amp='bf16' instead of 'fp16'" if amp == "fp16" else ""
-            raise NonFiniteLossError(step.epoch, b, step.stage, dict(terms), hint)
-        opt.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-        else:
-            loss.backward()
-            opt.step()
-        k = len(y)
-        n += k
-        for name, v in terms.items():
-            sums[name] = sums.get(name, 0.0) + float(v) * k
-        if bar is not None:
-            bar.set_postfix(batch=b, loss=f"{value:.3f}", refresh=False)
-    return summarise(sums, n, info)
+    sums, guard = TermSums(ctx.device), _NonFiniteGuard(ctx.device)
+    bar = progress_bar(loader, ctx.show_progress, f"epoch {step.epoch} {step.stage.value}")
+    try:
+        for b, (x, y) in enumerate(labelled_batches(bar, n_classes, ctx)):
+            with autocast(ctx.device, ctx.amp):
+                out = net(x)
+                loss, terms = protopnet_loss(out, y, model, weights,
+                                             class_specific=ctx.class_specific)  # fmt: skip
+            bad = guard.check(b, loss, terms)
+            opt.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                guard.zero_grads(params, bad)
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                guard.zero_grads(params, bad)
+                opt.step()
+            sums.add(terms, len(y))
+            if bar is not loader and b % _SHOW_EVERY == 0:  # reads the loss: a host sync
+                bar.set_postfix(batch=b, loss=f"{float(terms['loss']):.3f}", refresh=False)
+    finally:
+        if bar is not loader:
+            bar.close()
+    if sums.n == 0:
+        raise ValueError(
+            f"the training loader yielded no images in epoch {step.epoch} "
+            f"({step.stage.value}); is the data set empty, or drop_last=True with fewer "
+            "images than batch_size?"
+        )
+    guard.raise_if_seen(step, ctx.amp)
+    return sums.means(ctx.dist)
 
 
 @torch.no_grad()
-def evaluate(model, loader, weights, ctx) -> dict[str, float]:
-    from .losses import protopnet_loss
-
-    device, amp, channels_last, info, _ = ctx
-    model.eval()
-    sums: dict[str, float] = {}
-    n = 0
-    for batch in loader:
-        x, y = to_device(batch, device, channels_last)
-        with autocast(device, amp):
-            out = model.forward_all(x)
-            _, terms = protopnet_loss(out, y, model, weights)
-        n += len(y)
-        for name, v in terms.items():
-            sums[name] = sums.get(name, 0.0) + float(v) * len(y)
-    return summarise(sums, n, info)
+def evaluate(
+    model: nn.Module, loader: Iterable, weights: LossWeights, ctx: PassContext
+) -> dict[str, float]:
+    """The loss terms and accuracy of ``model`` (eval mode) over ``loader``."""
+    n_classes = model.class_identity.shape[1]
+    sums = TermSums(ctx.device)
+    with evaluating(model):
+        for x, y in labelled_batches(loader, n_classes, ctx):
+            with autocast(ctx.device, ctx.amp):
+                out = model.forward_all(x)
+                _, terms = protopnet_loss(out, y, model, weights,
+                                          class_specific=ctx.class_specific)  # fmt: skip
+            sums.add(terms, len(y))
+    return sums.means(ctx.dist)
 
 
-def push_pass(model, loader, device, info) -> dict[str, float]:
+def push_pass(model: nn.Module, loader: Iterable, ctx: PassContext) -> dict[str, float]:
+    """Push every prototype (:func:`~interp_lib.protopnet.push`); every process pushes
+    the same data and rank 0's prototypes are broadcast."""
     from .push import push
 
-    result = push(model, loader, device=device, progress=False)
-    if info.enabled:  # every rank pushed the same data; make the prototypes identical
+    result = push(model, loader, device=ctx.device, progress=False)
+    if ctx.dist.enabled:  # every rank pushed the same data; make the prototypes identical
         torch.distributed.broadcast(model.prototypes.data, src=0)
     return {
         "push_distance_mean": float(result.distance.float().mean()),
         "push_distance_max": float(result.distance.float().max()),
         "push_duplicates": float(sum(len(g) for g in result.duplicates())),
     }
+
+
+@torch.no_grad()
+def last_layer_inputs(
+    model: nn.Module, loader: Iterable, ctx: PassContext
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The inputs of ``model.last_layer`` (max-pooled similarities, ``(N, P)``) and the
+    labels ``(N,)`` of every image of ``loader``, in eval mode and full precision."""
+    n_classes = model.class_identity.shape[1]
+    feats: list[torch.Tensor] = []
+    hook = model.last_layer.register_forward_hook(
+        lambda _m, inputs, _out: feats.append(inputs[0].detach().float())
+    )
+    labels = []
+    try:
+        with evaluating(model):
+            for x, y in labelled_batches(loader, n_classes, ctx):
+                model(x)
+                labels.append(y)
+    finally:
+        hook.remove()
+    if not labels:
+        raise ValueError("the push loader yielded no images; the last layer needs some.")
+    return torch.cat(feats), torch.cat(labels)
+
+
+def last_layer_solve(
+    model: nn.Module,
+    loader: Iterable,
+    weights: LossWeights,
+    l2: float,
+    ctx: PassContext,
+) -> dict[str, float]:
+    """Solve the last-layer stage to convergence
+    (:func:`~interp_lib.protopnet.last_layer.solve_last_layer`) on the similarities of
+    ``loader``'s images and write the solution into ``model.last_layer``."""
+    from .last_layer import solve_last_layer
+
+    if getattr(model.last_layer, "bias", None) is not None:
+        raise ValueError("the convex last-layer solve expects a last layer without bias.")
+    if weights.ce <= 0:
+        raise ValueError(f"the last-layer solve needs a positive CE weight, got {weights.ce}.")
+    sims, labels = last_layer_inputs(model, loader, ctx)
+    w = model.last_layer.weight
+    if ctx.class_specific:
+        mask = 1 - model.class_identity.t()
+    else:
+        mask = torch.ones_like(w)
+    sol = solve_last_layer(sims, labels, w.detach(), mask,
+                           l1=weights.l1 / weights.ce, l2=l2 / weights.ce)  # fmt: skip
+    with torch.no_grad():
+        w.copy_(sol.weight)
+    if ctx.dist.enabled:  # every rank solved the same problem; make the weights identical
+        torch.distributed.broadcast(w.data, src=0)
+    if not sol.converged:
+        warnings.warn(
+            f"the last-layer solve stopped after {sol.iterations} iterations with an "
+            f"optimality residual of {sol.residual:.2e}; the last layer is near, not at, "
+            "its minimum.",
+            stacklevel=3,
+        )
+    return {
+        "accuracy": sol.accuracy,
+        "ce": sol.ce,
+        "iterations": float(sol.iterations),
+        "l1": sol.l1,
+        "loss": sol.objective,
+        "residual": sol.residual,
+    }
+
+
+__all__ = [
+    "AMP",
+    "ForwardAll",
+    "PassContext",
+    "TermSums",
+    "evaluate",
+    "last_layer_solve",
+    "push_pass",
+    "train_pass",
+]

@@ -1,17 +1,39 @@
-"""Safe, atomic ProtoPNet checkpoints.
+"""Safe, atomic, verified ProtoPNet checkpoints.
 
-A checkpoint is a ``torch.save`` file holding only tensors and plain Python values:
-the model's ``state_dict``, its ``config`` (which rebuilds it with
-``ProtoPNet.from_config``) and, when written by :func:`~interp_lib.protopnet.fit`, the
-training state (optimisers, scheduler, epoch, stage, RNG states, history). It is read with
-``torch.load(weights_only=True)``, which never runs code hidden in a pickle; anything else
-(e.g. a whole-model pickle from the original ProtoPNet repository) is refused.
+A checkpoint holds only tensors and plain Python values: the model's ``state_dict``, its
+``config`` (which rebuilds it with ``ProtoPNet.from_config``) and, when written by
+:func:`~interp_lib.protopnet.fit`, the training state (optimisers, scheduler, epoch,
+stage, RNG states, history).
+
+File format (``interp_lib.protopnet.checkpoint/2``)
+---------------------------------------------------
+The contents are serialised with :func:`torch.save` into bytes, and the file is a
+``torch.save`` of ``{"format", "sha256", "payload"}``: the SHA-256 of those bytes and the
+bytes themselves (a ``uint8`` tensor). Reading (:func:`read_checkpoint`):
+
+1. ``torch.load(weights_only=True)``, which never runs code hidden in a pickle; anything
+   else (e.g. a whole-model pickle from the original ProtoPNet repository) is refused;
+2. the SHA-256 of the payload is compared with the stored one *before* the payload is
+   unpickled, so any change to the file after it was written (a flipped bit, a
+   truncation, an overwritten header) is detected;
+3. ``config`` and the ``state_dict``'s structure are checked; :func:`load_checkpoint`
+   then builds the model on the ``meta`` device (no memory) and compares every shape
+   before allocating it.
+
+Every problem raises one :class:`CorruptCheckpointError` (a ``ValueError``) naming the
+file and what is wrong. Files are written atomically (temporary file, ``fsync``,
+:func:`os.replace`, ``fsync`` of the directory); temporary files of saves that were
+killed are removed by the next save to the same path.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
 import os
 import pickle
+import re
 import tempfile
 from collections import OrderedDict
 from pathlib import Path
@@ -20,11 +42,25 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["load_checkpoint", "read_checkpoint", "save_checkpoint"]
+__all__ = [
+    "CorruptCheckpointError",
+    "load_checkpoint",
+    "read_checkpoint",
+    "remove_stale_temporaries",
+    "save_checkpoint",
+]
 
-FORMAT = "interp_lib.protopnet.checkpoint/1"
+FORMAT = "interp_lib.protopnet.checkpoint/2"
 _SCALARS = (str, int, float, bool, type(None))  # exact types: no str-enums, no numpy ints
 _TORCH = (torch.Tensor, torch.dtype, torch.Size, torch.device)
+#: Largest int and longest list a config may hold (a guard against configs that would
+#: make the constructor allocate gigabytes before anything else can be checked).
+_CONFIG_MAX_INT = 10**6
+
+
+class CorruptCheckpointError(ValueError):
+    """A checkpoint file cannot be used: damaged, truncated, unsafe, unverifiable, or
+    inconsistent with its own config. The message names the file and the problem."""
 
 
 def _check_plain(value: Any, where: str) -> None:
@@ -58,17 +94,77 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model
 
 
+def _tmp_prefix(path: Path) -> str:
+    return f".{path.name}.{os.getpid()}."
+
+
+_TMP_RE = r"\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+\.tmp"
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # our own leftovers (an interrupted save of this process)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that killed saves to ``path`` left behind.
+
+    A save writes ``.<name>.<pid>.<random>.tmp`` next to ``path``; the file of a process
+    that no longer exists (or of this process, outside a save) is stale. Files of live
+    processes are kept (another process may be saving right now).
+
+    Returns
+    -------
+    list of Path
+        The files removed.
+    """
+    path = Path(path)
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    for f in path.parent.iterdir():
+        m = re.fullmatch(_TMP_RE, f.name)
+        if m and m["name"] == path.name and not _pid_alive(int(m["pid"])):
+            with contextlib.suppress(FileNotFoundError):
+                f.unlink()
+                removed.append(f)
+    return removed
+
+
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):  # not every platform/file system allows it
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _digest(data) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, **training_state: Any) -> Path:
     """Write ``model`` (state_dict + config) and optional training state to ``path``.
 
-    The file is written atomically: to a temporary file in the same directory, flushed to
-    disk, then renamed over ``path`` with :func:`os.replace`, so a run killed while saving
-    leaves the previous checkpoint intact.
+    The contents are stored with their SHA-256 (see the module docstring). The file is
+    written atomically: to a temporary file in the same directory, flushed to disk, then
+    renamed over ``path`` with :func:`os.replace`, so a run killed while saving leaves
+    the previous checkpoint intact; stale temporary files of earlier killed saves to
+    ``path`` are removed first.
 
     Parameters
     ----------
     path : str or PathLike
-        Destination file (its directory is created if needed).
+        Destination file (its directory is created if needed). An existing file is
+        replaced.
     model : ProtoPNet
         The model; it must have a ``config`` dict (``ProtoPNet.config``).
     **training_state
@@ -93,12 +189,22 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, **training_state:
     payload = {"format": FORMAT, "config": config, "state_dict": model.state_dict()}
     payload.update(training_state)
     _check_plain(payload, "checkpoint")
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    data = bytearray(buf.getbuffer())
+    del buf
+    envelope = {
+        "format": FORMAT,
+        "sha256": _digest(data),
+        "payload": torch.frombuffer(data, dtype=torch.uint8),
+    }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_tmp_prefix(path), suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
+            torch.save(envelope, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -106,52 +212,201 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, **training_state:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    _fsync_dir(path.parent)
     return path
 
 
-def read_checkpoint(
-    path: str | os.PathLike, map_location: str | torch.device | None = None
-) -> dict[str, Any]:
-    """Read a checkpoint safely and return its contents as a dict.
-
-    Keys: ``format``, ``config``, ``state_dict`` and any training state saved with it.
-
-    Raises
-    ------
-    FileNotFoundError
-        If ``path`` does not exist.
-    ValueError
-        If the file is not a safe interp_lib checkpoint: a pickle with arbitrary Python
-        objects (refused by ``torch.load(weights_only=True)`` *without* running them), or a
-        file without ``config``/``state_dict``.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {str(path)!r}.")
+def _load(source, path: Path, map_location, what: str) -> Any:
+    """``torch.load(weights_only=True)`` with every failure turned into one clear error."""
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(source, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(
+        raise CorruptCheckpointError(
             f"refusing to load {str(path)!r}: it is not a safe interp_lib checkpoint, it "
             f"contains Python objects that torch.load(weights_only=True) will not "
             f"unpickle ({first}). Nothing in it was executed. Whole-model pickles (such as "
             "those of the original ProtoPNet code) can run arbitrary code; load one with "
             "weights_only=False only if you trust its source, then re-save it with "
-            "save_checkpoint(path, model)."
+            "save_checkpoint(path, model). (A damaged file can also look like this.)"
         ) from None
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise ValueError(
-            f"could not read {str(path)!r} as a checkpoint ({exc}); is it a torch.save "
-            "file written by save_checkpoint, and complete?"
-        ) from exc
+    except Exception as exc:  # zip/pickle damage surfaces as many exception types
+        raise CorruptCheckpointError(
+            f"{str(path)!r} is damaged or not a checkpoint: reading its {what} failed "
+            f"({type(exc).__name__}: {str(exc)[:200]}). Is it a complete file written by "
+            "save_checkpoint? Use an older copy or retrain."
+        ) from None
+
+
+def _is_envelope(obj: Any) -> bool:
+    return isinstance(obj, dict) and ("sha256" in obj or "payload" in obj)
+
+
+def _open_envelope(outer: dict, path: Path, map_location) -> Any:
+    digest, data = outer.get("sha256"), outer.get("payload")
+    if (
+        outer.get("format") != FORMAT
+        or set(outer) != {"format", "sha256", "payload"}
+        or not isinstance(digest, str)
+        or re.fullmatch(r"[0-9a-f]{64}", digest) is None
+        or not isinstance(data, torch.Tensor)
+        or data.dtype != torch.uint8
+        or data.ndim != 1
+    ):
+        raise CorruptCheckpointError(
+            f"{str(path)!r} is damaged: its envelope (format, sha256, payload) is malformed "
+            f"(keys {sorted(map(str, outer))}, format {outer.get('format')!r})."
+        )
+    raw = data.cpu().numpy()
+    got = _digest(memoryview(raw))
+    if got != digest:
+        raise CorruptCheckpointError(
+            f"{str(path)!r} is damaged: the SHA-256 of its contents is {got[:16]}..., but "
+            f"{digest[:16]}... was stored when it was written ({raw.size} bytes). The file "
+            "changed after it was saved (disk or copy error, or an edit); nothing in it was "
+            "used. Use an older copy or retrain."
+        )
+    return _load(io.BytesIO(raw.tobytes()), path, map_location, "contents")
+
+
+def _check_state_dict(state: Any, path: Path) -> None:
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise CorruptCheckpointError(
+            f"{str(path)!r}: 'state_dict' must map parameter names to tensors, got "
+            f"{type(state).__name__}."
+        )
+
+
+def _check_config(config: Any, path: Path) -> None:
+    """Types and bounds of a config, before anything is built from it."""
+    if not isinstance(config, dict) or not all(isinstance(k, str) for k in config):
+        raise CorruptCheckpointError(
+            f"{str(path)!r}: 'config' must be a dict with str keys, got {type(config).__name__}."
+        )
+
+    def walk(v: Any, where: str) -> None:
+        if isinstance(v, bool) or v is None or isinstance(v, str):
+            return
+        if isinstance(v, int):
+            if not -_CONFIG_MAX_INT <= v <= _CONFIG_MAX_INT:
+                raise CorruptCheckpointError(
+                    f"{str(path)!r}: config{where} = {v} is out of bounds (|value| <= "
+                    f"{_CONFIG_MAX_INT}); the checkpoint is damaged or not from interp_lib."
+                )
+            return
+        if isinstance(v, float):
+            if v != v or v in (float("inf"), float("-inf")):
+                raise CorruptCheckpointError(f"{str(path)!r}: config{where} = {v} is not finite.")
+            return
+        if isinstance(v, (list, tuple)):
+            if len(v) > _CONFIG_MAX_INT:
+                raise CorruptCheckpointError(f"{str(path)!r}: config{where} is too long.")
+            for i, x in enumerate(v):
+                walk(x, f"{where}[{i}]")
+            return
+        if isinstance(v, dict):
+            for k, x in v.items():
+                walk(x, f"{where}[{k!r}]")
+            return
+        raise CorruptCheckpointError(
+            f"{str(path)!r}: config{where} has type {type(v).__name__}; a config holds only "
+            "numbers, strings, lists and dicts."
+        )
+
+    walk(config, "")
+
+
+def read_checkpoint(
+    path: str | os.PathLike,
+    map_location: str | torch.device | None = None,
+    *,
+    verify: bool = True,
+) -> dict[str, Any]:
+    """Read a checkpoint safely, verify it, and return its contents as a dict.
+
+    Keys: ``format``, ``config``, ``state_dict`` and any training state saved with it.
+
+    Parameters
+    ----------
+    path : str or PathLike
+    map_location : str or torch.device, optional
+        As in :func:`torch.load`.
+    verify : bool
+        Refuse a file without a checksum (written by hand or by an interp_lib older than
+        format 2) unless ``False``. Files with a checksum are always verified.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    CorruptCheckpointError
+        (a ``ValueError``) If the file is damaged (checksum mismatch, truncated or
+        garbled), unsafe (a pickle with arbitrary Python objects, refused by
+        ``torch.load(weights_only=True)`` *without* running them), unverifiable, or not
+        a checkpoint (no ``config``/``state_dict``, or a malformed config).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {str(path)!r}.")
+    outer = _load(path, path, map_location=None, what="file")
+    if _is_envelope(outer):
+        payload = _open_envelope(outer, path, map_location)
+    else:
+        payload = outer
+        if isinstance(payload, dict) and "config" in payload and "state_dict" in payload:
+            if verify:
+                raise CorruptCheckpointError(
+                    f"{str(path)!r} carries no checksum (written by hand or by an older "
+                    "interp_lib), so its integrity cannot be verified. If you trust it, read "
+                    "it with read_checkpoint(path, verify=False) and re-save it with "
+                    "save_checkpoint."
+                )
+            if map_location is not None:
+                payload = _load(path, path, map_location, "file")
     if not isinstance(payload, dict) or "config" not in payload or "state_dict" not in payload:
-        got = sorted(payload) if isinstance(payload, dict) else type(payload).__name__
-        raise ValueError(
+        got = sorted(map(str, payload)) if isinstance(payload, dict) else type(payload).__name__
+        raise CorruptCheckpointError(
             f"{str(path)!r} is not an interp_lib ProtoPNet checkpoint: expected a dict with "
             f"'config' and 'state_dict', got {got}. Write checkpoints with save_checkpoint."
         )
+    _check_config(payload["config"], path)
+    _check_state_dict(payload["state_dict"], path)
     return payload
+
+
+def _skeleton(config: dict[str, Any], path: Path, backbone: nn.Module | None) -> nn.Module:
+    """The model of ``config`` on the meta device (shapes only, no memory)."""
+    from .model import ProtoPNet
+
+    try:
+        with torch.device("meta"):
+            return ProtoPNet.from_config(config, backbone=backbone)
+    except (TypeError, ValueError, KeyError, RuntimeError, NotImplementedError) as exc:
+        raise CorruptCheckpointError(
+            f"{str(path)!r}: its config does not describe a valid ProtoPNet: {exc}"
+        ) from None
+
+
+def check_state_matches(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    """Raise :class:`CorruptCheckpointError` unless ``state`` has exactly ``model``'s
+    keys, shapes and dtypes."""
+    want = model.state_dict()
+    missing, extra = sorted(want.keys() - state.keys()), sorted(state.keys() - want.keys())
+    bad = [
+        f"{k}: {tuple(state[k].shape)} {state[k].dtype} (expected {tuple(v.shape)} {v.dtype})"
+        for k, v in want.items()
+        if k in state and (state[k].shape != v.shape or state[k].dtype != v.dtype)
+    ]
+    if missing or extra or bad:
+        parts = [f"missing {missing[:5]}" if missing else "", f"unexpected {extra[:5]}" if extra else "",
+                 f"wrong shape {bad[:5]}" if bad else ""]  # fmt: skip
+        raise CorruptCheckpointError(
+            f"{str(path)!r}: its state_dict does not match the model its config describes ("
+            + "; ".join(p for p in parts if p)
+            + ")."
+        )
 
 
 def load_checkpoint(
@@ -159,12 +414,15 @@ def load_checkpoint(
     map_location: str | torch.device | None = None,
     *,
     backbone: nn.Module | None = None,
+    verify: bool = True,
 ):
     """Rebuild a :class:`~interp_lib.protopnet.ProtoPNet` from a checkpoint.
 
-    The model is rebuilt with ``ProtoPNet.from_config(config)`` (so the backbone is
-    constructed, never unpickled) and its ``state_dict`` loaded strictly. The training
-    state, if any, is available from :func:`interp_lib.protopnet.checkpoint.read_checkpoint`.
+    The file is verified (:func:`read_checkpoint`); the model is first built on the meta
+    device and its shapes compared with the saved ``state_dict``, then rebuilt for real
+    with ``ProtoPNet.from_config(config)`` (so the backbone is constructed, never
+    unpickled) and the ``state_dict`` loaded strictly. The training state, if any, is
+    available from :func:`interp_lib.protopnet.checkpoint.read_checkpoint`.
 
     Parameters
     ----------
@@ -175,17 +433,26 @@ def load_checkpoint(
     backbone : nn.Module, optional
         The trunk module, for a model built with a custom backbone (whose config cannot
         name it); its weights are then loaded from the checkpoint.
+    verify : bool
+        See :func:`read_checkpoint`.
 
     Returns
     -------
     ProtoPNet
         The model in eval mode, on ``map_location`` (or the device it was saved from).
+
+    Raises
+    ------
+    CorruptCheckpointError
+        If the file is damaged, unsafe, or its config and state do not agree.
     """
     from .model import ProtoPNet
 
-    payload = read_checkpoint(path, map_location=map_location)
-    model = ProtoPNet.from_config(payload["config"], backbone=backbone)
+    path = Path(path)
+    payload = read_checkpoint(path, map_location=map_location, verify=verify)
     state = payload["state_dict"]
+    check_state_matches(_skeleton(payload["config"], path, backbone), state, path)
+    model = ProtoPNet.from_config(payload["config"], backbone=backbone)
     devices = {t.device for t in state.values() if isinstance(t, torch.Tensor)}
     if len(devices) == 1:
         model.to(next(iter(devices)))

@@ -8,22 +8,7 @@ from typing import Any
 
 from .stages import Stage
 
-__all__ = ["EpochRecord", "History", "NonFiniteLossError"]
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite; raised instead of corrupting the model."""
-
-    def __init__(
-        self, epoch: int, batch: int, stage: Stage, terms: dict[str, float], hint: str = ""
-    ) -> None:
-        self.epoch, self.batch, self.stage, self.terms = epoch, batch, stage, terms
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in terms.items())
-        super().__init__(
-            f"non-finite training loss at epoch {epoch} ({stage.value}), batch {batch}: "
-            f"{shown}. The model was not updated with it. Check the inputs for NaN/inf, "
-            f"lower the learning rates{hint}, and resume from the last checkpoint."
-        )
+__all__ = ["EpochRecord", "History"]
 
 
 @dataclass
@@ -44,7 +29,9 @@ class EpochRecord:
     train : dict[str, float]
         Means over the training samples of every loss term (``loss``, ``ce``, ``clst``,
         ``sep``, ``avg_sep``, ``l1``, ... as returned by ``protopnet_loss``) and
-        ``accuracy``; for a push, ``push_distance_mean`` / ``push_distance_max`` (how far
+        ``accuracy``; for a convex last-layer solve, ``ce``, ``l1``, ``loss`` (the
+        objective), ``accuracy`` on the push images and the solver's ``iterations`` and
+        ``residual``; for a push, ``push_distance_mean`` / ``push_distance_max`` (how far
         the prototypes moved) and ``push_duplicates`` (prototypes sharing a source patch).
     val : dict[str, float] or None
         The same terms and ``accuracy`` on the validation split, if there is one.

@@ -131,7 +131,9 @@ def protopnet_loss(
     labels: torch.Tensor,
     model: ProtoPNet,
     weights: LossWeights | None = None,
-) -> tuple[torch.Tensor, dict[str, float]]:
+    *,
+    class_specific: bool = True,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The full ProtoPNet objective for one batch.
 
     Parameters
@@ -143,27 +145,44 @@ def protopnet_loss(
         The (unwrapped) model: supplies ``class_identity`` and the last-layer weight.
     weights : LossWeights, optional
         Defaults to the paper's ``LossWeights()``.
+    class_specific : bool
+        ``True`` (default): the paper's objective. ``False``: the original code's
+        ``class_specific=False`` option: the cluster cost is the mean distance to the
+        nearest prototype of *any* class, there is no separation cost (``sep`` and
+        ``avg_sep`` are logged as 0) and L1 covers *every* last-layer weight.
 
     Returns
     -------
     loss : Tensor, scalar
         Differentiable total.
-    terms : dict[str, float]
+    terms : dict[str, Tensor]
         ``ce``, ``clst``, ``sep``, ``avg_sep``, ``l1``, ``loss`` and ``accuracy``
-        (share of correct predictions in the batch), as Python floats.
+        (share of correct predictions in the batch), as detached float32 scalars on the
+        loss's device: nothing is copied to the host, so a training loop can add them up
+        on the device and read them once per epoch.
     """
     w = LossWeights() if weights is None else weights
     ident = model.class_identity
     ce = F.cross_entropy(output.logits, labels)
-    clst = cluster_cost(output.min_distances, labels, ident)
-    sep = separation_cost(output.min_distances, labels, ident)
-    l1 = l1_cost(model.last_layer.weight, ident)
-    loss = w.ce * ce + w.clst * clst + w.sep * sep + w.l1 * l1
+    if class_specific:
+        clst = cluster_cost(output.min_distances, labels, ident)
+        sep = separation_cost(output.min_distances, labels, ident)
+        l1 = l1_cost(model.last_layer.weight, ident)
+        loss = w.ce * ce + w.clst * clst + w.sep * sep + w.l1 * l1
+    else:
+        clst = output.min_distances.amin(dim=1).mean()
+        sep = clst.new_zeros(())
+        l1 = model.last_layer.weight.abs().sum()
+        loss = w.ce * ce + w.clst * clst + w.l1 * l1
     with torch.no_grad():
-        avg_sep = average_separation(output.min_distances, labels, ident)
+        if class_specific:
+            avg_sep = average_separation(output.min_distances, labels, ident)
+        else:
+            avg_sep = clst.new_zeros(())
         acc = (output.logits.argmax(1) == labels).float().mean()
-        values = torch.stack(
-            [t.detach().float() for t in (ce, clst, sep, avg_sep, l1, loss, acc)]
-        ).tolist()
-    names = ("ce", "clst", "sep", "avg_sep", "l1", "loss", "accuracy")
-    return loss, dict(zip(names, values, strict=True))
+        values = torch.stack([t.detach().float() for t in (ce, clst, sep, avg_sep, l1, loss, acc)])
+    return loss, dict(zip(TERMS, values.unbind(), strict=True))
+
+
+#: The names of the terms :func:`protopnet_loss` returns, in order.
+TERMS = ("ce", "clst", "sep", "avg_sep", "l1", "loss", "accuracy")

@@ -10,8 +10,22 @@ The paper (Chen et al., NeurIPS 2019, and its released code) trains in four stag
   own-class training patch (:func:`interp_lib.protopnet.push`);
 - **last layer** (after every push): only the last layer learns (lr 1e-4, no weight
   decay) for 20 passes with cross-entropy + L1 (the other loss terms have no gradient).
+  The paper calls this stage a convex optimisation; by default the library solves it to
+  convergence instead (:mod:`interp_lib.protopnet.last_layer`, ``last_layer_solver``).
 
 The last layer is *not* trained during warm-up and joint epochs.
+
+Stage budgets and data size
+---------------------------
+Stage lengths are counted in epochs, as in the paper, but what a stage gets is
+*optimizer steps* = epochs x steps per epoch. The paper's epochs were set for its CUB
+pipeline (30x offline augmentation, batch 80: about 2250 steps per epoch,
+:data:`PAPER_STEPS_PER_EPOCH`); the same epochs on a set 50x smaller are 50x fewer steps.
+So a :class:`Schedule` records the steps per epoch its epochs were meant for
+(``steps_per_epoch``), ``fit`` warns when the training loader is far from it, and
+:meth:`Schedule.scaled` rescales every epoch count to the loader at hand so that each
+stage keeps its number of optimizer steps. :meth:`Schedule.optimizer_steps` shows the
+budget.
 """
 
 from __future__ import annotations
@@ -24,7 +38,21 @@ from torch import nn
 
 from .._validation import check_choice, check_int
 
-__all__ = ["Schedule", "Stage", "Step", "parameter_groups", "set_trainable"]
+__all__ = [
+    "PAPER_STEPS_PER_EPOCH",
+    "Schedule",
+    "Stage",
+    "Step",
+    "parameter_groups",
+    "set_trainable",
+]
+
+#: Optimizer steps per epoch of the paper's pipeline (about 180,000 augmented CUB
+#: images at batch 80), for which ``Schedule()``'s epoch counts were chosen.
+PAPER_STEPS_PER_EPOCH = 2250
+
+#: Schedule fields counted in epochs (what :meth:`Schedule.scaled` rescales).
+_EPOCH_FIELDS = ("epochs", "warmup_epochs", "push_start", "push_every", "lr_step_size")
 
 
 class Stage(str, enum.Enum):
@@ -92,7 +120,7 @@ class Step:
 
     epoch: int
     stage: Stage
-    pass_index: int = 0  # 0..last_layer_passes-1 for Stage.LAST_LAYER, else 0
+    pass_index: int = 0  # 0..last_layer_passes-1 for Stage.LAST_LAYER ("adam"), else 0
 
 
 @dataclass(frozen=True)
@@ -101,8 +129,8 @@ class Schedule:
 
     Epochs are counted from 0. Epochs ``0 .. warmup_epochs-1`` are warm-up, later ones
     joint. After epoch ``e`` a push happens when ``e >= push_start`` and
-    ``e % push_every == 0`` (as in the released code), followed by ``last_layer_passes``
-    passes that train the last layer only.
+    ``e % push_every == 0`` (as in the released code), followed by the last-layer stage:
+    one convex solve (default) or ``last_layer_passes`` Adam passes.
 
     Parameters
     ----------
@@ -117,13 +145,27 @@ class Schedule:
         Also push after the last epoch if it is not a push epoch, so the final model is
         always a pushed one (the released code does not; it keeps the best pushed model).
     last_layer_passes : int
-        Last-layer-only passes after each push (20).
+        Last-layer-only Adam passes after each push (20) with ``last_layer_solver="adam"``;
+        with ``"convex"``, 0 skips the last-layer stage and any other value means one solve.
     warmup_lr_add_on, warmup_lr_prototypes : float
         Adam learning rates in warm-up (3e-3, 3e-3).
     joint_lr_features, joint_lr_add_on, joint_lr_prototypes : float
         Adam learning rates in joint training (1e-4, 3e-3, 3e-3).
     last_layer_lr : float
-        Adam learning rate of the last layer after a push (1e-4).
+        Adam learning rate of the last layer after a push (1e-4), for ``"adam"``.
+    last_layer_solver : {"convex", "adam"}
+        ``"convex"`` (default): after each push, solve the last-layer problem (CE + L1 +
+        a small ridge ``last_layer_l2``) to a certified minimum on the similarities of the
+        un-augmented push images, computed once in eval mode
+        (:func:`~interp_lib.protopnet.last_layer.solve_last_layer`). ``"adam"``: the
+        released code's ``last_layer_passes`` epochs of Adam over the training loader.
+    last_layer_l2 : float
+        Ridge weight of the convex solve (1e-3; the minimum may not exist without it).
+    steps_per_epoch : int or None
+        The optimizer steps per epoch the epoch counts were chosen for
+        (:data:`PAPER_STEPS_PER_EPOCH` for the paper's values); ``fit`` warns when the
+        training loader has fewer than half or more than twice as many. ``None``: no
+        check. See :meth:`scaled`.
     weight_decay : float
         L2 weight decay (Adam's ``weight_decay``) of the add-on layers and, in joint
         training, the backbone (1e-3). Prototypes and last layer have none.
@@ -154,6 +196,9 @@ class Schedule:
     lr_step_size: int = 5
     lr_gamma: float = 0.1
     select: str = "pushed"
+    last_layer_solver: str = "convex"
+    last_layer_l2: float = 1e-3
+    steps_per_epoch: int | None = PAPER_STEPS_PER_EPOCH
 
     def __post_init__(self) -> None:
         check_int(self.epochs, "epochs", minimum=1)
@@ -163,9 +208,12 @@ class Schedule:
         check_int(self.last_layer_passes, "last_layer_passes", minimum=0)
         check_int(self.lr_step_size, "lr_step_size", minimum=1)
         check_choice(self.select, "select", ("pushed", "any"))
+        check_choice(self.last_layer_solver, "last_layer_solver", ("convex", "adam"))
+        if self.steps_per_epoch is not None:
+            check_int(self.steps_per_epoch, "steps_per_epoch", minimum=1)
         for f in dataclasses.fields(self):
             if f.name.endswith(("_lr", "_lr_add_on", "_lr_prototypes", "_lr_features")) or (
-                f.name in ("weight_decay", "lr_gamma")
+                f.name in ("weight_decay", "lr_gamma", "last_layer_l2")
             ):
                 v = getattr(self, f.name)
                 if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
@@ -193,6 +241,7 @@ class Schedule:
             last_layer_passes=5,
             joint_lr_features=1e-3,
             lr_step_size=5,
+            steps_per_epoch=None,
         )
         kw.update(overrides)
         return cls(**kw)
@@ -216,9 +265,56 @@ class Schedule:
             push_every=4,
             last_layer_passes=5,
             lr_step_size=5,
+            steps_per_epoch=None,
         )
         kw.update(overrides)
         return cls(**kw)
+
+    def scaled(self, steps_per_epoch: int, *, reference: int | None = None) -> Schedule:
+        """This schedule for a loader of ``steps_per_epoch`` batches, with every stage
+        keeping its number of optimizer steps.
+
+        Every epoch count (``epochs``, ``warmup_epochs``, ``push_start``, ``push_every``,
+        ``lr_step_size``; with ``"adam"`` also ``last_layer_passes``) is multiplied by
+        ``reference / steps_per_epoch`` (rounded, at least 1), where ``reference`` is
+        ``self.steps_per_epoch`` by default. Learning rates are unchanged.
+
+        Examples
+        --------
+        The paper's budgets on a loader of 45 batches (50x more epochs)::
+
+            schedule = Schedule().scaled(len(train_loader))
+        """
+        steps_per_epoch = check_int(steps_per_epoch, "steps_per_epoch", minimum=1)
+        reference = self.steps_per_epoch if reference is None else reference
+        if reference is None:
+            raise ValueError(
+                "this schedule does not say which steps per epoch its epochs were chosen "
+                "for (steps_per_epoch=None); pass scaled(n, reference=<steps per epoch>)."
+            )
+        reference = check_int(reference, "reference", minimum=1)
+        factor = reference / steps_per_epoch
+        fields = _EPOCH_FIELDS + (
+            ("last_layer_passes",) if self.last_layer_solver == "adam" else ()
+        )
+        kw = {f: max(1, round(getattr(self, f) * factor)) if getattr(self, f) else 0
+              for f in fields}  # fmt: skip
+        return dataclasses.replace(self, **kw, steps_per_epoch=steps_per_epoch)
+
+    def optimizer_steps(self, steps_per_epoch: int) -> dict[str, int]:
+        """Optimizer steps of each stage over the whole run, for a loader of
+        ``steps_per_epoch`` batches: ``warmup``, ``joint``, ``last_layer`` (Adam steps;
+        0 with the convex solver) and ``pushes`` (their number)."""
+        steps_per_epoch = check_int(steps_per_epoch, "steps_per_epoch", minimum=1)
+        steps = self.steps()
+        count = {s: sum(st.stage is s for st in steps) for s in Stage}
+        adam = self.last_layer_solver == "adam"
+        return {
+            "warmup": count[Stage.WARMUP] * steps_per_epoch,
+            "joint": count[Stage.JOINT] * steps_per_epoch,
+            "last_layer": count[Stage.LAST_LAYER] * steps_per_epoch if adam else 0,
+            "pushes": count[Stage.PUSH],
+        }
 
     def stage_of_epoch(self, epoch: int) -> Stage:
         """``Stage.WARMUP`` for the first ``warmup_epochs`` epochs, else ``Stage.JOINT``."""
@@ -239,5 +335,8 @@ class Schedule:
             out.append(Step(e, self.stage_of_epoch(e)))
             if e in pushes:
                 out.append(Step(e, Stage.PUSH))
-                out.extend(Step(e, Stage.LAST_LAYER, i) for i in range(self.last_layer_passes))
+                passes = self.last_layer_passes
+                if self.last_layer_solver == "convex":
+                    passes = min(passes, 1)
+                out.extend(Step(e, Stage.LAST_LAYER, i) for i in range(passes))
         return out

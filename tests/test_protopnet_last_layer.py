@@ -1,0 +1,112 @@
+"""The convex last-layer stage: solved to a certified minimum, at least as accurate as the
+released code's 20 Adam passes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from _protopnet_toy import loaders, one_thread, tiny_model, with_push
+
+from interp_lib.protopnet.last_layer import (
+    last_layer_objective,
+    optimality_residual,
+    solve_last_layer,
+)
+from interp_lib.protopnet.train import fit
+
+_ = one_thread  # autouse fixture: one torch thread for tiny models
+
+
+def _problem(n=60, p=8, k=4, seed=0, overlap=1.0):
+    g = torch.Generator().manual_seed(seed)
+    cls = torch.arange(p) % k
+    y = torch.randint(0, k, (n,), generator=g)
+    own = (cls[None, :] == y[:, None]).double()
+    s = 3 * torch.rand(n, p, generator=g, dtype=torch.float64) + 2 * own * overlap
+    ident = torch.nn.functional.one_hot(cls, k).double()
+    w0 = ident.t() - 0.5 * (1 - ident.t())
+    return s, y, w0, 1 - ident.t()
+
+
+@pytest.mark.parametrize("l1", [1e-4, 3e-2])
+def test_solution_is_a_certified_minimum(l1):
+    s, y, w0, mask = _problem()
+    sol = solve_last_layer(s, y, w0, mask, l1=l1, l2=1e-3, tol=1e-7)
+    assert sol.converged and sol.residual <= 1e-7
+    w = sol.weight
+    # subgradient optimality, checked independently with autograd
+    wv = w.clone().requires_grad_(True)
+    ce = torch.nn.functional.cross_entropy(s @ wv.t(), y) + 0.5e-3 * (wv * wv).sum()
+    (g,) = torch.autograd.grad(ce, wv)
+    m = mask.bool()
+    assert g[~m].abs().max() <= 1e-7  # own-class weights: no penalty, zero gradient
+    nz = m & (w != 0)
+    assert ((g[nz] + l1 * torch.sign(w[nz])).abs() <= 1e-7).all()
+    assert (g[m & (w == 0)].abs() <= l1 + 1e-7).all()
+    if l1 > 1e-2:
+        assert (w[m] == 0).any()  # a strong L1 zeroes off-class weights exactly
+    # no nearby point is better
+    f = last_layer_objective(w, s, y, mask, l1=l1, l2=1e-3)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(20):
+        d = 1e-3 * torch.randn(w.shape, generator=gen, dtype=w.dtype)
+        assert last_layer_objective(w + d, s, y, mask, l1=l1, l2=1e-3) >= f - 1e-12
+    assert sol.objective == pytest.approx(float(f), rel=1e-12)
+    # the residual helper agrees with the solver's report
+    r = optimality_residual(w, s, y, mask, l1=l1, l2=1e-3).abs().max()
+    assert float(r) == pytest.approx(sol.residual)
+
+
+@pytest.mark.slow
+def test_start_point_does_not_matter_and_dtype_is_kept():
+    s, y, w0, mask = _problem(seed=3)
+    a = solve_last_layer(s, y, w0.float(), mask, tol=1e-8)
+    b = solve_last_layer(s, y, torch.zeros_like(w0).float(), mask, tol=1e-8)
+    assert a.weight.dtype == torch.float32
+    # strongly convex (ridge 1e-3): both reach the one minimum, |W - W*| <= tol / l2
+    torch.testing.assert_close(a.weight, b.weight, rtol=0, atol=2e-5)
+
+
+def test_bad_inputs_are_refused():
+    s, y, w0, mask = _problem()
+    with pytest.raises(ValueError, match="labels must lie"):
+        solve_last_layer(s, y + 10, w0, mask)
+    with pytest.raises(ValueError, match=r"\(N, P\)"):
+        solve_last_layer(s[0], y, w0, mask)
+    with pytest.raises(ValueError, match="l1_mask"):
+        solve_last_layer(s, y, w0, mask[:2])
+    with pytest.raises(ValueError, match="NaN"):
+        solve_last_layer(s * float("nan"), y, w0, mask)
+    with pytest.raises(ValueError, match="no rows"):
+        solve_last_layer(s[:0], y[:0], w0, mask)
+
+
+def _final_val_accuracy(solver: str) -> tuple[float, object]:
+    model = tiny_model(seed=0)
+    train, val, push_ld = loaders()
+    schedule = with_push(epochs=3, last_layer_solver=solver, last_layer_passes=20)
+    h = fit(model, train, val_loader=val, push_loader=push_ld, schedule=schedule,
+            restore_best=False, progress=False)  # fmt: skip
+    return h[-1].val["accuracy"], (model, push_ld, h)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:.*share a source patch")
+@pytest.mark.filterwarnings("ignore:the schedule's epoch counts")
+def test_fit_last_layer_stage_reaches_the_minimum_and_beats_adam():
+    acc_convex, (model, push_ld, h) = _final_val_accuracy("convex")
+    acc_adam, _ = _final_val_accuracy("adam")
+    assert acc_convex >= acc_adam
+    # after the stage the last layer is at the minimum of its problem on the push images
+    last = h[-1]
+    assert last.stage.value == "last_layer" and last.train["residual"] <= 1e-6
+    feats = []
+    hook = model.last_layer.register_forward_hook(lambda _m, i, _o: feats.append(i[0]))
+    x, y = push_ld.dataset[:]
+    with torch.no_grad():
+        model(x)
+    hook.remove()
+    w = model.last_layer.weight.detach()
+    r = optimality_residual(w.double(), feats[0].double(), y, 1 - model.class_identity.t(),
+                            l1=1e-4, l2=1e-3)  # fmt: skip
+    assert float(r.abs().max()) <= 1e-5  # float32 weights of a float64 solution
