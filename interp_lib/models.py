@@ -157,7 +157,7 @@ def train_classifier(
 
     Raises
     ------
-    interp_lib._plumbing.NonFiniteLossError
+    interp_lib.protopnet.NonFiniteLossError
         If the loss becomes NaN or infinite (the epoch and batch are named); a subclass
         of ``FloatingPointError``.
     """

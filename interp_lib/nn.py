@@ -5,7 +5,7 @@ A *trunk* maps images ``(N, C_in, H, W)`` to a feature map ``(N, C, H / r, W / r
 timm's ``feature_info``, our trunks declare their geometry instead of letting callers
 guess it: :class:`Trunk` carries ``in_channels``, ``out_channels`` (``C``) and
 ``reduction`` (``r``, the total stride). :func:`trunk_info` reads these declarations and
-guesses (:func:`infer_out_channels`) only for modules that declare nothing.
+guesses (:func:`interp_lib.nn.infer_out_channels`) only for modules that declare nothing.
 
 This module imports nothing else from ``interp_lib`` except input checks, so both
 subpackages can build on it without importing each other.
@@ -157,7 +157,7 @@ def _declared(module: nn.Module, name: str) -> int | None:
 def trunk_info(module: nn.Module) -> TrunkInfo:
     """The geometry a trunk declares, with guesses only where it declares nothing.
 
-    ``out_channels`` falls back to :func:`infer_out_channels`; ``in_channels`` to the
+    ``out_channels`` falls back to :func:`interp_lib.nn.infer_out_channels`; ``in_channels`` to the
     ``in_channels`` of the first ``Conv2d`` in registration order (``None`` if there is
     none); ``reduction`` is ``None`` unless declared.
     """

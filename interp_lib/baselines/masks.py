@@ -60,7 +60,7 @@ def boxes_to_region_masks(
     boxes : Tensor, shape (N, 4)
         ``(x, y, width, height)`` (``box_format="xywh"``, CUB's) or the library's
         ``(x0, y0, x1, y1)`` (``"xyxy"``), in pixels of the image; a pixel is inside when
-        its centre is (:func:`interp_lib.protopnet.boxes.boxes_to_masks`).
+        its centre is (:func:`interp_lib.protopnet.boxes_to_masks`).
     image_size : (H, W)
 
     Returns

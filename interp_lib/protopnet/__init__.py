@@ -23,6 +23,7 @@ The pure math (distances, similarities, costs) lives in
 
 from .._plumbing import NonFiniteLossError
 from .backbones import available_backbones, build_backbone, small_cnn, trunk_info
+from .boxes import boxes_to_masks
 from .checkpoint import load_checkpoint, save_checkpoint
 from .explain import (
     Explanation,
@@ -67,6 +68,7 @@ __all__ = [
     "add_on_layers",
     "available_backbones",
     "average_separation",
+    "boxes_to_masks",
     "build_backbone",
     "cluster_cost",
     "explain",

@@ -112,7 +112,7 @@ def explain(
         lists them all); the rest are summed in ``rest_points``.
     target : int or sequence or Tensor of shape (N,), optional
         Class to explain; defaults to the predicted class
-        (:func:`interp_lib._plumbing.resolve_target`).
+        (``interp_lib._plumbing.resolve_target``).
     percentile : float
         Percentile of the boxes (95 in the paper).
 

@@ -172,7 +172,7 @@ def retrain_last_layer(
 
     Raises
     ------
-    interp_lib._plumbing.NonFiniteLossError
+    interp_lib.protopnet.NonFiniteLossError
         If the loss becomes NaN or infinite (lower ``lr``).
     """
     if not is_protopnet(model):

@@ -192,7 +192,7 @@ def push(
     Notes
     -----
     Deliberate differences from the original code are listed in the module docstring
-    (:mod:`interp_lib.protopnet.push`): the activation box comes from the pushed
+    (``interp_lib/protopnet/push.py``): the activation box comes from the pushed
     prototype's map, and a class without push images is an error.
 
     Warns

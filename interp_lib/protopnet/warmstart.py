@@ -186,7 +186,7 @@ def pretrain_backbone(
     ------
     TypeError
         If ``backbone`` is neither a name nor a module.
-    interp_lib._plumbing.NonFiniteLossError
+    interp_lib.protopnet.NonFiniteLossError
         If the loss becomes non-finite (lower ``lr``).
     """
     trunk_seed, head_seed, batch_order = _seeds(seed)
