@@ -1,26 +1,41 @@
-"""Exact k-nearest-neighbour search, chunked, on any device.
+"""Exact k-nearest-neighbour search, blocked, on any device, at any finite scale.
 
-The search has two phases:
+The search never trusts a fast, rounded distance without proof. It works in four steps:
 
-1. **Fast candidate search** in the input's float type with matrix products,
-   ``|x|^2 + |y|^2 - 2 x.y``, on the device where ``X`` lives. The rows are centred
-   first (distances are translation invariant and centring shrinks the cancellation
-   error of the expansion). Blocks of ``chunk_size`` rows are compared with blocks of
-   columns; by symmetry only blocks ``j >= i`` are computed and each one updates the
-   running top-k of both its rows and its columns, halving the work. Memory is
-   ``O(chunk_size^2 + N k)``, never ``N x N``.
-2. **Exact refinement**: a few more candidates than asked for (``k + margin``) are kept,
-   and their distances are recomputed in float64 by direct differences, then re-sorted.
-   Near-duplicate rows, whose float32 expansion can underflow to 0 or go negative, get
-   their true, strictly positive distance, and the ordering among close candidates is
-   decided in float64.
+1. **Unit scale.** The data are multiplied by an exact power of two so that the largest
+   entry lies in ``[0.5, 1)``, then centred. Nothing in the fast search can overflow or
+   underflow for any finite input, and the search at ``2**j * X`` is bit for bit the
+   search at ``X``.
+2. **Fast candidate search** in the input's float type (float32 or float64) with matrix
+   products, ``|x|^2 + |y|^2 - 2 x.y``, in a *search space* whose distances are lower
+   bounds of the true ones. When the data's spectrum allows it (checked on a probe of
+   rows), the search space is the projection onto the leading principal directions
+   plus the norm of the residual, ``||Px - Py||^2 + (|Rx| - |Ry|)^2 <= ||x - y||^2``,
+   with ``p + 1 << D`` coordinates; otherwise it is the data themselves. Rows are sorted
+   by their first principal coordinate; blocks of rows are compared with blocks of
+   columns, nearby blocks first, by symmetry only once per pair; every row keeps a
+   running threshold (its current ``m``-th best value), so most entries are rejected
+   by one comparison, and a pair of blocks whose first-coordinate gap already exceeds
+   every threshold is skipped whole. Memory is ``O(chunk_size^2 + N (k + margin))``.
+3. **Exact distances** of the ``k + margin`` candidates of every row, in float64 by direct
+   differences of the original rows (with a power-of-two rescaling of each difference
+   for float64 input, so that the squares cannot under- or overflow).
+4. **Certificate.** A row is done when its ``k``-th exact distance is provably no larger
+   than any distance the search rejected (a rigorous bound on the rounding error of
+   step 2 is subtracted). The other rows, typically near-ties within the float32 error
+   or rows whose neighbours the projection could not separate, are searched again
+   against every row with the threshold their exact ``k``-th distance gives; all points
+   that might be closer get their exact distance.
 
 The point itself is excluded **by index**, never by value, so exact duplicates are
-reported as neighbours at distance 0.
+reported as neighbours at distance 0. Among exactly tied distances the order of the
+candidates is kept.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -28,6 +43,12 @@ import torch
 from .._validation import ArrayLike, as_points, check_int
 
 __all__ = ["Neighbors", "nearest_neighbors"]
+
+METRICS = ("euclidean", "precomputed")
+_PROJECTION_RANKS = (8, 16, 32)  # tried in order; the smallest one that separates wins
+_PROBE_ROWS = 64
+_BASIS_ROWS = 512
+_SUBSAMPLE = 4096  # rows on which the search space is chosen
 
 
 @dataclass(frozen=True)
@@ -49,79 +70,517 @@ class Neighbors:
         return iter((self.distances, self.indices))
 
 
+# ----------------------------------------------------------------------------- checks
+
+
+def check_options(metric: str, chunk_size: int, margin: int = 2) -> tuple[str, int, int]:
+    """Validate the options shared by every neighbour-based estimator.
+
+    Returns
+    -------
+    tuple
+        ``(metric, chunk_size, margin)``, the latter two as Python ints.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``metric`` or ``chunk_size < 1`` / ``margin < 0``.
+    TypeError
+        For a non-integer ``chunk_size`` or ``margin``.
+    """
+    if not isinstance(metric, str) or metric not in METRICS:
+        raise ValueError(
+            f"metric must be 'euclidean' or 'precomputed', got {metric!r}. For another "
+            "metric, compute the (N, N) distance matrix yourself and pass it with "
+            "metric='precomputed'."
+        )
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral):
+        raise TypeError(
+            f"chunk_size must be a positive integer (rows per block), got "
+            f"{type(chunk_size).__name__} {chunk_size!r}."
+        )
+    if chunk_size < 1:
+        raise ValueError(
+            f"chunk_size must be a positive integer (rows per block), got {chunk_size}. "
+            "Leave the default (4096) or pass e.g. 1024 to use less memory."
+        )
+    return metric, int(chunk_size), check_int(margin, "margin", minimum=0)
+
+
+def check_precomputed(D: torch.Tensor, chunk_size: int = 4096) -> None:
+    """Check that ``D`` is a matrix of Euclidean-like distances.
+
+    It must be square, non-negative, with a zero diagonal (up to ``10 sqrt(eps) max(D)``,
+    the noise ``torch.cdist`` leaves there) and symmetric up to rounding
+    (``|D - D.T| <= 1000 eps max(D)``). Finiteness is checked by
+    :func:`interp_lib._validation.as_points`.
+
+    Raises
+    ------
+    ValueError
+        Naming the first problem found and what to do about it.
+    """
+    n = D.shape[0]
+    if D.ndim != 2 or D.shape[1] != n:
+        raise ValueError(
+            f"a precomputed distance matrix must be square (N, N), got shape "
+            f"{tuple(D.shape)}. Pass the features with metric='euclidean', or the full "
+            "matrix of pairwise distances."
+        )
+    if not bool(torch.isfinite(D).all()):
+        raise ValueError(
+            "a precomputed distance matrix must be finite; it contains NaN or infinity."
+        )
+    if bool((D < 0).any()):
+        raise ValueError(
+            f"a precomputed distance matrix must not contain negative distances; its "
+            f"smallest entry is {float(D.min()):.6g}. Distances are >= 0: check how it was "
+            "computed (e.g. clamp rounding errors with D.clamp_min(0))."
+        )
+    scale = float(D.max()) if n else 0.0
+    eps = torch.finfo(D.dtype).eps
+    tol = 1000 * eps * scale
+    diag = D.diagonal().abs()
+    # the expansion used by e.g. torch.cdist leaves ~sqrt(eps) * scale on the diagonal
+    if bool((diag > 10 * math.sqrt(eps) * scale).any()):
+        raise ValueError(
+            f"a precomputed distance matrix must have a zero diagonal (the distance of a "
+            f"point to itself), got {int((diag > 10 * math.sqrt(eps) * scale).sum())} "
+            "non-zero diagonal entries "
+            f"(largest {float(diag.max()):.6g}). Is this a distance matrix? If the "
+            "diagonal only holds rounding noise, set it with D.fill_diagonal_(0)."
+        )
+    for a in range(0, n, chunk_size):
+        gap = (D[a : a + chunk_size] - D[:, a : a + chunk_size].T).abs()
+        if bool((gap > tol).any()):
+            raise ValueError(
+                f"a precomputed distance matrix must be symmetric, but |D - D.T| reaches "
+                f"{float(gap.max()):.6g} (tolerance {tol:.3g}). Pass a symmetric matrix, "
+                "e.g. (D + D.T) / 2 if the asymmetry is rounding noise."
+            )
+
+
+# ---------------------------------------------------------------------- exact scaling
+
+
+def _ldexp(t: torch.Tensor, e: int) -> torch.Tensor:
+    """``t * 2**e`` exactly (in two steps, so that the factor itself is representable)."""
+    h = e // 2
+    return t * (2.0**h) * (2.0 ** (e - h))
+
+
+def _exponent(X: torch.Tensor) -> int:
+    """``e`` such that ``max|X| * 2**-e`` lies in ``[0.5, 1)`` (0 for an all-zero X)."""
+    top = X.abs().max()
+    if float(top) == 0.0:
+        return 0
+    return int(torch.frexp(top.to(torch.float64)).exponent)
+
+
+# ------------------------------------------------------------------ exact distances
+
+
+def _norms64(diff: torch.Tensor, rescale: bool) -> torch.Tensor:
+    """Row norms of a float64 (P, D) tensor; ``rescale`` guards the squares against
+    under- and overflow by an exact power-of-two scaling of each row (``diff`` is
+    modified)."""
+    if not rescale:
+        return torch.linalg.vector_norm(diff, dim=1)
+    top = diff.abs().amax(dim=1)
+    e = torch.frexp(top).exponent.to(torch.float64)
+    e = torch.where(top > 0, e, torch.zeros_like(e))
+    h = torch.floor(e / 2)
+    diff *= torch.exp2(-h).unsqueeze(1)
+    diff *= torch.exp2(h - e).unsqueeze(1)
+    return torch.linalg.vector_norm(diff, dim=1) * torch.exp2(h) * torch.exp2(e - h)
+
+
+def _pair_distances(X: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """Exact float64 distances ``||X[rows] - X[cols]||`` by direct differences.
+
+    Float64 input gets a power-of-two rescaling of every difference so that the squares
+    neither underflow nor overflow; for float32 input the squares always fit float64.
+
+    Returns
+    -------
+    torch.Tensor, shape (P,), float64
+    """
+    p = rows.numel()
+    out = torch.empty(p, dtype=torch.float64, device=X.device)
+    step = max(1, (1 << 21) // X.shape[1])  # ~16 MB of float64 per block
+    for a in range(0, p, step):
+        diff = X.index_select(0, cols[a : a + step]).to(torch.float64)
+        diff -= X.index_select(0, rows[a : a + step])
+        out[a : a + step] = _norms64(diff, X.dtype == torch.float64)
+    return out
+
+
+def _candidate_distances(X: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
+    """Exact float64 distances ``||X[i] - X[cand[i, j]]||``, shape (N, m).
+
+    Like :func:`_pair_distances`, with contiguous blocks of rows converted once.
+    """
+    n, m = cand.shape
+    out = torch.empty((n, m), dtype=torch.float64, device=X.device)
+    step = max(1, (1 << 21) // X.shape[1])
+    for a in range(0, n, step):
+        x = X[a : a + step].to(torch.float64)
+        for j in range(m):
+            diff = X.index_select(0, cand[a : a + step, j]).to(torch.float64)
+            diff -= x
+            out[a : a + step, j] = _norms64(diff, X.dtype == torch.float64)
+    return out
+
+
+# ------------------------------------------------------------------- search space
+
+
+@dataclass
+class _Space:
+    """Coordinates whose squared distances are (up to ``slack``) lower bounds.
+
+    ``S`` (N, q) in the working dtype; ``sq`` (N,) their squared norms; ``slack`` (N,)
+    a bound on the rounding error of any computed squared distance of the row;
+    ``z1`` (N,) float64 first principal coordinate and ``z1_err`` (N,) its error bound.
+    """
+
+    S: torch.Tensor
+    sq: torch.Tensor
+    slack: torch.Tensor
+    z1: torch.Tensor
+    z1_err: torch.Tensor
+    rank: int  # p, or 0 for the full space
+
+
+def _principal_basis(Y: torch.Tensor, n_dirs: int) -> torch.Tensor:
+    """Orthonormal (D, n_dirs) float64 basis of leading principal directions.
+
+    Estimated from at most ``_BASIS_ROWS`` evenly spaced rows by a few steps of subspace
+    iteration started from those rows (deterministic, matrix products and a thin QR
+    only). Any orthonormal basis keeps the search exact; a good one prunes more.
+    """
+    n, d = Y.shape
+    rows = torch.linspace(0, n - 1, min(n, _BASIS_ROWS), device=Y.device).round().long()
+    sub = Y[rows].to(torch.float64)
+    V = sub[torch.linspace(0, len(rows) - 1, min(n_dirs, len(rows))).round().long()].T
+    if V.shape[1] < n_dirs:  # fewer rows than directions: complete with coordinate axes
+        V = torch.cat([V, torch.eye(d, n_dirs - V.shape[1], dtype=V.dtype, device=V.device)], 1)
+    V = V + 1e-3 * float(V.abs().max().clamp_min(1e-300)) * torch.eye(
+        d, n_dirs, dtype=V.dtype, device=V.device
+    )  # never rank deficient
+    for _ in range(2):
+        V, _ = torch.linalg.qr(sub.T @ (sub @ V))
+    # order the directions by the variance they carry (Rayleigh-Ritz in the subspace)
+    B = sub @ V
+    _, vecs = torch.linalg.eigh(B.T @ B)
+    Q, _ = torch.linalg.qr(V @ vecs.flip(1))
+    return Q
+
+
+def _project(Y: torch.Tensor, Q: torch.Tensor, chunk_size: int):
+    """Float64 scores ``Y Q`` (N, r), residual norms (N,) and squared norms (N,) of ``Y``."""
+    n = Y.shape[0]
+    Z = torch.empty((n, Q.shape[1]), dtype=torch.float64, device=Y.device)
+    res = torch.empty(n, dtype=torch.float64, device=Y.device)
+    sq = torch.empty(n, dtype=torch.float64, device=Y.device)
+    step = max(chunk_size, (1 << 22) // Y.shape[1])  # ~32 MB of float64 per block
+    for a in range(0, n, step):
+        y = Y[a : a + step].to(torch.float64)
+        z = y @ Q
+        Z[a : a + step] = z
+        sq[a : a + step] = (y * y).sum(1)
+        res[a : a + step] = torch.linalg.vector_norm(y - z @ Q.T, dim=1)
+    return Z, res, sq
+
+
+def _probe_counts(
+    Y: torch.Tensor,
+    sq: torch.Tensor,
+    Z: torch.Tensor,
+    res: torch.Tensor,
+    k: int,
+    ranks: tuple[int, ...],
+) -> list[float]:
+    """For each rank p, the mean number of rows whose projected lower bound is below a
+    probe row's k-th distance (how many candidates a row would need to measure)."""
+    n = Y.shape[0]
+    probe = torch.linspace(0, n - 1, min(n, _PROBE_ROWS), device=Y.device).round().long()
+    sq = sq.to(Y.dtype)
+    d2 = _block(Y[probe], sq[probe], Y, sq).to(torch.float64)
+    d2[torch.arange(len(probe)), probe] = float("inf")
+    dk = torch.kthvalue(d2, k, dim=1).values.unsqueeze(1)
+    tail = res.square() + Z.square().sum(1)
+    counts = []
+    for p in ranks:
+        zp = Z[:, :p]
+        rp = (tail - zp.square().sum(1)).clamp_min(0).sqrt()
+        sz = zp.square().sum(1)
+        lb = _block(zp[probe], sz[probe], zp, sz) + (rp[probe, None] - rp[None, :]).square()
+        lb[torch.arange(len(probe)), probe] = float("inf")
+        counts.append(float((lb <= dk).sum(1).double().mean()))
+    return counts
+
+
+def _search_space(Y: torch.Tensor, k: int, m: int, chunk_size: int) -> _Space:
+    """Choose the search space (projection or full) and compute its coordinates."""
+    n, d = Y.shape
+    u = torch.finfo(Y.dtype).eps / 2
+    tiny = torch.finfo(Y.dtype).tiny
+    ranks = tuple(p for p in _PROJECTION_RANKS if 2 * p < d) if n > 4 * m + 8 else ()
+    rank = 0
+    if ranks:  # decide on a subsample of rows: cheap when the projection does not pay
+        sub = Y[torch.linspace(0, n - 1, min(n, _SUBSAMPLE), device=Y.device).round().long()]
+        Q = _principal_basis(sub, ranks[-1])
+        Zs, ress, sqs = _project(sub, Q, chunk_size)
+        counts = _probe_counts(sub, sqs, Zs, ress, k, ranks)
+        for p, c in zip(ranks, counts, strict=True):
+            if c <= k + 0.5 * (m - k) + 0.5:
+                rank = p
+                break
+    if rank:
+        Z, res, sq64 = _project(Y, Q[:, :rank], chunk_size)
+    else:  # the full space: no ordering needed
+        sq64 = Y.square().sum(1, dtype=torch.float64)
+        Z = torch.zeros((n, 1), dtype=torch.float64, device=Y.device)
+    norm = sq64.sqrt()
+    z1_err = (4 * u + d * 2.0**-52) * norm + 4 * math.sqrt(d) * tiny
+    if rank:
+        S64 = torch.cat([Z, res.unsqueeze(1)], 1)
+        c = 2 * (2 * (rank + 1) + 24) + d * 2.0**-50 / u
+        S = S64.to(Y.dtype)
+        sq = S.to(torch.float64).square().sum(1)
+    else:
+        S, sq = Y, sq64
+        c = 2 * (2 * d + 16)
+    slack = c * u * (sq64 + sq64.max()) + 64 * d * tiny
+    return _Space(S, sq.to(Y.dtype), slack, Z[:, 0].contiguous(), z1_err, rank)
+
+
+# ------------------------------------------------------------------- blocked search
+
+
+def _block(Sa: torch.Tensor, sqa: torch.Tensor, Sb: torch.Tensor, sqb: torch.Tensor):
+    """Squared distances of two blocks of rows by the expansion (rounded), (na, nb)."""
+    out = torch.addmm(sqb.unsqueeze(0), Sa, Sb.T, alpha=-2.0)
+    return out.add_(sqa.unsqueeze(1))
+
+
 def _merge_topk(
-    best_d: torch.Tensor, best_i: torch.Tensor, cand_d: torch.Tensor, cand_i: torch.Tensor, k: int
+    best_d: torch.Tensor, best_i: torch.Tensor, cand_d: torch.Tensor, cand_i: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Merge running top-k (smallest) with candidates; rows are independent."""
+    """Merge a running top-m (smallest, sorted) with candidates; rows are independent."""
     d = torch.cat([best_d, cand_d], dim=1)
     i = torch.cat([best_i, cand_i], dim=1)
-    d, pos = torch.topk(d, k, dim=1, largest=False, sorted=True)
+    d, pos = torch.topk(d, best_d.shape[1], dim=1, largest=False, sorted=True)
     return d, torch.gather(i, 1, pos)
 
 
-def _search_features(X: torch.Tensor, k: int, chunk_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Phase 1: candidate indices (N, k) by blocked, symmetric matrix products."""
-    n = X.shape[0]
-    X = X - X.mean(dim=0, keepdim=True)
-    sq = (X * X).sum(dim=1)
-    inf = torch.finfo(X.dtype).max
-    best_d = torch.full((n, k), inf, dtype=X.dtype, device=X.device)
-    best_i = torch.full((n, k), -1, dtype=torch.long, device=X.device)
+def _top_m_symmetric(S: torch.Tensor, sq: torch.Tensor, m: int, chunk_size: int):
+    """Per row, the ``m`` smallest values over every other row (full space).
+
+    Blocks ``j >= i`` only: each one updates the running top-m of both its rows and its
+    columns, halving the products.
+
+    Returns
+    -------
+    best_d : torch.Tensor, shape (N, m), working dtype, ascending
+    best_i : torch.Tensor, shape (N, m), int64
+    """
+    n = S.shape[0]
+    inf = float("inf")
+    best_d = torch.full((n, m), inf, dtype=S.dtype, device=S.device)
+    best_i = torch.full((n, m), -1, dtype=torch.long, device=S.device)
     starts = range(0, n, chunk_size)
     for a in starts:
-        xa, sqa = X[a : a + chunk_size], sq[a : a + chunk_size]
-        na = xa.shape[0]
+        ra = slice(a, a + chunk_size)
         for b in starts:
             if b < a:
                 continue
-            xb, sqb = X[b : b + chunk_size], sq[b : b + chunk_size]
-            nb = xb.shape[0]
-            # squared distances of the block: sq_a + sq_b - 2 xa xb^T
-            block = torch.addmm(sqb.unsqueeze(0), xa, xb.T, alpha=-2.0)
-            block.add_(sqa.unsqueeze(1))
+            rb = slice(b, b + chunk_size)
+            block = _block(S[ra], sq[ra], S[rb], sq[rb])
             if a == b:
                 block.fill_diagonal_(inf)  # exclude each point itself, by index
-            kr = min(k, nb)
+            kr = min(m, block.shape[1])
             d, j = torch.topk(block, kr, dim=1, largest=False, sorted=False)
-            best_d[a : a + na], best_i[a : a + na] = _merge_topk(
-                best_d[a : a + na], best_i[a : a + na], d, j + b, k
-            )
+            best_d[ra], best_i[ra] = _merge_topk(best_d[ra], best_i[ra], d, j + b)
             if b != a:  # the same block, read by columns, serves rows b..b+nb
-                kc = min(k, na)
+                kc = min(m, block.shape[0])
                 # a contiguous transpose first: top-k along rows is ~1.5x faster on CPU
                 d, j = torch.topk(block.T.contiguous(), kc, dim=1, largest=False, sorted=False)
-                best_d[b : b + nb], best_i[b : b + nb] = _merge_topk(
-                    best_d[b : b + nb], best_i[b : b + nb], d, j + a, k
-                )
-    return best_i
+                best_d[rb], best_i[rb] = _merge_topk(best_d[rb], best_i[rb], d, j + a)
+    return best_d, best_i
 
 
-def _refine(
-    X: torch.Tensor, cand: torch.Tensor, k: int, chunk_size: int
+def _top_m_windowed(space: _Space, m: int, chunk_size: int):
+    """Per row, the ``m`` smallest values, skipping rows too far along ``z1``.
+
+    Rows are sorted by ``z1``. Each block of rows is first compared with the
+    ``chunk_size`` rows around it, which gives every row a threshold (its ``m``-th best
+    value); then only the columns whose ``z1`` lies within ``sqrt(threshold)`` (plus the
+    rounding bound) of some row of the block are compared, nearest first, the window
+    shrinking as the thresholds do. A skipped column ``j`` of row ``i`` has a true
+    squared distance above the row's final threshold.
+
+    Returns
+    -------
+    best_d : torch.Tensor, shape (N, m), working dtype, ascending
+    best_i : torch.Tensor, shape (N, m), int64
+    """
+    S, sq, z1, err = space.S, space.sq, space.z1, space.z1_err
+    n = S.shape[0]
+    dev = S.device
+    width = min(n, max(chunk_size, m + 1))
+    err_max = float(err.max())
+    best_d = torch.empty((n, m), dtype=S.dtype, device=dev)
+    best_i = torch.empty((n, m), dtype=torch.long, device=dev)
+    for a in range(0, n, chunk_size):
+        ra = slice(a, a + chunk_size)
+        ta = min(chunk_size, n - a)
+        c0 = max(0, min(a - (width - ta) // 2, n - width))
+        c1 = c0 + width
+        # the row's own |s_i|^2 does not change its order: added to the kept values only
+        sqa = sq[ra].unsqueeze(1)
+        blk = torch.addmm(sq[c0:c1].unsqueeze(0), S[ra], S[c0:c1].T, alpha=-2.0)
+        r = torch.arange(ta, device=dev)
+        blk[r, r + a - c0] = float("inf")  # the point itself, by index
+        d, j = torch.topk(blk, m, dim=1, largest=False, sorted=True)
+        d, j = d + sqa, j + c0
+        lo, hi = c0, c1
+        za, ea = z1[ra], err[ra] + err_max
+        while True:
+            reach = d[:, -1].to(torch.float64).clamp_min(0).sqrt() + ea
+            j0 = int(torch.searchsorted(z1, (za - reach).min().unsqueeze(0)))
+            j1 = int(torch.searchsorted(z1, (za + reach).max().unsqueeze(0), right=True))
+            spans = []
+            if lo > j0:
+                spans.append((max(j0, lo - width), lo))
+                lo = spans[-1][0]
+            if hi < j1:
+                spans.append((hi, min(j1, hi + width)))
+                hi = spans[-1][1]
+            if not spans:
+                break
+            for s0, s1 in spans:
+                blk = torch.addmm(sq[s0:s1].unsqueeze(0), S[ra], S[s0:s1].T, alpha=-2.0)
+                cd, cj = torch.topk(blk, min(m, s1 - s0), dim=1, largest=False, sorted=False)
+                d, j = _merge_topk(d, j, cd + sqa, cj + s0)
+        best_d[ra], best_i[ra] = d, j
+    return best_d, best_i
+
+
+def _merge_sparse(
+    best_d: torch.Tensor,
+    best_i: torch.Tensor,
+    rows: torch.Tensor,
+    vals: torch.Tensor,
+    cols: torch.Tensor,
+) -> None:
+    """Merge entries ``(rows, vals, cols)`` into each row's sorted best ``k``, in place.
+
+    Among equal values the earlier entry (the existing one, then by position) is kept.
+    """
+    if rows.numel() == 0:
+        return
+    k = best_d.shape[1]
+    u, inv = torch.unique(rows, return_inverse=True)
+    nu = u.numel()
+    grp = torch.cat([torch.arange(nu, device=rows.device).repeat_interleave(k), inv])
+    d = torch.cat([best_d[u].reshape(-1), vals])
+    i = torch.cat([best_i[u].reshape(-1), cols])
+    order = torch.argsort(d, stable=True)
+    order = order[torch.argsort(grp[order], stable=True)]
+    g = grp[order]
+    counts = torch.bincount(grp, minlength=nu)
+    rank = torch.arange(g.numel(), device=g.device) - (torch.cumsum(counts, 0) - counts)[g]
+    keep = rank < k
+    best_d[u[g[keep]], rank[keep]] = d[order][keep]
+    best_i[u[g[keep]], rank[keep]] = i[order][keep]
+
+
+def _recheck(
+    space: _Space,
+    X: torch.Tensor,
+    rows: torch.Tensor,
+    bound: torch.Tensor,
+    k: int,
+    chunk_size: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Phase 2: exact float64 distances to the candidates, re-sorted, first k kept."""
-    n, m = cand.shape
-    d = torch.empty((n, m), dtype=torch.float64, device=X.device)
-    # rows per block so that one float64 block holds about chunk_size**2 numbers
-    rows = max(1, (chunk_size * chunk_size) // X.shape[1])
-    for a in range(0, n, rows):
-        x = X[a : a + rows].to(torch.float64)
-        for j in range(m):  # one candidate column at a time: no (rows, m, D) copy
-            diff = X[cand[a : a + rows, j]].to(torch.float64).sub_(x)
-            d[a : a + rows, j] = torch.linalg.vector_norm(diff, dim=1)
+    """Exact k nearest of ``rows`` among every row whose search-space value is at most
+    ``bound`` (per row; squared, scaled units): a superset of the answer.
+
+    Returns
+    -------
+    distances : torch.Tensor, shape (len(rows), k), float64
+    indices : torch.Tensor, shape (len(rows), k), int64
+    """
+    S, sq = space.S, space.sq
+    n = S.shape[0]
+    out_d = torch.full((rows.numel(), k), float("inf"), dtype=torch.float64, device=S.device)
+    out_i = torch.full((rows.numel(), k), -1, dtype=torch.long, device=S.device)
+    step = max(1, (chunk_size * chunk_size) // n)
+    for a in range(0, rows.numel(), step):
+        r = rows[a : a + step]
+        blk = _block(S[r], sq[r], S, sq).to(torch.float64)
+        blk[torch.arange(r.numel(), device=S.device), r] = float("inf")
+        ri, cj = (blk <= bound[a : a + step].unsqueeze(1)).nonzero().unbind(1)
+        d = _pair_distances(X, r[ri], cj)
+        _merge_sparse(out_d, out_i, ri + a, d, cj)
+    return out_d, out_i
+
+
+def _search(X: torch.Tensor, k: int, m: int, chunk_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact k nearest neighbours of the rows of a finite float tensor (see module doc).
+
+    Returns
+    -------
+    distances : torch.Tensor, shape (N, k), float64
+    indices : torch.Tensor, shape (N, k), int64
+    """
+    n = X.shape[0]
+    e = _exponent(X)
+    Y = _ldexp(X, -e) if e else X
+    Y = Y - Y.mean(dim=0, dtype=torch.float64, keepdim=True).to(Y.dtype)
+    space = _search_space(Y, k, m, chunk_size)
+    del Y
+    if space.rank:  # sort by the first principal coordinate, search through windows
+        perm = torch.argsort(space.z1, stable=True)
+        space = _Space(
+            space.S[perm],
+            space.sq[perm],
+            space.slack[perm],
+            space.z1[perm],
+            space.z1_err[perm],
+            space.rank,
+        )
+        Xp = X[perm]  # rows in search order: contiguous blocks for the exact distances
+        best_d, best_i = _top_m_windowed(space, m, chunk_size)
+    else:
+        perm, Xp = None, X
+        best_d, best_i = _top_m_symmetric(space.S, space.sq, m, chunk_size)
+    d = _candidate_distances(Xp, best_i)
     # stable sort: among exactly tied distances the candidate order is kept
     d, pos = torch.sort(d, dim=1, stable=True)
-    return d[:, :k].contiguous(), torch.gather(cand, 1, pos[:, :k])
+    idx = torch.gather(best_i, 1, pos)
+    d, idx = d[:, :k].contiguous(), idx[:, :k].contiguous()
+    # certificate, in scaled squared units: k-th exact <= every rejected value - slack
+    dk2 = _ldexp(d[:, k - 1], -e).square()
+    floor = best_d[:, -1].to(torch.float64) - space.slack
+    if m < n - 1:
+        bad = (dk2 > floor).nonzero().squeeze(1)
+        if bad.numel():
+            rd, ri = _recheck(space, Xp, bad, dk2[bad] + space.slack[bad], k, chunk_size)
+            d[bad], idx[bad] = rd, ri
+    if perm is None:
+        return d, idx
+    out_d = torch.empty_like(d)
+    out_i = torch.empty_like(idx)
+    out_d[perm], out_i[perm] = d, perm[idx]
+    return out_d, out_i
 
 
 def _from_precomputed(D: torch.Tensor, k: int, chunk_size: int) -> Neighbors:
+    check_precomputed(D, chunk_size)
     n = D.shape[0]
-    if D.shape[1] != n:
-        raise ValueError(
-            f"a precomputed distance matrix must be square (N, N), got shape {tuple(D.shape)}."
-        )
-    if bool((D < 0).any()):
-        raise ValueError("a precomputed distance matrix must not contain negative distances.")
     out_d = torch.empty((n, k), dtype=torch.float64, device=D.device)
     out_i = torch.empty((n, k), dtype=torch.long, device=D.device)
     for a in range(0, n, chunk_size):
@@ -144,19 +603,25 @@ def nearest_neighbors(
 ) -> Neighbors:
     """Exact distances and indices of the ``k`` nearest other rows of every row.
 
+    Exact means: the distances are the float64 norms of the differences of the input
+    rows, and no other row is closer than the ``k``-th one (proved by a rounding-error
+    bound, at any finite scale of the data; see the module documentation).
+
     Parameters
     ----------
     X : array-like or torch.Tensor, shape (N, D), or (N, N) if ``metric="precomputed"``
-        The points. The search runs on ``X``'s device (or ``device``) and in its float
-        type (float32 or float64; integers are promoted to float64).
+        The points, finite. The search runs on ``X``'s device (or ``device``) and in its
+        float type (float32 or float64; integers are promoted to float64).
     k : int, default 2
         Number of neighbours, ``1 <= k < N``.
     metric : {"euclidean", "precomputed"}
-        ``"precomputed"`` reads ``X`` as a symmetric matrix of distances.
+        ``"precomputed"`` reads ``X`` as a matrix of distances: square, non-negative,
+        symmetric, zero on the diagonal (checked).
     chunk_size : int, default 4096
         Rows per block; peak extra memory is about ``chunk_size**2`` elements.
     margin : int, default 2
-        Extra candidates kept from the fast search and re-ranked exactly in float64.
+        Extra candidates kept from the fast search and measured exactly; more makes the
+        certificate succeed more often on near-ties (never changes the result).
     device : torch.device or str, optional
         Move ``X`` there first (e.g. ``"cuda"``).
 
@@ -165,6 +630,14 @@ def nearest_neighbors(
     Neighbors
         ``distances`` (N, k) float64, ascending, and ``indices`` (N, k) int64.
 
+    Raises
+    ------
+    ValueError
+        For non-finite or too few points, ``k >= N``, an unknown ``metric``,
+        ``chunk_size < 1`` or an invalid precomputed matrix.
+    TypeError
+        For non-numeric ``X`` or non-integer ``k``, ``chunk_size``, ``margin``.
+
     Examples
     --------
     >>> import torch
@@ -172,29 +645,26 @@ def nearest_neighbors(
     >>> nearest_neighbors(X, k=1).distances.squeeze(1).tolist()
     [1.0, 1.0, 2.0]
     """
-    if metric not in ("euclidean", "precomputed"):
-        raise ValueError(f"metric must be 'euclidean' or 'precomputed', got {metric!r}.")
+    metric, chunk_size, margin = check_options(metric, chunk_size, margin)
     X = as_points(X, min_samples=2, device=device)
     k = check_int(k, "k")
     if k >= X.shape[0]:
         raise ValueError(f"k must be smaller than the number of points ({X.shape[0]}), got k={k}.")
-    return knn(
-        X,
-        k,
-        metric=metric,
-        chunk_size=check_int(chunk_size, "chunk_size"),
-        margin=check_int(margin, "margin", minimum=0),
-    )
+    return knn(X, k, metric=metric, chunk_size=chunk_size, margin=margin)
 
 
 def knn(
     X: torch.Tensor, k: int, *, metric: str = "euclidean", chunk_size: int = 4096, margin: int = 2
 ) -> Neighbors:
-    """:func:`nearest_neighbors` on an already validated tensor (no checks, no copies)."""
+    """:func:`nearest_neighbors` on a tensor already checked by ``as_points``.
+
+    The options are checked here (cheaply), so every estimator built on it rejects an
+    unknown ``metric`` or a bad ``chunk_size`` with a clear error.
+    """
+    metric, chunk_size, margin = check_options(metric, chunk_size, margin)
     if metric == "precomputed":
         return _from_precomputed(X, k, chunk_size)
     m = min(X.shape[0] - 1, k + margin)
     with torch.no_grad():
-        cand = _search_features(X, m, chunk_size)
-        d, i = _refine(X, cand, k, chunk_size)
+        d, i = _search(X, k, m, chunk_size)
     return Neighbors(d, i)
