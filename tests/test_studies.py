@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from interp_lib.studies import (
+    ImageCentering,
     class_profiles,
     correlation_bootstrap,
     paired_interval,
@@ -154,3 +155,12 @@ def test_class_profiles_options_and_errors():
         class_profiles(net, x[:305], y[:305])
     with pytest.raises(ValueError, match="rank must be one of"):
         class_profiles(net, x, y, n_resamples=0, max_rank=8).at_rank(3)
+
+
+def test_image_centering_removes_a_per_image_offset_exactly():
+    x = torch.rand(5, 2, 4, 4, dtype=torch.float64)
+    offset = torch.rand(5, 1, 1, 1, dtype=torch.float64) * 300
+    layer = ImageCentering()
+    assert torch.allclose(layer(x + offset), layer(x), atol=1e-10)
+    assert torch.allclose(layer(x).mean(dim=(1, 2, 3)), torch.zeros(5, dtype=torch.float64))
+    assert not list(layer.parameters())

@@ -9,16 +9,18 @@ correlation over networks       :func:`correlation_bootstrap` ->
                                 :class:`CorrelationResult` (Pearson, Spearman,
                                 bootstrap intervals over networks or groups)
 a small residual network        :func:`residual_classifier` (ResNet-like stages)
+per-image brightness centring   :class:`ImageCentering` (a first layer for MNIST*)
 ==============================  =====================================================
 """
 
-from .nets import ResidualBlock, residual_classifier
+from .nets import ImageCentering, ResidualBlock, residual_classifier
 from .per_class import ClassProfiles, class_profiles
 from .stats import CorrelationResult, PairedInterval, correlation_bootstrap, paired_interval
 
 __all__ = [
     "ClassProfiles",
     "CorrelationResult",
+    "ImageCentering",
     "PairedInterval",
     "ResidualBlock",
     "class_profiles",

@@ -16,7 +16,20 @@ from torch import Tensor, nn
 
 from .._validation import check_int
 
-__all__ = ["ResidualBlock", "residual_classifier"]
+__all__ = ["ImageCentering", "ResidualBlock", "residual_classifier"]
+
+
+class ImageCentering(nn.Module):
+    """Subtract each image's mean over channels and pixels: ``x - x.mean((1, 2, 3))``.
+
+    A parameter-free first layer that makes a network exactly invariant to a constant
+    brightness offset per image, the nuisance of MNIST* (see
+    :func:`interp_lib.datasets.luminance_offset`). Input and output ``(N, C, H, W)``.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(N, C, H, W)`` -> ``(N, C, H, W)``, every image with mean 0."""
+        return x - x.mean(dim=tuple(range(1, x.ndim)), keepdim=True)
 
 
 class ResidualBlock(nn.Module):
