@@ -216,7 +216,13 @@ def resolve_target(
     n, k = logits.shape
     if target is None:
         return logits.argmax(1)
-    t = torch.as_tensor(target, device=inputs.device)
+    try:
+        t = torch.as_tensor(target, device=inputs.device)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise TypeError(
+            "target must be None, an int, or a sequence/tensor of class indices, got "
+            f"{type(target).__name__} {target!r:.40}."
+        ) from exc
     if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
         raise TypeError(f"target must hold integer class indices, got dtype {t.dtype}.")
     t = t.long().reshape(-1)

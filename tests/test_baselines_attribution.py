@@ -188,3 +188,48 @@ def test_noise_tunnel_rejected_for_non_captum_methods() -> None:
         attribute(
             cnn(), torch.rand(1, 3, 12, 12), 0, method="cam", layer="4", noise_tunnel="smoothgrad"
         )
+
+
+def test_empty_or_non_finite_batch_is_refused() -> None:
+    model = cnn()
+    x = torch.rand(2, 3, 12, 12)
+    for method, kw in (("saliency", {}), ("grad_cam", {"layer": "3"}), ("random", {})):
+        with pytest.raises(ValueError, match=r"inputs is empty \(shape \(0, 3, 12, 12\)\)"):
+            attribute(model, x[:0], method=method, **kw)
+    bad = x.clone()
+    bad[1, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN or infinity in 1 of its 2 images"):
+        attribute(model, bad, 0, method="saliency")
+
+
+def test_model_that_cannot_run_on_the_inputs() -> None:
+    with pytest.raises(ValueError, match=r"could not run on inputs of shape \(2, 1, 12, 12\)"):
+        attribute(cnn(), torch.rand(2, 1, 12, 12), 0, method="saliency")
+    with pytest.raises(ValueError, match=r"dtype torch\.float64"):
+        attribute(cnn(), torch.rand(2, 3, 12, 12, dtype=torch.float64), 0, method="saliency")
+    with pytest.raises(TypeError, match="target must be None, an int"):
+        attribute(cnn(), torch.rand(2, 3, 12, 12), "cat", method="saliency")
+
+
+def test_registry_is_the_one_table() -> None:
+    from interp_lib.baselines import get_method
+    from interp_lib.baselines.methods import REGISTRY
+
+    assert list(METHODS) == list(REGISTRY)
+    assert {m for m in METHODS if get_method(m).needs_layer} == LAYER_METHODS
+    assert {m for m in METHODS if get_method(m).needs_protopnet} == {"prototype", "prototype_box"}
+    hooking = {m for m in METHODS if get_method(m).in_place_free}
+    assert hooking == {"guided_backprop", "deconvolution", "guided_grad_cam", "grad_cam"}
+    with pytest.raises(ValueError, match="unknown method"):
+        get_method("gradcam")
+
+
+def test_grad_cam_through_attribute_is_grad_cam() -> None:
+    model, x = cnn(), torch.rand(2, 3, 12, 12)
+    for kw in ({}, {"relu": False, "interpolate_mode": "bicubic"}):
+        torch.testing.assert_close(
+            attribute(model, x, [0, 3], method="grad_cam", layer="3", **kw),
+            grad_cam(model, x, [0, 3], layer="3", **kw),
+            rtol=0,
+            atol=0,
+        )

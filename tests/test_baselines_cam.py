@@ -122,3 +122,27 @@ def test_cam_errors() -> None:
             0,
             layer="0",
         )
+
+
+def test_layer_without_spatial_map_is_refused() -> None:
+    """grad_cam on a Linear layer raised inside torch (or, with upsample=False, returned
+    a (N, K) "map"); now a clear error from every layer method."""
+    net = gap_net(pool=True).float()
+    x = torch.randn(2, 3, 12, 12)
+    for upsample in (True, False):
+        with pytest.raises(ValueError, match=r"layer '7' \(Linear\) gives shape \(2, 5\)"):
+            grad_cam(net, x, 0, layer="7", upsample=upsample)
+    for method in ("grad_cam", "guided_grad_cam", "cam"):
+        with pytest.raises(ValueError, match=rf"{method} needs a layer whose output is a feature"):
+            attribute(net, x, 0, method=method, layer=net[6])  # Flatten
+    with pytest.raises(ValueError, match="no layer named 'input'"):
+        grad_cam(net, x, 0, layer="input")
+
+
+def test_cam_reads_the_layer_output_before_an_inplace_relu() -> None:
+    """The conv before an in-place ReLU: CAM of the conv's own output (as with a plain
+    ReLU), not of the ReLU's output that overwrote it."""
+    plain, inplace = gap_net(pool=True), gap_net(pool=True, inplace=True)
+    x = torch.randn(2, 3, 12, 12, dtype=torch.float64)
+    torch.testing.assert_close(cam(inplace, x, 1, layer="3"), cam(plain, x, 1, layer="3"))
+    assert not torch.allclose(cam(plain, x, 1, layer="3"), cam(plain, x, 1, layer="4"))

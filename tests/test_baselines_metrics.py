@@ -120,3 +120,36 @@ def test_keypoint_and_box_masks() -> None:
     assert box[0].nonzero().tolist() == [[r, c] for r in (2, 3) for c in (1, 2, 3)]
     same = boxes_to_region_masks(torch.tensor([[1.0, 2.0, 4.0, 4.0]]), (5, 6), box_format="xyxy")
     assert torch.equal(box, same)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_maps_are_refused(bad: float) -> None:
+    """A NaN/inf map has no pixel order and no maximum: refused, not scored."""
+    model, x, perfect, _ = toy(n=2)
+    sal = perfect.clone()
+    sal[1, 0, 3, 4] = bad
+    for curve in (deletion, insertion):
+        with pytest.raises(ValueError, match=r"NaN or infinity in 1 of its 2 maps"):
+            curve(model, x, sal, step=8)
+    masks = torch.ones(2, 16, 16, dtype=torch.bool)
+    for score in (pointing_game, energy_in_mask):
+        with pytest.raises(ValueError, match="NaN or infinity"):
+            score(sal, masks)
+
+
+def test_bad_tolerance_step_and_batch_size_are_refused() -> None:
+    sal = torch.rand(2, 1, 8, 8)
+    masks = torch.ones(2, 8, 8, dtype=torch.bool)
+    with pytest.raises(ValueError, match="tolerance must be at least 0, got -3"):
+        pointing_game(sal, masks, tolerance=-3)
+    with pytest.raises(TypeError, match="tolerance must be an integer"):
+        pointing_game(sal, masks, tolerance=1.5)
+    model, x, perfect, _ = toy(n=2)
+    with pytest.raises(ValueError, match="step must be at least 1"):
+        deletion(model, x, perfect, step=0)
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        insertion(model, x, perfect, batch_size=0)
+    with pytest.raises(ValueError, match=r"inputs is empty"):
+        deletion(model, x[:0], perfect[:0])
+    with pytest.raises(ValueError, match="substrate tensor must broadcast"):
+        deletion(model, x, perfect, substrate=torch.zeros(3, 3))

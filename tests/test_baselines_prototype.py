@@ -171,3 +171,21 @@ def test_prototype_part_metrics_end_to_end() -> None:
     assert 0.0 <= real["consistency"].score <= 1.0 and 0.0 <= real["purity"].score <= 1.0
     with pytest.raises(ValueError, match="part_masks"):
         prototype_part_metrics(fake, x, masks[:, 0], labels)
+
+
+def test_attribute_passes_interpolate_mode_to_prototype_methods() -> None:
+    """attribute(..., interpolate_mode=...) used to be swallowed for the prototype methods
+    (they always used bicubic); the default is still ProtoPNet's bicubic."""
+    net, x = tiny_protopnet(), torch.rand(2, 3, 16, 16)
+    for mode in ("map", "box"):
+        method = "prototype" if mode == "map" else "prototype_box"
+        torch.testing.assert_close(
+            attribute(net, x, 1, method=method),
+            prototype_attribution(net, x, 1, mode=mode, interpolate_mode="bicubic"),
+        )
+        torch.testing.assert_close(
+            attribute(net, x, 1, method=method, interpolate_mode="nearest"),
+            prototype_attribution(net, x, 1, mode=mode, interpolate_mode="nearest"),
+        )
+    with pytest.raises(ValueError, match=r"percentile must lie in \[0, 100\]"):
+        attribute(net, x, 1, method="prototype_box", percentile=101)

@@ -262,10 +262,9 @@ def pointing_game(
     if tolerance > 0:
         k = 2 * tolerance + 1
         masks = F.max_pool2d(masks.float(), k, stride=1, padding=tolerance) > 0
-    n = saliency.shape[0]
-    top = saliency.reshape(n, -1).argmax(1)
-    hit = masks.reshape(n, -1).gather(1, top[:, None]).squeeze(1).float()
-    hit[~masks.reshape(n, -1).any(1)] = float("nan")
+    top = saliency.flatten(1).argmax(1)
+    hit = masks.flatten(1).gather(1, top[:, None]).squeeze(1).float()
+    hit[~masks.flatten(1).any(1)] = float("nan")
     return hit
 
 

@@ -124,6 +124,8 @@ def activation_peaks(
         ``(row, col)`` of the maximum of the upsampled map.
     """
     similarity_maps = _tensor(similarity_maps, "similarity_maps", 4, "(N, P, h, w)")
+    if similarity_maps.shape[2] == 0 or similarity_maps.shape[3] == 0:
+        raise ValueError(f"similarity_maps are empty (shape {tuple(similarity_maps.shape)}).")
     check_option(interpolate_mode, "interpolate_mode", INTERPOLATE_MODES)
     chunk_size = check_int(chunk_size, "chunk_size")
     if len(size) != 2 or min(check_int(s, "size") for s in size) < 1:
