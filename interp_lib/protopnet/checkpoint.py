@@ -350,6 +350,14 @@ def read_checkpoint(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {str(path)!r}.")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not (head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")):
+        raise CorruptCheckpointError(
+            f"{str(path)!r} is damaged or not a checkpoint: it starts with bytes "
+            f"{head.hex()}, not those of a torch.save file (a zip archive, 504b0304) or a "
+            "pickle (80...). Use an older copy or retrain."
+        )
     outer = _load(path, path, map_location=None, what="file")
     if _is_envelope(outer):
         payload = _open_envelope(outer, path, map_location)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import numbers
 import time
 import warnings
 from collections.abc import Callable
@@ -178,8 +179,10 @@ def _check_args(model, train_loader, val_loader, push_loader, schedule, amp, ste
 
 def _fresh_run_seed(seed: int | torch.Generator | None) -> int | None:
     """The int that seeds the global generators (``None``: leave them alone)."""
-    if seed is None or (isinstance(seed, int) and not isinstance(seed, bool)):
-        return seed
+    if seed is None:
+        return None
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
+        return int(seed)
     g = make_generator(seed)  # a Generator: draw the run's seed from it
     return int(torch.randint(0, 2**62, (1,), generator=g))
 
