@@ -15,7 +15,9 @@ __all__ = ["plot_profile"]
 
 
 def _axes(ax):
-    import matplotlib.pyplot as plt
+    from .._plumbing import require
+
+    plt = require("matplotlib.pyplot", "interp_lib.viz.plot_profile")
 
     if ax is None:
         fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
