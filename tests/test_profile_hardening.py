@@ -161,3 +161,12 @@ def test_profile_does_not_import_viz_or_matplotlib():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_default_checkpoints_and_relative_depth_check_the_example():
+    from interp_lib.profile import relative_depth
+
+    with pytest.raises(TypeError, match="example must be an input batch"):
+        default_checkpoints(cnn(), [[1.0]])
+    with pytest.raises(ValueError, match="at least one sample"):
+        relative_depth(cnn(), torch.zeros(0, 3, 8, 8), ["0"])

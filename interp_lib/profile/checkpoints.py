@@ -79,6 +79,21 @@ def _is_checkpoint(module: nn.Module, name: str, trace: ModuleTrace) -> bool:
     return isinstance(module, (*POOLS, nn.Linear)) or _is_stage(module)
 
 
+def _one_sample(example: torch.Tensor) -> torch.Tensor:
+    """The first sample of an example batch, shape (1, ...)."""
+    if not isinstance(example, torch.Tensor):
+        raise TypeError(
+            f"example must be an input batch, a tensor of shape (B, ...), got "
+            f"{type(example).__name__}."
+        )
+    if example.ndim == 0 or len(example) == 0:
+        raise ValueError(
+            f"example must hold at least one sample, shape (B, ...) with B >= 1, got shape "
+            f"{tuple(example.shape)}."
+        )
+    return example[:1]
+
+
 def checkpoints_from_trace(model: nn.Module, trace: ModuleTrace) -> list[str]:
     """The default checkpoints (see the module docstring) from an existing trace."""
     found = [
@@ -119,7 +134,7 @@ def default_checkpoints(model: nn.Module, example: torch.Tensor) -> list[str]:
     ['input', '2', '4', '6']
     """
     check_module(model)
-    return checkpoints_from_trace(model, trace_model(model, example[:1]))
+    return checkpoints_from_trace(model, trace_model(model, _one_sample(example)))
 
 
 def depths_from_trace(
@@ -162,7 +177,7 @@ def relative_depth(
         Values in [0, 1]; NaN for every layer if the model has no conv/linear layer.
     """
     layers = list(resolve_layers(model, list(layers)))
-    trace = trace_model(model, example[:1])
+    trace = trace_model(model, _one_sample(example))
     missing = [n for n in layers if n != INPUT and n not in trace.calls]
     if missing:
         raise ValueError(f"layers {missing} did not run in the forward pass of the model.")
