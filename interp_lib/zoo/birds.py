@@ -1,0 +1,458 @@
+"""Zoo recipe: a ProtoPNet and its same-trunk CNN on the procedural birds.
+
+The recipe (all seeded by ``seed``):
+
+1. **Data**: :func:`interp_lib.datasets.birds` at ``image_size`` pixels: ``n_per_class``
+   training, ``val_per_class`` validation and ``test_per_class`` test images per class
+   (seeds ``seed``, ``seed + 1000``, ``seed + 2000``), stored as 8-bit images (as a
+   photograph would be) and normalised with the training set's channel mean and std.
+2. **Augmentation**: every training image read is passed through
+   :class:`interp_lib.datasets.augment.RandomAffine` (flip, +-``shift`` px, +-15 degree
+   rotation, +-10 degree shear, reflected border), for both networks alike. Seeding,
+   push, validation and test read the un-augmented images.
+3. **CNN** (the baseline, and the warm start that stands in for ImageNet pretraining):
+   the small CNN trunk under a global max pool and a linear head
+   (:func:`interp_lib.protopnet.pooled_classifier`), Adam lr ``cnn_lr``, trained for
+   ``warm_epochs`` epochs; its trunk is copied into the ProtoPNet at that point, and the
+   CNN itself goes on for ``protopnet_epochs`` more epochs, so both networks see the same
+   number of augmented images from the same starting trunk.
+4. **ProtoPNet**: ``ProtoPNet(trunk, n_prototypes_per_class=..., prototype_dim=...)``,
+   prototypes seeded where the warm CNN's head sees the class
+   (:func:`interp_lib.protopnet.seed_prototypes`), then
+   :func:`interp_lib.protopnet.fit` with :meth:`Schedule.cpu_birds` (model selection on
+   the validation split), and a final :func:`interp_lib.protopnet.push` for the
+   provenance of every prototype.
+
+Test accuracies are measured once, at the end; nothing is selected on them.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from .._plumbing import progress as progress_bar
+from .._validation import check_int
+from ..datasets._base import TensorImageDataset
+from ._cache import cached
+
+__all__ = ["DEFAULT_SCHEDULE", "BirdsModels", "protopnet_birds"]
+
+#: Overrides of :meth:`interp_lib.protopnet.Schedule.cpu_birds` in the default recipe:
+#: 8 epochs (2 warm-up, 6 joint), pushes after epochs 4 and 7, each followed by the
+#: last-layer stage.
+DEFAULT_SCHEDULE: dict[str, Any] = {"epochs": 8}
+
+_SOURCES = (
+    "interp_lib.zoo._cache",
+    "interp_lib.zoo.birds",
+    "interp_lib.protopnet",
+    "interp_lib.models",
+    "interp_lib.nn",
+    "interp_lib._plumbing",
+    "interp_lib.datasets._base",
+    "interp_lib.datasets.birds",
+    "interp_lib.datasets.augment",
+)
+
+
+@dataclass
+class BirdsModels:
+    """A trained ProtoPNet, its same-trunk CNN, their data and their logs.
+
+    Attributes
+    ----------
+    protopnet : ProtoPNet
+        The trained, pushed model (eval mode, CPU). Takes normalised images.
+    cnn : nn.Sequential
+        The CNN baseline: ``features`` (same architecture as ``protopnet.features``),
+        ``pool`` (global max), ``flatten``, ``head``. Takes normalised images.
+    train, val, test : TensorImageDataset
+        ``images`` (N, 3, H, W) float in [0, 1] (for display), ``labels`` (N,), ``masks``
+        (N, 7, H, W) bool (visible part pixels, :data:`interp_lib.datasets.PARTS`);
+        ``dataset[i]`` is the *normalised* image and its label (what the models take).
+    mean, std : Tensor, shape (3,)
+        Channel statistics of the training images used to normalise.
+    push : PushResult
+        Provenance of every prototype (final push over the un-augmented training set,
+        in ``train``'s order: ``push.sample_index`` indexes ``train``).
+    protopnet_history : interp_lib.protopnet.History
+        Every ``fit`` step with its validation accuracy.
+    cnn_history : interp_lib.models.TrainHistory
+        The CNN's loss and training accuracy per epoch; its ``test_accuracy`` list holds
+        the *validation* accuracy per epoch (the first ``warm_epochs`` are the warm start).
+    protopnet_test_accuracy, cnn_test_accuracy : float
+        Accuracy on ``test``.
+    recipe : dict
+        The recipe's arguments (part of the cache key).
+    train_seconds : dict
+        Wall time of each phase when the entry was made (``data``, ``warm_start``,
+        ``protopnet``, ``cnn``, ``push``, ``total``) and the process's CPU time over all
+        threads (``cpu_total``; on a loaded machine closer to the work than wall time).
+    from_cache : bool
+        Whether this call read the models from the disk cache.
+    """
+
+    protopnet: nn.Module
+    cnn: nn.Module
+    train: TensorImageDataset
+    val: TensorImageDataset
+    test: TensorImageDataset
+    mean: torch.Tensor
+    std: torch.Tensor
+    push: Any
+    protopnet_history: Any
+    cnn_history: Any
+    protopnet_test_accuracy: float
+    cnn_test_accuracy: float
+    recipe: dict[str, Any] = field(default_factory=dict)
+    train_seconds: dict[str, float] = field(default_factory=dict)
+    from_cache: bool = False
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """Images ``(N, 3, H, W)`` in [0, 1] -> the models' input."""
+        return (images - self.mean.view(-1, 1, 1)) / self.std.view(-1, 1, 1)
+
+    def prototype_placement(self) -> dict[str, Any]:
+        """Where the pushed prototypes landed on their source images.
+
+        Returns
+        -------
+        dict
+            ``on_bird`` (P,) bool: the centre of the prototype's receptive field on its
+            source image lies on a visible part of the bird; ``part`` (P,) long: that part
+            (index into ``PARTS``, -1 for background); ``on_bird_fraction``; ``chance``:
+            the bird's share of the pixels of the source images (what a uniformly random
+            centre would give); ``distinct_fraction``: share of prototypes whose source
+            patch (image and location) no other prototype shares.
+        """
+        return placement(self.push, self.train.masks, self.protopnet.prototype_receptive_field)
+
+
+def placement(push_result, masks: torch.Tensor, rf) -> dict[str, Any]:
+    """See :meth:`BirdsModels.prototype_placement`; ``masks`` (N, parts, H, W) bool in the
+    push loader's order, ``rf`` the prototypes' receptive field."""
+    height, width = masks.shape[-2:]
+    centre = rf.start + push_result.location.double() * rf.jump  # (P, 2): (row, column)
+    yy = centre[:, 0].floor().long().clamp(0, height - 1)
+    xx = centre[:, 1].floor().long().clamp(0, width - 1)
+    at = masks[push_result.sample_index, :, yy, xx]  # (P, parts)
+    on = at.any(1)
+    part = torch.where(on, at.float().argmax(1), torch.full_like(yy, -1))
+    area = masks.any(1).float().mean((1, 2))
+    n = int(push_result.sample_index.numel())
+    duplicated = sum(len(g) for g in push_result.duplicates())
+    return {
+        "on_bird": on,
+        "part": part,
+        "on_bird_fraction": float(on.float().mean()),
+        "chance": float(area[push_result.sample_index].mean()),
+        "distinct_fraction": (n - duplicated) / n,
+    }
+
+
+# ------------------------------------------------------------------------ data
+
+
+def _to_u8(images: torch.Tensor) -> torch.Tensor:
+    return (images * 255).round().clamp(0, 255).to(torch.uint8)
+
+
+def _mask_index(masks: torch.Tensor) -> torch.Tensor:
+    """(N, parts, H, W) disjoint bool masks -> (N, H, W) uint8: 0 background, p + 1 part p."""
+    idx = (masks.float().argmax(1) + 1) * masks.any(1)
+    return idx.to(torch.uint8)
+
+
+class _Normalize:
+    """``(x - mean) / std`` per channel, for ``(C, H, W)`` or ``(N, C, H, W)`` images."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.mean, self.std = mean.view(-1, 1, 1), std.view(-1, 1, 1)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def _dataset(images_u8, labels, mask_index, mean, std, info) -> TensorImageDataset:
+    n_parts = len(info["part_names"])
+    masks = torch.nn.functional.one_hot(mask_index.long(), n_parts + 1)[..., 1:]
+    masks = masks.permute(0, 3, 1, 2).bool()
+    return TensorImageDataset(
+        images_u8.float() / 255,
+        labels.long(),
+        extras={"masks": masks},
+        transform=_Normalize(mean, std),
+        info=info,
+    )
+
+
+def _normalised(ds: TensorImageDataset) -> TensorDataset:
+    return TensorDataset(ds.transform(ds.images), ds.labels)
+
+
+# ---------------------------------------------------------------------- recipe
+
+
+def _build(p: dict[str, Any], progress: bool) -> dict[str, Any]:
+    from ..datasets import birds
+    from ..datasets.augment import AugmentedDataset, RandomAffine
+    from ..models import accuracy, train_classifier
+    from ..protopnet import ProtoPNet, Schedule, fit, pretrain_backbone, push, seed_prototypes
+
+    bar = progress_bar(iter(range(5)), progress, "zoo: ProtoPNet birds", total=5)
+    seconds: dict[str, float] = {}
+    t_all = t0 = time.perf_counter()
+    cpu0 = time.process_time()
+    kw = {"size": p["image_size"], "classes": p["n_classes"], "difficulty": p["difficulty"]}
+    raw = {
+        "train": birds(p["n_per_class"], seed=p["seed"], **kw),
+        "val": birds(p["val_per_class"], seed=p["seed"] + 1000, **kw),
+        "test": birds(p["test_per_class"], seed=p["seed"] + 2000, **kw),
+    }
+    data = {k: (_to_u8(d.images), d.labels, _mask_index(d.masks)) for k, d in raw.items()}
+    info = {k: raw["train"].info[k] for k in ("part_names", "class_names", "class_parts")}
+    x_train = data["train"][0].float() / 255
+    mean, std = x_train.mean((0, 2, 3)), x_train.std((0, 2, 3))
+    splits = {k: _dataset(*v, mean, std, info) for k, v in data.items()}
+    train_n, val_n, test_n = (_normalised(splits[k]) for k in ("train", "val", "test"))
+    augment = RandomAffine(degrees=p["degrees"], shift=p["shift"], shear=p["shear"])
+    seconds["data"] = time.perf_counter() - t0
+    next(bar, None)
+
+    # CNN warm start (the stand-in for ImageNet pretraining) on augmented images
+    t0 = time.perf_counter()
+    backbone_kwargs = {"widths": tuple(p["widths"])}
+    cnn, warm_hist = pretrain_backbone(
+        "small_cnn", AugmentedDataset(train_n, augment, seed=p["seed"]),
+        n_classes=p["n_classes"], epochs=p["warm_epochs"], lr=p["cnn_lr"],
+        batch_size=p["batch_size"], val=val_n, seed=p["seed"], device="cpu",
+        progress=progress, backbone_kwargs=backbone_kwargs,
+    )  # fmt: skip
+    seconds["warm_start"] = time.perf_counter() - t0
+    next(bar, None)
+
+    # ProtoPNet on a copy of the warm trunk
+    t0 = time.perf_counter()
+    torch.manual_seed(p["seed"])
+    model = ProtoPNet(
+        copy.deepcopy(cnn.features), n_classes=p["n_classes"],
+        n_prototypes_per_class=p["n_prototypes_per_class"], prototype_dim=p["prototype_dim"],
+        image_size=p["image_size"],
+    )  # fmt: skip
+    push_loader = DataLoader(train_n, batch_size=128, shuffle=False)
+    seed_prototypes(model, push_loader, cnn.head)
+    train_loader = DataLoader(
+        AugmentedDataset(train_n, augment, seed=p["seed"] + 1),
+        batch_size=p["batch_size"], shuffle=True,
+        generator=torch.Generator().manual_seed(p["seed"]),
+    )  # fmt: skip
+    schedule = Schedule.cpu_birds(**p["schedule"])
+    history = fit(
+        model, train_loader, val_loader=DataLoader(val_n, batch_size=256),
+        push_loader=push_loader, schedule=schedule, device="cpu", progress=progress,
+        seed=p["seed"],
+    )  # fmt: skip
+    seconds["protopnet"] = time.perf_counter() - t0
+    next(bar, None)
+
+    # the CNN goes on for as many epochs as the ProtoPNet trained
+    t0 = time.perf_counter()
+    more = train_classifier(
+        cnn, AugmentedDataset(train_n, augment, seed=p["seed"] + 2), test=val_n,
+        epochs=schedule.epochs, lr=p["cnn_lr"], batch_size=p["batch_size"],
+        seed=p["seed"] + 1, device="cpu", progress=progress,
+    )  # fmt: skip
+    seconds["cnn"] = time.perf_counter() - t0
+    next(bar, None)
+
+    t0 = time.perf_counter()
+    result = push(model, push_loader, progress=False)  # already pushed: provenance only
+    seconds["push"] = time.perf_counter() - t0
+    seconds["total"] = time.perf_counter() - t_all
+    seconds["cpu_total"] = time.process_time() - cpu0  # CPU time of all threads
+    next(bar, None)
+    cnn_history = {
+        key: list(getattr(warm_hist, key)) + list(getattr(more, key))
+        for key in ("loss", "train_accuracy", "test_accuracy")
+    }
+    return {
+        "data": {k: {"images": v[0], "labels": v[1], "mask_index": v[2]} for k, v in data.items()},
+        "info": info,
+        "mean": mean,
+        "std": std,
+        "protopnet_config": _jsonable(model.config),
+        "protopnet": model.state_dict(),
+        "cnn": cnn.state_dict(),
+        "push": _push_state(result),
+        "protopnet_history": history.to_state(),
+        "cnn_history": cnn_history,
+        "protopnet_test_accuracy": accuracy(model, test_n),
+        "cnn_test_accuracy": accuracy(cnn, test_n),
+        "train_seconds": seconds,
+    }
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _push_state(result) -> dict[str, Any]:
+    out = {}
+    for f in dataclasses.fields(result):
+        v = getattr(result, f.name)
+        out[f.name] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def _rebuild(p: dict[str, Any], payload: dict[str, Any], hit: bool) -> BirdsModels:
+    from ..models import TrainHistory
+    from ..protopnet import History, ProtoPNet, PushResult, build_backbone, pooled_classifier
+
+    def trunk() -> nn.Module:
+        return build_backbone("small_cnn", widths=tuple(p["widths"]))
+
+    model = ProtoPNet(
+        trunk(), n_classes=p["n_classes"], n_prototypes_per_class=p["n_prototypes_per_class"],
+        prototype_dim=p["prototype_dim"], image_size=p["image_size"],
+    )  # fmt: skip
+    model.load_state_dict(payload["protopnet"])
+    cnn = pooled_classifier(trunk(), p["n_classes"], "max")
+    cnn.load_state_dict(payload["cnn"])
+    model.eval()
+    cnn.eval()
+    mean, std, info = payload["mean"], payload["std"], payload["info"]
+    splits = {
+        k: _dataset(d["images"], d["labels"], d["mask_index"], mean, std, info)
+        for k, d in payload["data"].items()
+    }
+    ps = dict(payload["push"])
+    ps["image_size"] = tuple(ps["image_size"])
+    return BirdsModels(
+        protopnet=model,
+        cnn=cnn,
+        train=splits["train"],
+        val=splits["val"],
+        test=splits["test"],
+        mean=mean,
+        std=std,
+        push=PushResult(**ps),
+        protopnet_history=History.from_state(payload["protopnet_history"]),
+        cnn_history=TrainHistory(**payload["cnn_history"]),
+        protopnet_test_accuracy=float(payload["protopnet_test_accuracy"]),
+        cnn_test_accuracy=float(payload["cnn_test_accuracy"]),
+        recipe=dict(p),
+        train_seconds=dict(payload["train_seconds"]),
+        from_cache=hit,
+    )
+
+
+def protopnet_birds(
+    n_classes: int = 10,
+    seed: int = 0,
+    *,
+    n_per_class: int = 150,
+    val_per_class: int = 20,
+    test_per_class: int = 50,
+    image_size: int = 64,
+    difficulty: float = 0.5,
+    widths: tuple[int, ...] = (16, 32, 64),
+    n_prototypes_per_class: int = 5,
+    prototype_dim: int = 64,
+    batch_size: int = 32,
+    cnn_lr: float = 2e-3,
+    warm_epochs: int = 6,
+    degrees: float = 15.0,
+    shift: float = 4.0,
+    shear: float = 10.0,
+    schedule: dict[str, Any] | None = None,
+    threads: int | None = None,
+    progress: bool = True,
+    retrain: bool = False,
+) -> BirdsModels:
+    """A ProtoPNet and the same-trunk CNN, trained on the procedural birds (cached).
+
+    Trained on first use (see the module docstring for the recipe) and read from the
+    disk cache afterwards (:func:`interp_lib.zoo.cache_dir`; a few seconds). The cache
+    key holds every argument below except ``threads``, ``progress`` and ``retrain``,
+    and a hash of the library code that trains it.
+
+    Parameters
+    ----------
+    n_classes : int
+        Bird classes (:func:`interp_lib.datasets.bird_classes`).
+    seed : int
+        Seeds the data, augmentation, weights and batch order.
+    n_per_class, val_per_class, test_per_class : int
+        Images per class in each split.
+    image_size : int
+        Image side in pixels.
+    difficulty : float
+        Pose range and clutter of the birds (see :func:`interp_lib.datasets.birds`).
+    widths : tuple of int
+        Channels of the small CNN trunk's stages (one max-pool each).
+    n_prototypes_per_class, prototype_dim : int
+        ProtoPNet's prototypes per class and latent depth.
+    batch_size, cnn_lr : training settings
+        Batch size of both networks; Adam learning rate of the CNN.
+    warm_epochs : int
+        CNN epochs before the ProtoPNet branches off.
+    degrees, shift, shear : float
+        Augmentation ranges (:class:`interp_lib.datasets.augment.RandomAffine`).
+    schedule : dict, optional
+        Overrides of :meth:`interp_lib.protopnet.Schedule.cpu_birds` (default
+        :data:`DEFAULT_SCHEDULE`; ``{}`` for the preset itself).
+    threads : int, optional
+        ``torch.set_num_threads`` while training (restored afterwards).
+    progress : bool
+        Progress bars while training.
+    retrain : bool
+        Train again and overwrite the cached entry.
+
+    Returns
+    -------
+    BirdsModels
+    """
+    p = {
+        "n_classes": check_int(n_classes, "n_classes", minimum=2),
+        "seed": int(seed),
+        "n_per_class": check_int(n_per_class, "n_per_class"),
+        "val_per_class": check_int(val_per_class, "val_per_class"),
+        "test_per_class": check_int(test_per_class, "test_per_class"),
+        "image_size": check_int(image_size, "image_size", minimum=32),
+        "difficulty": float(difficulty),
+        "widths": [int(w) for w in widths],
+        "n_prototypes_per_class": check_int(n_prototypes_per_class, "n_prototypes_per_class"),
+        "prototype_dim": check_int(prototype_dim, "prototype_dim"),
+        "batch_size": check_int(batch_size, "batch_size"),
+        "cnn_lr": float(cnn_lr),
+        "warm_epochs": check_int(warm_epochs, "warm_epochs"),
+        "degrees": float(degrees),
+        "shift": float(shift),
+        "shear": float(shear),
+        "schedule": dict(DEFAULT_SCHEDULE if schedule is None else schedule),
+    }
+
+    def build() -> dict[str, Any]:
+        before = torch.get_num_threads()
+        if threads is not None:
+            torch.set_num_threads(check_int(threads, "threads"))
+        try:
+            with torch.random.fork_rng(devices=[]):
+                return _build(p, progress)
+        finally:
+            torch.set_num_threads(before)
+
+    payload, hit = cached("protopnet_birds", p, build, sources=_SOURCES, retrain=retrain)
+    return _rebuild(p, payload, hit)

@@ -1,0 +1,192 @@
+"""The model zoo's cache: hit, miss, corruption, code-change invalidation, atomic writes."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from interp_lib import zoo
+from interp_lib.zoo._cache import CacheWarning, cache_dir, cached, entry_path, source_hash
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("INTERP_LIB_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "zoo"
+
+
+@pytest.fixture
+def recipe(tmp_path):
+    """A tiny recipe: its 'library code' is one file; counts how often it trains."""
+    src = tmp_path / "tiny_recipe.py"
+    src.write_text("SCALE = 1\n")
+    calls = []
+
+    def run(scale=1.0, **kw):
+        def build():
+            calls.append(scale)
+            g = torch.Generator().manual_seed(0)
+            return {"weight": scale * torch.randn(4, 3, generator=g), "history": [0.5, 0.25]}
+
+        return cached("tiny", {"scale": scale}, build, sources=[src], **kw)
+
+    return run, calls, src
+
+
+def test_miss_then_hit_gives_the_same_payload(cache, recipe):
+    run, calls, _ = recipe
+    first, hit1 = run()
+    second, hit2 = run()
+    assert (hit1, hit2) == (False, True)
+    assert len(calls) == 1
+    assert torch.equal(first["weight"], second["weight"])
+    assert second["history"] == [0.5, 0.25]
+    files = list(cache.iterdir())
+    assert len(files) == 1 and files[0].name.startswith("tiny-") and files[0].suffix == ".pt"
+
+
+def test_other_arguments_are_another_entry(cache, recipe):
+    run, calls, _ = recipe
+    run(scale=1.0)
+    _, hit = run(scale=2.0)
+    assert not hit and calls == [1.0, 2.0]
+    assert len(list(cache.iterdir())) == 2
+    assert run(scale=1.0)[1] and run(scale=2.0)[1]
+
+
+def test_retrain_overwrites(cache, recipe):
+    run, calls, _ = recipe
+    run()
+    _, hit = run(retrain=True)
+    assert not hit and len(calls) == 2
+
+
+def test_code_change_retrains(cache, recipe):
+    run, calls, src = recipe
+    run()
+    before = source_hash([src])
+    src.write_text("SCALE = 2  # the training code changed\n")
+    assert source_hash([src]) != before
+    _, hit = run()
+    assert not hit and len(calls) == 2
+    assert run()[1]  # and the new entry is then a hit
+
+
+def test_corrupt_entry_warns_and_retrains(cache, recipe):
+    run, calls, _ = recipe
+    run()
+    path = next(cache.iterdir())
+    path.write_bytes(path.read_bytes()[:100])  # truncated, e.g. a killed copy
+    with pytest.warns(CacheWarning, match="could not be read"):
+        payload, hit = run()
+    assert not hit and len(calls) == 2
+    assert payload["weight"].shape == (4, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert run()[1]  # repaired
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.mkdir, (str(Path(os.environ["INTERP_LIB_CACHE"]) / "pwned"),))
+
+
+def test_foreign_pickle_is_never_unpickled(cache, recipe):
+    run, calls, _ = recipe
+    run()
+    path = next(cache.iterdir())
+    with path.open("wb") as fh:
+        pickle.dump({"format": 1, "payload": _Evil()}, fh, protocol=2)
+    with pytest.warns(CacheWarning):
+        _, hit = run()
+    assert not hit and len(calls) == 2
+    assert not (cache.parent / "pwned").exists()
+
+
+def test_entry_of_other_arguments_under_the_key_is_rejected(cache, recipe):
+    run, calls, src = recipe
+    run(scale=1.0)
+    run(scale=2.0)
+    one = entry_path("tiny", {"scale": 1.0}, [src])
+    two = entry_path("tiny", {"scale": 2.0}, [src])
+    one.write_bytes(two.read_bytes())
+    with pytest.warns(CacheWarning, match="other arguments"):
+        _, hit = run(scale=1.0)
+    assert not hit and calls[-1] == 1.0
+
+
+def test_failed_build_writes_nothing(cache):
+    def build():
+        raise RuntimeError("training crashed")
+
+    with pytest.raises(RuntimeError, match="crashed"):
+        cached("broken", {}, build, sources=["interp_lib.zoo._cache"])
+    assert not cache.exists() or not any(cache.iterdir())
+
+
+def test_no_temporary_files_left(cache, recipe):
+    run, _, _ = recipe
+    run()
+    run(scale=3.0)
+    assert all(not p.name.startswith(".") for p in cache.iterdir())
+
+
+def test_cache_dir_from_environment_or_user_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("INTERP_LIB_CACHE", str(tmp_path / "x"))
+    assert cache_dir() == tmp_path / "x" / "zoo"
+    assert zoo.cache_dir() == cache_dir()
+    monkeypatch.delenv("INTERP_LIB_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    if os.name == "posix" and os.uname().sysname == "Linux":
+        assert cache_dir() == tmp_path / "xdg" / "interp_lib" / "zoo"
+
+
+def test_unknown_source_and_unjsonable_arguments_fail_clearly(cache):
+    with pytest.raises(ValueError, match="importable module"):
+        cached("x", {}, dict, sources=["interp_lib.no_such_module"])
+    with pytest.raises(TypeError, match="JSON-able"):
+        cached("x", {"a": object()}, dict, sources=["interp_lib.zoo._cache"])
+
+
+@pytest.mark.slow
+def test_digits_cnn_trains_once_then_loads(cache):
+    kw = dict(widths=(4,), hidden=(8,), n_train=60, epochs=1, progress=False)
+    first = zoo.digits_cnn(**kw)
+    second = zoo.digits_cnn(**kw)
+    assert not first.from_cache and second.from_cache
+    for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values(),
+                    strict=True):  # fmt: skip
+        assert torch.equal(a, b)
+    assert second.test_accuracy == first.test_accuracy
+    assert second.history.loss == first.history.loss
+    assert len(first.train) == 60 and len(first.test) == 450
+
+
+@pytest.mark.slow
+def test_protopnet_birds_round_trip(cache):
+    kw = dict(
+        n_classes=2, n_per_class=6, val_per_class=2, test_per_class=3, image_size=32,
+        widths=(4, 8), n_prototypes_per_class=2, prototype_dim=8, batch_size=4,
+        warm_epochs=1, schedule={"epochs": 2, "warmup_epochs": 1, "push_start": 1},
+        progress=False,
+    )  # fmt: skip
+    first = zoo.protopnet_birds(**kw)
+    second = zoo.protopnet_birds(**kw)
+    assert not first.from_cache and second.from_cache
+    x = second.test.transform(second.test.images)
+    torch.testing.assert_close(first.protopnet(x), second.protopnet(x))
+    torch.testing.assert_close(first.cnn(x), second.cnn(x))
+    assert torch.equal(first.push.sample_index, second.push.sample_index)
+    assert second.push.image_size == (32, 32)
+    assert second.protopnet_test_accuracy == first.protopnet_test_accuracy
+    assert len(second.protopnet_history.records) == len(first.protopnet_history.records)
+    assert len(second.cnn_history.loss) == 1 + 2  # warm start + as many epochs as ProtoPNet
+    assert second.train.masks.shape == (12, 7, 32, 32)
+    assert torch.equal(first.train.masks, second.train.masks)
+    placement = second.prototype_placement()
+    assert 0.0 <= placement["on_bird_fraction"] <= 1.0
