@@ -49,6 +49,7 @@ _PROJECTION_RANKS = (8, 16, 32)  # tried in order; the smallest one that separat
 _PROBE_ROWS = 64
 _BASIS_ROWS = 512
 _SUBSAMPLE = 4096  # rows on which the search space is chosen
+_MIN_ROWS_PROJECTED = 4096  # below, one or a few products in the full space are cheaper
 
 
 @dataclass(frozen=True)
@@ -252,29 +253,34 @@ class _Space:
     rank: int  # p, or 0 for the full space
 
 
-def _principal_basis(Y: torch.Tensor, n_dirs: int) -> torch.Tensor:
-    """Orthonormal (D, n_dirs) float64 basis of leading principal directions.
+def _orthonormal(V: torch.Tensor) -> torch.Tensor:
+    """Orthonormal basis of the well-conditioned part of span(V), by two eigen-steps on
+    the small Gram matrix (no QR: LAPACK's QR is slow on a loaded machine)."""
+    for _ in range(2):
+        lam, U = torch.linalg.eigh(V.T @ V)
+        keep = lam > 1e-10 * float(lam.max().clamp_min(1e-300))
+        V = (V @ U[:, keep]) / lam[keep].sqrt()
+    return V
 
-    Estimated from at most ``_BASIS_ROWS`` evenly spaced rows by a few steps of subspace
-    iteration started from those rows (deterministic, matrix products and a thin QR
-    only). Any orthonormal basis keeps the search exact; a good one prunes more.
+
+def _principal_basis(Y: torch.Tensor, n_dirs: int) -> torch.Tensor:
+    """Orthonormal (D, r) float64 basis of leading principal directions, ``r <= n_dirs``.
+
+    Estimated from at most ``_BASIS_ROWS`` evenly spaced rows by two steps of subspace
+    iteration started from some of those rows (deterministic, matrix products and small
+    eigen-decompositions only), ordered by the variance they carry. Any orthonormal
+    basis keeps the search exact; a good one prunes more.
     """
-    n, d = Y.shape
+    n = Y.shape[0]
     rows = torch.linspace(0, n - 1, min(n, _BASIS_ROWS), device=Y.device).round().long()
     sub = Y[rows].to(torch.float64)
-    V = sub[torch.linspace(0, len(rows) - 1, min(n_dirs, len(rows))).round().long()].T
-    if V.shape[1] < n_dirs:  # fewer rows than directions: complete with coordinate axes
-        V = torch.cat([V, torch.eye(d, n_dirs - V.shape[1], dtype=V.dtype, device=V.device)], 1)
-    V = V + 1e-3 * float(V.abs().max().clamp_min(1e-300)) * torch.eye(
-        d, n_dirs, dtype=V.dtype, device=V.device
-    )  # never rank deficient
+    V = _orthonormal(sub[torch.linspace(0, len(rows) - 1, min(n_dirs, len(rows))).round().long()].T)
     for _ in range(2):
-        V, _ = torch.linalg.qr(sub.T @ (sub @ V))
+        V = _orthonormal(sub.T @ (sub @ V))
     # order the directions by the variance they carry (Rayleigh-Ritz in the subspace)
     B = sub @ V
     _, vecs = torch.linalg.eigh(B.T @ B)
-    Q, _ = torch.linalg.qr(V @ vecs.flip(1))
-    return Q
+    return V @ vecs.flip(1)
 
 
 def _project(Y: torch.Tensor, Q: torch.Tensor, chunk_size: int):
@@ -326,11 +332,13 @@ def _search_space(Y: torch.Tensor, k: int, m: int, chunk_size: int) -> _Space:
     n, d = Y.shape
     u = torch.finfo(Y.dtype).eps / 2
     tiny = torch.finfo(Y.dtype).tiny
-    ranks = tuple(p for p in _PROJECTION_RANKS if 2 * p < d) if n > 4 * m + 8 else ()
+    big = n >= max(_MIN_ROWS_PROJECTED, 4 * m + 8)
+    ranks = tuple(p for p in _PROJECTION_RANKS if 2 * p < d) if big else ()
     rank = 0
     if ranks:  # decide on a subsample of rows: cheap when the projection does not pay
         sub = Y[torch.linspace(0, n - 1, min(n, _SUBSAMPLE), device=Y.device).round().long()]
         Q = _principal_basis(sub, ranks[-1])
+        ranks = tuple(sorted({min(p, Q.shape[1]) for p in ranks}))
         Zs, ress, sqs = _project(sub, Q, chunk_size)
         counts = _probe_counts(sub, sqs, Zs, ress, k, ranks)
         for p, c in zip(ranks, counts, strict=True):
