@@ -19,6 +19,12 @@ from .id import (
 from .layers import layer_explorer, layer_figure
 from .profile import plot_profile
 from .protopnet import plot_explanation, plot_nearest_patches, plot_scoring_sheet
+from .protopnet_training import (
+    plot_architecture,
+    plot_history,
+    plot_log_similarity,
+    plot_prototype_gallery,
+)
 from .widgets import figure_png, live_explorer, precomputed_explorer
 
 __all__ = [
@@ -29,11 +35,15 @@ __all__ = [
     "layer_figure",
     "live_explorer",
     "overlay_masks",
+    "plot_architecture",
     "plot_attributions",
     "plot_explanation",
+    "plot_history",
+    "plot_log_similarity",
     "plot_mu_histogram",
     "plot_nearest_patches",
     "plot_profile",
+    "plot_prototype_gallery",
     "plot_scaling",
     "plot_scoring_sheet",
     "plot_spectrum",

@@ -1,0 +1,229 @@
+"""Figures of how a ProtoPNet is built and trained: architecture, similarity, history,
+prototype gallery.
+
+Companions of :mod:`interp_lib.viz.protopnet` (which shows single decisions). Every
+function returns a matplotlib ``Figure`` and never calls ``plt.show()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from .._plumbing import require
+from .datasets import _to_rgb
+from .protopnet import _box, _getter, _show
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+
+    from ..protopnet.history import History
+    from ..protopnet.push import PushResult
+
+__all__ = [
+    "plot_architecture",
+    "plot_history",
+    "plot_log_similarity",
+    "plot_prototype_gallery",
+]
+
+#: Loss terms of a ProtoPNet history, in the order they are drawn.
+LOSS_TERMS = ("ce", "clst", "sep", "l1")
+
+
+def plot_log_similarity(eps: float = 1e-4, *, d_max: float = 10.0, ax=None) -> Figure:
+    """The log similarity ``log((d + 1) / (d + eps))`` against the squared distance ``d``,
+    with the linear similarity ``-d`` for comparison and the exact values at
+    ``d = 0, 1, 2, 10`` marked.
+
+    Parameters
+    ----------
+    eps : float
+        The ``eps`` of the log similarity (1e-4 in the paper).
+    d_max : float
+        Right end of the distance axis.
+    ax : matplotlib Axes, optional
+    """
+    plt = require("matplotlib.pyplot", "plot_log_similarity")
+    from ..protopnet.functional import similarity
+
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    else:
+        fig = ax.figure
+    d = torch.linspace(0, d_max, 2001, dtype=torch.float64)
+    ax.plot(d, similarity(d, "log", eps=eps), label=r"log: $\log\frac{d+1}{d+\epsilon}$")
+    ax.plot(d, -d, ls="--", color="0.5", label=r"linear: $-d$")
+    marks = torch.tensor([0.0, 1.0, 2.0, d_max], dtype=torch.float64)
+    values = similarity(marks, "log", eps=eps)
+    ax.scatter(marks, values, color="C3", zorder=3)
+    for x, y in zip(marks.tolist(), values.tolist(), strict=True):
+        ax.annotate(f"{y:.3f}", (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    ax.set_xlabel("squared distance d between a patch and a prototype")
+    ax.set_ylabel("similarity")
+    ax.set_ylim(-1.0, float(values[0]) * 1.1)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_architecture(model: Any, image_size: int | None = None) -> Figure:
+    """A block diagram of ``model`` (a ProtoPNet) with the shape after each block.
+
+    ``image -> trunk -> add-on -> distances to the prototypes -> min-pool -> similarity
+    -> last layer -> logits``, shapes measured by one forward pass of a zero image.
+    """
+    plt = require("matplotlib.pyplot", "plot_architecture")
+    patches = require("matplotlib.patches", "plot_architecture")
+
+    size = int(image_size or model.image_size)
+    param = next(model.parameters())
+    with torch.no_grad():
+        x = torch.zeros(1, 3, size, size, device=param.device, dtype=param.dtype)
+        trunk = model.features(x)
+        out = model.forward_all(x)
+    P, D = model.prototypes.shape[:2]
+    blocks = [
+        ("image", f"3 x {size} x {size}"),
+        ("trunk f\n(conv layers)", "{} x {} x {}".format(*trunk.shape[1:])),
+        ("add-on\n1x1 convs, sigmoid", "{} x {} x {}".format(*out.latent.shape[1:])),
+        (
+            f"{P} prototypes\nsquared L2 to\nevery patch",
+            "{} x {} x {}".format(*out.distances.shape[1:]),
+        ),
+        ("min-pool\nover patches", f"{P} distances"),
+        ("log similarity", f"{P} similarities"),
+        ("last layer\n(no bias)", f"{model.n_classes} logits"),
+    ]
+    fig, ax = plt.subplots(figsize=(12, 2.4))
+    ax.set_xlim(0, len(blocks))
+    ax.set_ylim(0, 1)
+    ax.axis("off")
+    for i, (name, shape) in enumerate(blocks):
+        colour = "#dbe9f6" if i in (3, 4, 5) else "#eeeeee"
+        ax.add_patch(
+            patches.FancyBboxPatch(
+                (i + 0.08, 0.35), 0.84, 0.5, boxstyle="round,pad=0.02", fc=colour, ec="0.3"
+            )
+        )
+        ax.text(i + 0.5, 0.6, name, ha="center", va="center", fontsize=8.5)
+        ax.text(i + 0.5, 0.2, shape, ha="center", va="center", fontsize=8, color="0.25")
+        if i:
+            ax.annotate(
+                "", (i + 0.08, 0.6), (i - 0.08, 0.6), arrowprops=dict(arrowstyle="->", lw=1.2)
+            )
+    ax.set_title(f"ProtoPNet: {P} prototypes of depth {D} ({P // model.n_classes} per class)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_history(history: History, *, title: str | None = None) -> Figure:
+    """Loss terms and accuracies of a :func:`~interp_lib.protopnet.fit` run, step by step.
+
+    Left: the training loss terms (cross-entropy, cluster, separation, L1) of the warm-up
+    and joint epochs. Right: training and validation accuracy after every step, with the
+    pushes marked (a dashed line) and the accuracy right after each push as a red dot, so
+    the drop a push causes and the recovery of the last-layer stage can be read off.
+    """
+    plt = require("matplotlib.pyplot", "plot_history")
+
+    rows = history.rows()
+    if not rows:
+        raise ValueError("the history is empty: nothing to plot.")
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 3.6))
+    epochs = [r for r in rows if r["stage"] in ("warmup", "joint")]
+    for term in LOSS_TERMS:
+        key = f"train_{term}"
+        pts = [(r["step"], r[key]) for r in epochs if key in r]
+        if pts:
+            ax_loss.plot(*zip(*pts, strict=True), marker="o", ms=3, label=term)
+    ax_loss.set_xlabel("step")
+    ax_loss.set_ylabel("training loss term")
+    ax_loss.set_title("loss terms (warm-up and joint epochs)")
+    ax_loss.legend(fontsize=8)
+    for split, style in (("train", "-"), ("val", "-")):
+        key = f"{split}_accuracy"
+        pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
+        if pts:
+            ax_acc.plot(*zip(*pts, strict=True), style, marker=".", label=split)
+    pushes = [r for r in rows if r["stage"] == "push"]
+    for i, r in enumerate(pushes):
+        ax_acc.axvline(r["step"], color="C3", ls="--", lw=0.8, label="push" if i == 0 else None)
+        if r.get("val_accuracy") is not None:
+            ax_acc.plot(r["step"], r["val_accuracy"], "o", color="C3")
+    ax_acc.set_xlabel("step")
+    ax_acc.set_ylabel("accuracy")
+    ax_acc.set_ylim(0, 1.02)
+    ax_acc.set_title("accuracy (red: right after a push)")
+    ax_acc.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_prototype_gallery(
+    push_result: PushResult,
+    images: Any,
+    *,
+    classes: Sequence[int] | None = None,
+    class_names: Sequence[str] | None = None,
+    heatmap_alpha: float = 0.4,
+) -> Figure:
+    """Every prototype of the chosen classes on its source image.
+
+    One row per class, one column per prototype of that class: the source training image
+    with the prototype's similarity heat map (upsampled), its receptive-field box (white)
+    and its 95th-percentile activation box (yellow). Prototypes that share a source patch
+    with another prototype are titled "duplicate".
+
+    Parameters
+    ----------
+    push_result : PushResult
+        From :func:`interp_lib.protopnet.push`.
+    images : tensor, dataset or callable
+        Source images in the push loader's order (see :mod:`interp_lib.viz.protopnet`).
+    classes : sequence of int, optional
+        Classes to show (default: all).
+    class_names : sequence of str, optional
+        Row labels.
+    heatmap_alpha : float
+        Opacity of the heat map.
+    """
+    plt = require("matplotlib.pyplot", "plot_prototype_gallery")
+    from ..protopnet.boxes import upsample_maps
+
+    get = _getter(images)
+    proto_classes = push_result.prototype_classes
+    all_classes = sorted(set(proto_classes.tolist()))
+    classes = all_classes if classes is None else [int(c) for c in classes]
+    unknown = sorted(set(classes) - set(all_classes))
+    if unknown:
+        raise ValueError(f"classes {unknown} have no prototypes; the model has {all_classes}.")
+    per_class = [torch.nonzero(proto_classes == c).flatten().tolist() for c in classes]
+    n_cols = max(len(p) for p in per_class)
+    duplicated = {j for group in push_result.duplicates() for j in group}
+    fig, axes = plt.subplots(
+        len(classes), n_cols, figsize=(1.6 * n_cols, 1.75 * len(classes)), squeeze=False
+    )
+    heat = upsample_maps(push_result.similarity_map.unsqueeze(1).float(), push_result.image_size)
+    for row, (c, protos) in enumerate(zip(classes, per_class, strict=True)):
+        for col in range(n_cols):
+            ax = axes[row, col]
+            if col >= len(protos):
+                ax.axis("off")
+                continue
+            j = protos[col]
+            src = _to_rgb(get(int(push_result.sample_index[j])))
+            label = f"#{j}" + (" duplicate" if j in duplicated else "")
+            _show(ax, src, label)
+            ax.imshow(heat[j, 0].cpu().numpy(), cmap="jet", alpha=heatmap_alpha)
+            _box(ax, push_result.box[j].tolist(), color="white")
+            _box(ax, push_result.activation_box[j].tolist(), color="yellow")
+            if col == 0:
+                name = class_names[c] if class_names is not None else f"class {c}"
+                ax.set_ylabel(name, fontsize=8)
+    fig.tight_layout()
+    return fig
