@@ -382,7 +382,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if _is_main() and args.command == "train":
         _write_json(out / "config.json", config)
-    return COMMANDS[args.command](config, out, args)
+    created = _start_process_group(args)
+    try:
+        return COMMANDS[args.command](config, out, args)
+    finally:
+        if created:
+            torch.distributed.destroy_process_group()
+
+
+def _start_process_group(args) -> bool:
+    """Under ``torchrun`` (any number of processes), join its process group for ``train``:
+    nccl on CUDA, gloo on the CPU. ``fit`` then shards data and wraps the model in DDP
+    when there is more than one process."""
+    import torch.distributed as dist
+
+    if args.command != "train" or "LOCAL_RANK" not in os.environ or not dist.is_available():
+        return False
+    if dist.is_initialized():
+        return False
+    device = _device(args.device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return True
 
 
 if __name__ == "__main__":  # pragma: no cover
