@@ -1,13 +1,24 @@
-"""Benchmark: interp_lib's TwoNN against scikit-dimension, DADApy and a naive torch baseline.
+"""Benchmark: interp_lib's TwoNN against DADApy, scikit-dimension, scikit-learn and torch.
 
 Every (method, N, D) runs in a fresh subprocess on the same saved data, so the timings
 and the peak memory (growth of the process's maximum resident set during the estimate)
-are not polluted by each other. DADApy pins numpy < 2 and pulls in jax, so it runs in
-its own throw-away virtual environment (``bench/.venvs/dadapy``, created on first use;
-pass ``--no-dadapy`` to skip it).
+are not polluted by each other. The methods of one size run interleaved, ``--repeats``
+times in a rotating order, so that a load on a shared machine hits them alike; the
+table gives the median time and the ratio of medians, ``peer / ours`` (> 1: ours is
+faster), with the spread of the per-round ratios. The date, the machine, the torch
+threads and the load average before and after are printed with it.
 
-    python bench/twonn.py                  # N in {5k, 20k} x D in {100, 1000}
-    python bench/twonn.py --sizes 5000x100 # one size
+Methods: ``interp_lib`` (``twonn``), ``previous`` (``twonn`` on the neighbour search of
+an earlier commit, ``--previous``, loaded from git: the "before" column), ``dadapy``
+(``Data.compute_id_2NN``), ``skdim`` (``skdim.id.TwoNN``), ``sklearn_3nn``
+(brute-force ``NearestNeighbors(n_neighbors=3)``, neighbours only) and ``naive_torch``
+(full distance matrix). DADApy pins numpy < 2 and pulls in jax, so it runs in its own
+throw-away virtual environment (``bench/.venvs/dadapy``, created on first use; pass
+``--no-dadapy`` to skip it).
+
+    python bench/twonn.py                        # the default sizes, 3 rounds
+    python bench/twonn.py --sizes 5000x100 --repeats 1
+    python bench/twonn.py --spectrum             # pruning gain against the spectrum
 
 The data: a 12-dimensional Gaussian rotated into D dimensions (float32).
 """
@@ -15,8 +26,11 @@ The data: a 12-dimensional Gaussian rotated into D dimensions (float32).
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
+import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,7 +38,13 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 DADAPY_VENV = HERE / ".venvs" / "dadapy"
+PREVIOUS = "2683d6c"  # the neighbour search before the certified, projected one
+# sizes and the methods run at each (the largest only for ours: time and peak memory)
+DEFAULT_SIZES = "20000x1000,10000x512,100000x128"
+ALL = ("interp_lib", "previous", "dadapy", "skdim", "sklearn_3nn", "naive_torch")
+ONLY_OURS = ("interp_lib", "previous")
 
 
 def _peak_rss_mb() -> float:
@@ -33,13 +53,35 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def worker(method: str, path: str) -> None:
+def _previous_knn(commit: str):
+    """The ``knn`` of ``interp_lib/id/neighbors.py`` at ``commit``, loaded from git."""
+    import importlib.util
+
+    src = subprocess.run(
+        ["git", "-C", str(ROOT), "show", f"{commit}:interp_lib/id/neighbors.py"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    path = Path(tempfile.mkdtemp()) / "neighbors_previous.py"
+    path.write_text(src)
+    spec = importlib.util.spec_from_file_location("interp_lib.id._neighbors_previous", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.knn
+
+
+def worker(method: str, path: str, previous: str) -> None:
     import numpy as np
 
     X = np.load(path)
-    if method == "interp_lib":
+    if method in ("interp_lib", "previous"):
         from interp_lib.id import twonn
 
+        if method == "previous":
+            import interp_lib.id.twonn as twonn_module
+
+            twonn_module.knn = _previous_knn(previous)
         run = lambda: twonn(X).dimension  # noqa: E731
     elif method == "skdim":
         import skdim
@@ -50,6 +92,12 @@ def worker(method: str, path: str) -> None:
 
         def run():
             return Data(X.astype(np.float64)).compute_id_2NN()[0]
+    elif method == "sklearn_3nn":
+        from sklearn.neighbors import NearestNeighbors
+
+        def run():
+            d, _ = NearestNeighbors(n_neighbors=3, algorithm="brute").fit(X).kneighbors(X)
+            return float(np.median(d[:, 2] / np.maximum(d[:, 1], 1e-300)))  # not an ID
     elif method == "naive_torch":
         import torch
 
@@ -78,50 +126,180 @@ def _ensure_dadapy() -> Path | None:
     return py
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--sizes", default="5000x100,5000x1000,20000x100,20000x1000")
-    ap.add_argument("--no-dadapy", action="store_true")
-    ap.add_argument("--worker", nargs=2, metavar=("METHOD", "NPY"), help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.worker:
-        worker(*args.worker)
-        return
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{platform.node()} ({cpu}, {os.cpu_count()} cores, {platform.system()})"
 
+
+def _load() -> str:
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def bench_data(n: int, d: int, seed: int = 0):
     import numpy as np
 
-    methods = [("interp_lib", sys.executable), ("skdim", sys.executable)]
-    if not args.no_dadapy and (py := _ensure_dadapy()):
-        methods.append(("dadapy", str(py)))
-    methods.append(("naive_torch", sys.executable))
+    rng = np.random.default_rng(seed)
+    Q, _ = np.linalg.qr(rng.normal(size=(d, 12)))
+    return (rng.normal(size=(n, 12)) @ Q.T).astype(np.float32)
 
-    env = dict(os.environ, PYTHONPATH=str(HERE.parent))
+
+def compare(args) -> None:
+    import numpy as np
+    import torch
+
+    print(f"# bench/twonn.py  {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC")
+    print(f"# machine: {_machine()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"# load average before: {_load()}")
+    pythons = {m: sys.executable for m in ALL}
+    wanted = [m for m in ALL if m not in args.skip]
+    if "dadapy" in wanted:
+        if args.no_dadapy or not (py := _ensure_dadapy()):
+            wanted.remove("dadapy")
+        else:
+            pythons["dadapy"] = str(py)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
     print(
-        f"{'N':>6} {'D':>5} {'method':<12} {'time s':>8} {'ID':>8} {'peak MB':>8} {'time / ours':>11}"
+        f"{'N':>6} {'D':>5} {'method':<12} {'median s':>9} {'ID':>8} {'peak MB':>8} "
+        f"{'peer/ours':>9} {'per-round ratios':>18}"
     )
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes.split(","):
             n, d = (int(v) for v in size.split("x"))
-            rng = np.random.default_rng(0)
-            Q, _ = np.linalg.qr(rng.normal(size=(d, 12)))
-            X = (rng.normal(size=(n, 12)) @ Q.T).astype(np.float32)
             path = os.path.join(tmp, f"X_{n}_{d}.npy")
-            np.save(path, X)
-            ours = None
-            for name, py in methods:
-                out = subprocess.run(
-                    [py, __file__, "--worker", name, path], capture_output=True, text=True, env=env
-                )
-                if out.returncode:
-                    print(f"{n:>6} {d:>5} {name:<12} failed: {out.stderr.strip()[-200:]}")
+            np.save(path, bench_data(n, d))
+            methods = [m for m in wanted if n < 50_000 or m in ONLY_OURS]
+            runs: dict[str, list[dict]] = {m: [] for m in methods}
+            for r in range(args.repeats):
+                for m in methods[r % len(methods) :] + methods[: r % len(methods)]:
+                    out = subprocess.run(
+                        [pythons[m], __file__, "--worker", m, path, "--previous", args.previous],
+                        capture_output=True,
+                        text=True,
+                        env=env,
+                    )
+                    if out.returncode:
+                        print(f"{n:>6} {d:>5} {m:<12} failed: {out.stderr.strip()[-300:]}")
+                        continue
+                    runs[m].append(json.loads(out.stdout.strip().splitlines()[-1]))
+            ours = [r["time"] for r in runs.get("interp_lib", [])]
+            for m in methods:
+                if not runs[m]:
                     continue
-                r = json.loads(out.stdout.strip().splitlines()[-1])
-                ours = ours or r["time"]
+                t = statistics.median(r["time"] for r in runs[m])
+                peak = max(r["peak_mb"] for r in runs[m])
+                est = runs[m][0]["estimate"]
+                ratio = t / statistics.median(ours) if ours else float("nan")
+                rounds = [a["time"] / b for a, b in zip(runs[m], ours, strict=False)]
+                spread = f"{min(rounds):.2f}-{max(rounds):.2f}" if rounds else ""
                 print(
-                    f"{n:>6} {d:>5} {name:<12} {r['time']:>8.2f} {r['estimate']:>8.3f} "
-                    f"{r['peak_mb']:>8.0f} {r['time'] / ours:>10.1f}x",
+                    f"{n:>6} {d:>5} {m:<12} {t:>9.2f} {est:>8.3f} {peak:>8.0f} "
+                    f"{ratio:>8.2f}x {spread:>18}",
                     flush=True,
                 )
+    print(f"# load average after: {_load()}")
+    print("# sklearn_3nn's ID column is the median r2/r1, not an estimate.")
+
+
+def spectrum(args) -> None:
+    """How the projected search's gain depends on the data's spectrum."""
+    import numpy as np
+    import torch
+
+    from interp_lib.id import neighbors
+    from interp_lib.id.neighbors import knn
+
+    def timed(X, projected: bool) -> tuple[float, int]:
+        saved = neighbors._PROJECTION_RANKS
+        if not projected:
+            neighbors._PROJECTION_RANKS = ()
+        try:
+            Y = X - X.mean(0)
+            rank = neighbors._search_space(Y, 2, 4, 4096).rank
+            t = time.perf_counter()
+            knn(X, 2)
+            return time.perf_counter() - t, rank
+        finally:
+            neighbors._PROJECTION_RANKS = saved
+
+    print(f"# spectrum study  {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC")
+    print(f"# machine: {_machine()}; load average {_load()}")
+    print(f"{'data':<34} {'N':>6} {'D':>5} {'rank':>5} {'full s':>8} {'auto s':>8} {'gain':>6}")
+    n, d = args.spectrum_size
+    rng = np.random.default_rng(0)
+    cases = [("rank 12 (bench data)", torch.from_numpy(bench_data(n, d)))]
+    R, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    for alpha in (2.0, 1.0, 0.5, 0.0):
+        scales = np.arange(1, d + 1, dtype=np.float64) ** (-alpha / 2)
+        X = ((rng.normal(size=(n, d)) * scales) @ R.T).astype(np.float32)
+        cases.append((f"power law lambda_i ~ i^-{alpha:g}", torch.from_numpy(X)))
+    cases += _activations()
+    for name, X in cases:
+        t_full, _ = timed(X, projected=False)
+        t_auto, rank = timed(X, projected=True)
+        print(
+            f"{name:<34} {X.shape[0]:>6} {X.shape[1]:>5} {rank:>5} {t_full:>8.2f} "
+            f"{t_auto:>8.2f} {t_full / t_auto:>5.2f}x",
+            flush=True,
+        )
+
+
+def _activations():
+    """Conv-layer activations of a small CNN (trained 2 epochs) on the digits."""
+    import torch
+
+    from interp_lib.datasets.digits import digits_tensors
+    from interp_lib.models import cnn_classifier, train_classifier
+
+    torch.manual_seed(0)
+    x, y = digits_tensors(image_size=32)
+    net = cnn_classifier(10, in_channels=1, image_size=32)
+    train_classifier(net, (x, y), epochs=2, progress=False, seed=0)
+    out = []
+    with torch.no_grad():
+        h = x
+        for i, layer in enumerate(net.features):
+            h = layer(h)
+            if isinstance(layer, torch.nn.ReLU):
+                out.append((f"digits CNN features.{i} (ReLU)", h.flatten(1).contiguous()))
+    # the digits are only 1797 points: repeat with small jitter to reach 8k rows
+    g = torch.Generator().manual_seed(0)
+    big = []
+    for name, a in out[:2]:
+        rep = a.repeat(5, 1)
+        rep = rep + 1e-2 * a.std() * torch.randn(rep.shape, generator=g)
+        big.append((name + " x5 jittered", rep))
+    return big
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--sizes", default=DEFAULT_SIZES)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--no-dadapy", action="store_true")
+    ap.add_argument("--skip", nargs="*", default=[], choices=ALL, help="methods to leave out")
+    ap.add_argument("--previous", default=PREVIOUS, help="commit of the 'previous' search")
+    ap.add_argument("--spectrum", action="store_true", help="the spectrum study instead")
+    ap.add_argument(
+        "--spectrum-size", type=lambda s: tuple(map(int, s.split("x"))), default=(20000, 512)
+    )
+    ap.add_argument("--worker", nargs=2, metavar=("METHOD", "NPY"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        worker(*args.worker, args.previous)
+    elif args.spectrum:
+        spectrum(args)
+    else:
+        compare(args)
 
 
 if __name__ == "__main__":
