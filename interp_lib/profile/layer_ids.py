@@ -152,9 +152,14 @@ def _generic(fn: Callable[[torch.Tensor], Any]) -> Callable:
 
 
 def _one_by_one(groups: Iterable[dict[str, torch.Tensor]]) -> Iterator[tuple[str, torch.Tensor]]:
-    """``(alias, activations)`` one layer at a time; each is freed once the caller drops it."""
+    """``(alias, activations)`` one layer at a time; each is freed once the caller drops it.
+
+    Within a group the narrowest layers come first: the widest one, whose estimate needs
+    the most working memory, then runs when the other buffers are already freed (the
+    estimates do not depend on the order).
+    """
     for part in groups:
-        for alias in list(part):
+        for alias in sorted(part, key=lambda a: part[a].shape[1]):
             yield alias, part.pop(alias)
 
 
