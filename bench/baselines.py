@@ -126,7 +126,7 @@ def birds_comparison(
     from interp_lib.protopnet.train import fit
 
     torch.manual_seed(0)
-    kw = {"size": size, "classes": classes, "difficulty": difficulty}
+    kw = {"image_size": size, "classes": classes, "difficulty": difficulty}
     train = birds(n_per_class, seed=0, **kw)
     test = birds(max(1, n_eval // classes), seed=1, return_masks=True, **kw)
     mean = train.images.mean((0, 2, 3)).view(1, 3, 1, 1)

@@ -131,8 +131,8 @@ def shuffled(args, train) -> list[dict]:
 
 
 def star(args) -> list[dict]:
-    raw_train = digits("train", size=16)
-    raw_test = digits("test", size=16)
+    raw_train = digits("train", image_size=16)
+    raw_test = digits("test", image_size=16)
     rows = []
     for variant in ("clean", "star"):
         xtr, xte = raw_train.images, raw_test.images
@@ -184,9 +184,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("bench/results/id_generalisation.json"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    train = digits("train", size=16, normalize=True)
-    test = digits("test", size=16, normalize=True)
-    every = digits("all", size=16, normalize=True)
+    train = digits("train", image_size=16, normalize=True)
+    test = digits("test", image_size=16, normalize=True)
+    every = digits("all", image_size=16, normalize=True)
     out = json.loads(args.out.read_text()) if args.out.exists() else {}
     out["settings"] = {k: v for k, v in vars(args).items() if k != "out"}
     for part in args.parts:

@@ -96,13 +96,13 @@ def main() -> None:
     t0 = time.time()
     train = birds(
         args.n_per_class,
-        size=args.image_size,
+        image_size=args.image_size,
         classes=args.n_classes,
         difficulty=args.difficulty,
         seed=0,
     )
     test = birds(
-        100, size=args.image_size, classes=args.n_classes, difficulty=args.difficulty, seed=1
+        100, image_size=args.image_size, classes=args.n_classes, difficulty=args.difficulty, seed=1
     )
     print(f"data: {time.time() - t0:.0f} s", flush=True)
     for arch in args.archs:

@@ -72,7 +72,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)  # benchmark only: never in library code
     device = torch.device(args.device)
-    data = birds(args.n_per_class, size=args.size, classes=args.classes, seed=0)
+    data = birds(args.n_per_class, image_size=args.size, classes=args.classes, seed=0)
     n = len(data)
     loader = DataLoader(data, batch_size=args.batch, shuffle=False)
     torch.manual_seed(0)

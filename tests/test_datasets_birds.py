@@ -24,7 +24,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def plain():
-    return birds(6, size=64, seed=5, difficulty=0.0)
+    return birds(6, image_size=64, seed=5, difficulty=0.0)
 
 
 def test_same_seed_same_data_other_seed_differs():
@@ -74,7 +74,7 @@ def test_masks_match_drawn_parts_on_plain_background(plain):
 
 
 def test_masks_inside_image_with_clutter():
-    ds = birds(4, size=48, seed=0, difficulty=1.0, classes=3)
+    ds = birds(4, image_size=48, seed=0, difficulty=1.0, classes=3)
     bird = ds.masks.any(dim=1)
     assert bool(bird.any(dim=(1, 2)).all())
     assert not bird[:, 0].any() and not bird[:, -1].any()
@@ -82,7 +82,7 @@ def test_masks_inside_image_with_clutter():
 
 
 def test_class_not_in_mean_colour_but_in_parts():
-    ds = birds(40, size=64, seed=0, difficulty=0.5)
+    ds = birds(40, image_size=64, seed=0, difficulty=0.5)
     y = ds.labels.numpy()
     mean_rgb = ds.images.mean(dim=(2, 3)).numpy()
     area = ds.masks.float().sum(dim=(2, 3)).numpy()
@@ -139,7 +139,7 @@ def test_pickles_and_batches_with_masks():
 
     from torch.utils.data import DataLoader
 
-    ds = birds(2, classes=3, size=32, return_masks=True)
+    ds = birds(2, classes=3, image_size=32, return_masks=True)
     again = pickle.loads(pickle.dumps(ds))  # DataLoader workers pickle the dataset
     assert torch.equal(again.masks, ds.masks) and again.part_names == ds.part_names
     xb, yb, mb = next(iter(DataLoader(ds, batch_size=4)))

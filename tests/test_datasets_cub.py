@@ -19,10 +19,10 @@ def cub(tmp_path_factory) -> Path:
 
 
 def test_official_split_and_validation_carve(cub):
-    trainval = CUB200(cub, "trainval", size=8)
-    train = CUB200(cub, "train", size=8, val_fraction=0.25, seed=0)
-    val = CUB200(cub, "val", size=8, val_fraction=0.25, seed=0)
-    test = CUB200(cub, "test", size=8)
+    trainval = CUB200(cub, "trainval", image_size=8)
+    train = CUB200(cub, "train", image_size=8, val_fraction=0.25, seed=0)
+    val = CUB200(cub, "val", image_size=8, val_fraction=0.25, seed=0)
+    test = CUB200(cub, "test", image_size=8)
     assert len(trainval) == 12 and len(test) == 6 and len(train) == 9 and len(val) == 3
     assert sorted(train.image_ids + val.image_ids) == trainval.image_ids
     assert not set(test.image_ids) & set(trainval.image_ids)
@@ -37,29 +37,29 @@ def test_official_split_and_validation_carve(cub):
 
 
 def test_crop_resize_and_labels(cub):
-    ds = CUB200(cub, "all", size=8, normalize=False)
+    ds = CUB200(cub, "all", image_size=8, normalize=False)
     x, y = ds[0]
     assert x.shape == (3, 8, 8) and y == 0
     # the crop holds only the box's colour
     assert torch.allclose(x[:, 0, 0], torch.tensor([50, 0, 200]) / 255.0, atol=1e-6)
     assert torch.allclose(x, x[:, :1, :1].expand_as(x))
     assert int(ds[17][1]) == 2
-    full = CUB200(cub, "all", crop=False, size=None, normalize=False)
+    full = CUB200(cub, "all", crop=False, image_size=None, normalize=False)
     assert full[0][0].shape == (3, 30, 40)
-    norm = CUB200(cub, "all", size=8)[0][0]
+    norm = CUB200(cub, "all", image_size=8)[0][0]
     mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
     assert torch.allclose(norm, (x - mean[:, None, None]) / std[:, None, None], atol=1e-5)
 
 
 def test_keypoints_follow_crop_and_resize(cub):
-    ds = CUB200(cub, "test", size=8, return_parts=True)
+    ds = CUB200(cub, "test", image_size=8, return_parts=True)
     _, _, kp = ds[0]
     assert kp.shape == (15, 3)
     # (20, 13) in the original -> (10, 8) in the 20x16 crop -> (4, 4) at 8x8
     assert torch.allclose(kp[0], torch.tensor([4.0, 4.0, 1.0]))
     assert float(kp[1, 2]) == 0.0  # outside the crop: not visible
     assert float(kp[2:, 2].sum()) == 0.0
-    nocrop = CUB200(cub, "test", crop=False, size=None, return_parts=True)
+    nocrop = CUB200(cub, "test", crop=False, image_size=None, return_parts=True)
     assert torch.allclose(nocrop[0][2][1], torch.tensor([2.0, 2.0, 1.0]))
 
 

@@ -18,7 +18,7 @@ def test_tensors_match_sklearn():
 
 
 def test_resize_and_channels():
-    x, _ = digits_tensors(size=32, channels=3)
+    x, _ = digits_tensors(image_size=32, channels=3)
     assert x.shape == (1797, 3, 32, 32)
     assert torch.equal(x[:, 0], x[:, 2])
     assert float(x.min()) >= 0 and float(x.max()) <= 1
@@ -45,12 +45,12 @@ def test_split_is_stratified_disjoint_and_seeded():
 
 
 def test_normalize_uses_train_statistics():
-    tr = digits("train", size=16, channels=3, normalize=True, seed=0)
-    te = digits("test", size=16, channels=3, normalize=True, seed=0)
+    tr = digits("train", image_size=16, channels=3, normalize=True, seed=0)
+    te = digits("test", image_size=16, channels=3, normalize=True, seed=0)
     assert torch.allclose(tr.images.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-5)
     assert torch.allclose(tr.images.std(dim=(0, 2, 3)), torch.ones(3), atol=1e-4)
     assert torch.equal(tr.mean, te.mean)
-    raw = digits("test", size=16, channels=3, seed=0)
+    raw = digits("test", image_size=16, channels=3, seed=0)
     assert torch.allclose(te.images, (raw.images - te.mean[:, None, None]) / te.std[:, None, None])
 
 

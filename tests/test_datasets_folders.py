@@ -48,14 +48,14 @@ def test_image_folder_with_imagenet_normalisation(tmp_path):
             Image.fromarray(np.full((20, 30, 3), colour, dtype=np.uint8)).save(
                 tmp_path / c / f"{k}.png"
             )
-    ds = image_folder(tmp_path, size=16)
+    ds = image_folder(tmp_path, image_size=16)
     assert ds.classes == ["cat", "dog"] and len(ds) == 4
     x, y = ds[3]
     assert x.shape == (3, 16, 16) and y == 1
     mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
     expect = (torch.tensor([0.0, 0.0, 1.0]) - mean) / std
     assert torch.allclose(x.mean(dim=(1, 2)), expect, atol=1e-5)
-    aug = image_folder(tmp_path, size=12, train=True)
+    aug = image_folder(tmp_path, image_size=12, train=True)
     assert aug[0][0].shape == (3, 12, 12)
     assert len(imagenet_transform(64).transforms) == 4
 

@@ -52,14 +52,14 @@ def test_float64_kept():
 
 
 def test_ramps_of_one_image_have_intrinsic_dimension_two_or_three():
-    base = digits_tensors(size=8)[0][:1].expand(1500, -1, -1, -1)
+    base = digits_tensors(image_size=8)[0][:1].expand(1500, -1, -1, -1)
     assert abs(twonn(luminance_gradient(base, 1.0, seed=0).flatten(1)).dimension - 2) < 0.3
     three = luminance_gradient(base, 1.0, offset=1.0, seed=0).flatten(1)
     assert abs(twonn(three).dimension - 3) < 0.4
 
 
 def test_strong_ramp_lowers_the_input_id_of_digits():
-    x = digits_tensors(size=16)[0]
+    x = digits_tensors(image_size=16)[0]
     plain = twonn(x.flatten(1)).dimension
     ramped = twonn(luminance_gradient(x, 50.0, seed=0).flatten(1)).dimension
     assert ramped < plain / 2
@@ -118,7 +118,7 @@ def test_offset_is_one_parameter_family_and_seeded():
 def test_offset_lowers_the_input_id_of_digits():
     from interp_lib.datasets import luminance_offset
 
-    x, _ = digits_tensors(size=16)
+    x, _ = digits_tensors(image_size=16)
     x = (x - x.min()) / (x.max() - x.min())
     plain = twonn(x.flatten(1)).dimension
     star = twonn(luminance_offset(x, 300.0, seed=0).flatten(1)).dimension

@@ -21,7 +21,7 @@ def one_thread():
 
 
 def test_default_size_shapes_and_range():
-    x, y, a = rotating_objects(size=32)
+    x, y, a = rotating_objects(image_size=32)
     assert x.shape == (1440, 3, 32, 32) and x.dtype == torch.float32
     assert torch.equal(torch.bincount(y), torch.full((20,), 72))
     assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
@@ -33,15 +33,15 @@ def test_default_size_shapes_and_range():
 
 
 def test_seeded():
-    a = rotating_objects(3, 5, size=24, seed=4)
-    b = rotating_objects(3, 5, size=24, seed=4)
-    c = rotating_objects(3, 5, size=24, seed=5)
+    a = rotating_objects(3, 5, image_size=24, seed=4)
+    b = rotating_objects(3, 5, image_size=24, seed=4)
+    c = rotating_objects(3, 5, image_size=24, seed=5)
     assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
     assert not torch.equal(a[0], c[0])
 
 
 def test_grid_angles():
-    _, _, a = rotating_objects(2, 8, size=16, angles="grid")
+    _, _, a = rotating_objects(2, 8, image_size=16, angles="grid")
     assert torch.allclose(a[:8], torch.arange(8) * (2 * math.pi / 8))
     with pytest.raises(ValueError, match="angles"):
         rotating_objects(2, 8, angles="spiral")
@@ -63,7 +63,7 @@ def test_mesh_is_closed_and_outward(family):
 def test_rendering_is_continuous_in_the_angle():
     v, f, c = make_object("prism", seed=0, hue=0.3)
     base = torch.linspace(0, 2 * math.pi, 40)
-    img = render_object(v, f, c, torch.cat([base, base + 1e-3]), size=48)
+    img = render_object(v, f, c, torch.cat([base, base + 1e-3]), image_size=48)
     step = (img[:40] - img[40:]).abs().amax(dim=(1, 2, 3))
     # a 1e-3 rad turn moves the silhouette by ~0.02 px: no pixel jumps
     assert float(step.max()) < 0.05
@@ -76,8 +76,8 @@ def test_no_seams_between_faces(family):
     v, f, c = make_object(family, seed=1)
     a = torch.linspace(0, 6, 6)
     uncovered = (
-        render_object(v, f, c, a, size=48, background=1.0)
-        - render_object(v, f, c, a, size=48, background=0.0)
+        render_object(v, f, c, a, image_size=48, background=1.0)
+        - render_object(v, f, c, a, image_size=48, background=0.0)
     )[:, 0]
     partial = ((uncovered > 0.02) & (uncovered < 0.98)).sum(dim=(1, 2)).float()
     inside = uncovered < 0.5
@@ -89,11 +89,11 @@ def test_no_seams_between_faces(family):
 
 def test_one_object_is_a_one_dimensional_manifold():
     # random angles (a regular grid makes r1 = r2 and TwoNN degenerate)
-    x, y, _ = rotating_objects(3, 360, size=32, seed=0)
+    x, y, _ = rotating_objects(3, 360, image_size=32, seed=0)
     dims = [twonn(x[y == k].reshape(360, -1)).dimension for k in range(3)]
     # calibrated: over 2 seeds x 20 objects at 360 poses every value was in [0.85, 1.25]
     assert all(0.75 < d < 1.4 for d in dims), dims
-    x, y, _ = rotating_objects(2, 72, size=32, seed=0)
+    x, y, _ = rotating_objects(2, 72, image_size=32, seed=0)
     dims = [twonn(x[y == k].reshape(72, -1)).dimension for k in range(2)]
     # 72 poses: 20 objects gave [0.81, 1.49]
     assert all(0.7 < d < 1.6 for d in dims), dims

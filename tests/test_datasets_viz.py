@@ -33,7 +33,7 @@ def test_sample_grid_with_and_without_masks():
 
     from interp_lib.datasets import birds, digits
 
-    ds = birds(1, classes=3, size=32, seed=0)
+    ds = birds(1, classes=3, image_size=32, seed=0)
     fig = sample_grid(ds.images, ds.labels, masks=ds.masks, part_names=ds.part_names, n=3, ncols=4)
     shown = [ax for ax in fig.axes if ax.images]
     assert len(shown) == 6  # each sample twice: image and overlay

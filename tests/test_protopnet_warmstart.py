@@ -116,7 +116,7 @@ def test_seed_prototypes_picks_the_strongest_evidence_patch_of_each_class():
 def test_warm_started_protopnet_learns_birds_above_chance():
     """The documented recipe, tiny: 4 classes of 64-px birds, 160 training images, a few
     epochs (the full recipe is ``bench/protopnet_birds.py``)."""
-    kw = {"size": 64, "classes": 4, "difficulty": 0.0}
+    kw = {"image_size": 64, "classes": 4, "difficulty": 0.0}
     train, test = birds(40, seed=0, **kw), birds(25, seed=1, **kw)
     mean = train.images.mean((0, 2, 3), keepdim=True)
     std = train.images.std((0, 2, 3), keepdim=True)

@@ -204,9 +204,9 @@ def _colors(g, refs, n, min_dist=0.35, tries=8):
 def render_birds(
     variants: Mapping[str, torch.Tensor],
     *,
-    size: int = 64,
+    image_size: int = 64,
     difficulty: float = 0.5,
-    generator: torch.Generator | None = None,
+    seed: int | torch.Generator | None = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw birds with given part variants (one chunk; :func:`birds` is the usual entry).
 
@@ -214,29 +214,30 @@ def render_birds(
     ----------
     variants : dict of str to torch.Tensor, shape (n,)
         Index of the variant of every part in ``VARIANTS`` for each bird.
-    size : int
+    image_size : int
         Image side in pixels.
     difficulty : float in [0, 1]
         0: mild pose changes on a plain background; 1: large rotations and scale
         changes, clutter, noise and frequent distractors.
-    generator : torch.Generator, optional
-        Source of randomness (poses, colours, clutter).
+    seed : int, torch.Generator or None
+        Source of randomness (poses, colours, clutter): a seed, a generator (advanced in
+        place) or None for fresh randomness.
 
     Returns
     -------
-    images : torch.Tensor, shape (n, 3, size, size), float32 in [0, 1]
-    masks : torch.Tensor, shape (n, len(PARTS), size, size), bool visible part pixels
+    images : torch.Tensor, shape (n, 3, image_size, image_size), float32 in [0, 1]
+    masks : torch.Tensor, shape (n, len(PARTS), image_size, image_size), bool visible part pixels
     """
-    g = generator if generator is not None else torch.Generator().manual_seed(0)
+    g = make_generator(seed)
     n = int(next(iter(variants.values())).numel())
     d = float(difficulty)
     # pose: rotation, flip, scale, translation (the bird always stays inside the image)
     theta = (torch.rand(n, generator=g) * 2 - 1) * math.radians(8 + 22 * d)
     flip = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0)
     scale = 0.74 * (1 - (0.1 + 0.25 * d) * torch.rand(n, generator=g))
-    room = (0.5 - _EXTENT * scale - 1.0 / size).clamp_min(0.0)
+    room = (0.5 - _EXTENT * scale - 1.0 / image_size).clamp_min(0.0)
     shift = (torch.rand(n, 2, generator=g) * 2 - 1) * room[:, None]
-    px = (torch.arange(size, dtype=torch.float32) + 0.5) / size - 0.5
+    px = (torch.arange(image_size, dtype=torch.float32) + 0.5) / image_size - 0.5
     qx = px.view(1, 1, -1) - shift[:, 0, None, None]
     qy = -px.view(1, -1, 1) - shift[:, 1, None, None]
     c, s = torch.cos(theta)[:, None, None], torch.sin(theta)[:, None, None]
@@ -245,10 +246,12 @@ def render_birds(
 
     # background: a colour, plus a smooth colour field and blobs with difficulty
     bg = torch.rand(n, 3, generator=g)
-    img = bg[:, :, None, None].expand(n, 3, size, size).clone()
+    img = bg[:, :, None, None].expand(n, 3, image_size, image_size).clone()
     if d > 0:
         field = torch.randn(n, 3, 4, 4, generator=g) * 0.12 * d
-        img = img + F.interpolate(field, size=(size, size), mode="bicubic", align_corners=False)
+        img = img + F.interpolate(
+            field, size=(image_size, image_size), mode="bicubic", align_corners=False
+        )
         yy, xx = px.view(1, -1, 1), px.view(1, 1, -1)
         for _ in range(round(6 * d)):
             cx, cy, r = torch.rand(3, n, generator=g) * torch.tensor([[1.0], [1.0], [0.15]])
@@ -294,7 +297,7 @@ def render_birds(
         elif part == "head":
             m = _ellipse(X, Y, 0.27, 0.14, 0.12, 0.12)
         else:
-            m = torch.zeros(n, size, size, dtype=torch.bool)
+            m = torch.zeros(n, image_size, image_size, dtype=torch.bool)
             for k, kind in enumerate(VARIANTS[part]):
                 idx = torch.nonzero(variants[part] == k).flatten()
                 if idx.numel():
@@ -312,7 +315,7 @@ def render_birds(
             img = torch.where(e[:, None], eye[:, :, None, None], img)
         full.append(m)
     masks = torch.stack(full, dim=1)
-    covered = torch.zeros(n, size, size, dtype=torch.bool)
+    covered = torch.zeros(n, image_size, image_size, dtype=torch.bool)
     for p in reversed(range(len(PARTS))):  # visible = not covered by a later part
         masks[:, p] &= ~covered
         covered |= full[p]
@@ -324,13 +327,13 @@ def render_birds(
 def birds(
     n_per_class: int = 100,
     *,
-    size: int = 64,
+    image_size: int = 64,
     classes: int | Sequence[Mapping[str, str]] = 10,
     seed: int | torch.Generator | None = 0,
     difficulty: float = 0.5,
     return_masks: bool = False,
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    chunk: int = 512,
+    chunk_size: int = 512,
     progress: bool = False,
 ) -> TensorImageDataset:
     """A seeded, class-balanced set of procedural birds with part masks.
@@ -339,7 +342,7 @@ def birds(
     ----------
     n_per_class : int
         Images per class.
-    size : int
+    image_size : int
         Image side in pixels (>= 32; 64 and up shows the wing patterns well).
     classes : int or sequence of dict
         Number of classes (definitions from :func:`bird_classes`) or explicit
@@ -354,24 +357,24 @@ def birds(
         are in ``dataset.masks`` either way.
     transform : callable, optional
         Applied to each image tensor in ``__getitem__``.
-    chunk : int
-        Birds drawn at once (memory ~ 30 x chunk x size^2 bytes).
+    chunk_size : int
+        Birds drawn at once (memory ~ 30 x chunk_size x image_size^2 bytes).
     progress : bool
         Show a progress bar over chunks.
 
     Returns
     -------
     TensorImageDataset
-        ``images`` (N, 3, size, size) float32 in [0, 1], ``labels`` (N,) int64,
-        ``masks`` (N, 7, size, size) bool (visible pixels of each part), ``variants``
+        ``images`` (N, 3, image_size, image_size) float32 in [0, 1], ``labels`` (N,) int64,
+        ``masks`` (N, 7, image_size, image_size) bool (visible pixels of each part), ``variants``
         (N, 5) int64 (variant index of beak, wing, tail, crest, legs); metadata
         ``part_names``, ``class_names``, ``class_parts``, ``difficulty``.
     """
     from tqdm.auto import tqdm
 
     n_per_class = check_int(n_per_class, "n_per_class")
-    size = check_int(size, "size", minimum=32)
-    chunk = check_int(chunk, "chunk")
+    image_size = check_int(image_size, "image_size", minimum=32)
+    chunk_size = check_int(chunk_size, "chunk_size")
     if not 0.0 <= float(difficulty) <= 1.0:
         raise ValueError(f"difficulty must lie in [0, 1], got {difficulty}.")
     specs = bird_classes(classes) if isinstance(classes, int) else [dict(c) for c in classes]
@@ -395,9 +398,9 @@ def birds(
     labels = labels[torch.randperm(n, generator=g)]
     var = table[labels]
     images, masks = [], []
-    for start in tqdm(range(0, n, chunk), disable=not progress, desc="birds"):
-        v = {p: var[start : start + chunk, j] for j, p in enumerate(VARIANTS)}
-        im, m = render_birds(v, size=size, difficulty=float(difficulty), generator=g)
+    for start in tqdm(range(0, n, chunk_size), disable=not progress, desc="birds"):
+        v = {p: var[start : start + chunk_size, j] for j, p in enumerate(VARIANTS)}
+        im, m = render_birds(v, image_size=image_size, difficulty=float(difficulty), seed=g)
         images.append(im)
         masks.append(m)
     info = {

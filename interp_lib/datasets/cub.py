@@ -70,9 +70,9 @@ class CUB200(Dataset):
         is the official test set.
     crop : bool
         Crop each image to its bounding box (as ProtoPNet does).
-    size : int or None
-        Resize the (cropped) image to ``size x size`` (aspect not kept, as in ProtoPNet);
-        None keeps its size.
+    image_size : int or None
+        Resize the (cropped) image to ``image_size x image_size`` (aspect not kept, as in
+        ProtoPNet); None keeps its size.
     transform : callable, optional
         Applied to the cropped, resized PIL image. Default: ``ToTensor`` then ImageNet
         normalisation (``normalize=True``). Keypoints follow the crop and resize only, so
@@ -104,7 +104,7 @@ class CUB200(Dataset):
         split: str = "train",
         *,
         crop: bool = True,
-        size: int | None = 224,
+        image_size: int | None = 224,
         transform: Callable | None = None,
         normalize: bool = True,
         val_fraction: float = 0.1,
@@ -119,7 +119,12 @@ class CUB200(Dataset):
             raise ValueError(f"val_fraction must lie in [0, 1), got {val_fraction}.")
         if split == "val" and val_fraction == 0:
             raise ValueError("split='val' needs val_fraction > 0.")
-        self.root, self.crop, self.size, self.return_parts = root, crop, size, return_parts
+        self.root, self.crop, self.image_size, self.return_parts = (
+            root,
+            crop,
+            image_size,
+            return_parts,
+        )
 
         paths = {int(i): p for i, p in _read_table(root / "images.txt", 2, last_is_text=True)}
         cls = {int(i): int(c) - 1 for i, c in _read_table(root / "image_class_labels.txt", 2)}
@@ -203,8 +208,8 @@ class CUB200(Dataset):
             raise ValueError("no keypoints: parts/part_locs.txt was not found under root.")
         x0, y0, x1, y1 = self._geometry(i, width, height)
         kp = self.keypoints_raw[i].clone()
-        sx = self.size / (x1 - x0) if self.size else 1.0
-        sy = self.size / (y1 - y0) if self.size else 1.0
+        sx = self.image_size / (x1 - x0) if self.image_size else 1.0
+        sy = self.image_size / (y1 - y0) if self.image_size else 1.0
         inside = (kp[:, 0] >= x0) & (kp[:, 0] <= x1) & (kp[:, 1] >= y0) & (kp[:, 1] <= y1)
         kp[:, 0] = (kp[:, 0] - x0) * sx
         kp[:, 1] = (kp[:, 1] - y0) * sy
@@ -220,8 +225,8 @@ class CUB200(Dataset):
         box = self._geometry(i, width, height)
         if self.crop:
             img = img.crop(box)
-        if self.size:
-            img = img.resize((self.size, self.size), Image.BILINEAR)
+        if self.image_size:
+            img = img.resize((self.image_size, self.image_size), Image.BILINEAR)
         x = self.transform(img)
         y = int(self.labels[i])
         if not self.return_parts:

@@ -20,12 +20,12 @@ __all__ = ["digits", "digits_tensors"]
 SPLITS = ("train", "test", "all")
 
 
-def digits_tensors(*, size: int = 8, channels: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+def digits_tensors(*, image_size: int = 8, channels: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """All 1797 digits as tensors in [0, 1].
 
     Parameters
     ----------
-    size : int
+    image_size : int
         Side of the returned images; 8 keeps the originals, larger values resize
         bilinearly (e.g. 32 for small CNNs).
     channels : {1, 3}
@@ -33,18 +33,18 @@ def digits_tensors(*, size: int = 8, channels: int = 1) -> tuple[torch.Tensor, t
 
     Returns
     -------
-    images : torch.Tensor, shape (1797, channels, size, size), float32 in [0, 1]
+    images : torch.Tensor, shape (1797, channels, image_size, image_size), float32 in [0, 1]
     labels : torch.Tensor, shape (1797,), int64 in 0..9
     """
     from sklearn.datasets import load_digits
 
-    size = check_int(size, "size", minimum=2)
+    image_size = check_int(image_size, "image_size", minimum=2)
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels!r}.")
     bunch = load_digits()
     x = torch.as_tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    if size != 8:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    if image_size != 8:
+        x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
         x = x.clamp(0.0, 1.0)
     if channels == 3:
         x = x.repeat(1, 3, 1, 1)
@@ -54,7 +54,7 @@ def digits_tensors(*, size: int = 8, channels: int = 1) -> tuple[torch.Tensor, t
 def digits(
     split: str = "train",
     *,
-    size: int = 8,
+    image_size: int = 8,
     channels: int = 1,
     normalize: bool = False,
     test_fraction: float = 0.25,
@@ -67,7 +67,7 @@ def digits(
     ----------
     split : {"train", "test", "all"}
         Which part of the seeded stratified train/test split to return.
-    size : int
+    image_size : int
         Image side (8 = original; e.g. 32 resizes bilinearly).
     channels : {1, 3}
         Number of channels (3 repeats the grey one).
@@ -86,15 +86,15 @@ def digits(
     Returns
     -------
     TensorImageDataset
-        ``dataset[i] -> (image (channels, size, size), label)``; ``dataset.images``
-        ``(N, channels, size, size)`` and ``dataset.labels`` ``(N,)`` hold all samples,
+        ``dataset[i] -> (image (channels, image_size, image_size), label)``; ``dataset.images``
+        ``(N, channels, image_size, image_size)`` and ``dataset.labels`` ``(N,)`` hold all samples,
         ``dataset.indices`` their rows in the full 1797-image set.
     """
     check_choice(split, "split", SPLITS)
     test_fraction = check_fraction(test_fraction, "test_fraction")
     if test_fraction >= 1.0:
         raise ValueError(f"test_fraction must be below 1, got {test_fraction}.")
-    x, y = digits_tensors(size=size, channels=channels)
+    x, y = digits_tensors(image_size=image_size, channels=channels)
     train_idx, test_idx = stratified_split(y, (1.0 - test_fraction, test_fraction), seed=seed)
     idx = {"train": train_idx, "test": test_idx, "all": torch.arange(len(y))}[split]
     info: dict = {"class_names": [str(i) for i in range(10)], "split": split, "seed": seed}

@@ -35,30 +35,30 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 
-def imagenet_transform(size: int = 224, *, train: bool = False, normalize: bool = True):
+def imagenet_transform(image_size: int = 224, *, train: bool = False, normalize: bool = True):
     """The usual ImageNet preprocessing, as a torchvision transform on PIL images.
 
     Parameters
     ----------
-    size : int
+    image_size : int
         Output side in pixels.
     train : bool
-        True: ``RandomResizedCrop(size)`` and a horizontal flip (augmentation). False:
-        resize the short side to ``size * 256 / 224`` and centre-crop ``size``.
+        True: ``RandomResizedCrop(image_size)`` and a horizontal flip (augmentation). False:
+        resize the short side to ``image_size * 256 / 224`` and centre-crop ``image_size``.
     normalize : bool
         Subtract ``IMAGENET_MEAN`` and divide by ``IMAGENET_STD`` after ``ToTensor``.
 
     Returns
     -------
     torchvision.transforms.Compose
-        PIL image -> tensor of shape (3, size, size).
+        PIL image -> tensor of shape (3, image_size, image_size).
     """
     from torchvision import transforms as T
 
     if train:
-        steps = [T.RandomResizedCrop(size), T.RandomHorizontalFlip()]
+        steps = [T.RandomResizedCrop(image_size), T.RandomHorizontalFlip()]
     else:
-        steps = [T.Resize(round(size * 256 / 224)), T.CenterCrop(size)]
+        steps = [T.Resize(round(image_size * 256 / 224)), T.CenterCrop(image_size)]
     steps.append(T.ToTensor())
     if normalize:
         steps.append(T.Normalize(IMAGENET_MEAN, IMAGENET_STD))
@@ -68,7 +68,7 @@ def imagenet_transform(size: int = 224, *, train: bool = False, normalize: bool 
 def image_folder(
     root: str | Path,
     *,
-    size: int = 224,
+    image_size: int = 224,
     train: bool = False,
     transform: Callable | None = None,
 ):
@@ -78,7 +78,7 @@ def image_folder(
     ----------
     root : str or Path
         Folder with one sub-folder per class (classes are sorted by name).
-    size, train : int, bool
+    image_size, train : int, bool
         Passed to :func:`imagenet_transform` when ``transform`` is None.
     transform : callable, optional
         Replaces the default ImageNet preprocessing.
@@ -86,7 +86,7 @@ def image_folder(
     Returns
     -------
     torchvision.datasets.ImageFolder
-        ``dataset[i] -> (image (3, size, size), label)``; ``classes``, ``class_to_idx``
+        ``dataset[i] -> (image (3, image_size, image_size), label)``; ``classes``, ``class_to_idx``
         and ``samples`` as in torchvision.
     """
     from torchvision.datasets import ImageFolder
@@ -97,7 +97,7 @@ def image_folder(
             f"image folder {str(root)!r} does not exist. Expected root/<class>/<image> "
             "files, e.g. root/cat/001.jpg."
         )
-    tf = transform if transform is not None else imagenet_transform(size, train=train)
+    tf = transform if transform is not None else imagenet_transform(image_size, train=train)
     try:
         return ImageFolder(str(root), transform=tf)
     except FileNotFoundError as exc:

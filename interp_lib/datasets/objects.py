@@ -145,10 +145,10 @@ def render_object(
     colors: torch.Tensor,
     angles: torch.Tensor,
     *,
-    size: int = 64,
+    image_size: int = 64,
     elevation: float = 0.45,
     background: float = 0.15,
-    chunk: int = 16,
+    chunk_size: int = 16,
 ) -> torch.Tensor:
     """Render a convex solid at the given rotation angles about the vertical axis.
 
@@ -162,18 +162,18 @@ def render_object(
         Albedo of every triangle.
     angles : torch.Tensor, shape (P,)
         Rotation angles in radians.
-    size : int
+    image_size : int
         Image side in pixels.
     elevation : float
         Camera tilt in radians (so that the top of the solid is seen).
     background : float
         Grey level of the background.
-    chunk : int
-        Poses rendered at once (memory ~ chunk x F x 3 x size^2 floats).
+    chunk_size : int
+        Poses rendered at once (memory ~ chunk_size x F x 3 x image_size^2 floats).
 
     Returns
     -------
-    torch.Tensor, shape (P, 3, size, size), float32 in [0, 1]
+    torch.Tensor, shape (P, 3, image_size, image_size), float32 in [0, 1]
     """
     dt = torch.float32
     angles = torch.as_tensor(angles, dtype=dt).flatten()
@@ -183,21 +183,23 @@ def render_object(
     light = light / light.norm()
     half = light + torch.tensor([0.0, 0.0, 1.0], dtype=dt)
     half = half / half.norm()
-    ys, xs = torch.meshgrid(torch.arange(size, dtype=dt) + 0.5, torch.arange(size, dtype=dt) + 0.5,
+    ys, xs = torch.meshgrid(torch.arange(image_size, dtype=dt) + 0.5, torch.arange(image_size, dtype=dt) + 0.5,
                             indexing="ij")  # fmt: skip
-    pix = torch.stack([xs.flatten(), ys.flatten(), torch.ones(size * size, dtype=dt)])  # (3, HW)
-    scale = 0.46 * size
+    pix = torch.stack(
+        [xs.flatten(), ys.flatten(), torch.ones(image_size * image_size, dtype=dt)]
+    )  # (3, HW)
+    scale = 0.46 * image_size
     out = []
-    for start in range(0, angles.numel(), chunk):
-        rot = _rotations(angles[start : start + chunk], elevation)  # (P, 3, 3)
+    for start in range(0, angles.numel(), chunk_size):
+        rot = _rotations(angles[start : start + chunk_size], elevation)  # (P, 3, 3)
         w = torch.einsum("pij,vj->pvi", rot, v)  # (P, V, 3)
         tri = w[:, faces]  # (P, F, 3, 3)
         n = torch.linalg.cross(tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0])
         n = n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         front = (n[..., 2] > 0).to(dt)  # (P, F)
         # screen coordinates: x right, y down
-        sx = tri[..., 0] * scale + size / 2
-        sy = -tri[..., 1] * scale + size / 2
+        sx = tri[..., 0] * scale + image_size / 2
+        sy = -tri[..., 1] * scale + image_size / 2
         x0, y0 = sx, sy
         x1, y1 = sx.roll(-1, dims=-1), sy.roll(-1, dims=-1)
         ex, ey = x1 - x0, y1 - y0
@@ -215,7 +217,7 @@ def render_object(
         total = cov.sum(dim=1, keepdim=True)  # (P, 1, HW)
         cov = cov / total.clamp_min(1.0)
         img = torch.einsum("pfq,pfc->pcq", cov, shade) + background * (1 - total.clamp(max=1.0))
-        out.append(img.clamp(0.0, 1.0).view(-1, 3, size, size))
+        out.append(img.clamp(0.0, 1.0).view(-1, 3, image_size, image_size))
     return torch.cat(out)
 
 
@@ -223,7 +225,7 @@ def rotating_objects(
     n_objects: int = 20,
     n_poses: int = 72,
     *,
-    size: int = 64,
+    image_size: int = 64,
     seed: int = 0,
     angles: str = "random",
     elevation: float = 0.45,
@@ -238,7 +240,7 @@ def rotating_objects(
         spread evenly over the colour wheel and shuffled.
     n_poses : int
         Poses per object (72 = one every 5 degrees, as in Ansuini et al.).
-    size : int
+    image_size : int
         Image side in pixels.
     seed : int
         Seed of the shapes, colours and (for ``angles="random"``) the angles.
@@ -251,13 +253,13 @@ def rotating_objects(
 
     Returns
     -------
-    images : torch.Tensor, shape (n_objects * n_poses, 3, size, size), float32 in [0, 1]
+    images : torch.Tensor, shape (n_objects * n_poses, 3, image_size, image_size), float32 in [0, 1]
     labels : torch.Tensor, shape (n_objects * n_poses,), int64 object identity
     angles : torch.Tensor, shape (n_objects * n_poses,), float32 radians
     """
     n_objects = check_int(n_objects, "n_objects")
     n_poses = check_int(n_poses, "n_poses")
-    size = check_int(size, "size", minimum=4)
+    image_size = check_int(image_size, "image_size", minimum=4)
     if angles not in ("grid", "random"):
         raise ValueError(f"angles must be 'grid' or 'random', got {angles!r}.")
     g = torch.Generator().manual_seed(int(seed))
@@ -271,7 +273,7 @@ def rotating_objects(
             a = torch.arange(n_poses, dtype=torch.float32) * (2 * math.pi / n_poses)
         else:
             a = torch.sort(torch.rand(n_poses, generator=g) * (2 * math.pi)).values
-        images.append(render_object(verts, faces, colors, a, size=size, elevation=elevation,
+        images.append(render_object(verts, faces, colors, a, image_size=image_size, elevation=elevation,
                                     background=background))  # fmt: skip
         labels.append(torch.full((n_poses,), k, dtype=torch.long))
         all_angles.append(a)

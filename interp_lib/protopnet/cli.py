@@ -149,9 +149,9 @@ def datasets(data: dict[str, Any]) -> dict[str, Dataset]:
         kw = dict(crop=True, val_fraction=data["val_fraction"], seed=data["seed"])
         return {
             "train": CUB200(root, "train", transform=train_transform(size, data["augment"]), **kw),
-            "push": CUB200(root, "train", size=size, **kw),
-            "val": CUB200(root, "val", size=size, **kw) if data["val_fraction"] > 0 else None,
-            "test": CUB200(root, "test", size=size, **kw),
+            "push": CUB200(root, "train", image_size=size, **kw),
+            "val": CUB200(root, "val", image_size=size, **kw) if data["val_fraction"] > 0 else None,
+            "test": CUB200(root, "test", image_size=size, **kw),
         }
     from ..datasets import image_folder
 

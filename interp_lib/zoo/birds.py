@@ -183,8 +183,8 @@ class _Normalize:
 
 def _dataset(images_u8, labels, mask_index, mean, std, info) -> TensorImageDataset:
     n_parts = len(info["part_names"])
-    masks = torch.nn.functional.one_hot(mask_index.long(), n_parts + 1)[..., 1:]
-    masks = masks.permute(0, 3, 1, 2).bool()
+    parts = torch.arange(1, n_parts + 1, dtype=mask_index.dtype).view(1, -1, 1, 1)
+    masks = mask_index[:, None] == parts  # (N, parts, H, W) bool
     return TensorImageDataset(
         images_u8.float() / 255,
         labels.long(),
@@ -211,7 +211,7 @@ def _build(p: dict[str, Any], progress: bool) -> dict[str, Any]:
     seconds: dict[str, float] = {}
     t_all = t0 = time.perf_counter()
     cpu0 = time.process_time()
-    kw = {"size": p["image_size"], "classes": p["n_classes"], "difficulty": p["difficulty"]}
+    kw = {"image_size": p["image_size"], "classes": p["n_classes"], "difficulty": p["difficulty"]}
     raw = {
         "train": birds(p["n_per_class"], seed=p["seed"], **kw),
         "val": birds(p["val_per_class"], seed=p["seed"] + 1000, **kw),

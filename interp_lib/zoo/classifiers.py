@@ -184,8 +184,8 @@ def digits_cnn(
     from ..datasets import digits
 
     size = check_int(size, "size", minimum=8)
-    train = digits("train", size=size, normalize=True)
-    test = digits("test", size=size, normalize=True)
+    train = digits("train", image_size=size, normalize=True)
+    test = digits("test", image_size=size, normalize=True)
     if n_train is not None:
         n_train = check_int(n_train, "n_train", minimum=10)
         train = train.subset(torch.arange(min(n_train, len(train))))
@@ -247,7 +247,7 @@ def objects_cnn(
     n_poses = check_int(n_poses, "n_poses", minimum=2)
     if not 0.0 < float(train_fraction) < 1.0:
         raise ValueError(f"train_fraction must lie in (0, 1), got {train_fraction}.")
-    images, labels, angles = rotating_objects(n_objects, n_poses, size=size, seed=seed)
+    images, labels, angles = rotating_objects(n_objects, n_poses, image_size=size, seed=seed)
     perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
     cut = round(float(train_fraction) * len(labels))
     names = {"class_names": [f"object {i}" for i in range(n_objects)]}
