@@ -11,6 +11,8 @@
   (Huang et al. 2023) and purity (PIP-Net) from part masks.
 - :func:`compare` -- run several methods over a dataset into a
   :class:`ComparisonResult` (tidy records, ``to_pandas()``); :func:`summarize`.
+- :mod:`interp_lib.baselines.sanity` -- :func:`model_randomisation` (Adebayo et al. 2018):
+  how much each explanation changes when the model's layers are randomised.
 - :mod:`interp_lib.baselines.methods` -- the registry: one :class:`Method` record per
   method (what it needs, how it is computed), from which :data:`METHODS` derives.
 
@@ -19,7 +21,7 @@ captum is imported only when a captum method runs (``pip install "interp_lib[cap
 
 from __future__ import annotations
 
-from . import methods, metrics, prototype_metrics
+from . import methods, metrics, prototype_metrics, sanity
 from .attribution import attribute
 from .cam import cam, grad_cam
 from .compare import ComparisonResult, compare, summarize
@@ -27,11 +29,13 @@ from .masks import boxes_to_region_masks, keypoints_to_masks
 from .methods import METHODS, Method, get_method
 from .metrics import deletion, energy_in_mask, insertion, pointing_game
 from .prototype import prototype_attribution
+from .sanity import RandomisationResult, model_randomisation
 
 __all__ = [
     "METHODS",
     "ComparisonResult",
     "Method",
+    "RandomisationResult",
     "attribute",
     "boxes_to_region_masks",
     "cam",
@@ -44,8 +48,10 @@ __all__ = [
     "keypoints_to_masks",
     "methods",
     "metrics",
+    "model_randomisation",
     "pointing_game",
     "prototype_attribution",
     "prototype_metrics",
+    "sanity",
     "summarize",
 ]
