@@ -25,10 +25,20 @@ from .protopnet_training import (
     plot_log_similarity,
     plot_prototype_gallery,
 )
+from .protopnet_widgets import (
+    attribution_explorer,
+    attribution_row,
+    decision_explorer,
+    decision_figure,
+)
 from .widgets import figure_png, live_explorer, precomputed_explorer
 
 __all__ = [
     "PART_COLORS",
+    "attribution_explorer",
+    "attribution_row",
+    "decision_explorer",
+    "decision_figure",
     "figure_png",
     "glue",
     "layer_explorer",
