@@ -8,13 +8,14 @@
   energy inside a mask; :func:`keypoints_to_masks` and :func:`boxes_to_region_masks` turn
   CUB keypoints and boxes into masks.
 - :mod:`interp_lib.baselines.prototype_metrics` -- prototype consistency and stability
-  (Huang et al. 2023) and purity (PIP-Net) from part masks.
+  (Huang et al. 2023) and purity (PIP-Net) from part masks
+  (:func:`prototype_part_metrics` computes all three).
 - :func:`compare` -- run several methods over a dataset into a
   :class:`ComparisonResult` (tidy records, ``to_pandas()``); :func:`summarize`.
 - :mod:`interp_lib.baselines.sanity` -- :func:`model_randomisation` (Adebayo et al. 2018):
   how much each explanation changes when the model's layers are randomised.
 - :mod:`interp_lib.baselines.methods` -- the registry: one :class:`Method` record per
-  method (what it needs, how it is computed), from which :data:`METHODS` derives.
+  method (what it needs, how it is computed), from which ``METHODS`` derives.
 
 captum is imported only when a captum method runs (``pip install "interp_lib[captum]"``).
 """
@@ -29,6 +30,7 @@ from .masks import boxes_to_region_masks, keypoints_to_masks
 from .methods import METHODS, Method, get_method
 from .metrics import deletion, energy_in_mask, insertion, pointing_game
 from .prototype import prototype_attribution
+from .prototype_metrics import prototype_part_metrics
 from .sanity import RandomisationResult, model_randomisation
 
 __all__ = [
@@ -52,6 +54,7 @@ __all__ = [
     "pointing_game",
     "prototype_attribution",
     "prototype_metrics",
+    "prototype_part_metrics",
     "sanity",
     "summarize",
 ]

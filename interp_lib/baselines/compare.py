@@ -118,7 +118,7 @@ def compare(
     data : iterable of batches
         ``(images (B, C, H, W), labels (B,)[, masks])`` tuples, dicts with ``image``,
         ``label`` and ``mask``/``part_masks`` keys, or a ``DataLoader`` of either
-        (:func:`interp_lib._plumbing.unpack_batch`). Masks ``(B, H, W)`` or part masks
+        (``interp_lib._plumbing.unpack_batch``). Masks ``(B, H, W)`` or part masks
         ``(B, J, H, W)`` (their union is the object) enable the pointing game and the
         energy inside the mask.
     methods : sequence of str or (str, kwargs)
@@ -136,7 +136,7 @@ def compare(
         Pixels per deletion/insertion step (default: image width).
     device : torch.device or str, optional
         Must agree with each model's device (the library's device policy,
-        :func:`interp_lib._plumbing.check_device`); default each model's own device.
+        ``interp_lib._plumbing.check_device``); default each model's own device.
     progress : bool
         Show a progress bar over batches.
 

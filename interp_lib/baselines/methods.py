@@ -1,9 +1,9 @@
 """The registry of explanation methods: one small record per method.
 
-Each :class:`Method` says what the method needs (a layer, a ProtoPNet, a model copy
+Each :class:`interp_lib.baselines.Method` says what the method needs (a layer, a ProtoPNet, a model copy
 without in-place operations, captum) and holds the function that computes its map.
 :func:`interp_lib.baselines.attribute` validates the arguments once and calls that
-function; :data:`METHODS` and the tables of :func:`interp_lib.baselines.compare` are
+function; ``METHODS`` and the tables of :func:`interp_lib.baselines.compare` are
 derived from the registry, so a new method is one record here.
 """
 
@@ -28,7 +28,7 @@ __all__ = ["METHODS", "REGISTRY", "AttributionRequest", "Method", "get_method"]
 
 @dataclass
 class AttributionRequest:
-    """Everything a method's ``compute`` function receives from :func:`attribute`.
+    """Everything a method's ``compute`` function receives from :func:`interp_lib.baselines.attribute`.
 
     Attributes
     ----------
@@ -36,7 +36,7 @@ class AttributionRequest:
         The method's name (for messages).
     model : nn.Module
         The model to explain: the user's, or its copy without in-place operations when
-        the method asks for one (:attr:`Method.in_place_free`).
+        the method asks for one (``Method.in_place_free``).
     inputs : Tensor, shape (N, C, H, W)
         Checked images.
     target : Any

@@ -1,7 +1,7 @@
 """Sanity check by model-parameter randomisation (Adebayo et al. 2018).
 
 An explanation that explains the *model* must change when the model's weights are
-destroyed. :func:`model_randomisation` re-initialises the layers one after the other,
+destroyed. :func:`interp_lib.baselines.model_randomisation` re-initialises the layers one after the other,
 from the last layer down to the input ("cascading", top-down), or one at a time
 ("independent"), recomputes the explanation after each step and measures how similar it
 still is to the explanation of the trained model:
@@ -47,7 +47,7 @@ __all__ = [
     "ssim",
 ]
 
-#: Similarity measures of :func:`model_randomisation`.
+#: Similarity measures of :func:`interp_lib.baselines.model_randomisation`.
 SIMILARITIES = ("spearman", "ssim", "pearson")
 ORDERS = ("cascading", "independent")
 PROTOTYPES = "prototypes"  # ProtoPNet's prototype vectors, a parameter of the model itself
@@ -165,7 +165,7 @@ _MEASURES: dict[str, Callable[[torch.Tensor, torch.Tensor, bool], torch.Tensor]]
 
 
 def randomisable_layers(model: nn.Module) -> list[str]:
-    """The layers that :func:`model_randomisation` re-initialises, top-down.
+    """The layers that :func:`interp_lib.baselines.model_randomisation` re-initialises, top-down.
 
     Every submodule with a ``reset_parameters`` method and parameters (or buffers) of its
     own, last registered first; for a ProtoPNet, ``"prototypes"`` (its prototype vectors)
@@ -291,7 +291,7 @@ def model_randomisation(
         One of :data:`interp_lib.baselines.METHODS`; ``kwargs`` go to
         :func:`~interp_lib.baselines.attribute` (e.g. ``layer=`` for Grad-CAM).
     layers : sequence of str or nn.Module, optional
-        The layers to randomise, in this order; default :func:`randomisable_layers`
+        The layers to randomise, in this order; default :func:`interp_lib.baselines.sanity.randomisable_layers`
         (top-down: the last layer first, then the trunk down to the input).
     order : {"cascading", "independent"}
         Randomise progressively (each step adds a layer), or each layer alone.
@@ -316,7 +316,7 @@ def model_randomisation(
     Raises
     ------
     ValueError
-        Unknown method, measure, order or layer, or bad inputs (as :func:`attribute`).
+        Unknown method, measure, order or layer, or bad inputs (as :func:`interp_lib.baselines.attribute`).
     """
     check_batch(inputs)
     check_option(order, "order", ORDERS)
