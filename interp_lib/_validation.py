@@ -108,12 +108,14 @@ def check_fraction(value: float, name: str) -> float:
     return value
 
 
-def check_int(value: int, name: str, *, minimum: int = 1) -> int:
-    """Check that ``value`` is an integer no smaller than ``minimum``."""
+def check_int(value: int, name: str, *, minimum: int = 1, maximum: int | None = None) -> int:
+    """Check that ``value`` is an integer in ``[minimum, maximum]``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}.")
     if value < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {value}.")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be at most {maximum}, got {value}.")
     return int(value)
 
 

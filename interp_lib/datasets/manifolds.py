@@ -42,6 +42,9 @@ __all__ = [
 
 Seed = int | torch.Generator | None
 
+#: Largest count of points or dimensions accepted (a tensor side must fit in an int32).
+_MAX_SIZE = 2**31 - 1
+
 
 def _check_real(value: float, name: str, *, positive: bool = False) -> float:
     """A finite real number, ``>= 0`` (or ``> 0`` with ``positive``)."""
@@ -68,7 +71,7 @@ def _start(
     n: int, noise: float, seed: Seed, dtype: torch.dtype
 ) -> tuple[int, float, torch.Generator, torch.dtype]:
     """Validate the arguments every generator shares (before drawing anything)."""
-    n = check_int(n, "n")
+    n = check_int(n, "n", maximum=_MAX_SIZE)
     noise = _check_real(noise, "noise")
     return n, noise, make_generator(seed), _check_dtype(dtype)
 
@@ -85,7 +88,7 @@ def _check_ambient(D: int | None, d: int) -> None:
     """The ambient dimension ``D`` of a rotated embedding: ``None`` or an int ``>= d``."""
     if D is None:
         return
-    D = check_int(D, "D")
+    D = check_int(D, "D", maximum=_MAX_SIZE)
     if D < d:
         raise ValueError(f"the ambient dimension D={D} must be at least {d}.")
 
@@ -117,7 +120,7 @@ def hypercube(
     --------
     periodic_distances : distances with the cube's opposite faces glued together.
     """
-    d = check_int(d, "d")
+    d = check_int(d, "d", maximum=_MAX_SIZE)
     n, noise, gen, dtype = _start(n, noise, seed, dtype)
     U = torch.rand(n, d, generator=gen, dtype=torch.float64)
     return _finish(U, noise, gen, dtype)
@@ -175,7 +178,7 @@ def gaussian(
     -------
     torch.Tensor, shape (n, D or d)
     """
-    d = check_int(d, "d")
+    d = check_int(d, "d", maximum=_MAX_SIZE)
     _check_ambient(D, d)
     n, noise, gen, dtype = _start(n, noise, seed, dtype)
     Z = torch.randn(n, d, generator=gen, dtype=torch.float64)
@@ -197,7 +200,7 @@ def sphere(
     -------
     torch.Tensor, shape (n, D or d + 1)
     """
-    d = check_int(d, "d")
+    d = check_int(d, "d", maximum=_MAX_SIZE)
     _check_ambient(D, d + 1)
     n, noise, gen, dtype = _start(n, noise, seed, dtype)
     Z = torch.randn(n, d + 1, generator=gen, dtype=torch.float64)
@@ -242,7 +245,7 @@ def curved_manifold(
     -------
     torch.Tensor, shape (n, D)
     """
-    d, D = check_int(d, "d"), check_int(D, "D")
+    d, D = check_int(d, "d", maximum=_MAX_SIZE), check_int(D, "D", maximum=_MAX_SIZE)
     if D < 2 * d or D % 2:
         raise ValueError(f"D must be even and at least 2 d = {2 * d}, got D={D}.")
     curvature = _check_real(curvature, "curvature")

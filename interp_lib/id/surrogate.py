@@ -35,7 +35,7 @@ def gaussian_surrogate(
         ``D x D`` matrix.
     """
     X = as_points(X, min_samples=2)
-    n = X.shape[0] if n is None else check_int(n, "n")
+    n = X.shape[0] if n is None else check_int(n, "n", maximum=2**31 - 1)
     X64 = X.to(torch.float64)
     mean = X64.mean(dim=0, keepdim=True)
     _, s, vh = torch.linalg.svd(X64 - mean, full_matrices=False)

@@ -72,7 +72,7 @@ def plot_scaling(
         label=label,
     )
     ax.set_xscale("log")
-    ax.set_xlabel("scale (mean distance to the neighbour used)")
+    ax.set_xlabel("scale (mean distance to the neighbours used)")
     ax.set_ylabel("intrinsic dimension")
     if true_dimension is not None:
         ax.axhline(true_dimension, color="gray", ls="--", lw=1, label="true ID")
