@@ -140,17 +140,17 @@ def digits_cnn(
     lr: float = 2e-3,
     batch_size: int = 64,
     shuffle_labels: bool = False,
-    size: int = 16,
+    image_size: int = 16,
     seed: int = 0,
     progress: bool = True,
     retrain: bool = False,
 ) -> TrainedClassifier:
     """A CNN trained on scikit-learn's handwritten digits (cached; trains in seconds).
 
-    Data: :func:`interp_lib.datasets.digits` upsampled to ``size`` (16) pixels and
+    Data: :func:`interp_lib.datasets.digits` upsampled to ``image_size`` (16) pixels and
     normalised, its seeded stratified 75 / 25 split (1347 training, 450 test digits);
     the first ``n_train`` training digits when given. Network:
-    ``cnn_classifier(10, in_channels=1, image_size=size, widths=widths, hidden=hidden,
+    ``cnn_classifier(10, in_channels=1, image_size=image_size, widths=widths, hidden=hidden,
     convs_per_stage=convs_per_stage)``; Adam, lr ``lr``, ``epochs`` epochs, batches of
     ``batch_size``. The defaults are the "shallow" network of the chapter on the ID of
     layers; ``widths=(16, 32, 64), convs_per_stage=2`` is its "deep" one; the
@@ -168,7 +168,7 @@ def digits_cnn(
     epochs, lr, batch_size : training settings
     shuffle_labels : bool
         Train on a fixed random permutation of the labels (memorisation control).
-    size : int
+    image_size : int
         Image side (the 8x8 digits are upsampled).
     seed : int
         Seeds the weights, the batch order (and the label permutation).
@@ -183,15 +183,15 @@ def digits_cnn(
     """
     from ..datasets import digits
 
-    size = check_int(size, "size", minimum=8)
-    train = digits("train", image_size=size, normalize=True)
-    test = digits("test", image_size=size, normalize=True)
+    image_size = check_int(image_size, "image_size", minimum=8)
+    train = digits("train", image_size=image_size, normalize=True)
+    test = digits("test", image_size=image_size, normalize=True)
     if n_train is not None:
         n_train = check_int(n_train, "n_train", minimum=10)
         train = train.subset(torch.arange(min(n_train, len(train))))
     arch = {
         "in_channels": 1,
-        "image_size": size,
+        "image_size": image_size,
         "widths": [int(w) for w in widths],
         "hidden": [int(h) for h in hidden],
         "convs_per_stage": check_int(convs_per_stage, "convs_per_stage"),
@@ -212,7 +212,7 @@ def objects_cnn(
     *,
     n_objects: int = 20,
     n_poses: int = 72,
-    size: int = 32,
+    image_size: int = 32,
     widths: Sequence[int] = (16, 32, 64),
     hidden: Sequence[int] = (128, 64),
     train_fraction: float = 0.8,
@@ -227,9 +227,9 @@ def objects_cnn(
     chapter; cached).
 
     Data: :func:`interp_lib.datasets.rotating_objects` (``n_objects`` objects x
-    ``n_poses`` random rotation angles, ``size`` pixels, seeded by ``seed``), a random
+    ``n_poses`` random rotation angles, ``image_size`` pixels, seeded by ``seed``), a random
     ``train_fraction`` of all images (seeded) for training and the rest for testing.
-    Network: ``cnn_classifier(n_objects, image_size=size, widths=widths,
+    Network: ``cnn_classifier(n_objects, image_size=image_size, widths=widths,
     hidden=hidden)``; Adam, lr ``lr``, ``epochs`` epochs. Defaults: the chapter's
     (20 x 72 images, 32 px, 8 epochs).
 
@@ -247,7 +247,7 @@ def objects_cnn(
     n_poses = check_int(n_poses, "n_poses", minimum=2)
     if not 0.0 < float(train_fraction) < 1.0:
         raise ValueError(f"train_fraction must lie in (0, 1), got {train_fraction}.")
-    images, labels, angles = rotating_objects(n_objects, n_poses, image_size=size, seed=seed)
+    images, labels, angles = rotating_objects(n_objects, n_poses, image_size=image_size, seed=seed)
     perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
     cut = round(float(train_fraction) * len(labels))
     names = {"class_names": [f"object {i}" for i in range(n_objects)]}
@@ -259,7 +259,7 @@ def objects_cnn(
     train, test = part(perm[:cut]), part(perm[cut:])
     arch = {
         "in_channels": int(images.shape[1]),
-        "image_size": check_int(size, "size", minimum=8),
+        "image_size": check_int(image_size, "image_size", minimum=8),
         "widths": [int(w) for w in widths],
         "hidden": [int(h) for h in hidden],
     }
