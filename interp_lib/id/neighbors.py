@@ -6,17 +6,22 @@ The search never trusts a fast, rounded distance without proof. It works in four
    entry lies in ``[0.5, 1)``, then centred. Nothing in the fast search can overflow or
    underflow for any finite input, and the search at ``2**j * X`` is bit for bit the
    search at ``X``.
-2. **Fast candidate search** in the input's float type (float32 or float64) with matrix
-   products, ``|x|^2 + |y|^2 - 2 x.y``, in a *search space* whose distances are lower
-   bounds of the true ones. When the data's spectrum allows it (checked on a probe of
-   rows), the search space is the projection onto the leading principal directions
-   plus the norm of the residual, ``||Px - Py||^2 + (|Rx| - |Ry|)^2 <= ||x - y||^2``,
-   with ``p + 1 << D`` coordinates; otherwise it is the data themselves. Rows are sorted
-   by their first principal coordinate; blocks of rows are compared with blocks of
-   columns, nearby blocks first, by symmetry only once per pair; every row keeps a
-   running threshold (its current ``m``-th best value), so most entries are rejected
-   by one comparison, and a pair of blocks whose first-coordinate gap already exceeds
-   every threshold is skipped whole. Memory is ``O(chunk_size^2 + N (k + margin))``.
+2. **Fast candidate search** for the ``k + margin`` best candidates of every row, in
+   the input's float type (float32 or float64) with matrix products,
+   ``|x|^2 + |y|^2 - 2 x.y``, in a *search space* whose squared distances are lower
+   bounds of the true ones.
+
+   - *Projected* (low-rank data, ``N >= 4096``; chosen on a probe of rows): the
+     projection onto the leading principal directions plus the norm of the residual,
+     ``||Px - Py||^2 + (|Rx| - |Ry|)^2 <= ||x - y||^2``, with ``p + 1 << D``
+     coordinates. Rows are sorted by their first principal coordinate; a block of rows
+     is compared with the rows around it first, which gives every row a threshold (its
+     current ``m``-th best value), then only with the columns whose first coordinate is
+     within ``sqrt(threshold)`` of the block: the others cannot be closer.
+   - *Full space* (otherwise): the data themselves, blocks ``j >= i`` only, each block
+     updating the running top-m of its rows and of its columns.
+
+   Memory is ``O(chunk_size^2 + N (k + margin))``.
 3. **Exact distances** of the ``k + margin`` candidates of every row, in float64 by direct
    differences of the original rows (with a power-of-two rescaling of each difference
    for float64 input, so that the squares cannot under- or overflow).
@@ -274,7 +279,8 @@ def _principal_basis(Y: torch.Tensor, n_dirs: int) -> torch.Tensor:
     n = Y.shape[0]
     rows = torch.linspace(0, n - 1, min(n, _BASIS_ROWS), device=Y.device).round().long()
     sub = Y[rows].to(torch.float64)
-    V = _orthonormal(sub[torch.linspace(0, len(rows) - 1, min(n_dirs, len(rows))).round().long()].T)
+    pick = torch.linspace(0, len(rows) - 1, min(n_dirs, len(rows)), device=Y.device)
+    V = _orthonormal(sub[pick.round().long()].T)
     for _ in range(2):
         V = _orthonormal(sub.T @ (sub @ V))
     # order the directions by the variance they carry (Rayleigh-Ritz in the subspace)
