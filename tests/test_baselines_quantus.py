@@ -5,6 +5,8 @@
   tied pixels is inside (ours: the first one in row-major order decides), and Quantus
   scores an empty mask as a hit (its NaN is written into a boolean array) where we return
   NaN.
+- Energy inside the mask == ``quantus.AttributionLocalisation`` (positive attributions,
+  unweighted), up to Quantus' ``1e-9`` in the denominator (1e-6 here).
 - Deletion == ``quantus.RegionPerturbation`` (most relevant first, baseline 0, softmax
   probabilities): Quantus returns ``p(x) - p(x after k regions)``, our curve
   ``p(x after k pixels)``; with ``patch_size=1`` and ``step=1`` (and with 2 x 2 patches
@@ -26,7 +28,13 @@ import pytest
 import torch
 from torch import nn
 
-from interp_lib.baselines import attribute, deletion, model_randomisation, pointing_game
+from interp_lib.baselines import (
+    attribute,
+    deletion,
+    energy_in_mask,
+    model_randomisation,
+    pointing_game,
+)
 
 quantus = pytest.importorskip("quantus")
 pytestmark = [
@@ -87,6 +95,21 @@ def test_pointing_game_matches_quantus(data) -> None:
     assert [bool(h) for h in ref] == [True, True]
     ours = pointing_game(tie, m)
     assert ours[0].item() == 0.0 and torch.isnan(ours[1])
+
+
+def test_energy_in_mask_matches_quantus_attribution_localisation(data) -> None:
+    net, x, y, g = data
+    a = torch.randn(5, 1, 12, 12, generator=g)  # signed: the negative part is dropped
+    masks = torch.zeros(5, 1, 12, 12, dtype=torch.bool)
+    for i in range(5):
+        masks[i, 0, i : i + 5, 2 * i : 2 * i + 3] = True
+    ref = quantus.AttributionLocalisation(
+        positive_attributions=True, weighted=False, normalise=False, abs=False,
+        disable_warnings=True,
+    )(model=net, x_batch=_np(x), y_batch=_np(y), a_batch=_np(a),
+      s_batch=_np(masks).astype(float), device="cpu")  # fmt: skip
+    ours = energy_in_mask(a, masks)
+    np.testing.assert_allclose(_np(ours), np.asarray(ref, dtype=float), rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("patch", [1, 2])
