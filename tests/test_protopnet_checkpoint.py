@@ -150,6 +150,7 @@ def _run(tmp_path, name, *, kill_at=None, die_after=None, resume=False, model_se
     return model, h
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:.*share a source patch")
 @pytest.mark.parametrize(("kill_at", "push"), [(0, False), (2, False), (3, True), (6, True)])
 def test_resume_after_kill_ends_with_the_same_weights(tmp_path, kill_at, push):
@@ -166,6 +167,7 @@ def test_resume_after_kill_ends_with_the_same_weights(tmp_path, kill_at, push):
     assert h.best_step == ref_h.best_step
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:.*share a source patch")
 def test_resume_after_a_kill_inside_an_epoch(tmp_path):
     ref, _ = _run(tmp_path, "ref.pt", push=True, solver="adam")

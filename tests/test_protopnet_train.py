@@ -95,6 +95,7 @@ def test_fit_stages_touch_only_their_parameters():
     assert all(p.requires_grad for p in model.parameters())
 
 
+@pytest.mark.slow
 # ------------------------------------------------------------------ fit
 def test_fit_logs_every_term_learns_and_decays_lr():
     model = tiny_model()
@@ -168,6 +169,7 @@ def test_bad_arguments_are_refused():
         fit(model, train, schedule=no_push(), resume=True, progress=False)
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:.*share a source patch")
 @pytest.mark.parametrize("batch_norm", [False, True])
 def test_push_and_last_layer_stages_in_fit(batch_norm):
