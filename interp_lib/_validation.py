@@ -126,6 +126,30 @@ def check_choice(value: str, name: str, choices: tuple[str, ...]) -> str:
     return value
 
 
+def as_tensor(value: Any, name: str, expected: str) -> torch.Tensor:
+    """``value`` as a tensor: a tensor is returned as is, an array-like goes through numpy.
+
+    Parameters
+    ----------
+    value : Tensor or array-like
+    name : str
+        The argument's name, for the message.
+    expected : str
+        What the argument should be, e.g. ``"a tensor of shape (N, 1, H, W)"``.
+
+    Raises
+    ------
+    TypeError
+        ``"{name} must be {expected}, got {type}."`` when ``value`` cannot become a tensor.
+    """
+    if isinstance(value, torch.Tensor):
+        return value
+    try:
+        return torch.as_tensor(np.asarray(value))
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__}.") from exc
+
+
 def check_labels(
     y: Any, n_classes: int, *, n_images: int | None = None, name: str = "labels"
 ) -> torch.Tensor:
@@ -147,8 +171,10 @@ def check_labels(
         (this reads the labels' minimum and maximum: one host sync on a GPU).
     """
     y = torch.as_tensor(y)
-    if y.ndim != 1 or (n_images is not None and y.shape[0] != n_images) or not (
-        y.dtype in (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+    if (
+        y.ndim != 1
+        or (n_images is not None and y.shape[0] != n_images)
+        or y.dtype not in (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
     ):
         per = f" for {n_images} images" if n_images is not None else ""
         raise ValueError(

@@ -13,12 +13,12 @@ import numbers
 import warnings
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .._plumbing import check_images, forward_logits
+from .._validation import as_tensor, check_choice
 from ..profile.capture import capture
 from ..profile.layers import LayerRef, list_layers, resolve_layer
 
@@ -65,13 +65,7 @@ def as_map(saliency: Any, name: str = "saliency") -> torch.Tensor:
     ValueError
         Another shape, an empty image, or NaN/infinity in a map.
     """
-    if not isinstance(saliency, torch.Tensor):
-        try:
-            saliency = torch.as_tensor(np.asarray(saliency))
-        except (TypeError, ValueError, RuntimeError) as exc:
-            raise TypeError(
-                f"{name} must be a tensor of shape (N, 1, H, W), got {type(saliency).__name__}."
-            ) from exc
+    saliency = as_tensor(saliency, name, "a tensor of shape (N, 1, H, W)")
     if saliency.dtype == torch.bool or saliency.is_complex():
         raise TypeError(f"{name} must hold real numbers, got dtype {saliency.dtype}.")
     if saliency.ndim == 3:
@@ -115,13 +109,6 @@ def check_percentile(value: Any, name: str = "percentile") -> float:
     if not 0.0 <= float(value) <= 100.0:
         raise ValueError(f"{name} must lie in [0, 100], got {value}.")
     return float(value)
-
-
-def check_option(value: Any, name: str, choices: tuple[str, ...]) -> str:
-    """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}.")
-    return value
 
 
 # ----------------------------------------------------------------------------- model
@@ -222,7 +209,7 @@ def upsample(maps: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") 
     ``bilinear`` keeps values inside the input range (so a non-negative map stays
     non-negative); ``bicubic`` is smoother but can overshoot; ``nearest`` keeps blocks.
     """
-    check_option(mode, "interpolate_mode", INTERPOLATE_MODES)
+    check_choice(mode, "interpolate_mode", INTERPOLATE_MODES)
     if tuple(maps.shape[-2:]) == tuple(size):
         return maps
     if mode == "nearest":
@@ -232,7 +219,7 @@ def upsample(maps: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") 
 
 def reduce_channels(attr: torch.Tensor, reduce: str) -> torch.Tensor:
     """Collapse ``(N, C, H, W)`` pixel attributions to ``(N, 1, H, W)``."""
-    check_option(reduce, "reduce", REDUCTIONS)
+    check_choice(reduce, "reduce", REDUCTIONS)
     if reduce == "sum":
         return attr.sum(1, keepdim=True)
     if reduce == "abs_sum":

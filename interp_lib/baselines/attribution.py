@@ -25,13 +25,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._validation import check_int
+from .._validation import check_choice, check_int
 from . import _captum
 from ._utils import (
     INTERPOLATE_MODES,
     REDUCTIONS,
     check_batch,
-    check_option,
     find_layer,
     without_inplace,
 )
@@ -116,9 +115,9 @@ def attribute(
     _captum.check_noise_tunnel(noise_tunnel)
     if noise_tunnel is not None and not spec.captum:
         raise ValueError(f"noise_tunnel applies to captum methods only, not to {method!r}.")
-    check_option(reduce, "reduce", REDUCTIONS)
+    check_choice(reduce, "reduce", REDUCTIONS)
     if interpolate_mode is not None:
-        check_option(interpolate_mode, "interpolate_mode", INTERPOLATE_MODES)
+        check_choice(interpolate_mode, "interpolate_mode", INTERPOLATE_MODES)
     nt_samples = check_int(nt_samples, "nt_samples")
     name = find_layer(model, layer, method=method) if spec.needs_layer else None
     if spec.captum:

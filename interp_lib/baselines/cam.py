@@ -18,11 +18,11 @@ import torch
 from torch import nn
 
 from .._plumbing import resolve_target
+from .._validation import check_choice
 from . import _captum
 from ._utils import (
     INTERPOLATE_MODES,
     check_batch,
-    check_option,
     find_layer,
     layer_forward,
     warn_if_training,
@@ -87,7 +87,7 @@ def cam(
         input width differs from the layer's channels, or a target out of range.
     """
     check_batch(inputs)
-    check_option(interpolate_mode, "interpolate_mode", INTERPOLATE_MODES)
+    check_choice(interpolate_mode, "interpolate_mode", INTERPOLATE_MODES)
     warn_if_training(model)
     name = find_layer(model, layer, method="cam")
     linear = (
@@ -169,7 +169,7 @@ def grad_cam(
         captum is not installed (``pip install "interp_lib[captum]"``).
     """
     check_batch(inputs)
-    check_option(interpolate_mode, "interpolate_mode", INTERPOLATE_MODES)
+    check_choice(interpolate_mode, "interpolate_mode", INTERPOLATE_MODES)
     _captum.check_noise_tunnel(noise_tunnel)
     warn_if_training(model)
     name = find_layer(model, layer, method="grad_cam")

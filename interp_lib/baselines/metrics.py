@@ -15,14 +15,13 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .._plumbing import resolve_target
-from .._validation import check_int
-from ._utils import as_map, check_batch, check_map, check_option, model_logits
+from .._validation import as_tensor, check_choice, check_int
+from ._utils import as_map, check_batch, check_map, model_logits
 
 KINDS = ("deletion", "insertion")
 
@@ -105,7 +104,7 @@ def perturbation_curve(
 ) -> PerturbationCurve:
     """Shared engine of :func:`deletion` and :func:`insertion` (``kind`` picks which)."""
     check_batch(inputs)
-    check_option(kind, "kind", KINDS)
+    check_choice(kind, "kind", KINDS)
     saliency = check_map(saliency, inputs.shape).to(inputs.device)
     n, _, h, w = inputs.shape
     hw = h * w
@@ -206,13 +205,7 @@ def insertion(
 
 
 def _check_masks(masks: torch.Tensor, shape: torch.Size | tuple) -> torch.Tensor:
-    if not isinstance(masks, torch.Tensor):
-        try:
-            masks = torch.as_tensor(np.asarray(masks))
-        except (TypeError, ValueError, RuntimeError) as exc:
-            raise TypeError(
-                f"masks must be a boolean tensor of shape (N, H, W), got {type(masks).__name__}."
-            ) from exc
+    masks = as_tensor(masks, "masks", "a boolean tensor of shape (N, H, W)")
     if masks.is_complex() or (masks.is_floating_point() and not bool(torch.isfinite(masks).all())):
         raise ValueError("masks must hold 0/1 or booleans, got complex, NaN or infinite values.")
     if masks.ndim == 3:

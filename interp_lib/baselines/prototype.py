@@ -24,10 +24,10 @@ from interp_lib.protopnet.boxes import boxes_to_masks, percentile_box, upsample_
 from interp_lib.protopnet.model import is_protopnet
 
 from .._plumbing import resolve_target
+from .._validation import check_choice
 from ._utils import (
     INTERPOLATE_MODES,
     check_batch,
-    check_option,
     check_percentile,
     warn_if_training,
 )
@@ -69,8 +69,8 @@ def prototype_attribution(
         connections to other classes are ignored, as in FunnyBirds).
     """
     check_batch(inputs)
-    check_option(mode, "mode", MODES)
-    check_option(interpolate_mode, "interpolate_mode", INTERPOLATE_MODES)
+    check_choice(mode, "mode", MODES)
+    check_choice(interpolate_mode, "interpolate_mode", INTERPOLATE_MODES)
     percentile = check_percentile(percentile)
     if not is_protopnet(protopnet):
         raise TypeError(

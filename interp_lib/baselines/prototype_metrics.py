@@ -29,8 +29,8 @@ from torch import nn
 from interp_lib.protopnet.boxes import upsample_maps
 from interp_lib.protopnet.model import is_protopnet
 
-from .._validation import check_fraction, check_int, make_generator
-from ._utils import INTERPOLATE_MODES, check_batch, check_option
+from .._validation import check_choice, check_fraction, check_int, make_generator
+from ._utils import INTERPOLATE_MODES, check_batch
 
 _INTS = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
@@ -126,7 +126,7 @@ def activation_peaks(
     similarity_maps = _tensor(similarity_maps, "similarity_maps", 4, "(N, P, h, w)")
     if similarity_maps.shape[2] == 0 or similarity_maps.shape[3] == 0:
         raise ValueError(f"similarity_maps are empty (shape {tuple(similarity_maps.shape)}).")
-    check_option(interpolate_mode, "interpolate_mode", INTERPOLATE_MODES)
+    check_choice(interpolate_mode, "interpolate_mode", INTERPOLATE_MODES)
     chunk_size = check_int(chunk_size, "chunk_size")
     if len(size) != 2 or min(check_int(s, "size") for s in size) < 1:
         raise ValueError(f"size must be (H, W) with positive sides, got {size}.")

@@ -30,10 +30,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._plumbing import model_device, require, resolve_target
-from .._validation import check_int, make_generator
+from .._validation import check_choice, check_int, make_generator
 from ..profile.layers import resolve_layer
 from ..protopnet.model import is_protopnet
-from ._utils import as_map, check_batch, check_option, model_logits, warn_if_training
+from ._utils import as_map, check_batch, model_logits, warn_if_training
 from .attribution import attribute
 
 __all__ = [
@@ -220,7 +220,7 @@ class RandomisationResult:
 
     def mean(self, measure: str = "spearman") -> torch.Tensor:
         """Mean similarity over images after each step, shape ``(L,)`` (NaNs ignored)."""
-        check_option(measure, "measure", tuple(self.similarity))
+        check_choice(measure, "measure", tuple(self.similarity))
         return self.similarity[measure].nanmean(1)
 
     def records(self) -> list[dict[str, Any]]:
@@ -319,10 +319,10 @@ def model_randomisation(
         Unknown method, measure, order or layer, or bad inputs (as :func:`interp_lib.baselines.attribute`).
     """
     check_batch(inputs)
-    check_option(order, "order", ORDERS)
+    check_choice(order, "order", ORDERS)
     measures = list(measures)
     for m in measures:
-        check_option(m, "measure", SIMILARITIES)
+        check_choice(m, "measure", SIMILARITIES)
     if not measures:
         raise ValueError(f"measures is empty; choose from {list(SIMILARITIES)}.")
     if layers is None:
