@@ -10,7 +10,8 @@ Device policy (one for the whole library)
   ``device=`` must agree with the model's device, else :func:`check_device` raises a
   ``ValueError`` that says to move the model first.
 * Functions that **train** (``protopnet.fit``, ``models.train_classifier``) take
-  ``device=`` and move the model there (``None``: stay where the model is).
+  ``device=`` and move the model there (``None``: stay where the model is), through
+  :func:`train_device`.
 * Point clouds (``interp_lib.id``) are computed on the device the tensor lives on.
 """
 
@@ -39,6 +40,7 @@ __all__ = [
     "require",
     "resolve_target",
     "to_device",
+    "train_device",
     "unpack_batch",
 ]
 
@@ -167,6 +169,14 @@ def check_device(model: nn.Module, device: torch.device | str | None) -> torch.d
             f"the model lives on {here} but device={str(device)!r}; move the model first "
             f"(model.to({str(device)!r})) or leave device=None."
         )
+    return device
+
+
+def train_device(model: nn.Module, device: torch.device | str | None) -> torch.device:
+    """The device a function that **trains** ``model`` runs on, with the model moved there:
+    ``device`` if given, else the model's own device (the model then stays where it is)."""
+    device = model_device(model) if device is None else torch.device(device)
+    model.to(device)
     return device
 
 

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from ._plumbing import NonFiniteLossError, check_device, evaluating, model_device, unpack_batch
+from ._plumbing import NonFiniteLossError, check_device, evaluating, train_device, unpack_batch
 from ._plumbing import progress as progress_bar
 from ._validation import check_int, make_generator
 from .nn import small_cnn
@@ -162,7 +162,7 @@ def train_classifier(
         of ``FloatingPointError``.
     """
     epochs = check_int(epochs, "epochs")
-    device = model_device(model) if device is None else torch.device(device)
+    device = train_device(model, device)
     ds = _as_dataset(train)
     gen = make_generator(seed)
     if shuffle_labels:
@@ -172,7 +172,6 @@ def train_classifier(
     loader = DataLoader(ds, batch_size=batch_size, shuffle=True, generator=gen)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     history = TrainHistory()
-    model.to(device)
     for epoch in progress_bar(range(1, epochs + 1), progress, "training"):
         model.train()
         total = correct = 0

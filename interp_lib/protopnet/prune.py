@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .._plumbing import NonFiniteLossError, evaluating, model_device
+from .._plumbing import NonFiniteLossError, evaluating, train_device
 from .._validation import check_int
 from . import functional as PF
 from .explain import NearestPatches, nearest_patches
@@ -178,8 +178,7 @@ def retrain_last_layer(
     if not is_protopnet(model):
         raise TypeError(f"model must be a ProtoPNet, got {type(model).__name__}.")
     epochs = check_int(epochs, "epochs")
-    device = model_device(model) if device is None else torch.device(device)
-    model.to(device)  # a trainer: it moves the model (the device policy of _plumbing)
+    device = train_device(model, device)
     opt = torch.optim.Adam(model.last_layer.parameters(), lr=lr)
     history: list[dict[str, float]] = []
     with evaluating(model):
