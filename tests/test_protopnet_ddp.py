@@ -38,10 +38,10 @@ def test_ddp_two_processes_match_one_process(tmp_path):
     # the mean of two half-batch means, averaged by all-reduce). After 9 Adam steps and a
     # push the weights agree to 1e-5 absolute (2.7e-7 seen).
     for k, a in model.state_dict().items():
-        # the convex last-layer solve stops at an optimality residual <= 1e-6, which with
-        # the ridge l2 = 1e-3 certifies |W - W*| <= 1e-6 / 1e-3 = 1e-3 (3.5e-3 of 4.5 seen:
-        # the two runs' inputs differ by 6e-8 and each stops within that bound)
-        atol = 1e-2 if k == "last_layer.weight" else 1e-5
+        # the convex last-layer solve stops at an optimality residual (max norm) <= 1e-6;
+        # with the ridge l2 = 1e-3 that certifies |W - W*|_2 <= sqrt(K P) 1e-6 / 1e-3
+        # ~ 6e-3 per run (3.5e-3 of 4.5 seen between the runs, whose inputs differ by 6e-8)
+        atol = 1.5e-2 if k == "last_layer.weight" else 1e-5
         torch.testing.assert_close(ddp["state_dict"][k], a, rtol=0, atol=atol, msg=k)
     # Loss terms agree to 1e-5, except CE once prototypes are pushed: a pushed prototype
     # sits at distance ~0 from training patches, where the log similarity
