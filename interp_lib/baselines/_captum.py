@@ -41,10 +41,10 @@ def run(
     inputs: torch.Tensor,
     call: dict[str, Any],
     *,
+    noise_tunnel: str | None,
+    nt_samples: int,
+    stdevs: float | None,
     requires_grad: bool = True,
-    noise_tunnel: str | None = None,
-    nt_samples: int = 10,
-    stdevs: float | None = None,
 ) -> torch.Tensor:
     """``algo.attribute(inputs, **call)``, detached; wrapped in ``NoiseTunnel`` if asked.
 
@@ -55,12 +55,13 @@ def run(
     inputs : Tensor, shape (N, C, H, W)
     call : dict
         Keyword arguments of ``attribute`` (``target``, ``baselines``...).
+    noise_tunnel, nt_samples, stdevs
+        ``NoiseTunnel``'s ``nt_type`` (``None``: no noise tunnel), number of noisy copies
+        and noise standard deviation (``None``: :func:`default_stdev`). Required: their
+        defaults live in the public functions only.
     requires_grad : bool
         Hand captum a leaf that requires grad (so it does not warn that it set the flag);
         ``False`` for perturbation methods (occlusion).
-    noise_tunnel, nt_samples, stdevs
-        ``NoiseTunnel``'s ``nt_type``, number of noisy copies and noise standard
-        deviation (default :func:`default_stdev`).
 
     Returns
     -------

@@ -188,18 +188,20 @@ def grad_cam_maps(
     target: torch.Tensor,
     layer: str,
     *,
-    relu: bool = True,
-    upsample: bool = True,
-    interpolate_mode: str = "bilinear",
-    noise_tunnel: str | None = None,
-    nt_samples: int = 10,
-    stdevs: float | None = None,
+    relu: bool,
+    upsample: bool,
+    interpolate_mode: str,
+    noise_tunnel: str | None,
+    nt_samples: int,
+    stdevs: float | None,
     **kwargs: Any,
 ) -> torch.Tensor:
     """Grad-CAM's computation once the arguments are checked (:func:`grad_cam` checks them).
 
     ``model`` has no in-place op on the layer's path, ``target`` is a long tensor ``(N,)``
-    and ``layer`` a dotted name whose output is a feature map.
+    and ``layer`` a dotted name whose output is a feature map. Every option is required:
+    the defaults live in the public entry points (:func:`grad_cam`,
+    :func:`interp_lib.baselines.attribute`) only.
     """
     algo = _captum.captum_attr("grad_cam").LayerGradCam(model, model.get_submodule(layer))
     maps = _captum.run(

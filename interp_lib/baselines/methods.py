@@ -196,8 +196,8 @@ def _grad_cam(r: AttributionRequest) -> torch.Tensor:
     kwargs = dict(r.kwargs)
     relu = kwargs.pop("relu", True)
     return grad_cam_maps(
-        r.model, r.inputs, r.classes(), r.layer, relu=relu, interpolate_mode=r.resize_mode(),
-        noise_tunnel=r.noise_tunnel, nt_samples=r.nt_samples, stdevs=r.stdevs, **kwargs,
+        r.model, r.inputs, r.classes(), r.layer, relu=relu, upsample=True,
+        interpolate_mode=r.resize_mode(), noise_tunnel=r.noise_tunnel, nt_samples=r.nt_samples, stdevs=r.stdevs, **kwargs,
     )  # fmt: skip
 
 
