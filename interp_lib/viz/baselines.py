@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from .._plumbing import require
-from .datasets import _to_rgb
+from ._image import check_image_tensor, to_rgb
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -52,9 +52,7 @@ def plot_attributions(
     matplotlib.figure.Figure
     """
     plt = require("matplotlib.pyplot", "plot_attributions")
-    if not isinstance(images, torch.Tensor) or images.ndim != 4:
-        got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"images must be a tensor of shape (N, C, H, W), got {got}.")
+    check_image_tensor(images, "images", "(N, C, H, W)")
     n, _, h, w = images.shape
     for name, m in maps.items():
         if tuple(m.shape) not in ((n, 1, h, w), (n, h, w)):
@@ -66,7 +64,7 @@ def plot_attributions(
     cols = 1 + len(maps)
     fig, axes = plt.subplots(n, cols, figsize=(cell * cols, cell * n), squeeze=False)
     for i in range(n):
-        rgb = _to_rgb(images[i])
+        rgb = to_rgb(images[i])
         grey = rgb.mean(-1)
         axes[i, 0].imshow(rgb.numpy())
         if row_titles is not None:

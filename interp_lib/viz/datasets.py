@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import torch
 
+from ._image import to_rgb
+
 __all__ = ["PART_COLORS", "overlay_masks", "sample_grid"]
 
 # one distinct colour per part (tab10), used for overlays and legends
@@ -23,19 +25,9 @@ PART_COLORS = (
 )
 
 
-def _to_rgb(image: torch.Tensor) -> torch.Tensor:
-    """(C, H, W) image -> (H, W, 3) float in [0, 1] (min-max scaled if outside [0, 1])."""
-    x = image.detach().float().cpu()
-    if x.ndim == 2:
-        x = x.unsqueeze(0)
-    if x.shape[0] == 1:
-        x = x.repeat(3, 1, 1)
-    if x.shape[0] != 3:
-        raise ValueError(f"images must have 1 or 3 channels, got shape {tuple(image.shape)}.")
-    lo, hi = float(x.min()), float(x.max())
-    if lo < 0.0 or hi > 1.0:  # e.g. normalised inputs
-        x = (x - lo) / max(hi - lo, 1e-12)
-    return x.permute(1, 2, 0)
+#: Old private name, still imported by :mod:`interp_lib.viz.protopnet_widgets`; new code
+#: imports :func:`interp_lib.viz._image.to_rgb`.
+_to_rgb = to_rgb
 
 
 def overlay_masks(
@@ -59,7 +51,7 @@ def overlay_masks(
     torch.Tensor, shape (H, W, 3), float in [0, 1]
         Pixels outside every mask keep the (grey) image.
     """
-    rgb = _to_rgb(image).clone()
+    rgb = to_rgb(image).clone()
     if grey:
         rgb = (rgb @ torch.tensor([0.299, 0.587, 0.114])).unsqueeze(-1).repeat(1, 1, 3)
     if masks.ndim != 3 or masks.shape[1:] != rgb.shape[:2]:
@@ -131,7 +123,7 @@ def sample_grid(
         ax.axis("off")
     for i in range(n):
         ax = axes.flat[i * per]
-        ax.imshow(_to_rgb(images[i]).numpy())
+        ax.imshow(to_rgb(images[i]).numpy())
         if labels is not None:
             y = int(labels[i])
             ax.set_title(class_names[y] if class_names is not None else str(y), fontsize=7)

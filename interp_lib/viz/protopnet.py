@@ -8,13 +8,13 @@ the push loader's order, a dataset whose items are ``(image, label, ...)``, or a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .._plumbing import require
-from .datasets import _to_rgb
+from ._image import draw_box, image_getter, show_image, to_rgb
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -25,42 +25,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["plot_explanation", "plot_nearest_patches", "plot_scoring_sheet"]
 
 
-def _getter(images: Any) -> Callable[[int], torch.Tensor]:
-    if isinstance(images, torch.Tensor):
-        if images.ndim != 4:
-            raise ValueError(f"images must have shape (N, C, H, W), got {tuple(images.shape)}.")
-        return lambda i: images[i]
-    if callable(images) and not hasattr(images, "__getitem__"):
-        return images
-    if hasattr(images, "__getitem__"):
-
-        def get(i: int) -> torch.Tensor:
-            item = images[i]
-            return item[0] if isinstance(item, tuple | list) else item
-
-        return get
-    raise TypeError(
-        "images must be a tensor (N, C, H, W), a dataset of (image, label, ...) or a "
-        f"function index -> image, got {type(images).__name__}."
-    )
-
-
-def _box(ax, box: Sequence[int], color: str = "yellow") -> None:
-    """Draw a box ``(x0, y0, x1, y1)`` (end exclusive) on an image axis."""
-    Rectangle = require("matplotlib.patches", "interp_lib.viz.protopnet").Rectangle
-
-    x0, y0, x1, y1 = (int(v) for v in box)
-    ax.add_patch(
-        Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor=color, lw=2)
-    )
-
-
-def _show(ax, rgb, title: str | None = None) -> None:
-    ax.imshow(rgb.numpy())
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if title:
-        ax.set_title(title, fontsize=9)
+# Old private names, still imported by viz.protopnet_widgets; new code imports viz._image.
+_getter, _box, _show = image_getter, draw_box, show_image
 
 
 def plot_explanation(
@@ -99,20 +65,20 @@ def plot_explanation(
     """
     plt = require("matplotlib.pyplot", "plot_explanation")
 
-    get = _getter(images)
+    get = image_getter(images)
     rows = explanation.evidence[: max(1, int(max_rows))]
     fig, axes = plt.subplots(len(rows), 4, figsize=(10, 2.6 * len(rows)), squeeze=False)
-    test_rgb = _to_rgb(image)
+    test_rgb = to_rgb(image)
     for r, ev in enumerate(rows):
         ax = axes[r]
-        _show(ax[0], test_rgb, "this (test image)" if r == 0 else None)
+        show_image(ax[0], test_rgb, "this (test image)" if r == 0 else None)
         ax[0].imshow(ev.similarity_map.numpy(), cmap="jet", alpha=heatmap_alpha)
-        _box(ax[0], ev.box)
-        src = _to_rgb(get(int(push_result.sample_index[ev.index])))
+        draw_box(ax[0], ev.box)
+        src = to_rgb(get(int(push_result.sample_index[ev.index])))
         x0, y0, x1, y1 = push_result.activation_box[ev.index].tolist()
-        _show(ax[1], src[y0:y1, x0:x1], "looks like that (prototype)" if r == 0 else None)
-        _show(ax[2], src, "prototype's source image" if r == 0 else None)
-        _box(ax[2], (x0, y0, x1, y1))
+        show_image(ax[1], src[y0:y1, x0:x1], "looks like that (prototype)" if r == 0 else None)
+        show_image(ax[2], src, "prototype's source image" if r == 0 else None)
+        draw_box(ax[2], (x0, y0, x1, y1))
         ax[3].axis("off")
         ax[3].text(
             0.0,
@@ -198,7 +164,7 @@ def plot_nearest_patches(
     """
     plt = require("matplotlib.pyplot", "plot_nearest_patches")
 
-    get = _getter(images)
+    get = image_getter(images)
     num_p, k = nearest.sample_index.shape
     if prototypes is None:
         chosen = list(range(min(num_p, max(1, int(max_prototypes)))))
@@ -207,10 +173,10 @@ def plot_nearest_patches(
     fig, axes = plt.subplots(len(chosen), k, figsize=(1.6 * k, 1.8 * len(chosen)), squeeze=False)
     for r, p in enumerate(chosen):
         for c in range(k):
-            rgb = _to_rgb(get(int(nearest.sample_index[p, c])))
+            rgb = to_rgb(get(int(nearest.sample_index[p, c])))
             x0, y0, x1, y1 = nearest.box[p, c].tolist()
             label = int(nearest.label[p, c])
-            _show(axes[r, c], rgb[y0:y1, x0:x1], f"y={label} d={nearest.distance[p, c]:.2f}")
+            show_image(axes[r, c], rgb[y0:y1, x0:x1], f"y={label} d={nearest.distance[p, c]:.2f}")
             if prototype_classes is not None and label != int(prototype_classes[p]):
                 axes[r, c].title.set_color("red")
         axes[r, 0].set_ylabel(f"prototype {p}", fontsize=9)

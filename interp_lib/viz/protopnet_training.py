@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .._plumbing import require
-from .datasets import _to_rgb
-from .protopnet import _box, _getter, _show
+from ._image import draw_box, image_getter, show_image, to_rgb
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -195,7 +194,7 @@ def plot_prototype_gallery(
     plt = require("matplotlib.pyplot", "plot_prototype_gallery")
     from ..protopnet.boxes import upsample_maps
 
-    get = _getter(images)
+    get = image_getter(images)
     proto_classes = push_result.prototype_classes
     all_classes = sorted(set(proto_classes.tolist()))
     classes = all_classes if classes is None else [int(c) for c in classes]
@@ -216,12 +215,12 @@ def plot_prototype_gallery(
                 ax.axis("off")
                 continue
             j = protos[col]
-            src = _to_rgb(get(int(push_result.sample_index[j])))
+            src = to_rgb(get(int(push_result.sample_index[j])))
             label = f"#{j}" + (" duplicate" if j in duplicated else "")
-            _show(ax, src, label)
+            show_image(ax, src, label)
             ax.imshow(heat[j, 0].cpu().numpy(), cmap="jet", alpha=heatmap_alpha)
-            _box(ax, push_result.box[j].tolist(), color="white")
-            _box(ax, push_result.activation_box[j].tolist(), color="yellow")
+            draw_box(ax, push_result.box[j].tolist(), color="white")
+            draw_box(ax, push_result.activation_box[j].tolist(), color="yellow")
             if col == 0:
                 name = class_names[c] if class_names is not None else f"class {c}"
                 ax.set_ylabel(name, fontsize=8)
