@@ -18,6 +18,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .._validation import check_int, make_generator
@@ -27,7 +28,10 @@ __all__ = ["CorrelationResult", "PairedInterval", "correlation_bootstrap", "pair
 
 def _vector(values, name: str) -> torch.Tensor:
     try:
-        t = torch.as_tensor(values, dtype=torch.float64).flatten()
+        if isinstance(values, torch.Tensor):
+            t = values.detach().to("cpu", torch.float64).flatten().clone()
+        else:  # a copy: pandas and numpy may hand over read-only buffers
+            t = torch.tensor(np.array(values, dtype=np.float64)).flatten()
     except (TypeError, ValueError, RuntimeError) as err:
         raise TypeError(
             f"{name} must be a sequence of numbers, got {type(values).__name__}."
