@@ -170,19 +170,9 @@ def cifar10(
 ):
     """torchvision CIFAR-10 (32x32 colour); nothing downloads unless ``download=True``.
 
-    Parameters
-    ----------
-    root : str or Path
-        Folder that holds (or will hold) ``cifar-10-batches-py``.
-    train : bool
-        Training (50000) or test (10000) images.
-    download : bool
-        Fetch the archive if missing (needs internet).
-    transform : callable, optional
-        Replaces the default ``ToTensor`` (+ ``Normalize(CIFAR10_MEAN, CIFAR10_STD)``
-        when ``normalize``).
-    normalize : bool
-        Standardise with the usual CIFAR-10 constants.
+    Parameters as :func:`mnist`: ``root`` holds (or will hold) ``cifar-10-batches-py``;
+    ``train`` picks the 50000 training or the 10000 test images; ``normalize`` uses
+    ``CIFAR10_MEAN`` and ``CIFAR10_STD``.
 
     Returns
     -------
