@@ -24,7 +24,7 @@ The pure math (distances, similarities, costs) lives in
 from .._plumbing import NonFiniteLossError
 from .backbones import available_backbones, build_backbone, small_cnn, trunk_info
 from .boxes import boxes_to_masks
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import CorruptCheckpointError, load_checkpoint, save_checkpoint
 from .explain import (
     Explanation,
     NearestPatches,
@@ -50,6 +50,7 @@ from .train import fit
 from .warmstart import PretrainedBackbone, pooled_classifier, pretrain_backbone, seed_prototypes
 
 __all__ = [
+    "CorruptCheckpointError",
     "EpochRecord",
     "Explanation",
     "History",

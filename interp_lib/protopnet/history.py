@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._plumbing import require
 from .stages import Stage
 
 __all__ = ["EpochRecord", "History"]
@@ -111,10 +112,15 @@ class History:
         """Every record as a flat dict (see :meth:`EpochRecord.flat`)."""
         return [r.flat() for r in self.records]
 
-    def to_frame(self):
-        """The history as a ``pandas.DataFrame`` (pandas is imported lazily)."""
-        import pandas as pd
+    def to_pandas(self):
+        """The history as a ``pandas.DataFrame``, one row per step (see :meth:`rows`).
 
+        Raises
+        ------
+        ModuleNotFoundError
+            Without pandas, naming ``pip install "interp_lib[viz]"`` (or use :meth:`rows`).
+        """
+        pd = require("pandas", "History.to_pandas")
         return pd.DataFrame(self.rows())
 
     def to_state(self) -> dict[str, Any]:

@@ -540,7 +540,7 @@ def fit(
         model = ProtoPNet("small_cnn", n_classes=10, image_size=64)
         history = fit(model, train_loader, val_loader=val_loader,
                       push_loader=push_loader, schedule=Schedule.quick())
-        history.to_frame()  # one row per epoch, push and last-layer pass
+        history.to_pandas()  # one row per epoch, push and last-layer pass
 
     On 4 GPUs, with the paper's schedule, resumable: write a script that calls
     ``fit(model, loader, ..., device=f"cuda:{os.environ['LOCAL_RANK']}", amp="bf16",
