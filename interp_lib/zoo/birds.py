@@ -24,6 +24,17 @@ The recipe (all seeded by ``seed``):
    provenance of every prototype.
 
 Test accuracies are measured once, at the end; nothing is selected on them.
+
+Budget and measurements
+-----------------------
+Default budget: 1500 training images, batches of 32 (47 steps per epoch); CNN 6 warm
+epochs + 8 more (658 Adam steps); ProtoPNet 2 warm-up + 6 joint epochs (376 Adam steps),
+pushes after epochs 4 and 7, each followed by the last-layer stage of ``fit`` (the convex
+solve when ``Schedule.last_layer_solver == "convex"``). ``bench/protopnet_birds.py``
+reports both test accuracies, their paired difference over seeds, prototype placement and
+training times (``result.train_seconds``); its docstring keeps the measured table. A
+cached entry loads in a few seconds (about 40 MB: images stored as 8-bit, masks as a part
+index per pixel).
 """
 
 from __future__ import annotations
