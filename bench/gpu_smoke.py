@@ -13,7 +13,7 @@ first look). Checks, each printed as ``PASS``/``FAIL`` with timings:
    rounding between devices, the ID is a smooth function of the distances).
 3. ProtoPNet training on the procedural birds: images/s of a joint epoch on the CPU, on
    CUDA in float32, and on CUDA with AMP (bf16) and ``channels_last``; the losses must be
-   finite and the bf16 run must learn (training accuracy above chance).
+   finite and decrease from the first epoch to the last.
 4. The same training under ``torchrun --nproc_per_node=1`` with the nccl backend
    (``python -m interp_lib.protopnet train``), which must finish and write its outputs.
 
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -134,12 +135,14 @@ def training_check(n_per_class: int, size: int, epochs: int) -> None:
                    progress=False, seed=0)  # fmt: skip
         joint = [r for r in hist if r.stage.value == "joint"]
         rates[label] = max(n / r.seconds for r in joint)
-        finite = all(torch.isfinite(torch.tensor(r.train["loss"])) for r in joint)
-        acc = joint[-1].train.get("accuracy", 0.0)
+        losses = [float(r.train["loss"]) for r in hist if r.stage.value in ("warmup", "joint")]
+        finite = all(math.isfinite(v) for v in losses)
         check(
             f"ProtoPNet birds training, {label}",
-            finite and (device == "cpu" or acc > 1.5 / data.n_classes),
-            f"{rates[label]:.0f} images/s, last joint epoch accuracy {acc:.3f}",
+            finite and losses[-1] < losses[0],
+            f"{rates[label]:.0f} images/s, loss {losses[0]:.3f} -> {losses[-1]:.3f} "
+            f"(finite and decreasing), last joint epoch accuracy "
+            f"{joint[-1].train.get('accuracy', float('nan')):.3f}",
         )
     print(
         f"      speed-up over CPU: fp32 {rates['cuda fp32'] / rates['cpu fp32']:.1f}x, "
