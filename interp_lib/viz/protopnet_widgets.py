@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .._plumbing import require
-from .datasets import _to_rgb
-from .protopnet import _box, _getter, _show
+from ._image import check_image_tensor, draw_box, image_getter, show_image, to_rgb
 from .widgets import precomputed_explorer
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -76,29 +75,27 @@ def decision_figure(
     matplotlib.figure.Figure
     """
     plt = require("matplotlib.pyplot", "decision_figure")
-    if not isinstance(image, torch.Tensor) or image.ndim != 3:
-        got = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
-        raise ValueError(f"image must be a tensor of shape (C, H, W), got {got}.")
+    check_image_tensor(image, "image", "(C, H, W)")
     if not explanation.evidence:
         raise ValueError("the explanation lists no prototype; call explain() with top_k >= 1.")
-    get = _getter(source_images)
+    get = image_getter(source_images)
     rows = explanation.evidence[: max(1, int(top_k))]
     cols = 1 + len(rows)
     fig, axes = plt.subplots(2, cols, figsize=(2.3 * cols, 4.9), squeeze=False)
-    rgb = _to_rgb(image)
+    rgb = to_rgb(image)
     pred = explanation.predicted_class
     title = f"predicted: {_name(class_names, pred)}"
     if label is not None:
         mark = "correct" if int(label) == pred else "WRONG"
         title += f"\ntrue: {_name(class_names, int(label))} ({mark})"
-    _show(axes[0, 0], rgb, title)
+    show_image(axes[0, 0], rgb, title)
     for c, ev in enumerate(rows, start=1):
-        _show(axes[0, c], rgb, f"p{ev.index} ({_name(class_names, ev.prototype_class)})")
+        show_image(axes[0, c], rgb, f"p{ev.index} ({_name(class_names, ev.prototype_class)})")
         axes[0, c].imshow(ev.similarity_map.numpy(), cmap="jet", alpha=0.45)
-        _box(axes[0, c], ev.box)
-        src = _to_rgb(get(int(push_result.sample_index[ev.index])))
+        draw_box(axes[0, c], ev.box)
+        src = to_rgb(get(int(push_result.sample_index[ev.index])))
         x0, y0, x1, y1 = push_result.activation_box[ev.index].tolist()
-        _show(axes[1, c], src[y0:y1, x0:x1])
+        show_image(axes[1, c], src[y0:y1, x0:x1])
         axes[1, c].set_xlabel(
             f"{ev.similarity:.2f} x {ev.weight:.2f} = {ev.points:.2f}", fontsize=9
         )
@@ -150,9 +147,7 @@ def decision_explorer(
     ipywidgets.VBox
         See :func:`interp_lib.viz.precomputed_explorer`.
     """
-    if not isinstance(images, torch.Tensor) or images.ndim != 4:
-        got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"images must be a tensor of shape (N, C, H, W), got {got}.")
+    check_image_tensor(images, "images", "(N, C, H, W)")
     if len(explanations) != images.shape[0]:
         raise ValueError(
             f"got {len(explanations)} explanations for {images.shape[0]} images; pass one "
@@ -244,9 +239,7 @@ def attribution_explorer(
     ipywidgets.VBox
         See :func:`interp_lib.viz.precomputed_explorer`.
     """
-    if not isinstance(images, torch.Tensor) or images.ndim != 4:
-        got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"images must be a tensor of shape (N, C, H, W), got {got}.")
+    check_image_tensor(images, "images", "(N, C, H, W)")
     n, _, h, w = images.shape
     _check_maps(maps, n, h, w)
     if titles is not None and len(titles) != n:
