@@ -193,6 +193,7 @@ def torchrun_check(n_per_class: int, size: int) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller sizes (about a minute)")
+    ap.add_argument("--only-torchrun", action="store_true", help="only check 4 (the CLI)")
     ap.add_argument(
         "--dry-run",
         action="store_true",
@@ -210,10 +211,17 @@ def main() -> int:
     print(f"{name}, torch {torch.__version__}, "
           f"{os.cpu_count()} CPU cores, {time.strftime('%Y-%m-%d')}")  # fmt: skip
     q = args.quick
+    if args.only_torchrun:
+        torchrun_check(30, 64)
+        return report()
     twonn_check(20_000 if q else 100_000, 512)
     profile_check(128 if q else 512, 64 if q else 112)
     training_check(20 if q else 100, 64, 1 if q else 2)
     torchrun_check(10 if q else 30, 64)
+    return report()
+
+
+def report() -> int:
     failed = [name for name, ok, _ in RESULTS if not ok]
     print(f"{len(RESULTS) - len(failed)} passed, {len(failed)} failed")
     return 1 if failed else 0

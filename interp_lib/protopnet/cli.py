@@ -233,11 +233,14 @@ def _is_main() -> bool:
 
 
 def _device(arg: str | None) -> torch.device:
-    if arg:
-        return torch.device(arg)
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device("cpu")
+    """``--device`` (default: CUDA if there is one); under ``torchrun`` a CUDA device without
+    an index is this process's GPU (``LOCAL_RANK``)."""
+    device = (
+        torch.device(arg) if arg else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    )
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device
 
 
 def _load_model(path: Path, device: torch.device):
