@@ -138,14 +138,16 @@ def to_device(batch: Batch, device: torch.device, *, channels_last: bool = False
 
 @contextlib.contextmanager
 def evaluating(model: nn.Module) -> Iterator[nn.Module]:
-    """Put ``model`` in eval mode for the block and restore its mode afterwards, even
-    when the block raises. Gradients are not switched off (attributions need them)."""
-    was_training = model.training
+    """Put ``model`` in eval mode for the block and restore the mode of every submodule
+    afterwards, even when the block raises (a frozen BatchNorm inside a training model
+    stays in eval mode). Gradients are not switched off (attributions need them)."""
+    modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
         yield model
     finally:
-        model.train(was_training)
+        for m, training in modes:
+            m.training = training
 
 
 def model_device(model: nn.Module) -> torch.device:
