@@ -69,6 +69,7 @@ def test_markdown_has_no_myst_markup_left():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3000)  # a chapter that trains its networks runs for minutes
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
 def test_notebook_runs_in_a_plain_kernel(chapter, tmp_path):
     """Each committed notebook executes in a kernel that cannot import MyST-NB or Sphinx,
