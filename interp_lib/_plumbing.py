@@ -19,8 +19,12 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
+import re
+import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,12 +35,14 @@ __all__ = [
     "EXTRAS",
     "Batch",
     "NonFiniteLossError",
+    "atomic_save",
     "check_device",
     "check_images",
     "evaluating",
     "forward_logits",
     "model_device",
     "progress",
+    "remove_stale_temporaries",
     "require",
     "resolve_target",
     "to_device",
@@ -248,6 +254,91 @@ def resolve_target(
         bad = t[(t < 0) | (t >= k)].unique().tolist()
         raise ValueError(f"target {bad} out of range: the model has {k} classes (0 to {k - 1}).")
     return t.contiguous()
+
+
+# ------------------------------------------------------------------- atomic files
+
+
+def _tmp_prefix(path: Path) -> str:
+    return f".{path.name}.{os.getpid()}."
+
+
+_TMP_RE = r"\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+\.tmp"
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # our own leftovers (an interrupted save of this process)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that killed saves to ``path`` left behind.
+
+    A save writes ``.<name>.<pid>.<random>.tmp`` next to ``path``; the file of a process
+    that no longer exists (or of this process, outside a save) is stale. Files of live
+    processes are kept (another process may be saving right now).
+
+    Returns
+    -------
+    list of Path
+        The files removed.
+    """
+    path = Path(path)
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    for f in path.parent.iterdir():
+        m = re.fullmatch(_TMP_RE, f.name)
+        if m and m["name"] == path.name and not _pid_alive(int(m["pid"])):
+            with contextlib.suppress(FileNotFoundError):
+                f.unlink()
+                removed.append(f)
+    return removed
+
+
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):  # not every platform/file system allows it
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically: a temporary file beside it, flushed and
+    fsynced, then renamed into place (and the folder fsynced), so a reader sees the old
+    file or the new one, never half a file. Temporaries of killed saves to the same path
+    are removed first (:func:`remove_stale_temporaries`); this save's own is removed if it
+    fails.
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_tmp_prefix(path), suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
 
 
 # ------------------------------------------------------------------------- progress

@@ -150,6 +150,43 @@ def as_tensor(value: Any, name: str, expected: str) -> torch.Tensor:
         raise TypeError(f"{name} must be {expected}, got {type(value).__name__}.") from exc
 
 
+def as_real_tensor(value: Any, name: str, *, must: str, ragged: str) -> torch.Tensor:
+    """``value`` as a detached tensor of real numbers (a tensor as is, else via numpy).
+
+    Parameters
+    ----------
+    value : Tensor or array-like
+    name : str
+        The argument's name, for the messages.
+    must : str
+        The type requirement, completing "``{name} {must}, got dtype ...``", e.g.
+        ``"must be integers"``.
+    ragged : str
+        What a convertible value looks like, completing "``{name} must be {ragged}``",
+        e.g. ``"a 1-D sequence of integers"``.
+
+    Raises
+    ------
+    ValueError
+        If ``value`` cannot become an array (ragged sequences).
+    TypeError
+        If it holds booleans, complex or non-numeric values.
+    """
+    if isinstance(value, torch.Tensor):
+        t = value.detach()
+    else:
+        try:
+            arr = np.asarray(value)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{name} must be {ragged} ({exc}).") from exc
+        if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.number):
+            raise TypeError(f"{name} {must}, got an array of dtype {arr.dtype}.")
+        t = torch.from_numpy(np.ascontiguousarray(arr))
+    if t.is_complex() or t.dtype == torch.bool:
+        raise TypeError(f"{name} {must}, got dtype {t.dtype}.")
+    return t
+
+
 def check_labels(
     y: Any, n_classes: int, *, n_images: int | None = None, name: str = "labels"
 ) -> torch.Tensor:

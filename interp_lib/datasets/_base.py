@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .._validation import make_generator
+from .._validation import as_real_tensor, make_generator
 
 __all__ = ["TensorImageDataset", "stratified_split", "train_val_test_split"]
 
@@ -69,18 +69,9 @@ def stratified_split(
 
 def _check_labels(labels: torch.Tensor | Sequence[int]) -> torch.Tensor:
     """Class labels as a 1-D int64 CPU tensor; whole-number floats are accepted."""
-    if isinstance(labels, torch.Tensor):
-        t = labels.detach().cpu()
-    else:
-        try:
-            arr = np.asarray(labels)
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"labels must be a 1-D sequence of integers ({exc}).") from exc
-        if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.number):
-            raise TypeError(f"labels must be integers, got an array of dtype {arr.dtype}.")
-        t = torch.from_numpy(np.ascontiguousarray(arr))
-    if t.is_complex() or t.dtype == torch.bool:
-        raise TypeError(f"labels must be integers, got dtype {t.dtype}.")
+    t = as_real_tensor(
+        labels, "labels", must="must be integers", ragged="a 1-D sequence of integers"
+    ).cpu()
     if t.ndim != 1:
         raise ValueError(
             f"labels must be 1-D with one class per sample, got shape {tuple(t.shape)}."

@@ -17,10 +17,9 @@ import math
 import numbers
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
-from .._validation import ArrayLike, check_choice
+from .._validation import ArrayLike, as_real_tensor, check_choice
 
 METRICS = ("euclidean", "precomputed")
 
@@ -160,20 +159,9 @@ def length_scale(table: RatioTable, scale: str = "mean") -> float:
 
 def as_ratios(mu: ArrayLike) -> torch.Tensor:
     """Ratios as a 1-D float64 CPU tensor of finite numbers ``>= 1``."""
-    if isinstance(mu, torch.Tensor):
-        t = mu.detach()
-        if t.is_complex() or t.dtype == torch.bool:
-            raise TypeError(f"mu must hold real ratios r2 / r1, got dtype {t.dtype}.")
-    else:
-        try:
-            arr = np.asarray(mu)
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"mu must be a 1-D array of ratios r2 / r1 ({exc}).") from exc
-        if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.number):
-            raise TypeError(f"mu must hold real ratios r2 / r1, got an array of dtype {arr.dtype}.")
-        if np.iscomplexobj(arr):
-            raise TypeError(f"mu must hold real ratios r2 / r1, got dtype {arr.dtype}.")
-        t = torch.from_numpy(np.ascontiguousarray(arr))
+    t = as_real_tensor(
+        mu, "mu", must="must hold real ratios r2 / r1", ragged="a 1-D array of ratios r2 / r1"
+    )
     t = t.to(device="cpu", dtype=torch.float64)
     if t.ndim != 1:
         raise ValueError(f"mu must be 1-D with shape (N,), got shape {tuple(t.shape)}.")

@@ -28,19 +28,19 @@ killed are removed by the next save to the same path.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import os
 import pickle
 import re
-import tempfile
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from .._plumbing import atomic_save, remove_stale_temporaries
 
 __all__ = [
     "CorruptCheckpointError",
@@ -92,59 +92,6 @@ def _unwrap(model: nn.Module) -> nn.Module:
     while isinstance(model, (DataParallel, DistributedDataParallel)):
         model = model.module
     return model
-
-
-def _tmp_prefix(path: Path) -> str:
-    return f".{path.name}.{os.getpid()}."
-
-
-_TMP_RE = r"\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+\.tmp"
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False  # our own leftovers (an interrupted save of this process)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True
-    return True
-
-
-def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
-    """Delete the temporary files that killed saves to ``path`` left behind.
-
-    A save writes ``.<name>.<pid>.<random>.tmp`` next to ``path``; the file of a process
-    that no longer exists (or of this process, outside a save) is stale. Files of live
-    processes are kept (another process may be saving right now).
-
-    Returns
-    -------
-    list of Path
-        The files removed.
-    """
-    path = Path(path)
-    removed = []
-    if not path.parent.is_dir():
-        return removed
-    for f in path.parent.iterdir():
-        m = re.fullmatch(_TMP_RE, f.name)
-        if m and m["name"] == path.name and not _pid_alive(int(m["pid"])):
-            with contextlib.suppress(FileNotFoundError):
-                f.unlink()
-                removed.append(f)
-    return removed
-
-
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):  # not every platform/file system allows it
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _digest(data) -> str:
@@ -199,20 +146,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, **training_state:
         "payload": torch.frombuffer(data, dtype=torch.uint8),
     }
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_tmp_prefix(path), suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(envelope, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
+    atomic_save(envelope, path)
     return path
 
 

@@ -21,13 +21,14 @@ import importlib.util
 import json
 import os
 import sys
-import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from .._plumbing import atomic_save
 
 __all__ = ["CacheWarning", "cache_dir", "cached", "entry_path", "source_hash"]
 
@@ -109,20 +110,6 @@ def entry_path(name: str, params: Mapping[str, Any], sources: Iterable[str | Pat
     return cache_dir() / f"{name}-{key}.pt"
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _load(path: Path, name: str, params_json: str) -> dict[str, Any]:
     entry = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(entry, dict) or entry.get("format") != FORMAT:
@@ -192,5 +179,5 @@ def cached(
         "torch": str(torch.__version__),
         "payload": payload,
     }
-    _atomic_save(entry, path)
+    atomic_save(entry, path)
     return payload, False
