@@ -67,7 +67,7 @@ def test_precomputed_matrix_must_hold_distances(fn):
 @pytest.mark.parametrize("chunk_size", [0, -5])
 def test_bad_chunk_size(chunk_size):
     for fn in (twonn, gride):
-        with pytest.raises(ValueError, match="chunk_size must be at least 1"):
+        with pytest.raises(ValueError, match="chunk_size must be a positive integer"):
             fn(gaussian(50, 2), chunk_size=chunk_size)
 
 

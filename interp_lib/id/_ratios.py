@@ -2,8 +2,6 @@ r"""Neighbour-distance ratios: the one home of what TwoNN, Gride and the scaling
 
 - :func:`as_ratios`: ratios given by the user, checked;
 - :func:`check_prior`: a Gamma prior of the Bayesian TwoNN;
-- :func:`check_metric`: the metrics the neighbour search really computes;
-- :func:`check_distance_matrix`: a precomputed matrix must be one of distances;
 - :func:`keep_mask`: which points enter a ratio estimator (the degenerate-point rule);
 - :func:`ratio_table`: the kept ratios :math:`r_{n_2} / r_{n_1}` from a table of sorted
   neighbour distances, with the counts of what was dropped;
@@ -27,60 +25,6 @@ METRICS = ("euclidean", "precomputed")
 #: ``"mean"``: the mean over points of ``(r_n1 + r_n2) / 2`` (DADApy's, the default);
 #: ``"outer"``: the mean over points of ``r_n2`` (interp_lib before 0.2).
 SCALES = ("mean", "outer")
-
-
-def check_metric(metric: str) -> str:
-    """Accept only the metrics the search computes; say how to use any other one.
-
-    Raises
-    ------
-    ValueError
-        For any other metric (e.g. ``"cosine"``), with the recipe for a precomputed matrix.
-    """
-    if not isinstance(metric, str) or metric not in METRICS:
-        raise ValueError(
-            f"metric must be 'euclidean' or 'precomputed', got {metric!r}. For another "
-            "metric compute the distances yourself, e.g. "
-            "D = scipy.spatial.distance.cdist(X, X, metric='cosine'), and pass "
-            "D with metric='precomputed'."
-        )
-    return metric
-
-
-def check_distance_matrix(D: torch.Tensor) -> torch.Tensor:
-    """Check that a validated 2-D tensor is a matrix of distances: square, symmetric,
-    non-negative, with a zero diagonal (within ``sqrt(eps)`` of its largest entry).
-
-    Raises
-    ------
-    ValueError
-        Saying which property fails and by how much.
-    """
-    n, m = D.shape
-    if n != m:
-        raise ValueError(
-            f"a precomputed distance matrix must be square (N, N), got shape {(n, m)}. "
-            "Pass metric='euclidean' for points."
-        )
-    if bool((D < 0).any()):
-        raise ValueError("a precomputed distance matrix must not contain negative distances.")
-    scale = float(D.abs().max())
-    tol = math.sqrt(torch.finfo(D.dtype).eps) * scale
-    diag = float(D.diagonal().abs().max())
-    if diag > tol:
-        raise ValueError(
-            f"a precomputed distance matrix must have a zero diagonal (the distance of a "
-            f"point to itself), got entries up to {diag:.3g}. Is it a similarity or a data "
-            "matrix? Pass distances, or metric='euclidean' for points."
-        )
-    asym = float((D - D.T).abs().max())
-    if asym > tol:
-        raise ValueError(
-            f"a precomputed distance matrix must be symmetric, got |D - D.T| up to "
-            f"{asym:.3g} (largest distance {scale:.3g}). Symmetrise it, e.g. (D + D.T) / 2, "
-            "if the asymmetry is round-off."
-        )
-    return D
 
 
 def keep_mask(r_near: torch.Tensor, r_far: torch.Tensor) -> torch.Tensor:

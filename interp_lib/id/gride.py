@@ -23,13 +23,11 @@ import torch
 from .._validation import ArrayLike, as_points, check_int
 from ._ratios import (
     as_ratios,
-    check_distance_matrix,
-    check_metric,
     check_scale,
     length_scale,
     ratio_table,
 )
-from .neighbors import knn
+from .neighbors import check_options, knn
 
 __all__ = ["GrideResult", "gride", "gride_mle"]
 
@@ -161,13 +159,10 @@ def gride(
     -------
     GrideResult
     """
-    check_metric(metric)
+    metric, chunk_size, _ = check_options(metric, chunk_size)
     check_scale(scale)
-    chunk_size = check_int(chunk_size, "chunk_size")
     max_rank = check_int(max_rank, "max_rank", minimum=2)
     X = as_points(X, device=device)
-    if metric == "precomputed":
-        check_distance_matrix(X)
     n = X.shape[0]
     max_rank = min(max_rank, n - 1)
     dist = knn(X, max_rank, metric=metric, chunk_size=chunk_size).distances.cpu()

@@ -97,7 +97,8 @@ def check_options(metric: str, chunk_size: int, margin: int = 2) -> tuple[str, i
     if not isinstance(metric, str) or metric not in METRICS:
         raise ValueError(
             f"metric must be 'euclidean' or 'precomputed', got {metric!r}. For another "
-            "metric, compute the (N, N) distance matrix yourself and pass it with "
+            "metric compute the (N, N) distances yourself, e.g. "
+            "D = scipy.spatial.distance.cdist(X, X, metric='cosine'), and pass D with "
             "metric='precomputed'."
         )
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral):

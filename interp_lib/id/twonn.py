@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import torch
 
 from .._validation import ArrayLike, as_points, check_choice, check_fraction, check_int
-from ._ratios import as_ratios, check_distance_matrix, check_metric, check_prior, ratio_table
-from .neighbors import knn
+from ._ratios import as_ratios, check_prior, ratio_table
+from .neighbors import check_options, knn
 from .resample import subsample_estimates
 
 __all__ = [
@@ -269,11 +269,10 @@ def twonn(
     3
     """
     check_choice(method, "method", METHODS)
-    check_metric(metric)
+    metric, chunk_size, _ = check_options(metric, chunk_size)
     fraction = check_fraction(fraction, "fraction")
     subsample = check_fraction(subsample, "subsample")
     n_resamples = check_int(n_resamples, "n_resamples", minimum=0)
-    chunk_size = check_int(chunk_size, "chunk_size")
     prior = check_prior(prior)
     if n_resamples and metric == "precomputed":
         raise ValueError(
@@ -281,8 +280,6 @@ def twonn(
             "n_resamples=0 or the points with metric='euclidean'."
         )
     X = as_points(X, device=device)
-    if metric == "precomputed":
-        check_distance_matrix(X)
     table = ratio_table(_neighbor_distances(X, metric, chunk_size))
     mu, n_dup, n_tie = table.mu, table.n_duplicates, table.n_ties
     n_dropped = n_dup + n_tie
