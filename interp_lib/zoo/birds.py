@@ -218,7 +218,8 @@ def _build(p: dict[str, Any], progress: bool) -> dict[str, Any]:
     from ..models import accuracy, train_classifier
     from ..protopnet import ProtoPNet, Schedule, fit, pretrain_backbone, push, seed_prototypes
 
-    bar = progress_bar(iter(range(5)), progress, "zoo: ProtoPNet birds", total=5)
+    # one tick per phase; iter() because a tqdm bar is iterable but not an iterator
+    bar = iter(progress_bar(range(5), progress, "zoo: ProtoPNet birds", total=5))
     seconds: dict[str, float] = {}
     t_all = t0 = time.perf_counter()
     cpu0 = time.process_time()
@@ -289,7 +290,8 @@ def _build(p: dict[str, Any], progress: bool) -> dict[str, Any]:
     seconds["push"] = time.perf_counter() - t0
     seconds["total"] = time.perf_counter() - t_all
     seconds["cpu_total"] = time.process_time() - cpu0  # CPU time of all threads
-    next(bar, None)
+    for _ in bar:  # the last phase: the bar reaches 5/5 and closes
+        pass
     cnn_history = {
         key: list(getattr(warm_hist, key)) + list(getattr(more, key))
         for key in ("loss", "train_accuracy", "test_accuracy")
