@@ -73,12 +73,15 @@ def test_markdown_has_no_myst_markup_left():
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
 def test_notebook_runs_in_a_plain_kernel(chapter, tmp_path):
     """Each committed notebook executes in a kernel that cannot import MyST-NB or Sphinx,
-    and prints the numbers the prose refers to instead of gluing them."""
+    and prints the numbers the prose refers to instead of gluing them. Training budgets
+    are cut (``interp_lib.viz.budget``) so that CI can afford a second run of every
+    chapter; the book build runs them at full size."""
     nbclient = pytest.importorskip("nbclient")
     (tmp_path / "sitecustomize.py").write_text(_BLOCK_BOOK_TOOLS)
     env = {k: v for k, v in os.environ.items() if k != "INTERP_LIB_BOOK_BUILD"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tmp_path), env.get("PYTHONPATH")]))
     env["MPLBACKEND"] = "Agg"
+    env["INTERP_LIB_BOOK_QUICK"] = "1"  # training budgets cut (viz.budget): the code runs
     nb = nbformat.read(ROOT / "notebooks" / f"{chapter.stem}.ipynb", as_version=4)
     client = nbclient.NotebookClient(
         nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "book")}}

@@ -6,7 +6,7 @@ re-exported here. Every figure function returns a matplotlib object and never ca
 """
 
 from .baselines import plot_attributions
-from .book import glue
+from .book import budget, glue
 from .datasets import PART_COLORS, overlay_masks, sample_grid
 from .id import (
     plot_mu_histogram,
@@ -37,6 +37,7 @@ __all__ = [
     "PART_COLORS",
     "attribution_explorer",
     "attribution_row",
+    "budget",
     "decision_explorer",
     "decision_figure",
     "figure_png",

@@ -10,10 +10,26 @@ from __future__ import annotations
 import os
 from typing import Any
 
-__all__ = ["BOOK_BUILD_ENV", "glue"]
+__all__ = ["BOOK_BUILD_ENV", "QUICK_ENV", "budget", "glue"]
 
 #: Set (to any non-empty value) by ``make book`` while the book's chapters execute.
 BOOK_BUILD_ENV = "INTERP_LIB_BOOK_BUILD"
+#: Set (to any non-empty value) for a quick run of a chapter: the test suite's check that
+#: every notebook runs in a plain Jupyter kernel sets it to keep CI within its budget.
+QUICK_ENV = "INTERP_LIB_BOOK_QUICK"
+
+
+def budget(full: int, quick: int) -> int:
+    """A chapter's training budget: ``full`` (what the book shows), or ``quick`` when
+    ``INTERP_LIB_BOOK_QUICK`` is set (a fast run that only checks the code runs; its
+    numbers mean little).
+
+    Examples
+    --------
+    >>> budget(12, 1)  # epochs of a network trained in a chapter
+    12
+    """
+    return quick if os.environ.get(QUICK_ENV) else full
 
 
 def glue(name: str, value: Any, display: bool = False) -> None:
