@@ -138,8 +138,9 @@ def plot_history(history: History, *, title: str | None = None) -> Figure:
         pts = [(r["step"], r[key]) for r in epochs if key in r]
         if pts:
             ax_loss.plot(*zip(*pts, strict=True), marker="o", ms=3, label=term)
+    ax_loss.set_yscale("symlog", linthresh=1e-2)  # the L1 term is 100x the others
     ax_loss.set_xlabel("step")
-    ax_loss.set_ylabel("training loss term")
+    ax_loss.set_ylabel("training loss term (symlog)")
     ax_loss.set_title("loss terms (warm-up and joint epochs)")
     ax_loss.legend(fontsize=8)
     for split, style in (("train", "-"), ("val", "-")):
