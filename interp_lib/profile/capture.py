@@ -1,12 +1,12 @@
 """Forward hooks that are always removed: :func:`capture` and its plumbing.
 
 Every hook of :mod:`interp_lib.profile` (and of :mod:`interp_lib.baselines`) is installed
-by :func:`hooks_installed`, a context manager whose ``finally`` removes the hooks and
+by ``hooks_installed``, a context manager whose ``finally`` removes the hooks and
 restores the ``training`` flag of every submodule, whatever happens: a normal exit, an
 exception inside ``forward``, or an error while the hooks were being registered.
 
 Hooks belong to modules, not to a call, so two threads hooking the same model at once
-would see each other's batches. :func:`hooks_installed` therefore holds a per-model
+would see each other's batches. ``hooks_installed`` therefore holds a per-model
 re-entrant lock for the duration of the block: hooked runs of one model from several
 threads are serialised (each gets its own, correct result); different models, or copies
 of one model, still run in parallel.
@@ -178,7 +178,7 @@ def capture(
     Hooks are removed and ``training`` flags restored on every exit path, including an
     exception raised inside ``forward``. ``capture`` does not switch off autograd; wrap
     the forward in ``torch.no_grad()`` when gradients are not needed. Hooked runs of one
-    model from several threads are serialised (see :func:`hooks_installed`).
+    model from several threads are serialised (see ``hooks_installed``).
 
     Examples
     --------

@@ -9,7 +9,7 @@ File format (``interp_lib.protopnet.checkpoint/2``)
 ---------------------------------------------------
 The contents are serialised with :func:`torch.save` into bytes, and the file is a
 ``torch.save`` of ``{"format", "sha256", "payload"}``: the SHA-256 of those bytes and the
-bytes themselves (a ``uint8`` tensor). Reading (:func:`read_checkpoint`):
+bytes themselves (a ``uint8`` tensor). Reading (:func:`interp_lib.protopnet.checkpoint.read_checkpoint`):
 
 1. ``torch.load(weights_only=True)``, which never runs code hidden in a pickle; anything
    else (e.g. a whole-model pickle from the original ProtoPNet repository) is refused;
@@ -360,7 +360,7 @@ def load_checkpoint(
 ):
     """Rebuild a :class:`~interp_lib.protopnet.ProtoPNet` from a checkpoint.
 
-    The file is verified (:func:`read_checkpoint`); the model is first built on the meta
+    The file is verified (:func:`interp_lib.protopnet.checkpoint.read_checkpoint`); the model is first built on the meta
     device and its shapes compared with the saved ``state_dict``, then rebuilt for real
     with ``ProtoPNet.from_config(config)`` (so the backbone is constructed, never
     unpickled) and the ``state_dict`` loaded strictly. The training state, if any, is
@@ -376,7 +376,7 @@ def load_checkpoint(
         The trunk module, for a model built with a custom backbone (whose config cannot
         name it); its weights are then loaded from the checkpoint.
     verify : bool
-        See :func:`read_checkpoint`.
+        See :func:`interp_lib.protopnet.checkpoint.read_checkpoint`.
 
     Returns
     -------

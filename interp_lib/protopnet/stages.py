@@ -20,7 +20,7 @@ Stage budgets and data size
 Stage lengths are counted in epochs, as in the paper, but what a stage gets is
 *optimizer steps* = epochs x steps per epoch. The paper's epochs were set for its CUB
 pipeline (30x offline augmentation, batch 80: about 2250 steps per epoch,
-:data:`PAPER_STEPS_PER_EPOCH`); the same epochs on a set 50x smaller are 50x fewer steps.
+``PAPER_STEPS_PER_EPOCH``); the same epochs on a set 50x smaller are 50x fewer steps.
 So a :class:`Schedule` records the steps per epoch its epochs were meant for
 (``steps_per_epoch``), ``fit`` warns when the training loader is far from it, and
 :meth:`Schedule.scaled` rescales every epoch count to the loader at hand so that each
@@ -163,7 +163,7 @@ class Schedule:
         Ridge weight of the convex solve (1e-3; the minimum may not exist without it).
     steps_per_epoch : int or None
         The optimizer steps per epoch the epoch counts were chosen for
-        (:data:`PAPER_STEPS_PER_EPOCH` for the paper's values); ``fit`` warns when the
+        (``PAPER_STEPS_PER_EPOCH`` for the paper's values); ``fit`` warns when the
         training loader has fewer than half or more than twice as many. ``None``: no
         check. See :meth:`scaled`.
     weight_decay : float

@@ -1,7 +1,7 @@
 """Figures of how a ProtoPNet is built and trained: architecture, similarity, history,
 prototype gallery.
 
-Companions of :mod:`interp_lib.viz.protopnet` (which shows single decisions). Every
+Companions of ``interp_lib.viz.protopnet`` (which shows single decisions). Every
 function returns a matplotlib ``Figure`` and never calls ``plt.show()``.
 """
 
@@ -184,7 +184,7 @@ def plot_prototype_gallery(
     push_result : PushResult
         From :func:`interp_lib.protopnet.push`.
     images : tensor, dataset or callable
-        Source images in the push loader's order (see :mod:`interp_lib.viz.protopnet`).
+        Source images in the push loader's order (see ``interp_lib.viz.protopnet``).
     classes : sequence of int, optional
         Classes to show (default: all).
     class_names : sequence of str, optional

@@ -63,7 +63,7 @@ def decision_figure(
     push_result : PushResult
         Where each prototype comes from.
     source_images : tensor, dataset or callable
-        The push loader's images, in its order (see :mod:`interp_lib.viz.protopnet`).
+        The push loader's images, in its order (see ``interp_lib.viz.protopnet``).
     label : int, optional
         The true class, shown in the title.
     class_names : sequence of str, optional

@@ -7,7 +7,7 @@ The recipe (all seeded by ``seed``):
    (seeds ``seed``, ``seed + 1000``, ``seed + 2000``), stored as 8-bit images (as a
    photograph would be) and normalised with the training set's channel mean and std.
 2. **Augmentation**: every training image read is passed through
-   :class:`interp_lib.datasets.augment.RandomAffine` (flip, +-``shift`` px, +-15 degree
+   ``interp_lib.datasets.augment.RandomAffine`` (flip, +-``shift`` px, +-15 degree
    rotation, +-10 degree shear, reflected border), for both networks alike. Seeding,
    push, validation and test read the un-augmented images.
 3. **CNN** (the baseline, and the warm start that stands in for ImageNet pretraining):
@@ -87,7 +87,7 @@ class BirdsModels:
         ``pool`` (global max), ``flatten``, ``head``. Takes normalised images.
     train, val, test : TensorImageDataset
         ``images`` (N, 3, H, W) float in [0, 1] (for display), ``labels`` (N,), ``masks``
-        (N, 7, H, W) bool (visible part pixels, :data:`interp_lib.datasets.PARTS`);
+        (N, 7, H, W) bool (visible part pixels, ``interp_lib.datasets.PARTS``);
         ``dataset[i]`` is the *normalised* image and its label (what the models take).
     mean, std : Tensor, shape (3,)
         Channel statistics of the training images used to normalise.
@@ -422,10 +422,10 @@ def protopnet_birds(
     warm_epochs : int
         CNN epochs before the ProtoPNet branches off.
     degrees, shift, shear : float
-        Augmentation ranges (:class:`interp_lib.datasets.augment.RandomAffine`).
+        Augmentation ranges (``interp_lib.datasets.augment.RandomAffine``).
     schedule : dict, optional
         Overrides of :meth:`interp_lib.protopnet.Schedule.cpu_birds` (default
-        :data:`DEFAULT_SCHEDULE`; ``{}`` for the preset itself).
+        ``DEFAULT_SCHEDULE``; ``{}`` for the preset itself).
     threads : int, optional
         ``torch.set_num_threads`` while training (restored afterwards).
     progress : bool
