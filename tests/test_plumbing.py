@@ -53,3 +53,21 @@ def test_require_names_the_extra():
     with pytest.raises(ModuleNotFoundError, match=r'pip install "interp_lib\[all\]"'):
         require("surely_not_installed_pkg", "a feature")
     assert require("math", "x").sqrt(4.0) == 2.0
+
+
+def test_glue_hands_myst_nb_plain_numbers(monkeypatch):
+    """numpy and torch scalars reach MyST-NB as Python numbers (it cannot format
+    'np.float64(0.9)'), and print as numbers outside a book build."""
+    import sys
+    import types
+
+    from interp_lib.viz import glue
+
+    seen = {}
+    fake = types.SimpleNamespace(glue=lambda name, value, display=False: seen.update({name: value}))
+    monkeypatch.setitem(sys.modules, "myst_nb", fake)
+    monkeypatch.setenv("INTERP_LIB_BOOK_BUILD", "1")
+    glue("a", np.float64(0.9))
+    glue("b", torch.tensor(2.5))
+    assert seen == {"a": 0.9, "b": 2.5}
+    assert type(seen["a"]) is float and type(seen["b"]) is float

@@ -49,6 +49,8 @@ def glue(name: str, value: Any, display: bool = False) -> None:
     display : bool, default False
         Whether MyST-NB also displays the value where the cell's output is shown.
     """
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        value = value.item()  # numpy / torch scalars: MyST-NB formats plain numbers only
     if os.environ.get(BOOK_BUILD_ENV):
         try:
             from myst_nb import glue as myst_glue
