@@ -43,3 +43,24 @@ def test_sample_grid_with_and_without_masks():
     fig = sample_grid(d.images, d.labels, n=5, ncols=5, class_names=d.class_names)
     assert [ax.get_title() for ax in fig.axes if ax.images] == [str(int(y)) for y in d.labels[:5]]
     plt.close(fig)
+
+
+def test_sample_grid_titles_of_long_class_names_do_not_overlap():
+    import matplotlib.pyplot as plt
+
+    from interp_lib.datasets import birds
+    from interp_lib.viz.datasets import wrap_label
+
+    assert wrap_label("long-stripes-forked-spike-long") == "long-stripes-\nforked-spike-long"
+    assert wrap_label("gull") == "gull"
+    assert wrap_label("averyveryverylongwordwithouthyphens") == "averyveryverylongwordwithouthyphens"
+    ds = birds(1, classes=5, image_size=32, seed=0)
+    names = ds.info["class_names"]
+    fig = sample_grid(ds.images, ds.labels, class_names=names, n=5, ncols=5)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    boxes = [ax.title.get_window_extent(renderer) for ax in fig.axes if ax.images]
+    assert len(boxes) == 5
+    for left, right in zip(boxes, boxes[1:]):  # neighbouring titles do not run into each other
+        assert left.x1 <= right.x0, (left, right)
+    plt.close(fig)

@@ -67,6 +67,19 @@ def overlay_masks(
     return rgb
 
 
+def wrap_label(name: str, width: int = 18) -> str:
+    """Break a long hyphenated name (``"long-stripes-forked-spike-long"``) into lines of at
+    most ``width`` characters at its hyphens, so that titles of neighbouring panels do not
+    run into each other. A single word longer than ``width`` stays whole."""
+    lines: list[str] = []
+    for word in name.split("-"):
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += "-" + word
+        else:
+            lines.append(word)
+    return "-\n".join(lines)
+
+
 def sample_grid(
     images: torch.Tensor,
     labels: torch.Tensor | Sequence[int] | None = None,
@@ -126,7 +139,8 @@ def sample_grid(
         ax.imshow(to_rgb(images[i]).numpy())
         if labels is not None:
             y = int(labels[i])
-            ax.set_title(class_names[y] if class_names is not None else str(y), fontsize=7)
+            title = wrap_label(class_names[y]) if class_names is not None else str(y)
+            ax.set_title(title, fontsize=7)
         if masks is not None:
             axes.flat[i * per + 1].imshow(overlay_masks(images[i], masks[i], alpha=alpha).numpy())
     if masks is not None:
