@@ -6,6 +6,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import itertools
+
 import pytest
 import torch
 
@@ -53,7 +55,9 @@ def test_sample_grid_titles_of_long_class_names_do_not_overlap():
 
     assert wrap_label("long-stripes-forked-spike-long") == "long-stripes-\nforked-spike-long"
     assert wrap_label("gull") == "gull"
-    assert wrap_label("averyveryverylongwordwithouthyphens") == "averyveryverylongwordwithouthyphens"
+    assert (
+        wrap_label("averyveryverylongwordwithouthyphens") == "averyveryverylongwordwithouthyphens"
+    )
     ds = birds(1, classes=5, image_size=32, seed=0)
     names = ds.info["class_names"]
     fig = sample_grid(ds.images, ds.labels, class_names=names, n=5, ncols=5)
@@ -61,6 +65,6 @@ def test_sample_grid_titles_of_long_class_names_do_not_overlap():
     renderer = fig.canvas.get_renderer()
     boxes = [ax.title.get_window_extent(renderer) for ax in fig.axes if ax.images]
     assert len(boxes) == 5
-    for left, right in zip(boxes, boxes[1:]):  # neighbouring titles do not run into each other
+    for left, right in itertools.pairwise(boxes):  # neighbouring titles stay apart
         assert left.x1 <= right.x0, (left, right)
     plt.close(fig)
