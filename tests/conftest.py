@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import pytest
 import torch
+from torch import nn
 from torch.utils.data import TensorDataset
 
 
@@ -44,6 +45,19 @@ def tiny_protopnet(
         backbone_kwargs=backbone_kwargs,
         **kwargs,
     )
+
+
+def attribution_cnn(seed: int = 0) -> nn.Sequential:
+    """The attribution tests' CNN on ``(N, 3, H, W)`` images, 4 classes, in eval mode, built
+    after ``torch.manual_seed(seed)``: conv 3->6, ReLU, max-pool, conv 6->8 (layer ``"3"``),
+    ReLU, global average pool, linear 8->4. In-place ReLUs on purpose: guided and hooking
+    methods must cope without touching the model."""
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(inplace=True),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4),
+    ).eval()  # fmt: skip
 
 
 def labelled_images(

@@ -6,42 +6,23 @@ import sys
 
 import pytest
 import torch
+from conftest import attribution_cnn as cnn
+from conftest import tiny_protopnet
 from torch import nn
 
 from interp_lib.baselines import METHODS, attribute, grad_cam
-from interp_lib.protopnet import ProtoPNet
 
 LAYER_METHODS = {"grad_cam", "guided_grad_cam", "cam"}
-
-
-def cnn(seed: int = 0) -> nn.Sequential:
-    """In-place ReLUs on purpose: guided methods must cope without touching the model."""
-    torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Conv2d(3, 6, 3, padding=1),
-        nn.ReLU(inplace=True),
-        nn.MaxPool2d(2),
-        nn.Conv2d(6, 8, 3, padding=1),
-        nn.ReLU(inplace=True),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(8, 4),
-    ).eval()
-
-
-def tiny_protopnet() -> ProtoPNet:
-    torch.manual_seed(0)
-    return ProtoPNet(
-        "small_cnn", n_classes=3, n_prototypes_per_class=2, prototype_dim=4, image_size=12,
-        backbone_kwargs={"widths": (4,), "batch_norm": False},
-    ).eval()  # fmt: skip
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_every_method_returns_n1hw(method: str) -> None:
     x = torch.rand(2, 3, 12, 12)
     if method.startswith("prototype"):
-        model, kw = tiny_protopnet(), {}
+        model = tiny_protopnet(
+            0, prototype_dim=4, image_size=12, widths=(4,), backbone_kwargs={"batch_norm": False}
+        ).eval()
+        kw = {}
     else:
         model, kw = cnn(), ({"layer": "3"} if method in LAYER_METHODS else {})
     if method == "integrated_gradients":

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from conftest import attribution_cnn, tiny_protopnet
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -41,7 +42,6 @@ from interp_lib.baselines.prototype_metrics import (
     purity,
     stability,
 )
-from interp_lib.protopnet import ProtoPNet
 
 pytestmark = pytest.mark.slow  # a few hundred attributions
 
@@ -135,25 +135,11 @@ targets = mostly(
 )
 
 
-def cnn() -> nn.Sequential:
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-        nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(inplace=True),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4),
-    ).eval()  # fmt: skip
-
-
-def tiny_protopnet() -> ProtoPNet:
-    torch.manual_seed(0)
-    return ProtoPNet(
-        "small_cnn", n_classes=3, n_prototypes_per_class=2, prototype_dim=4, image_size=12,
-        backbone_kwargs={"widths": (4,), "batch_norm": False},
-    ).eval()  # fmt: skip
-
-
-CNN = cnn()
-PROTO = tiny_protopnet()
+CNN = attribution_cnn()
+#: 3 classes x 2 prototypes on a 1-stage small CNN, 12-px images, eval mode.
+PROTO = tiny_protopnet(
+    0, prototype_dim=4, image_size=12, widths=(4,), backbone_kwargs={"batch_norm": False}
+).eval()
 LAYERS = mostly(
     [None, "3", "4", "0", CNN[3]],
     ["5", "6", "7", "33", "input", "output", "", 3, nn.Conv2d(3, 3, 1)],

@@ -26,6 +26,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from conftest import attribution_cnn
 from torch import nn
 
 from interp_lib.baselines import (
@@ -43,18 +44,9 @@ pytestmark = [
 ]
 
 
-def cnn() -> nn.Sequential:
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-        nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(inplace=True),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4),
-    ).eval()  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def data():
-    net = cnn()
+    net = attribution_cnn()
     g = torch.Generator().manual_seed(0)
     x = torch.rand(5, 3, 12, 12, generator=g)
     y = net(x).argmax(1)

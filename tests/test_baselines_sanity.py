@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import scipy.stats
 import torch
+from conftest import attribution_cnn as cnn
+from conftest import tiny_protopnet
 from skimage.metrics import structural_similarity
 from torch import nn
 
@@ -18,16 +20,6 @@ from interp_lib.baselines.sanity import (
     spearman,
     ssim,
 )
-from interp_lib.protopnet import ProtoPNet
-
-
-def cnn() -> nn.Sequential:
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-        nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(inplace=True),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4),
-    ).eval()  # fmt: skip
 
 
 def test_average_ranks_and_spearman_match_scipy() -> None:
@@ -115,11 +107,9 @@ def test_a_model_independent_map_fails_the_sanity_check() -> None:
 
 
 def test_protopnet_prototypes_are_randomised_after_the_last_layer() -> None:
-    torch.manual_seed(0)
-    net = ProtoPNet(
-        "small_cnn", n_classes=3, n_prototypes_per_class=2, prototype_dim=4, image_size=16,
-        backbone_kwargs={"widths": (4,), "batch_norm": False},
-    ).eval()  # fmt: skip
+    net = tiny_protopnet(
+        0, prototype_dim=4, widths=(4,), backbone_kwargs={"batch_norm": False}
+    ).eval()
     layers = randomisable_layers(net)
     assert layers[:2] == ["last_layer", "prototypes"] and layers[-1].startswith("features")
     x = torch.rand(2, 3, 16, 16)
