@@ -10,20 +10,17 @@ search longer.
 from __future__ import annotations
 
 import math
-import os
-import traceback
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from _fuzz import FUZZ, outcome
 from conftest import attribution_cnn, tiny_protopnet
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
-import interp_lib
 from interp_lib.baselines import (
     METHODS,
     attribute,
@@ -44,40 +41,6 @@ from interp_lib.baselines.prototype_metrics import (
 )
 
 pytestmark = pytest.mark.slow  # a few hundred attributions
-
-ROOT = Path(interp_lib.__file__).resolve().parent
-N_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "60"))
-FUZZ = settings(
-    max_examples=N_EXAMPLES,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-
-
-def outcome(fn, *args: Any, **kwargs: Any) -> Any:
-    """``fn(*args, **kwargs)``, or the ValueError/TypeError it raised from interp_lib.
-
-    Any other exception, or one raised from a frame outside interp_lib (torch, captum,
-    numpy), fails the test with the traceback.
-    """
-    try:
-        result = fn(*args, **kwargs)
-        event(f"{fn.__name__}: result")
-        return result
-    except (ValueError, TypeError) as exc:
-        event(f"{fn.__name__}: {type(exc).__name__}")
-        last = traceback.extract_tb(exc.__traceback__)[-1]
-        where = Path(last.filename).resolve()
-        # Our own raise statement: not a torch/numpy frame, nor a C function (torch.as_tensor)
-        # that fails on a line of interp_lib.
-        if ROOT not in where.parents or not (last.line or "").lstrip().startswith("raise"):
-            raise AssertionError(
-                f"{type(exc).__name__} not raised by interp_lib ({where}:{last.lineno} "
-                f"{last.line!r}): {exc}"
-            ) from exc
-        assert str(exc), "an error without a message"
-        return exc
 
 
 # ---------------------------------------------------------------------------- inputs
