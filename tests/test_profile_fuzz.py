@@ -32,6 +32,21 @@ def raised_by_us(info: pytest.ExceptionInfo) -> bool:
     return "interp_lib" in info.traceback[-1].path.parts
 
 
+def attempt(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)``, or the TypeError/ValueError it raised from interp_lib's code
+    (any other error, or one raised elsewhere, fails the test); records the outcome as a
+    hypothesis event."""
+    try:
+        out = fn(*args, **kwargs)
+    except (TypeError, ValueError) as exc:
+        info = pytest.ExceptionInfo.from_exc_info((type(exc), exc, exc.__traceback__))
+        assert raised_by_us(info), info.traceback[-1]
+        event(f"{type(exc).__name__}: {str(exc)[:50]}")
+        return exc
+    event("ok")
+    return out
+
+
 names = st.one_of(
     st.sampled_from(["0", "1", "2", "3", "input", "output", "", "4", "0.weight", "Input"]),
     st.text(max_size=8),
@@ -55,14 +70,9 @@ layer_specs = st.one_of(
     )
 )
 def test_list_layers(types):
-    try:
-        out = list_layers(NET, types=types)
-    except (TypeError, ValueError) as exc:
-        info = pytest.ExceptionInfo.from_exc_info((type(exc), exc, exc.__traceback__))
-        assert raised_by_us(info)
-        event(f"{type(exc).__name__}: {str(exc)[:50]}")
+    out = attempt(list_layers, NET, types=types)
+    if isinstance(out, Exception):
         return
-    event("ok")
     known = [n for n, _ in NET.named_modules() if n]
     assert set(out) <= set(known)
 
@@ -134,23 +144,19 @@ def make_data(kind: str, shape: tuple, dtype: torch.dtype):
 )
 def test_collect_activations(kind, shape, dtype, layers, n_samples, batch_size, max_bytes, reduce):
     data = make_data(kind, shape, dtype)
-    try:
-        acts = collect_activations(
-            NET,
-            data,
-            layers,
-            n_samples,
-            batch_size=batch_size,
-            max_bytes=max_bytes,
-            reduce=reduce,
-            progress=False,
-        )
-    except (TypeError, ValueError) as exc:
-        info = pytest.ExceptionInfo.from_exc_info((type(exc), exc, exc.__traceback__))
-        assert raised_by_us(info), info.traceback[-1]
-        event(f"{type(exc).__name__}: {str(exc)[:50]}")
+    acts = attempt(
+        collect_activations,
+        NET,
+        data,
+        layers,
+        n_samples,
+        batch_size=batch_size,
+        max_bytes=max_bytes,
+        reduce=reduce,
+        progress=False,
+    )
+    if isinstance(acts, Exception):
         return
-    event("ok")
     # success: every layer has one row per sample, all finite
     rows = {v.shape[0] for v in acts.values()}
     assert len(rows) == 1
@@ -178,22 +184,18 @@ def test_layer_ids(n, d, estimator, n_resamples, subsample, seed, duplicates):
     x = torch.randn(n, d, generator=torch.Generator().manual_seed(n))
     if duplicates and n:
         x[:] = x[0].clone()
-    try:
-        prof = layer_ids(
-            model,
-            x,
-            estimator=estimator,
-            n_resamples=n_resamples,
-            subsample=subsample,
-            seed=seed,
-            progress=False,
-        )
-    except (TypeError, ValueError) as exc:
-        info = pytest.ExceptionInfo.from_exc_info((type(exc), exc, exc.__traceback__))
-        assert raised_by_us(info), info.traceback[-1]
-        event(f"{type(exc).__name__}: {str(exc)[:50]}")
+    prof = attempt(
+        layer_ids,
+        model,
+        x,
+        estimator=estimator,
+        n_resamples=n_resamples,
+        subsample=subsample,
+        seed=seed,
+        progress=False,
+    )
+    if isinstance(prof, Exception):
         return
-    event("ok")
     assert len(prof) == 2 and all(np.isfinite(prof.dimensions))
     assert prof.n_samples == n
 
