@@ -6,6 +6,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import itertools
+
 import matplotlib.pyplot as plt
 import pytest
 import torch
@@ -42,7 +44,7 @@ def test_decision_figure_shows_the_top_prototypes_and_their_points(pushed):
     ev = expl[0].evidence[:2]
     labels = [ax.get_xlabel() for ax in axes[4:6]]
     assert labels == [f"{e.similarity:.2f} x {e.weight:.2f} = {e.points:.2f}" for e in ev]
-    assert f"p{ev[0].index} " in axes[1].get_title()
+    assert axes[1].get_title().startswith(f"p{ev[0].index}\n")
     title = axes[0].get_title()
     assert ("correct" in title) == (expl[0].predicted_class == 1)
     plt.close(fig)
@@ -90,4 +92,19 @@ def test_attribution_explorer_pages_models_and_images():
 def test_attribution_row_has_a_panel_per_method():
     fig = attribution_row(torch.rand(3, 8, 8), {"a": torch.rand(8, 8), "b": torch.rand(1, 8, 8)})
     assert [ax.get_title() for ax in fig.axes] == ["image", "a", "b"]
+    plt.close(fig)
+
+
+def test_decision_figure_titles_stay_apart_with_long_class_names(pushed):
+    """Long hyphenated class names are wrapped so that neighbouring panel titles do not
+    overlap (they did in the book's widget)."""
+    model, data, result, x, expl = pushed
+    names = [f"long-stripes-forked-spike-long-{c}" for c in range(model.n_classes)]
+    fig = decision_figure(x[0], expl[0], result, data.tensors[0], label=1, class_names=names,
+                          top_k=3)  # fmt: skip
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    boxes = [ax.title.get_window_extent(renderer) for ax in fig.axes[:4]]  # the top row
+    for left, right in itertools.pairwise(boxes):
+        assert left.x1 <= right.x0, (left, right)
     plt.close(fig)

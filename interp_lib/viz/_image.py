@@ -85,6 +85,19 @@ def draw_box(ax, box: Sequence[int], color: str = "yellow") -> None:
     )
 
 
+def wrap_label(name: str, width: int = 18) -> str:
+    """Break a long hyphenated name (``"long-stripes-forked-spike-long"``) into lines of at
+    most ``width`` characters at its hyphens, so that titles of neighbouring panels do not
+    run into each other. A single word longer than ``width`` stays whole."""
+    lines: list[str] = []
+    for word in name.split("-"):
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += "-" + word
+        else:
+            lines.append(word)
+    return "-\n".join(lines)
+
+
 def show_image(ax, rgb: torch.Tensor, title: str | None = None) -> None:
     """Show an ``(H, W, 3)`` RGB tensor (from :func:`to_rgb`) without ticks, titled."""
     ax.imshow(rgb.numpy())

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ._image import to_rgb
+from ._image import to_rgb, wrap_label
 
 __all__ = ["PART_COLORS", "overlay_masks", "sample_grid"]
 
@@ -65,19 +65,6 @@ def overlay_masks(
         col = torch.tensor(PART_COLORS[p])
         rgb[m] = (1 - alpha) * rgb[m] + alpha * col
     return rgb
-
-
-def wrap_label(name: str, width: int = 18) -> str:
-    """Break a long hyphenated name (``"long-stripes-forked-spike-long"``) into lines of at
-    most ``width`` characters at its hyphens, so that titles of neighbouring panels do not
-    run into each other. A single word longer than ``width`` stays whole."""
-    lines: list[str] = []
-    for word in name.split("-"):
-        if lines and len(lines[-1]) + 1 + len(word) <= width:
-            lines[-1] += "-" + word
-        else:
-            lines.append(word)
-    return "-\n".join(lines)
 
 
 def sample_grid(

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .._plumbing import require
-from ._image import check_image_tensor, draw_box, image_getter, show_image, to_rgb
+from ._image import check_image_tensor, draw_box, image_getter, show_image, to_rgb, wrap_label
 from .widgets import precomputed_explorer
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -84,13 +84,16 @@ def decision_figure(
     fig, axes = plt.subplots(2, cols, figsize=(2.3 * cols, 4.9), squeeze=False)
     rgb = to_rgb(image)
     pred = explanation.predicted_class
-    title = f"predicted: {_name(class_names, pred)}"
+    title = f"predicted: {wrap_label(_name(class_names, pred))}"
     if label is not None:
         mark = "correct" if int(label) == pred else "WRONG"
-        title += f"\ntrue: {_name(class_names, int(label))} ({mark})"
+        title += f"\ntrue: {wrap_label(_name(class_names, int(label)))} ({mark})"
     show_image(axes[0, 0], rgb, title)
+    axes[0, 0].title.set_fontsize(8)
     for c, ev in enumerate(rows, start=1):
-        show_image(axes[0, c], rgb, f"p{ev.index} ({_name(class_names, ev.prototype_class)})")
+        name = wrap_label(_name(class_names, ev.prototype_class))
+        show_image(axes[0, c], rgb, f"p{ev.index}\n{name}")
+        axes[0, c].title.set_fontsize(8)
         axes[0, c].imshow(ev.similarity_map.numpy(), cmap="jet", alpha=0.45)
         draw_box(axes[0, c], ev.box)
         src = to_rgb(get(int(push_result.sample_index[ev.index])))
@@ -107,9 +110,11 @@ def decision_figure(
     ax.set_yticklabels([_name(class_names, k) for k in range(len(logits))], fontsize=6)
     ax.tick_params(axis="x", labelsize=7)
     ax.set_title("logits", fontsize=9)
+    top = sum(e.points for e in rows)
     fig.suptitle(
         f"class {_name(class_names, explanation.target_class)}: top {len(rows)} prototypes "
-        f"give {sum(e.points for e in rows):.2f} of the logit {explanation.logit:.2f}",
+        f"give {top:.2f} of the logit {explanation.logit:.2f} "
+        f"(all the others: {explanation.logit - top:+.2f})",
         fontsize=10,
     )
     fig.tight_layout()
