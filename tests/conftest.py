@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import pytest
@@ -78,6 +79,25 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def run_in_threads(work: Callable[[int], object], n: int) -> None:
+    """Run ``work(0)``, ..., ``work(n - 1)`` in ``n`` threads at once and wait for all;
+    fails the test with every exception a thread raised."""
+    errors: list[BaseException] = []
+
+    def guarded(i: int) -> None:
+        try:
+            work(i)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
 
 
 #: ``pytestmark = pytest.mark.usefixtures("one_thread")`` opts a test module in.

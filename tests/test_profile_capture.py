@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import run_in_threads
 from torch import nn
 
 from interp_lib.profile import capture, list_layers
@@ -235,7 +236,6 @@ def test_gradients_need_autograd():
 
 
 def test_one_model_captured_from_several_threads_gives_each_its_own_outputs():
-    import threading
     import time
 
     class Pause(nn.Module):  # lets the other threads run mid-forward
@@ -248,24 +248,15 @@ def test_one_model_captured_from_several_threads_gives_each_its_own_outputs():
     with torch.no_grad():
         expected = [net[0](x) for x in inputs]
     got: dict[int, torch.Tensor] = {}
-    errors: list[BaseException] = []
 
     def work(i: int) -> None:
-        try:
-            for _ in range(10):
-                with torch.no_grad(), capture(net, ["0"]) as acts:
-                    net(inputs[i])
-                    got[i] = acts["0"]
-                    assert got[i].shape[0] == 3 + i
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+        for _ in range(10):
+            with torch.no_grad(), capture(net, ["0"]) as acts:
+                net(inputs[i])
+                got[i] = acts["0"]
+                assert got[i].shape[0] == 3 + i
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    run_in_threads(work, 6)
     for i in range(6):
         torch.testing.assert_close(got[i], expected[i])
     assert n_hooks(net) == 0

@@ -4,10 +4,10 @@ threads, seeds and optional dependencies (issue 10 items 4, 5 and 7)."""
 from __future__ import annotations
 
 import sys
-import threading
 
 import pytest
 import torch
+from conftest import run_in_threads
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
@@ -105,22 +105,11 @@ def test_one_model_profiled_from_several_threads():
     net = cnn()
     expected = collect_activations(net, X, LAYERS, batch_size=8, progress=False)
     results: dict[int, dict] = {}
-    errors: list[BaseException] = []
 
     def work(i: int) -> None:
-        try:
-            results[i] = collect_activations(
-                net, X[: 20 + i], LAYERS, batch_size=4 + i, progress=False
-            )
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+        results[i] = collect_activations(net, X[: 20 + i], LAYERS, batch_size=4 + i, progress=False)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    run_in_threads(work, 4)
     for i, acts in results.items():
         for name in LAYERS:
             torch.testing.assert_close(acts[name], expected[name][: 20 + i])
