@@ -7,19 +7,15 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from conftest import single_thread
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 
 from interp_lib.datasets import PARTS, VARIANTS, bird_classes, birds, train_val_test_split
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # many small tensor ops: on a shared 2-core box one thread is much faster
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+#: One torch thread for the whole module (its module-scoped fixtures included): many small
+#: tensor ops, which a shared 2-core box runs much faster on one thread.
+one_thread = pytest.fixture(scope="module", autouse=True, name="one_thread")(single_thread)
 
 
 @pytest.fixture(scope="module")

@@ -6,18 +6,15 @@ import math
 
 import pytest
 import torch
+from conftest import single_thread
 
 from interp_lib.datasets import make_object, render_object, rotating_objects
 from interp_lib.datasets.objects import FAMILIES
 from interp_lib.id import twonn
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+#: One torch thread for the whole module (its module-scoped fixtures included): many small
+#: tensor ops, which a shared 2-core box runs much faster on one thread.
+one_thread = pytest.fixture(scope="module", autouse=True, name="one_thread")(single_thread)
 
 
 def test_default_size_shapes_and_range():
