@@ -62,6 +62,18 @@ def last_hidden_id(net, layer, images, n_resamples=5) -> float:
     return float(res.resamples.mean()) if res.resamples is not None else res.dimension
 
 
+def profile_ids(net, layer: str, images: torch.Tensor) -> dict:
+    """Mean TwoNN ID (5 resamples) of the input, both pools, the last hidden layer and the
+    output: the ``layers`` and ``ids`` of a row."""
+    layers = ["input", "features.pool1", "features.pool2", layer, "out"]
+    prof = layer_ids(net, images, layers, n_resamples=5, progress=False)
+    return {"layers": list(prof.layers), "ids": [sum(r) / len(r) for r in prof.resamples]}
+
+
+def ids_text(row: dict) -> str:
+    return f"IDs {[round(v, 1) for v in row['ids']]}"
+
+
 def family(args, train, test, every) -> list[dict]:
     rows = []
     for arch in ARCHS:
@@ -111,20 +123,17 @@ def shuffled(args, train) -> list[dict]:
                 seed=seed,
                 progress=False,
             )
-            layers = ["input", "features.pool1", "features.pool2", layer, "out"]
-            prof = layer_ids(net, x, layers, n_resamples=5, progress=False)
             rows.append(
                 {
                     "seed": seed,
                     "shuffled": shuffle,
                     "train_accuracy": hist.train_accuracy[-1],
-                    "layers": list(prof.layers),
-                    "ids": [sum(r) / len(r) for r in prof.resamples],
+                    **profile_ids(net, layer, x),
                 }
             )
             print(
                 f"shuffled={shuffle} seed {seed}: train acc {hist.train_accuracy[-1]:.3f} "
-                f"IDs {[round(v, 1) for v in rows[-1]['ids']]}",
+                f"{ids_text(rows[-1])}",
                 flush=True,
             )
     return rows
@@ -152,20 +161,16 @@ def star(args) -> list[dict]:
                 seed=seed,
                 progress=False,
             )
-            layers = ["input", "features.pool1", "features.pool2", layer, "out"]
-            prof = layer_ids(net, x_all, layers, n_resamples=5, progress=False)
             rows.append(
                 {
                     "variant": variant,
                     "seed": seed,
                     "test_accuracy": hist.test_accuracy,
-                    "layers": list(prof.layers),
-                    "ids": [sum(r) / len(r) for r in prof.resamples],
+                    **profile_ids(net, layer, x_all),
                 }
             )
             print(
-                f"{variant} seed {seed}: test acc {hist.test_accuracy[-1]:.3f} "
-                f"IDs {[round(v, 1) for v in rows[-1]['ids']]}",
+                f"{variant} seed {seed}: test acc {hist.test_accuracy[-1]:.3f} {ids_text(rows[-1])}",
                 flush=True,
             )
     return rows
