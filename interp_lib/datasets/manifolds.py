@@ -102,6 +102,19 @@ def _rotate(Z: torch.Tensor, D: int | None, gen: torch.Generator) -> torch.Tenso
     return Z @ Q.T
 
 
+def _rotated_normal(
+    n: int, k: int, D: int | None, noise: float, seed: Seed, dtype: torch.dtype, *, unit: bool
+) -> torch.Tensor:
+    """``n`` standard normal points in ``R^k`` (scaled onto the unit sphere with ``unit``),
+    rotated into ``D`` dimensions, then noised: shape ``(n, D or k)``."""
+    _check_ambient(D, k)
+    n, noise, gen, dtype = _start(n, noise, seed, dtype)
+    Z = torch.randn(n, k, generator=gen, dtype=torch.float64)
+    if unit:
+        Z = Z / torch.linalg.vector_norm(Z, dim=1, keepdim=True)
+    return _finish(_rotate(Z, D, gen), noise, gen, dtype)
+
+
 def hypercube(
     n: int,
     d: int,
@@ -179,10 +192,7 @@ def gaussian(
     torch.Tensor, shape (n, D or d)
     """
     d = check_int(d, "d", maximum=_MAX_SIZE)
-    _check_ambient(D, d)
-    n, noise, gen, dtype = _start(n, noise, seed, dtype)
-    Z = torch.randn(n, d, generator=gen, dtype=torch.float64)
-    return _finish(_rotate(Z, D, gen), noise, gen, dtype)
+    return _rotated_normal(n, d, D, noise, seed, dtype, unit=False)
 
 
 def sphere(
@@ -201,11 +211,7 @@ def sphere(
     torch.Tensor, shape (n, D or d + 1)
     """
     d = check_int(d, "d", maximum=_MAX_SIZE)
-    _check_ambient(D, d + 1)
-    n, noise, gen, dtype = _start(n, noise, seed, dtype)
-    Z = torch.randn(n, d + 1, generator=gen, dtype=torch.float64)
-    Z = Z / torch.linalg.vector_norm(Z, dim=1, keepdim=True)
-    return _finish(_rotate(Z, D, gen), noise, gen, dtype)
+    return _rotated_normal(n, d + 1, D, noise, seed, dtype, unit=True)
 
 
 def swiss_roll(
