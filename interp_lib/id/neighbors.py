@@ -14,17 +14,21 @@ The search never trusts a fast, rounded distance without proof. It works in four
    - *Projected* (low-rank data, ``N >= 4096``; chosen on a probe of rows): the
      projection onto the leading principal directions plus the norm of the residual,
      ``||Px - Py||^2 + (|Rx| - |Ry|)^2 <= ||x - y||^2``, with ``p + 1 << D``
-     coordinates. Rows are sorted by their first principal coordinate; a block of rows
-     is compared with the rows around it first, which gives every row a threshold (its
-     current ``m``-th best value), then only with the columns whose first coordinate is
-     within ``sqrt(threshold)`` of the block: the others cannot be closer.
-   - *Full space* (otherwise): the data themselves, blocks ``j >= i`` only, each block
-     updating the running top-m of its rows and of its columns.
+     coordinates. Rows are sorted by their first principal coordinate; a small block of
+     rows is compared with the rows around it first, which gives every row a threshold
+     (its current ``m``-th best value), then only with the columns whose first
+     coordinate is within ``sqrt(threshold)`` of the block: the others cannot be closer.
+   - *Full space* (otherwise): the data themselves. The diagonal blocks give every row
+     a threshold; then blocks ``j > i`` only, each read for its rows and its columns.
+
+   Past the first top-m of a row, an entry is kept only if it is below its row's (or
+   column's) current threshold, by one comparison; the few survivors are merged.
 
    Memory is ``O(chunk_size^2 + N (k + margin))``.
 3. **Exact distances** of the ``k + margin`` candidates of every row, in float64 by direct
-   differences of the original rows (with a power-of-two rescaling of each difference
-   for float64 input, so that the squares cannot under- or overflow).
+   differences of the original rows, gathered through small reused buffers (with a
+   power-of-two rescaling of each difference for float64 input, so that the squares
+   cannot under- or overflow).
 4. **Certificate.** A row is done when its ``k``-th exact distance is provably no larger
    than any distance the search rejected (a rigorous bound on the rounding error of
    step 2 is subtracted). The other rows, typically near-ties within the float32 error
@@ -54,6 +58,7 @@ _PROJECTION_RANKS = (8, 16, 32)  # tried in order; the smallest one that separat
 _PROBE_ROWS = 64
 _BASIS_ROWS = 512
 _SUBSAMPLE = 4096  # rows on which the search space is chosen
+_WINDOW_ROWS = 512  # rows per block of the windowed search
 _MIN_ROWS_PROJECTED = 4096  # below, one or a few products in the full space are cheaper
 
 
@@ -178,10 +183,31 @@ def _ldexp(t: torch.Tensor, e: int) -> torch.Tensor:
 
 def _exponent(X: torch.Tensor) -> int:
     """``e`` such that ``max|X| * 2**-e`` lies in ``[0.5, 1)`` (0 for an all-zero X)."""
-    top = X.abs().max()
-    if float(top) == 0.0:
+    if X.numel() == 0:
         return 0
-    return int(torch.frexp(top.to(torch.float64)).exponent)
+    lo, hi = torch.aminmax(X)  # one pass, no copy of X
+    top = max(-float(lo), float(hi))
+    if top == 0.0:
+        return 0
+    return math.frexp(top)[1]
+
+
+def _unit_centred(X: torch.Tensor) -> torch.Tensor:
+    """``2**-e X - c``: scaled to unit size (:func:`_exponent`) and centred, in X's dtype.
+
+    ``c`` is the column mean of the scaled data, summed by one matrix-vector product
+    with weights ``2**-e / N`` (nothing can overflow); ``Y`` is then written in one pass.
+    Any centre keeps the search exact (a translation changes no distance); this one is
+    the same, bit for bit, for ``2**j X``.
+    """
+    n = X.shape[0]
+    e = _exponent(X)
+    if abs(e) > 100:  # the factor is not a float32 number: the exact two-step scaling
+        Y = _ldexp(X, -e)
+        return Y - Y.mean(dim=0, dtype=torch.float64, keepdim=True).to(Y.dtype)
+    w = torch.full((n,), 2.0**-e / n, dtype=X.dtype, device=X.device)
+    centre = torch.mv(X.T, w)
+    return torch.add(centre.neg_(), X, alpha=2.0**-e)
 
 
 # ------------------------------------------------------------------ exact distances
@@ -202,11 +228,22 @@ def _norms64(diff: torch.Tensor, rescale: bool) -> torch.Tensor:
     return torch.linalg.vector_norm(diff, dim=1) * torch.exp2(h) * torch.exp2(e - h)
 
 
+_BUFFER = 1 << 16  # elements per float64 work buffer (512 KB): reused, stays in cache
+
+
+def _buffers(X: torch.Tensor, rows: int):
+    """Reusable work buffers of ``step`` rows: (step, gather buffer, float64 buffer)."""
+    step = max(1, min(rows, _BUFFER // max(1, X.shape[1])))
+    g = torch.empty((step, X.shape[1]), dtype=X.dtype, device=X.device)
+    return step, g, torch.empty((step, X.shape[1]), dtype=torch.float64, device=X.device)
+
+
 def _pair_distances(X: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
     """Exact float64 distances ``||X[rows] - X[cols]||`` by direct differences.
 
     Float64 input gets a power-of-two rescaling of every difference so that the squares
     neither underflow nor overflow; for float32 input the squares always fit float64.
+    The rows are gathered into small reused buffers (no large temporary tensors).
 
     Returns
     -------
@@ -214,11 +251,15 @@ def _pair_distances(X: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> 
     """
     p = rows.numel()
     out = torch.empty(p, dtype=torch.float64, device=X.device)
-    step = max(1, (1 << 21) // X.shape[1])  # ~16 MB of float64 per block
+    step, g, diff = _buffers(X, p)
+    x = torch.empty_like(g)
     for a in range(0, p, step):
-        diff = X.index_select(0, cols[a : a + step]).to(torch.float64)
-        diff -= X.index_select(0, rows[a : a + step])
-        out[a : a + step] = _norms64(diff, X.dtype == torch.float64)
+        t = min(step, p - a)
+        torch.index_select(X, 0, cols[a : a + t], out=g[:t])
+        torch.index_select(X, 0, rows[a : a + t], out=x[:t])
+        diff[:t].copy_(g[:t])
+        diff[:t].sub_(x[:t])
+        out[a : a + t] = _norms64(diff[:t], X.dtype == torch.float64)
     return out
 
 
@@ -229,13 +270,27 @@ def _candidate_distances(X: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
     """
     n, m = cand.shape
     out = torch.empty((n, m), dtype=torch.float64, device=X.device)
-    step = max(1, (1 << 21) // X.shape[1])
+    step, g, diff = _buffers(X, n)
+    x = torch.empty_like(diff)
     for a in range(0, n, step):
-        x = X[a : a + step].to(torch.float64)
+        t = min(step, n - a)
+        x[:t].copy_(X[a : a + t])
         for j in range(m):
-            diff = X.index_select(0, cand[a : a + step, j]).to(torch.float64)
-            diff -= x
-            out[a : a + step, j] = _norms64(diff, X.dtype == torch.float64)
+            torch.index_select(X, 0, cand[a : a + t, j], out=g[:t])
+            torch.sub(g[:t], x[:t], out=diff[:t])
+            out[a : a + t, j] = _norms64(diff[:t], X.dtype == torch.float64)
+    return out
+
+
+def _row_sq64(Y: torch.Tensor) -> torch.Tensor:
+    """Squared row norms in float64, (N,), through a small reused buffer."""
+    n = Y.shape[0]
+    out = torch.empty(n, dtype=torch.float64, device=Y.device)
+    step, _, buf = _buffers(Y, n)
+    for a in range(0, n, step):
+        t = min(step, n - a)
+        buf[:t].copy_(Y[a : a + t])
+        out[a : a + t] = torch.linalg.vecdot(buf[:t], buf[:t])
     return out
 
 
@@ -296,7 +351,7 @@ def _project(Y: torch.Tensor, Q: torch.Tensor, chunk_size: int):
     Z = torch.empty((n, Q.shape[1]), dtype=torch.float64, device=Y.device)
     res = torch.empty(n, dtype=torch.float64, device=Y.device)
     sq = torch.empty(n, dtype=torch.float64, device=Y.device)
-    step = max(chunk_size, (1 << 22) // Y.shape[1])  # ~32 MB of float64 per block
+    step = max(1, 4 * _BUFFER // Y.shape[1])  # ~2 MB of float64 per block: stays in cache
     for a in range(0, n, step):
         y = Y[a : a + step].to(torch.float64)
         z = y @ Q
@@ -355,7 +410,7 @@ def _search_space(Y: torch.Tensor, k: int, m: int, chunk_size: int) -> _Space:
     if rank:
         Z, res, sq64 = _project(Y, Q[:, :rank], chunk_size)
     else:  # the full space: no ordering needed
-        sq64 = Y.square().sum(1, dtype=torch.float64)
+        sq64 = _row_sq64(Y)
         Z = torch.zeros((n, 1), dtype=torch.float64, device=Y.device)
     norm = sq64.sqrt()
     z1_err = (4 * u + d * 2.0**-52) * norm + 4 * math.sqrt(d) * tiny
@@ -380,21 +435,15 @@ def _block(Sa: torch.Tensor, sqa: torch.Tensor, Sb: torch.Tensor, sqb: torch.Ten
     return out.add_(sqa.unsqueeze(1))
 
 
-def _merge_topk(
-    best_d: torch.Tensor, best_i: torch.Tensor, cand_d: torch.Tensor, cand_i: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Merge a running top-m (smallest, sorted) with candidates; rows are independent."""
-    d = torch.cat([best_d, cand_d], dim=1)
-    i = torch.cat([best_i, cand_i], dim=1)
-    d, pos = torch.topk(d, best_d.shape[1], dim=1, largest=False, sorted=True)
-    return d, torch.gather(i, 1, pos)
-
-
 def _top_m_symmetric(S: torch.Tensor, sq: torch.Tensor, m: int, chunk_size: int):
     """Per row, the ``m`` smallest values over every other row (full space).
 
-    Blocks ``j >= i`` only: each one updates the running top-m of both its rows and its
-    columns, halving the products.
+    First every diagonal block gives each row its ``m`` best values inside its own block,
+    hence a threshold (its ``m``-th best). Then the blocks ``j > i`` only, each one read
+    both ways (for its rows and for its columns, halving the products): an entry is kept
+    only when it is below the current threshold of its row or of its column, by one
+    comparison, so that the few survivors are merged instead of selecting a top-m of
+    every block. A rejected entry is at least its row's final ``m``-th best value.
 
     Returns
     -------
@@ -408,21 +457,28 @@ def _top_m_symmetric(S: torch.Tensor, sq: torch.Tensor, m: int, chunk_size: int)
     starts = range(0, n, chunk_size)
     for a in starts:
         ra = slice(a, a + chunk_size)
+        block = _block(S[ra], sq[ra], S[ra], sq[ra])
+        block.fill_diagonal_(inf)  # exclude each point itself, by index
+        kr = min(m, block.shape[1])
+        d, j = torch.topk(block, kr, dim=1, largest=False, sorted=True)
+        best_d[ra, :kr], best_i[ra, :kr] = d, j + a
+    for a in starts:
+        ra = slice(a, a + chunk_size)
         for b in starts:
-            if b < a:
+            if b <= a:
                 continue
             rb = slice(b, b + chunk_size)
             block = _block(S[ra], sq[ra], S[rb], sq[rb])
-            if a == b:
-                block.fill_diagonal_(inf)  # exclude each point itself, by index
-            kr = min(m, block.shape[1])
-            d, j = torch.topk(block, kr, dim=1, largest=False, sorted=False)
-            best_d[ra], best_i[ra] = _merge_topk(best_d[ra], best_i[ra], d, j + b)
-            if b != a:  # the same block, read by columns, serves rows b..b+nb
-                kc = min(m, block.shape[0])
-                # a contiguous transpose first: top-k along rows is ~1.5x faster on CPU
-                d, j = torch.topk(block.T.contiguous(), kc, dim=1, largest=False, sorted=False)
-                best_d[rb], best_i[rb] = _merge_topk(best_d[rb], best_i[rb], d, j + a)
+            hit = block < best_d[ra, -1:]
+            hit |= block < best_d[rb, -1].unsqueeze(0)
+            r, c = hit.nonzero().unbind(1)
+            if r.numel() == 0:
+                continue
+            vals = block[r, c]
+            r, c = r + a, c + b
+            _merge_sparse(
+                best_d, best_i, torch.cat([r, c]), torch.cat([vals, vals]), torch.cat([c, r])
+            )
     return best_d, best_i
 
 
@@ -433,8 +489,10 @@ def _top_m_windowed(space: _Space, m: int, chunk_size: int):
     ``chunk_size`` rows around it, which gives every row a threshold (its ``m``-th best
     value); then only the columns whose ``z1`` lies within ``sqrt(threshold)`` (plus the
     rounding bound) of some row of the block are compared, nearest first, the window
-    shrinking as the thresholds do. A skipped column ``j`` of row ``i`` has a true
-    squared distance above the row's final threshold.
+    shrinking as the thresholds do. Of those products only the entries below their
+    row's threshold are kept (one comparison, the threshold rounded up) and merged. A
+    skipped column ``j`` of row ``i`` has a true squared distance above the row's final
+    threshold.
 
     Returns
     -------
@@ -444,13 +502,16 @@ def _top_m_windowed(space: _Space, m: int, chunk_size: int):
     S, sq, z1, err = space.S, space.sq, space.z1, space.z1_err
     n = S.shape[0]
     dev = S.device
-    width = min(n, max(chunk_size, m + 1))
+    # few rows per block: their z1 range, hence the columns they need, stays narrow
+    rows = max(1, min(chunk_size, _WINDOW_ROWS))
+    width = min(n, max(min(chunk_size, _WINDOW_ROWS * 4), m + 1))
     err_max = float(err.max())
+    inf = torch.tensor(float("inf"), dtype=S.dtype, device=dev)
     best_d = torch.empty((n, m), dtype=S.dtype, device=dev)
     best_i = torch.empty((n, m), dtype=torch.long, device=dev)
-    for a in range(0, n, chunk_size):
-        ra = slice(a, a + chunk_size)
-        ta = min(chunk_size, n - a)
+    for a in range(0, n, rows):
+        ra = slice(a, a + rows)
+        ta = min(rows, n - a)
         c0 = max(0, min(a - (width - ta) // 2, n - width))
         c1 = c0 + width
         # the row's own |s_i|^2 does not change its order: added to the kept values only
@@ -477,8 +538,11 @@ def _top_m_windowed(space: _Space, m: int, chunk_size: int):
                 break
             for s0, s1 in spans:
                 blk = torch.addmm(sq[s0:s1].unsqueeze(0), S[ra], S[s0:s1].T, alpha=-2.0)
-                cd, cj = torch.topk(blk, min(m, s1 - s0), dim=1, largest=False, sorted=False)
-                d, j = _merge_topk(d, j, cd + sqa, cj + s0)
+                # a rejected entry: blk >= limit >= d_m - |s_i|^2, so blk + |s_i|^2 >= d_m
+                limit = torch.nextafter(d[:, -1:] - sqa, inf)
+                r, c = (blk < limit).nonzero().unbind(1)
+                if r.numel():
+                    _merge_sparse(d, j, r, blk[r, c] + sqa[r, 0], c + s0)
         best_d[ra], best_i[ra] = d, j
     return best_d, best_i
 
@@ -552,9 +616,8 @@ def _search(X: torch.Tensor, k: int, m: int, chunk_size: int) -> tuple[torch.Ten
     indices : torch.Tensor, shape (N, k), int64
     """
     n = X.shape[0]
+    Y = _unit_centred(X)
     e = _exponent(X)
-    Y = _ldexp(X, -e) if e else X
-    Y = Y - Y.mean(dim=0, dtype=torch.float64, keepdim=True).to(Y.dtype)
     space = _search_space(Y, k, m, chunk_size)
     del Y
     if space.rank:  # sort by the first principal coordinate, search through windows
