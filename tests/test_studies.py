@@ -164,3 +164,85 @@ def test_image_centering_removes_a_per_image_offset_exactly():
     assert torch.allclose(layer(x + offset), layer(x), atol=1e-10)
     assert torch.allclose(layer(x).mean(dim=(1, 2, 3)), torch.zeros(5, dtype=torch.float64))
     assert not list(layer.parameters())
+
+
+@pytest.mark.slow
+def test_class_profiles_gives_the_numbers_of_twonn_and_gride_from_one_search():
+    # the per-class numbers come from one neighbour search per layer; they must be those
+    # of the library's estimators called on each class and layer (with duplicates, as
+    # after a ReLU)
+    from interp_lib.id import gride, pca_dim, twonn
+    from interp_lib.profile import collect_activations
+
+    x, y = _two_class_data()
+    x = torch.cat([x, x[:20], x[300:320]])  # exact duplicates in both classes
+    y = torch.cat([y, y[:20], y[300:320]])
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(12, 30), nn.ReLU(), nn.Linear(30, 3))
+    prof = class_profiles(net, x, y, n_resamples=4, max_rank=32, seed=3)
+    for i, c in enumerate(prof.classes):
+        acts = collect_activations(net, x[y == c], progress=False)
+        for j, a in enumerate(acts.values()):
+            X = a.flatten(1).double()
+            with pytest.warns(UserWarning, match="dropped"):
+                ref = twonn(X, n_resamples=4, seed=3)
+            assert float(prof.twonn[i, j]) == pytest.approx(float(ref.resamples.mean()), rel=1e-9)
+            assert float(prof.twonn_error[i, j]) == pytest.approx(
+                float(ref.resamples.std()), rel=1e-9
+            )
+            g = gride(X, max_rank=32)
+            assert prof.gride_ranks == tuple(g.n2.tolist())
+            assert torch.allclose(prof.gride[i, j], g.dimensions, rtol=1e-9)
+            assert torch.allclose(prof.gride_scale[i, j], g.scales, rtol=1e-9)
+            assert prof.pca[i, j] == pca_dim(X)
+    # k = 2 neighbours only: most subsamples fall back to a search inside the subsample
+    small = class_profiles(net, x, y, n_resamples=4, max_rank=None, pca=False, seed=3)
+    acts = collect_activations(net, x[y == 1], progress=False)
+    with pytest.warns(UserWarning, match="dropped"):
+        ref = twonn(list(acts.values())[-1].flatten(1).double(), n_resamples=4, seed=3)
+    assert float(small.twonn[1, -1]) == pytest.approx(float(ref.resamples.mean()), rel=1e-9)
+    with pytest.raises(ValueError, match="subsample"):
+        class_profiles(net, x, y, subsample=1.5)
+
+
+def _profiles(twonn, gride=None):
+    from interp_lib.studies import ClassProfiles
+
+    twonn = torch.as_tensor(twonn, dtype=torch.float64)
+    n_c, n_l = twonn.shape
+    g = twonn[:, :, None] / 2 if gride is None else torch.as_tensor(gride, dtype=torch.float64)
+    return ClassProfiles(
+        classes=tuple(range(n_c)), layers=tuple(f"l{j}" for j in range(n_l)),
+        relative_depth=tuple(j / (n_l - 1) for j in range(n_l)), n_features=(1,) * n_l,
+        n_per_class=(10,) * n_c, twonn=twonn, twonn_error=torch.full_like(twonn, math.nan),
+        pca=torch.full_like(twonn, math.nan), gride_ranks=(64,), gride=g,
+        gride_scale=torch.ones_like(g),
+    )  # fmt: skip
+
+
+def test_hunchback_peak_rise_and_twin_paired_over_seeds_and_classes():
+    from interp_lib.studies import hunchback
+
+    seed0 = _profiles([[10.0, 14.0, 12.0, 3.0], [12.0, 15.0, 13.0, 4.0]])
+    seed1 = _profiles([[10.0, 16.0, 11.0, 3.0], [12.0, 17.0, 12.0, 4.0]])
+    flat0 = _profiles([[10.0, 10.5, 9.0, 3.0], [12.0, 12.0, 11.0, 4.0]])
+    flat1 = _profiles([[10.0, 9.5, 9.0, 3.0], [12.0, 12.0, 11.0, 4.0]])
+    h = hunchback([seed0, seed1], [flat0, flat1])
+    assert h.peak == 1 and h.peak_layer == "l1" and h.peak_depth == pytest.approx(1 / 3)
+    assert h.n_seeds == 2 and h.n_classes == 2 and h.rise.n == 4
+    assert h.rise.mean == pytest.approx((4 + 3 + 6 + 5) / 4)
+    assert h.rise.excludes_zero
+    assert h.rise_over_seeds.n == 2
+    assert h.rise_over_seeds.mean == pytest.approx(h.rise.mean)
+    assert h.untrained_change.mean == pytest.approx(0.0)
+    assert h.trained_minus_untrained.mean == pytest.approx((3.5 + 3 + 6.5 + 5) / 4)
+    assert torch.allclose(h.trained, torch.tensor([11.0, 15.5, 12.0, 3.5], dtype=torch.float64))
+    one = hunchback(seed0, flat0, rank=64)  # Gride at rank 64: half the TwoNN here
+    assert one.rise.mean == pytest.approx(h.rise.mean / 2 - 0.5)  # seed 0 only: 3.5 / 2
+    assert math.isnan(one.rise_over_seeds.low)
+    with pytest.raises(ValueError, match="pair up"):
+        hunchback([seed0, seed1], [flat0])
+    with pytest.raises(TypeError, match="ClassProfiles"):
+        hunchback([], [flat0])
+    with pytest.raises(ValueError, match="rank must be one of"):
+        hunchback(seed0, flat0, rank=32)

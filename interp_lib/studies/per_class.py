@@ -9,11 +9,17 @@ any network and any labelled image set, and also records, per class and layer,
 - the PC-ID (components for 90 % of the variance of z-scored units, as in the paper);
 - the Gride ID at growing neighbour ranks (the ID-vs-scale curve of every layer),
 
-from one forward pass per class.
+from one forward pass per class and **one** neighbour search per class and layer: the
+TwoNN of every 90 % subsample is read off the neighbour lists of the whole set (a point's
+two nearest neighbours inside a subsample are its two nearest surviving ones), which
+gives the numbers of :func:`interp_lib.id.twonn` with ``n_resamples`` and of
+:func:`interp_lib.id.gride` at several times less cost (the neighbour search of
+high-dimensional activations is the expensive part).
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,8 +27,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .._validation import check_int
-from ..id import gride, pca_dim, twonn
+from .._validation import as_points, check_fraction, check_int
+from ..id import gride_mle, pca_dim, subsample_estimates, twonn_ls
+from ..id._ratios import length_scale, ratio_table
+from ..id.neighbors import knn
 from ..profile import collect_activations, relative_depth
 
 __all__ = ["ClassProfiles", "class_profiles"]
@@ -109,6 +117,70 @@ class ClassProfiles:
         return pd.DataFrame(data, index=pd.Index(self.layers, name="layer"))
 
 
+def _first_two_surviving(
+    dist: torch.Tensor, idx: torch.Tensor, sub: torch.Tensor
+) -> torch.Tensor | None:
+    """Distances from each point of ``sub`` to its two nearest neighbours inside ``sub``.
+
+    ``dist``, ``idx`` (N, k): the sorted neighbour lists of the whole set. Returns
+    (len(sub), 2), or None when some point has fewer than 2 of its k neighbours in ``sub``.
+    """
+    member = torch.zeros(dist.shape[0], dtype=torch.bool)
+    member[sub] = True
+    alive = member[idx[sub]]  # (m, k): which listed neighbours are in the subsample
+    if int(alive.sum(1).min()) < 2:
+        return None
+    # positions of the first two surviving neighbours of each row (lists are sorted)
+    pos = torch.argsort((~alive).to(torch.int8), dim=1, stable=True)[:, :2]
+    return dist[sub].gather(1, pos)
+
+
+def _layer_estimates(
+    X: torch.Tensor,
+    *,
+    n_resamples: int,
+    subsample: float,
+    seed: int,
+    pca: bool,
+    max_rank: int | None,
+) -> tuple[float, float, float, dict[int, float], dict[int, float]]:
+    """TwoNN (resample mean and sd), PC-ID and Gride of one layer's points ``X`` (N, D).
+
+    The same numbers as ``twonn(X, n_resamples=..., subsample=..., seed=...)`` (least
+    squares on 90 % of the ratios), ``pca_dim(X)`` and ``gride(X, max_rank=...)``, from a
+    single neighbour search.
+    """
+    X = as_points(X)
+    n = X.shape[0]
+    k = min(n - 1, max(2, max_rank or 2))
+    dist, idx = knn(X, k)
+    dist, idx = dist.cpu(), idx.cpu()
+    full = twonn_ls(ratio_table(dist[:, :2]).mu)[0]
+
+    def on_subset(sub: torch.Tensor) -> float | None:
+        d2 = _first_two_surviving(dist, idx, sub)
+        if d2 is None:  # a point lost its k neighbours: search inside the subsample
+            d2 = knn(X[sub], 2).distances.cpu()
+        mu = ratio_table(d2).mu
+        return twonn_ls(mu)[0] if mu.numel() >= 3 else None
+
+    res = subsample_estimates(
+        torch.arange(n), on_subset, n_resamples=n_resamples, subsample=subsample, seed=seed
+    )
+    tw, err = (float(res.mean()), float(res.std())) if res.numel() > 1 else (full, math.nan)
+    pc = float(pca_dim(X)) if pca else math.nan
+    grides, scales = {}, {}
+    if max_rank is not None:
+        n1 = 1
+        while 2 * n1 <= k:
+            table = ratio_table(dist, n1, 2 * n1)
+            if table.mu.numel() >= 3:
+                grides[2 * n1] = gride_mle(table.mu, n1, 2 * n1)[0]
+                scales[2 * n1] = length_scale(table)
+            n1 *= 2
+    return tw, err, pc, grides, scales
+
+
 def class_profiles(
     model: nn.Module,
     images: torch.Tensor,
@@ -159,6 +231,9 @@ def class_profiles(
             f"labels must have shape ({images.shape[0]},), one per image, got {tuple(labels.shape)}."
         )
     n_resamples = check_int(n_resamples, "n_resamples", minimum=0)
+    subsample = check_fraction(subsample, "subsample")
+    if max_rank is not None:
+        max_rank = check_int(max_rank, "max_rank", minimum=2)
     classes = sorted(int(c) for c in labels.unique())
     rows = {"twonn": [], "err": [], "pca": [], "gride": [], "scale": []}
     counts, ranks, names, depth, widths = [], (), None, None, None
@@ -179,24 +254,23 @@ def class_profiles(
             widths = tuple(int(a[0].numel()) for a in acts.values())
         tw, er, pc, gr, sc = [], [], [], [], []
         for X in acts.values():
-            X = X.flatten(1).double()
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*dropped.*")
-                res = twonn(X, n_resamples=n_resamples, subsample=subsample, seed=seed)
-                if res.resamples is not None and res.resamples.numel() > 1:
-                    tw.append(float(res.resamples.mean()))
-                    er.append(float(res.resamples.std()))
-                else:
-                    tw.append(res.dimension)
-                    er.append(float("nan"))
-                pc.append(float(pca_dim(X)) if pca else float("nan"))
-                if max_rank is not None:
-                    g = gride(X, max_rank=max_rank)
-                    ranks = ranks or tuple(int(r) for r in g.n2)
-                    d = dict(zip(g.n2.tolist(), g.dimensions.tolist(), strict=True))
-                    s = dict(zip(g.n2.tolist(), g.scales.tolist(), strict=True))
-                    gr.append([d.get(r, float("nan")) for r in ranks])
-                    sc.append([s.get(r, float("nan")) for r in ranks])
+                t, e, p, g, s = _layer_estimates(
+                    X.flatten(1).double(),
+                    n_resamples=n_resamples,
+                    subsample=subsample,
+                    seed=seed,
+                    pca=pca,
+                    max_rank=max_rank,
+                )
+            if max_rank is not None:
+                ranks = ranks or tuple(sorted(g))
+                gr.append([g.get(r, float("nan")) for r in ranks])
+                sc.append([s.get(r, float("nan")) for r in ranks])
+            tw.append(t)
+            er.append(e)
+            pc.append(p)
         rows["twonn"].append(tw)
         rows["err"].append(er)
         rows["pca"].append(pc)
