@@ -49,6 +49,9 @@ import torch
 from interp_lib import zoo
 from interp_lib.datasets.birds import PARTS
 
+#: 0.975 quantiles of Student's t by degrees of freedom (for the paired interval).
+_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
 
 def _mean_std(values: list[float]) -> str:
     m = statistics.fmean(values)
@@ -100,6 +103,7 @@ def main() -> None:
             "val_protopnet": r.protopnet_history.best_val_accuracy,
             "val_cnn": r.cnn_history.test_accuracy[-1],
             "on_bird": place["on_bird_fraction"],
+            "near_bird": place["near_bird_fraction"],
             "chance": place["chance"],
             "distinct": place["distinct_fraction"],
             "train_s": r.train_seconds.get("total", float("nan")),
@@ -111,7 +115,8 @@ def main() -> None:
         print(
             f"seed {seed}: test ProtoPNet {row['protopnet']:.3f} CNN {row['cnn']:.3f} "
             f"(diff {row['diff']:+.3f}; val {row['val_protopnet']:.3f} / {row['val_cnn']:.3f}); "
-            f"on bird {row['on_bird']:.2f} (chance {row['chance']:.2f}), distinct "
+            f"on bird {row['on_bird']:.2f} (within 2 px {row['near_bird']:.2f}; chance "
+            f"{row['chance']:.2f}), distinct "
             f"{row['distinct']:.2f}; parts {parts}; trained in {row['train_s']:.0f} s wall, "
             f"{row['cpu_s']:.0f} s CPU ({'cached' if row['cached'] else 'fresh'}; this call "
             f"{row['call_s']:.1f} s); phases "
@@ -119,8 +124,15 @@ def main() -> None:
         )
     load1 = os.getloadavg()
     print(f"\nover seeds {args.seeds} (mean +- std):")
-    for key in ("protopnet", "cnn", "diff", "on_bird", "chance", "distinct", "train_s", "cpu_s"):
+    keys = ("protopnet", "cnn", "diff", "on_bird", "near_bird", "chance", "distinct")
+    for key in (*keys, "train_s", "cpu_s"):
         print(f"  {key:10s} {_mean_std([r[key] for r in rows])}")
+    diffs = [r["diff"] for r in rows]
+    if len(diffs) > 1:
+        half = _T975.get(len(diffs) - 1, 1.96) * statistics.stdev(diffs) / len(diffs) ** 0.5
+        m = statistics.fmean(diffs)
+        print(f"  paired difference ProtoPNet - CNN: {m:+.3f}, 95 % t-interval "
+              f"[{m - half:+.3f}, {m + half:+.3f}] over {len(diffs)} seeds")  # fmt: skip
     print(f"load average now {load1[0]:.1f} (1 min), {load1[1]:.1f} (5 min)")
 
 
