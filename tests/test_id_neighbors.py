@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from interp_lib.id import nearest_neighbors
+from interp_lib.id import nearest_neighbors, neighbors
 
 
 def brute(X: torch.Tensor, k: int):
@@ -110,3 +110,22 @@ def test_bad_precomputed():
         nearest_neighbors(torch.rand(5, 4), metric="precomputed")
     with pytest.raises(ValueError, match="negative"):
         nearest_neighbors(-torch.rand(5, 5), metric="precomputed")
+
+
+@pytest.mark.parametrize("buffer", [64, 1 << 16])
+def test_exact_distances_are_float64_differences_bit_for_bit(monkeypatch, buffer):
+    # mixed magnitudes: float32 differences would be rounded, float64 ones are exact;
+    # a tiny buffer makes one row per step, the default several rows and all candidates
+    monkeypatch.setattr(neighbors, "_BUFFER", buffer)
+    g = torch.Generator().manual_seed(0)
+    scale = 10.0 ** torch.randint(-4, 5, (120, 300), generator=g)  # mixed magnitudes
+    X = (torch.randn(120, 300, generator=g) * scale).float()
+    cand = torch.randint(0, 120, (120, 4), generator=g)
+    want = torch.stack(
+        [torch.linalg.vector_norm(X[cand[:, j]].double() - X.double(), dim=1) for j in range(4)],
+        1,
+    )
+    assert torch.equal(neighbors._candidate_distances(X, cand), want)
+    rows, cols = cand[:, 0], cand[:, 1]
+    want = torch.linalg.vector_norm(X[cols].double() - X[rows].double(), dim=1)
+    assert torch.equal(neighbors._pair_distances(X, rows, cols), want)

@@ -266,19 +266,22 @@ def _pair_distances(X: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> 
 def _candidate_distances(X: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
     """Exact float64 distances ``||X[i] - X[cand[i, j]]||``, shape (N, m).
 
-    Like :func:`_pair_distances`, with contiguous blocks of rows converted once.
+    Like :func:`_pair_distances`; the ``m`` candidates of a few rows at a time are
+    gathered at once into a small reused buffer.
     """
     n, m = cand.shape
+    d = X.shape[1]
     out = torch.empty((n, m), dtype=torch.float64, device=X.device)
-    step, g, diff = _buffers(X, n)
-    x = torch.empty_like(diff)
+    step = max(1, min(n, _BUFFER // max(1, m * d)))
+    g = torch.empty((step * m, d), dtype=X.dtype, device=X.device)
+    diff = torch.empty((step, m, d), dtype=torch.float64, device=X.device)
+    x = torch.empty((step, 1, d), dtype=torch.float64, device=X.device)
     for a in range(0, n, step):
         t = min(step, n - a)
-        x[:t].copy_(X[a : a + t])
-        for j in range(m):
-            torch.index_select(X, 0, cand[a : a + t, j], out=g[:t])
-            torch.sub(g[:t], x[:t], out=diff[:t])
-            out[a : a + t, j] = _norms64(diff[:t], X.dtype == torch.float64)
+        torch.index_select(X, 0, cand[a : a + t].reshape(-1), out=g[: t * m])
+        x[:t, 0].copy_(X[a : a + t])  # float64 first: the differences are then exact
+        torch.sub(g[: t * m].view(t, m, d), x[:t], out=diff[:t])
+        out[a : a + t] = _norms64(diff[:t].view(t * m, d), X.dtype == torch.float64).view(t, m)
     return out
 
 
@@ -482,6 +485,21 @@ def _top_m_symmetric(S: torch.Tensor, sq: torch.Tensor, m: int, chunk_size: int)
     return best_d, best_i
 
 
+def _below(blk: torch.Tensor, limit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions ``(r, c)`` of the entries of ``blk`` (na, nb) below ``limit`` (na, 1).
+
+    Only the rows whose minimum is below their limit are searched (a row-wise minimum is
+    a much cheaper pass than the positions of a sparse mask).
+    """
+    rows = (blk.amin(1, keepdim=True) < limit).squeeze(1).nonzero().squeeze(1)
+    if rows.numel() == 0:
+        return rows, rows
+    if 4 * rows.numel() > blk.shape[0]:  # most rows: one mask of the whole block
+        return (blk < limit).nonzero().unbind(1)
+    r, c = (blk[rows] < limit[rows]).nonzero().unbind(1)
+    return rows[r], c
+
+
 def _top_m_windowed(space: _Space, m: int, chunk_size: int):
     """Per row, the ``m`` smallest values, skipping rows too far along ``z1``.
 
@@ -540,7 +558,7 @@ def _top_m_windowed(space: _Space, m: int, chunk_size: int):
                 blk = torch.addmm(sq[s0:s1].unsqueeze(0), S[ra], S[s0:s1].T, alpha=-2.0)
                 # a rejected entry: blk >= limit >= d_m - |s_i|^2, so blk + |s_i|^2 >= d_m
                 limit = torch.nextafter(d[:, -1:] - sqa, inf)
-                r, c = (blk < limit).nonzero().unbind(1)
+                r, c = _below(blk, limit)
                 if r.numel():
                     _merge_sparse(d, j, r, blk[r, c] + sqa[r, 0], c + s0)
         best_d[ra], best_i[ra] = d, j
