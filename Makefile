@@ -50,13 +50,19 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# Benchmarks against peers measured in the same run (minutes; DADApy gets its own venv).
+# Benchmarks against peers measured in the same run (minutes; DADApy gets its own venv),
+# every method at BENCH_THREADS threads. The TwoNN and profiling summaries go to
+# bench/summaries/, and bench/report.py rewrites the README's one benchmark table from
+# them (between <!-- bench:start --> and <!-- bench:end -->, with date and machine).
+BENCH_THREADS ?= 1
 bench: $(STAMP)
-	$(BIN)/python bench/twonn.py
-	$(BIN)/python bench/layer_profile.py
+	$(BIN)/python bench/twonn.py --threads $(BENCH_THREADS) --json bench/summaries/twonn.json
+	$(BIN)/python bench/layer_profile.py --threads $(BENCH_THREADS) \
+	  --json bench/summaries/layer_profile.json
 	$(BIN)/python bench/protopnet.py
 	$(BIN)/python bench/baselines.py
 	$(BIN)/python bench/protopnet_birds.py
+	$(BIN)/python bench/report.py
 
 clean:
 	rm -rf _build

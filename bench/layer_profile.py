@@ -202,6 +202,7 @@ def main() -> None:
     parser.add_argument(
         "--approaches", nargs="+", default=list(APPROACHES), choices=APPROACHES, metavar="A"
     )
+    parser.add_argument("--json", help="write a summary for bench/report.py here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -209,6 +210,7 @@ def main() -> None:
         return
     if "naive" not in args.approaches:
         args.approaches.insert(0, "naive")
+    load_before = _load()
     runs: dict[str, list[dict]] = {a: [] for a in args.approaches}
     for r in range(args.rounds):  # interleaved: a loaded machine slows every approach alike
         for approach in args.approaches:
@@ -258,6 +260,60 @@ def main() -> None:
             diff = max(abs(got[k] - ref[k]) for k in ref)
             print(f"\nmax |ID {approach} - ID naive| over {len(ref)} layers: {diff:.3g}")
     print("IDs (naive): " + ", ".join(f"{k} {v:.1f}" for k, v in ref.items()))
+    if args.json:
+        write_summary(args, results, ratio, load_before)
+
+
+def _load() -> str:
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def write_summary(args, results: dict, ratio: dict, load_before: str) -> None:
+    """The summary read by ``bench/report.py``: one README table row per approach."""
+    import datetime
+    import platform
+
+    naive = results["naive"]
+    setting = f"{args.n} images at {args.image_size} px, {args.rounds} round(s)"
+    table = []
+    for approach, r in results.items():
+        if approach == "naive":
+            continue
+        table.append(
+            {
+                "what": f"layer profile of ResNet-18: {approach}",
+                "setting": setting,
+                "ours": f"{r['time']:.1f} s, peak {r['peak_mb']:.0f} MB",
+                "peer": f"naive hooks + scikit-learn {naive['time']:.1f} s, "
+                f"peak {naive['peak_mb']:.0f} MB",
+                "ratio": f"{1 / ratio[approach]:.2f}x time; "
+                f"{naive['peak_mb'] / max(r['peak_mb'], 1e-9):.2f}x memory",
+            }
+        )
+    cpu = platform.processor() or platform.machine()
+    for line in (
+        Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
+    ):
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    summary = {
+        "script": "bench/layer_profile.py",
+        "date": f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
+        "machine": f"{platform.node()} ({cpu}, {os.cpu_count()} cores, {platform.system()})",
+        "threads": args.threads,
+        "load_before": load_before,
+        "load_after": _load(),
+        "table": table,
+        "results": results,
+        "ratio_to_naive": ratio,
+    }
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")
+    print(f"summary written to {args.json}")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 """Benchmark: interp_lib's TwoNN against DADApy, scikit-dimension, scikit-learn and torch.
 
 Every (method, N, D) runs in a fresh subprocess on the same saved data, so the timings
-and the peak memory (growth of the process's maximum resident set during the estimate)
-are not polluted by each other. The methods of one size run interleaved, ``--repeats``
-times in a rotating order, so that a load on a shared machine hits them alike; the
-table gives the median time and the ratio of medians, ``peer / ours`` (> 1: ours is
-faster), with the spread of the per-round ratios. The date, the machine, the torch
+and the peak memory (the peak resident set during the estimate above the resident set
+before it) are not polluted by each other. The methods of one size run interleaved,
+``--repeats`` times in a rotating order, so that a load on a shared machine hits them
+alike; the table gives the median CPU time (``process_time``: all threads, not inflated
+by waiting for a busy core) and the ratio of medians, ``peer / ours`` (> 1: ours is
+faster), with the spread of the per-round ratios and the median wall time. The date, the machine, the torch
 threads and the load average before and after are printed with it.
 
 Methods: ``interp_lib`` (``twonn``), ``previous`` (``twonn`` on the neighbour search of
@@ -16,9 +17,15 @@ an earlier commit, ``--previous``, loaded from git: the "before" column), ``dada
 throw-away virtual environment (``bench/.venvs/dadapy``, created on first use; pass
 ``--no-dadapy`` to skip it).
 
-    python bench/twonn.py                        # the default sizes, 3 rounds
+    python bench/twonn.py                        # the default sizes, 3 rounds, 1 thread
     python bench/twonn.py --sizes 5000x100 --repeats 1
     python bench/twonn.py --spectrum             # pruning gain against the spectrum
+    python bench/twonn.py --json bench/summaries/twonn.json   # also a summary for the README
+
+Every method runs with ``--threads`` threads (1 by default: torch, OpenMP, MKL and
+OpenBLAS alike), so that a shared machine's other jobs matter less. The last lines give
+the ratios issue 14 asks for: DADApy / ours at N = 20,000, D = 1,000 (target 3x) and
+scikit-learn brute 3-NN / ours at N = 10,000, D = 512 (target 2x).
 
 The data: a 12-dimensional Gaussian rotated into D dimensions (float32).
 """
@@ -40,7 +47,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DADAPY_VENV = HERE / ".venvs" / "dadapy"
-PREVIOUS = "2683d6c"  # the neighbour search before the certified, projected one
+PREVIOUS = "66f5764"  # the neighbour search before the threshold filtering (issue 14)
 # sizes and the methods run at each (the largest only for ours: time and peak memory)
 DEFAULT_SIZES = "20000x1000,10000x512,100000x128"
 ALL = ("interp_lib", "previous", "dadapy", "skdim", "sklearn_3nn", "naive_torch")
@@ -51,6 +58,12 @@ def _peak_rss_mb() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _rss_mb() -> float:
+    """The resident memory now (the peak of a run is measured above it)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def _previous_knn(commit: str):
@@ -67,12 +80,18 @@ def _previous_knn(commit: str):
     path.write_text(src)
     spec = importlib.util.spec_from_file_location("interp_lib.id._neighbors_previous", path)
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up there
     spec.loader.exec_module(mod)
     return mod.knn
 
 
-def worker(method: str, path: str, previous: str) -> None:
+def worker(method: str, path: str, previous: str, threads: int = 1) -> None:
     import numpy as np
+
+    if method in ("interp_lib", "previous", "naive_torch"):
+        import torch
+
+        torch.set_num_threads(threads)
 
     X = np.load(path)
     if method in ("interp_lib", "previous"):
@@ -106,11 +125,12 @@ def worker(method: str, path: str, previous: str) -> None:
         run = lambda: naive_twonn(torch.from_numpy(X))  # noqa: E731
     else:
         raise SystemExit(f"unknown method {method}")
-    base = _peak_rss_mb()
-    t = time.perf_counter()
+    base = _rss_mb()
+    t, cpu = time.perf_counter(), time.process_time()
     est = run()
-    dt = time.perf_counter() - t
-    print(json.dumps({"time": dt, "estimate": float(est), "peak_mb": _peak_rss_mb() - base}))
+    dt, cpu = time.perf_counter() - t, time.process_time() - cpu
+    peak = _peak_rss_mb() - base
+    print(json.dumps({"time": cpu, "wall": dt, "estimate": float(est), "peak_mb": peak}))
 
 
 def _ensure_dadapy() -> Path | None:
@@ -158,7 +178,7 @@ def compare(args) -> None:
     import torch
 
     print(f"# bench/twonn.py  {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC")
-    print(f"# machine: {_machine()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"# machine: {_machine()}; torch {torch.__version__}, {args.threads} thread(s) per run")
     print(f"# load average before: {_load()}")
     pythons = {m: sys.executable for m in ALL}
     wanted = [m for m in ALL if m not in args.skip]
@@ -168,10 +188,27 @@ def compare(args) -> None:
         else:
             pythons["dadapy"] = str(py)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
+    for var in (
+        "OMP_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "NUMEXPR_NUM_THREADS",
+    ):
+        env[var] = str(args.threads)
+    summary = {
+        "script": "bench/twonn.py",
+        "date": f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
+        "machine": _machine(),
+        "threads": args.threads,
+        "load_before": _load(),
+        "repeats": args.repeats,
+        "rows": [],
+    }
     print(
-        f"{'N':>6} {'D':>5} {'method':<12} {'median s':>9} {'ID':>8} {'peak MB':>8} "
-        f"{'peer/ours':>9} {'per-round ratios':>18}"
+        f"{'N':>6} {'D':>5} {'method':<12} {'CPU s':>9} {'ID':>8} {'peak MB':>8} "
+        f"{'peer/ours':>9} {'per-round ratios':>18} {'wall s':>8}"
     )
+    worker_args = ["--previous", args.previous, "--threads", str(args.threads)]
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes.split(","):
             n, d = (int(v) for v in size.split("x"))
@@ -182,7 +219,7 @@ def compare(args) -> None:
             for r in range(args.repeats):
                 for m in methods[r % len(methods) :] + methods[: r % len(methods)]:
                     out = subprocess.run(
-                        [pythons[m], __file__, "--worker", m, path, "--previous", args.previous],
+                        [pythons[m], __file__, "--worker", m, path, *worker_args],
                         capture_output=True,
                         text=True,
                         env=env,
@@ -198,16 +235,78 @@ def compare(args) -> None:
                 t = statistics.median(r["time"] for r in runs[m])
                 peak = max(r["peak_mb"] for r in runs[m])
                 est = runs[m][0]["estimate"]
+                wall = statistics.median(r["wall"] for r in runs[m])
                 ratio = t / statistics.median(ours) if ours else float("nan")
                 rounds = [a["time"] / b for a, b in zip(runs[m], ours, strict=False)]
                 spread = f"{min(rounds):.2f}-{max(rounds):.2f}" if rounds else ""
                 print(
                     f"{n:>6} {d:>5} {m:<12} {t:>9.2f} {est:>8.3f} {peak:>8.0f} "
-                    f"{ratio:>8.2f}x {spread:>18}",
+                    f"{ratio:>8.2f}x {spread:>18} {wall:>8.2f}",
                     flush=True,
                 )
+                summary["rows"].append(
+                    {"N": n, "D": d, "method": m, "median_s": t, "wall_s": wall, "estimate": est}
+                    | {"peak_mb": peak, "ratio": ratio, "rounds": rounds}
+                )
+    summary["load_after"] = _load()
+    summary["table"] = table_rows(summary["rows"], args.threads)
     print(f"# load average after: {_load()}")
     print("# sklearn_3nn's ID column is the median r2/r1, not an estimate.")
+    for line in targets(summary["rows"]):
+        print(line)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")
+        print(f"# summary written to {args.json}")
+
+
+TARGETS = (  # (N, D, peer, the ratio issue 14 asks for)
+    (20000, 1000, "dadapy", 3.0),
+    (10000, 512, "sklearn_3nn", 2.0),
+    (20000, 1000, "previous", 1.0),
+    (10000, 512, "previous", 1.0),
+)
+
+
+NAMES = {
+    "previous": "previous version",
+    "dadapy": "DADApy",
+    "skdim": "scikit-dimension",
+    "sklearn_3nn": "scikit-learn brute 3-NN",
+    "naive_torch": "naive torch",
+}
+
+
+def table_rows(rows: list[dict], threads: int) -> list[dict]:
+    """One README table entry per size: ours, and every peer with its ratio."""
+    out = []
+    for n, d in dict.fromkeys((r["N"], r["D"]) for r in rows):
+        mine = [r for r in rows if (r["N"], r["D"], r["method"]) == (n, d, "interp_lib")]
+        if not mine:
+            continue
+        peers = [r for r in rows if (r["N"], r["D"]) == (n, d) and r["method"] in NAMES]
+        out.append(
+            {
+                "what": f"TwoNN, N = {n:,}, D = {d:,} (rank 12)",
+                "setting": f"CPU, {threads} thread(s)",
+                "ours": f"{mine[0]['median_s']:.2f} CPU s, peak {mine[0]['peak_mb']:.0f} MB",
+                "peer": "; ".join(f"{NAMES[r['method']]} {r['median_s']:.2f} s" for r in peers),
+                "ratio": "; ".join(f"{r['ratio']:.2f}x" for r in peers),
+            }
+        )
+    return out
+
+
+def targets(rows: list[dict]) -> list[str]:
+    """One line per ratio of :data:`TARGETS` measured in this run (peer time / ours)."""
+    out = []
+    for n, d, peer, goal in TARGETS:
+        hit = [r for r in rows if (r["N"], r["D"], r["method"]) == (n, d, peer)]
+        if hit:
+            ratio = hit[0]["ratio"]
+            verdict = "met" if ratio >= goal else "NOT met"
+            out.append(f"# {peer} / ours at {n}x{d}: {ratio:.2f}x (target {goal:g}x: {verdict})")
+    return out
 
 
 def spectrum(args) -> None:
@@ -217,6 +316,8 @@ def spectrum(args) -> None:
 
     from interp_lib.id import neighbors
     from interp_lib.id.neighbors import knn
+
+    torch.set_num_threads(args.threads)
 
     def timed(X, projected: bool) -> tuple[float, int]:
         saved = neighbors._PROJECTION_RANKS
@@ -286,6 +387,8 @@ def main() -> None:
     ap.add_argument("--sizes", default=DEFAULT_SIZES)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-dadapy", action="store_true")
+    ap.add_argument("--threads", type=int, default=1, help="threads of every method")
+    ap.add_argument("--json", help="write a summary for bench/report.py here")
     ap.add_argument("--skip", nargs="*", default=[], choices=ALL, help="methods to leave out")
     ap.add_argument("--previous", default=PREVIOUS, help="commit of the 'previous' search")
     ap.add_argument("--spectrum", action="store_true", help="the spectrum study instead")
@@ -295,7 +398,7 @@ def main() -> None:
     ap.add_argument("--worker", nargs=2, metavar=("METHOD", "NPY"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        worker(*args.worker, args.previous)
+        worker(*args.worker, args.previous, args.threads)
     elif args.spectrum:
         spectrum(args)
     else:
