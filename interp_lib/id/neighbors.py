@@ -228,7 +228,7 @@ def _norms64(diff: torch.Tensor, rescale: bool) -> torch.Tensor:
     return torch.linalg.vector_norm(diff, dim=1) * torch.exp2(h) * torch.exp2(e - h)
 
 
-_BUFFER = 1 << 16  # elements per float64 work buffer (512 KB): reused, stays in cache
+_BUFFER = 1 << 20  # elements per float64 work buffer (8 MB), allocated once per call
 
 
 def _buffers(X: torch.Tensor, rows: int):
@@ -354,7 +354,7 @@ def _project(Y: torch.Tensor, Q: torch.Tensor, chunk_size: int):
     Z = torch.empty((n, Q.shape[1]), dtype=torch.float64, device=Y.device)
     res = torch.empty(n, dtype=torch.float64, device=Y.device)
     sq = torch.empty(n, dtype=torch.float64, device=Y.device)
-    step = max(1, 4 * _BUFFER // Y.shape[1])  # ~2 MB of float64 per block: stays in cache
+    step = max(1, _BUFFER // Y.shape[1])  # ~8 MB of float64 per block
     for a in range(0, n, step):
         y = Y[a : a + step].to(torch.float64)
         z = y @ Q
