@@ -30,15 +30,23 @@ Budget and measurements
 Default budget: 1500 training images, batches of 32 (47 steps per epoch); CNN 18 warm
 epochs + 6 more (24 epochs, 1128 Adam steps); ProtoPNet 1 warm-up + 5 joint epochs
 (282 Adam steps, the last 47 at a tenth of the learning rates) with pushes after epochs
-0, 2, 4 and 5, each followed by the convex last-layer solve (``DEFAULT_SCHEDULE``). Why this split: the CNN learns slowly under the
-augmentation (validation accuracy about 0.2 after 6 epochs, 0.9 after 14-18), and a
-ProtoPNet branched off a weak trunk stays far below it; branched at 18 epochs it starts
-from a trunk at about 0.93-0.97. The first push and solve come right after the warm-up
+0, 2, 4 and 5, each followed by the convex last-layer solve (``DEFAULT_SCHEDULE``).
+Why this split: the CNN learns slowly under the augmentation (validation accuracy about
+0.2 after 6 epochs, 0.9 after 14-18), and a ProtoPNet branched off a weak trunk stays far
+below it; branched at 18 epochs it starts from a trunk at test accuracy 0.968 (seed 0)
+and ends 2-4 points under it. The first push and solve come right after the warm-up
 epoch because joint epochs under the fixed +1/-0.5 last layer barely raise accuracy
 (0.40-0.48 validation over 5 joint epochs without it, 0.87 with it, seed 0).
 ``bench/protopnet_birds.py`` reports both test accuracies, their paired difference over
 seeds, prototype placement and training times (``result.train_seconds``); its docstring
-keeps the measured table and the experiments behind this recipe.
+keeps the measured table and the experiments behind this recipe. Measured over seeds
+0, 1, 2 (``OMP_NUM_THREADS=1 python bench/protopnet_birds.py --seeds 0 1 2 --threads 1
+--retrain``, 1 thread, shared 2-core machine): test accuracy ProtoPNet 0.908 +- 0.024,
+CNN 0.972 +- 0.014 (paired difference -0.064, 95 % interval [-0.124, -0.004]);
+65 +- 14 % of the prototypes centred on the bird (chance 10.8 %; 89 % within 2 pixels of
+it), 95 % distinct source patches; 215 +- 14 CPU-seconds per entry (282-359 s wall).
+Issue 11's accuracy (within 3 points) and placement (80 % on the bird) targets are not
+met by this recipe; cost and distinct patches are.
 A cached entry loads in a few seconds (about 40 MB: images stored as 8-bit, masks as a
 part index per pixel).
 """
