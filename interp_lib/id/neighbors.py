@@ -252,13 +252,14 @@ def _pair_distances(X: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> 
     p = rows.numel()
     out = torch.empty(p, dtype=torch.float64, device=X.device)
     step, g, diff = _buffers(X, p)
-    x = torch.empty_like(g)
+    x64 = torch.empty_like(diff)
     for a in range(0, p, step):
         t = min(step, p - a)
         torch.index_select(X, 0, cols[a : a + t], out=g[:t])
-        torch.index_select(X, 0, rows[a : a + t], out=x[:t])
         diff[:t].copy_(g[:t])
-        diff[:t].sub_(x[:t])
+        torch.index_select(X, 0, rows[a : a + t], out=g[:t])
+        x64[:t].copy_(g[:t])
+        diff[:t].sub_(x64[:t])
         out[a : a + t] = _norms64(diff[:t], X.dtype == torch.float64)
     return out
 
@@ -280,7 +281,8 @@ def _candidate_distances(X: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
         t = min(step, n - a)
         torch.index_select(X, 0, cand[a : a + t].reshape(-1), out=g[: t * m])
         x[:t, 0].copy_(X[a : a + t])  # float64 first: the differences are then exact
-        torch.sub(g[: t * m].view(t, m, d), x[:t], out=diff[:t])
+        diff[:t].view(t * m, d).copy_(g[: t * m])  # conversions, then float64 arithmetic:
+        diff[:t].sub_(x[:t])  # faster than one mixed-dtype subtraction
         out[a : a + t] = _norms64(diff[:t].view(t * m, d), X.dtype == torch.float64).view(t, m)
     return out
 
@@ -293,7 +295,7 @@ def _row_sq64(Y: torch.Tensor) -> torch.Tensor:
     for a in range(0, n, step):
         t = min(step, n - a)
         buf[:t].copy_(Y[a : a + t])
-        out[a : a + t] = torch.linalg.vecdot(buf[:t], buf[:t])
+        out[a : a + t] = buf[:t].square_().sum(1)
     return out
 
 
