@@ -39,9 +39,32 @@ Each finished network is written at once and a re-run skips the networks already
 (with the same settings), so a long run can be stopped and resumed. One thread by
 default (``--threads``).
 
-Measured (full settings, 1 thread, 2-core machine shared with other jobs; 2026-11-30):
+Measured (``python bench/id_hunchback.py``, the defaults: 3 architectures x 3 seeds,
+250 training images per class, 12 epochs; 1 thread on a 2-core machine shared with
+other jobs, load about 3: 1612 CPU-seconds in all (training 895), 2849 s wall; per network
+127-251 CPU-s; 2026-11-30). Mean over seeds x classes; intervals 95 %:
 
-    (filled in from the run: see RESULTS below)
+    TwoNN: input -> peak (layer, rel. depth) -> output, trained | untrained at the peak layer; rise = peak - input, 95 % paired interval over seeds x classes (n) and over seeds (class means)
+      vgg8    acc 0.77 +- 0.11: 26.2 -> 40.9 (features.pool1, 0.18) -> 3.5 | untrained 26.2 -> 25.8 -> 4.9
+              rise +14.7 [+13.1, +16.3] (n=15); over seeds +14.7 [+13.8, +15.6] (n=3); untrained -0.4 [-2.0, +1.2]; trained - untrained +15.1 [+12.7, +17.6]
+      vgg4    acc 0.77 +- 0.06: 26.2 -> 37.6 (features.pool1, 0.14) -> 3.7 | untrained 26.2 -> 27.5 -> 4.8
+              rise +11.4 [+10.1, +12.7] (n=15); over seeds +11.4 [+9.3, +13.4] (n=3); untrained +1.3 [-0.1, +2.7]; trained - untrained +10.1 [+8.1, +12.0]
+      resnet  acc 0.51 +- 0.10: 26.2 -> 48.5 (layer3, 0.69) -> 4.3 | untrained 26.2 -> 26.3 -> 4.3
+              rise +22.3 [+17.0, +27.6] (n=15); over seeds +22.3 [+2.8, +41.8] (n=3); untrained +0.1 [-1.1, +1.3]; trained - untrained +22.2 [+16.6, +27.8]
+    Gride (32, 64): input -> peak (layer, rel. depth) -> output, trained | untrained at the peak layer; rise = peak - input, 95 % paired interval over seeds x classes (n) and over seeds (class means)
+      vgg8    acc 0.77 +- 0.11: 4.9 -> 14.5 (features.pool2, 0.36) -> 2.4 | untrained 4.9 -> 5.9 -> 3.5
+              rise +9.6 [+8.7, +10.4] (n=15); over seeds +9.6 [+8.0, +11.1] (n=3); untrained +1.0 [+0.7, +1.3]; trained - untrained +8.6 [+7.6, +9.5]
+      vgg4    acc 0.77 +- 0.06: 4.9 -> 14.5 (features.pool2, 0.29) -> 2.4 | untrained 4.9 -> 5.8 -> 3.1
+              rise +9.6 [+9.3, +10.0] (n=15); over seeds +9.6 [+8.3, +10.9] (n=3); untrained +0.9 [+0.5, +1.4]; trained - untrained +8.7 [+8.3, +9.0]
+      resnet  acc 0.51 +- 0.10: 4.9 -> 22.1 (layer3, 0.69) -> 3.3 | untrained 4.9 -> 6.4 -> 2.2
+              rise +17.2 [+15.2, +19.1] (n=15); over seeds +17.2 [+12.0, +22.4] (n=3); untrained +1.5 [+1.3, +1.7]; trained - untrained +15.7 [+13.6, +17.7]
+
+Read: every trained architecture rises above the input ID and falls to about 4 at the
+output (3.5-4.3), in every seed; the untrained twins stay within 1.5 of the input at the
+peak layer. The VGG
+nets peak at the first stage (relative depth 0.14-0.18, TwoNN) or the second (Gride),
+the ResNet-like net later (0.69) and higher, but it is also the worst trained (test
+accuracy 0.40-0.59 at this recipe), so its profile is not a converged network's.
 """
 
 from __future__ import annotations
