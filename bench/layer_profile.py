@@ -58,7 +58,7 @@ product.
 
 After issue 14 (2026-11-30, same setting, load average about 2.5; "time" is now CPU
 seconds, ``--json`` writes the summary that ``make bench`` puts in the README): naive
-4.5 s, interp_lib 4.8 s (1.08x), peak memory 240 MB against 420 MB (0.57x). cProfile of
+4.0 s, interp_lib 4.1 s (1.01x), peak memory 232 MB against 420 MB (0.55x). cProfile of
 ``layer_ids`` (5.3 s): collection 3.5 s (the forward 3.4 s), TwoNN 1.7 s, of which the
 exact candidate distances 0.8 s and the re-check of the 25-40 % of wide rows that the
 float32 certificate cannot decide 0.4 s; the finiteness check, scaling and centring
