@@ -129,3 +129,47 @@ def test_exact_distances_are_float64_differences_bit_for_bit(monkeypatch, buffer
     rows, cols = cand[:, 0], cand[:, 1]
     want = torch.linalg.vector_norm(X[cols].double() - X[rows].double(), dim=1)
     assert torch.equal(neighbors._pair_distances(X, rows, cols), want)
+
+
+def _wide_activations(n: int, d: int, seed: int, rank: int = 20) -> torch.Tensor:
+    """Non-negative low-rank float32 rows, like ReLU activations (N << D)."""
+    g = torch.Generator().manual_seed(seed)
+    X = (torch.randn(n, rank, generator=g) @ torch.randn(rank, d, generator=g)).relu()
+    return X + 0.01 * torch.rand(n, d, generator=g)
+
+
+@pytest.mark.parametrize("chunk", [7, 4096])
+def test_split_products_of_wide_rows_match_brute_force(monkeypatch, chunk):
+    # the float64 sum of float32 slice products, forced on small rows (slices of 8)
+    monkeypatch.setattr(neighbors, "_SPLIT", 8)
+    monkeypatch.setattr(neighbors, "_MIN_COLS_SPLIT", 16)
+    X = _wide_activations(60, 50, seed=chunk)
+    X[5], X[40] = X[7], X[7]  # exact duplicates
+    d, i = nearest_neighbors(X, k=3, chunk_size=chunk)
+    bd, _, D = brute(X, 3)
+    torch.testing.assert_close(d, bd, rtol=0, atol=1e-12)
+    torch.testing.assert_close(D.gather(1, i), d, rtol=0, atol=1e-12)
+    assert not bool((i == torch.arange(60)[:, None]).any())
+    monkeypatch.setattr(neighbors, "_MIN_COLS_SPLIT", 10**9)  # the plain float32 search
+    d0, i0 = nearest_neighbors(X, k=3, chunk_size=chunk)
+    assert torch.equal(d, d0) and torch.equal(i, i0)
+
+
+def test_wide_float32_rows_are_certified_without_recheck(monkeypatch):
+    # N << D: the float32 rounding bound grows with D, and failed on a quarter of the
+    # rows; with products summed over slices it grows with the slice width only
+    # (here 5 of the 120 rows needed the re-check before)
+    X = _wide_activations(120, 4 * neighbors._MIN_COLS_SPLIT, seed=1, rank=100)
+    rechecked = []
+    recheck = neighbors._recheck
+
+    def counting(space, X_, rows, *args):
+        rechecked.append(rows.numel())
+        return recheck(space, X_, rows, *args)
+
+    monkeypatch.setattr(neighbors, "_recheck", counting)
+    d, i = nearest_neighbors(X, k=2)
+    bd, bi, _ = brute(X, 2)
+    torch.testing.assert_close(d, bd, rtol=1e-13, atol=0)
+    assert torch.equal(i, bi)
+    assert sum(rechecked) == 0

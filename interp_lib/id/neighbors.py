@@ -60,6 +60,8 @@ _BASIS_ROWS = 512
 _SUBSAMPLE = 4096  # rows on which the search space is chosen
 _WINDOW_ROWS = 512  # rows per block of the windowed search
 _MIN_ROWS_PROJECTED = 4096  # below, one or a few products in the full space are cheaper
+_SPLIT = 512  # float32 products of wide rows: columns per partial product (float64 sum)
+_MIN_COLS_SPLIT = 8 * _SPLIT
 
 
 @dataclass(frozen=True)
@@ -309,6 +311,8 @@ class _Space:
     ``S`` (N, q) in the working dtype; ``sq`` (N,) their squared norms; ``slack`` (N,)
     a bound on the rounding error of any computed squared distance of the row;
     ``z1`` (N,) float64 first principal coordinate and ``z1_err`` (N,) its error bound.
+    ``split`` > 0: products are summed in float64 over slices of ``split`` columns
+    (``sq`` is then float64), so that their rounding bound grows with ``split``, not D.
     """
 
     S: torch.Tensor
@@ -317,6 +321,7 @@ class _Space:
     z1: torch.Tensor
     z1_err: torch.Tensor
     rank: int  # p, or 0 for the full space
+    split: int = 0
 
 
 def _orthonormal(V: torch.Tensor) -> torch.Tensor:
@@ -427,20 +432,37 @@ def _search_space(Y: torch.Tensor, k: int, m: int, chunk_size: int) -> _Space:
     else:
         S, sq = Y, sq64
         c = 2 * (2 * d + 16)
+    split = _SPLIT if not rank and Y.dtype == torch.float32 and d >= _MIN_COLS_SPLIT else 0
+    if split:  # wide rows: float32 partial products of `split` columns, summed in float64
+        c = 2 * (2 * split + 16) + 4 * (math.ceil(d / split) + 16) * 2.0**-53 / u
+    else:
+        sq = sq.to(Y.dtype)
     slack = c * u * (sq64 + sq64.max()) + 64 * d * tiny
-    return _Space(S, sq.to(Y.dtype), slack, Z[:, 0].contiguous(), z1_err, rank)
+    return _Space(S, sq, slack, Z[:, 0].contiguous(), z1_err, rank, split)
 
 
 # ------------------------------------------------------------------- blocked search
 
 
-def _block(Sa: torch.Tensor, sqa: torch.Tensor, Sb: torch.Tensor, sqb: torch.Tensor):
-    """Squared distances of two blocks of rows by the expansion (rounded), (na, nb)."""
-    out = torch.addmm(sqb.unsqueeze(0), Sa, Sb.T, alpha=-2.0)
-    return out.add_(sqa.unsqueeze(1))
+def _block(
+    Sa: torch.Tensor, sqa: torch.Tensor, Sb: torch.Tensor, sqb: torch.Tensor, split: int = 0
+):
+    """Squared distances of two blocks of rows by the expansion (rounded), (na, nb).
+
+    With ``split > 0`` the product is summed in float64 over slices of ``split`` columns
+    (each slice a product in the working dtype); the result is then float64.
+    """
+    if not split:
+        out = torch.addmm(sqb.unsqueeze(0), Sa, Sb.T, alpha=-2.0)
+        return out.add_(sqa.unsqueeze(1))
+    g = torch.zeros((Sa.shape[0], Sb.shape[0]), dtype=torch.float64, device=Sa.device)
+    part = torch.empty((Sa.shape[0], Sb.shape[0]), dtype=Sa.dtype, device=Sa.device)
+    for c in range(0, Sa.shape[1], split):
+        g.add_(torch.mm(Sa[:, c : c + split], Sb[:, c : c + split].T, out=part))
+    return g.mul_(-2.0).add_(sqb.unsqueeze(0)).add_(sqa.unsqueeze(1))
 
 
-def _top_m_symmetric(S: torch.Tensor, sq: torch.Tensor, m: int, chunk_size: int):
+def _top_m_symmetric(S: torch.Tensor, sq: torch.Tensor, m: int, chunk_size: int, split: int = 0):
     """Per row, the ``m`` smallest values over every other row (full space).
 
     First every diagonal block gives each row its ``m`` best values inside its own block,
@@ -452,17 +474,17 @@ def _top_m_symmetric(S: torch.Tensor, sq: torch.Tensor, m: int, chunk_size: int)
 
     Returns
     -------
-    best_d : torch.Tensor, shape (N, m), working dtype, ascending
+    best_d : torch.Tensor, shape (N, m), ``sq``'s dtype, ascending
     best_i : torch.Tensor, shape (N, m), int64
     """
     n = S.shape[0]
     inf = float("inf")
-    best_d = torch.full((n, m), inf, dtype=S.dtype, device=S.device)
+    best_d = torch.full((n, m), inf, dtype=sq.dtype, device=S.device)
     best_i = torch.full((n, m), -1, dtype=torch.long, device=S.device)
     starts = range(0, n, chunk_size)
     for a in starts:
         ra = slice(a, a + chunk_size)
-        block = _block(S[ra], sq[ra], S[ra], sq[ra])
+        block = _block(S[ra], sq[ra], S[ra], sq[ra], split)
         block.fill_diagonal_(inf)  # exclude each point itself, by index
         kr = min(m, block.shape[1])
         d, j = torch.topk(block, kr, dim=1, largest=False, sorted=True)
@@ -473,7 +495,7 @@ def _top_m_symmetric(S: torch.Tensor, sq: torch.Tensor, m: int, chunk_size: int)
             if b <= a:
                 continue
             rb = slice(b, b + chunk_size)
-            block = _block(S[ra], sq[ra], S[rb], sq[rb])
+            block = _block(S[ra], sq[ra], S[rb], sq[rb], split)
             hit = block < best_d[ra, -1:]
             hit |= block < best_d[rb, -1].unsqueeze(0)
             r, c = hit.nonzero().unbind(1)
@@ -619,7 +641,7 @@ def _recheck(
     step = max(1, (chunk_size * chunk_size) // n)
     for a in range(0, rows.numel(), step):
         r = rows[a : a + step]
-        blk = _block(S[r], sq[r], S, sq).to(torch.float64)
+        blk = _block(S[r], sq[r], S, sq, space.split).to(torch.float64)
         blk[torch.arange(r.numel(), device=S.device), r] = float("inf")
         ri, cj = (blk <= bound[a : a + step].unsqueeze(1)).nonzero().unbind(1)
         d = _pair_distances(X, r[ri], cj)
@@ -649,12 +671,13 @@ def _search(X: torch.Tensor, k: int, m: int, chunk_size: int) -> tuple[torch.Ten
             space.z1[perm],
             space.z1_err[perm],
             space.rank,
+            space.split,
         )
         Xp = X[perm]  # rows in search order: contiguous blocks for the exact distances
         best_d, best_i = _top_m_windowed(space, m, chunk_size)
     else:
         perm, Xp = None, X
-        best_d, best_i = _top_m_symmetric(space.S, space.sq, m, chunk_size)
+        best_d, best_i = _top_m_symmetric(space.S, space.sq, m, chunk_size, space.split)
     d = _candidate_distances(Xp, best_i)
     # stable sort: among exactly tied distances the candidate order is kept
     d, pos = torch.sort(d, dim=1, stable=True)
