@@ -20,6 +20,9 @@ The search never trusts a fast, rounded distance without proof. It works in four
      coordinate is within ``sqrt(threshold)`` of the block: the others cannot be closer.
    - *Full space* (otherwise): the data themselves. The diagonal blocks give every row
      a threshold; then blocks ``j > i`` only, each read for its rows and its columns.
+     For wide float32 rows (``D >= 4096``) the products are float32 products of
+     512-column slices summed in float64: their rounding bound then grows with 512,
+     not with ``D``, and the certificate (step 4) rarely fails.
 
    Past the first top-m of a row, an entry is kept only if it is below its row's (or
    column's) current threshold, by one comparison; the few survivors are merged.
