@@ -65,6 +65,15 @@ float32 certificate cannot decide 0.4 s; the finiteness check, scaling and centr
 (2.4 s + 3.7 s before, under load) are now one pass each. Run alone on the saved
 activations, the neighbour search of the eight layers takes 1.0 CPU s against 1.9 s
 before, with identical neighbours.
+
+Then (2026-11-30 00:35, same setting, load average 1.4-2.9, shared machine): the wide
+float32 rows (D >= 4096) sum float32 products of 512-column slices in float64, so the
+certificate's rounding bound grows with 512 instead of D; the re-check (0.29 s in the
+cProfile of ``layer_ids``, 7 of 8 layers) is gone (one row of one narrow layer left).
+Two runs of the command above: naive 3.7 / 3.3 CPU s, interp_lib 3.5 / 3.2 (per-round
+median ratios 0.96x and 0.94x), peak 240 / 230 MB against 412 / 425 MB. On the eight
+layers' activations alone, three interleaved rounds: the neighbour search 0.94 / 0.98 /
+0.91 CPU s before, 0.69 / 0.75 / 0.69 after, neighbours and distances identical.
 """
 
 from __future__ import annotations
