@@ -59,7 +59,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/twonn.py --threads $(BENCH_THREADS) --json bench/summaries/twonn.json
 	$(BIN)/python bench/layer_profile.py --threads $(BENCH_THREADS) \
 	  --json bench/summaries/layer_profile.json
-	$(BIN)/python bench/protopnet.py
+	$(BIN)/python bench/protopnet.py --threads $(BENCH_THREADS) --json bench/summaries/protopnet.json
 	$(BIN)/python bench/baselines.py
 	$(BIN)/python bench/protopnet_birds.py
 	$(BIN)/python bench/report.py

@@ -87,6 +87,8 @@ import sys
 import time
 from pathlib import Path
 
+from _common import load, machine, now, write_summary
+
 HERE = Path(__file__).resolve().parent
 # this file is named like the standard library's `profile`, which torch imports (via
 # cProfile): keep the script's own folder off the import path
@@ -230,7 +232,7 @@ def main() -> None:
         return
     if "naive" not in args.approaches:
         args.approaches.insert(0, "naive")
-    load_before = _load()
+    load_before = load()
     runs: dict[str, list[dict]] = {a: [] for a in args.approaches}
     for r in range(args.rounds):  # interleaved: a loaded machine slows every approach alike
         for approach in args.approaches:
@@ -281,21 +283,11 @@ def main() -> None:
             print(f"\nmax |ID {approach} - ID naive| over {len(ref)} layers: {diff:.3g}")
     print("IDs (naive): " + ", ".join(f"{k} {v:.1f}" for k, v in ref.items()))
     if args.json:
-        write_summary(args, results, ratio, load_before)
+        summarise(args, results, ratio, load_before)
 
 
-def _load() -> str:
-    try:
-        return " ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        return "n/a"
-
-
-def write_summary(args, results: dict, ratio: dict, load_before: str) -> None:
+def summarise(args, results: dict, ratio: dict, load_before: str) -> None:
     """The summary read by ``bench/report.py``: one README table row per approach."""
-    import datetime
-    import platform
-
     naive = results["naive"]
     setting = f"{args.n} images at {args.image_size} px, {args.rounds} round(s)"
     table = []
@@ -313,27 +305,18 @@ def write_summary(args, results: dict, ratio: dict, load_before: str) -> None:
                 f"{naive['peak_mb'] / max(r['peak_mb'], 1e-9):.2f}x memory",
             }
         )
-    cpu = platform.processor() or platform.machine()
-    for line in (
-        Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
-    ):
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
     summary = {
         "script": "bench/layer_profile.py",
-        "date": f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
-        "machine": f"{platform.node()} ({cpu}, {os.cpu_count()} cores, {platform.system()})",
+        "date": now(),
+        "machine": machine(),
         "threads": args.threads,
         "load_before": load_before,
-        "load_after": _load(),
+        "load_after": load(),
         "table": table,
         "results": results,
         "ratio_to_naive": ratio,
     }
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")
-    print(f"summary written to {args.json}")
+    write_summary(args.json, summary)
 
 
 if __name__ == "__main__":

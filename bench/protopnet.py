@@ -29,7 +29,11 @@ from pathlib import Path
 # Running `python bench/protopnet.py` puts bench/ first on sys.path, where bench/profile.py
 # would shadow the standard library's `profile` module (which torch imports).
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    from _common import load, machine, now, write_summary
+
     sys.path.pop(0)
+else:  # imported as bench.protopnet
+    from bench._common import load, machine, now, write_summary
 
 
 def _median_time(fn, repeats: int) -> float:
@@ -61,7 +65,9 @@ def main() -> None:
     ap.add_argument("--amp", default=None, choices=[None, "bf16", "fp16"])
     ap.add_argument("--channels-last", action="store_true")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--json", help="write a summary for bench/report.py here")
     args = ap.parse_args()
+    load_before = load()
 
     import torch
     from torch.utils.data import DataLoader
@@ -136,6 +142,26 @@ def main() -> None:
     print(f"ratio push / inference          {t_push / t_inf:6.2f}  (target <= 1.5: {ok})")
     print(f"ratio fit joint epoch / inference {t_fit / t_inf:6.2f}")
     print(f"ratio fit / bare training loop  {t_fit / t_bare:6.2f}")
+    if args.json:
+        setting = (f"{n} birds at {args.size} px, {model.n_prototypes} prototypes, "
+                   f"{args.device}, {torch.get_num_threads()} thread(s)")  # fmt: skip
+        write_summary(args.json, {
+            "script": "bench/protopnet.py", "date": now(), "machine": machine(),
+            "threads": torch.get_num_threads(), "load_before": load_before,
+            "load_after": load(),
+            "table": [
+                {"what": "ProtoPNet push vs an inference pass", "setting": setting,
+                 "ours": f"push {n / t_push:.0f} images/s",
+                 "peer": f"inference {n / t_inf:.0f} images/s",
+                 "ratio": f"push takes {t_push / t_inf:.2f}x the inference time (target <= 1.5)"},
+                {"what": "ProtoPNet training, joint epoch of fit", "setting": setting,
+                 "ours": f"{n / t_fit:.0f} images/s",
+                 "peer": f"bare hand-written loop {n / t_bare:.0f} images/s",
+                 "ratio": f"fit takes {t_fit / t_bare:.2f}x the bare loop's time"},
+            ],
+            "seconds": {"inference": t_inf, "push": t_push, "fit_joint": t_fit,
+                        "bare_joint": t_bare},
+        })  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -33,16 +33,16 @@ The data: a 12-dimensional Gaussian rotated into D dimensions (float32).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import load, machine, now, write_summary
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -146,25 +146,6 @@ def _ensure_dadapy() -> Path | None:
     return py
 
 
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{platform.node()} ({cpu}, {os.cpu_count()} cores, {platform.system()})"
-
-
-def _load() -> str:
-    try:
-        return " ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        return "n/a"
-
-
 def bench_data(n: int, d: int, seed: int = 0):
     import numpy as np
 
@@ -177,9 +158,9 @@ def compare(args) -> None:
     import numpy as np
     import torch
 
-    print(f"# bench/twonn.py  {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC")
-    print(f"# machine: {_machine()}; torch {torch.__version__}, {args.threads} thread(s) per run")
-    print(f"# load average before: {_load()}")
+    print(f"# bench/twonn.py  {now()}")
+    print(f"# machine: {machine()}; torch {torch.__version__}, {args.threads} thread(s) per run")
+    print(f"# load average before: {load()}")
     pythons = {m: sys.executable for m in ALL}
     wanted = [m for m in ALL if m not in args.skip]
     if "dadapy" in wanted:
@@ -197,10 +178,10 @@ def compare(args) -> None:
         env[var] = str(args.threads)
     summary = {
         "script": "bench/twonn.py",
-        "date": f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
-        "machine": _machine(),
+        "date": now(),
+        "machine": machine(),
         "threads": args.threads,
-        "load_before": _load(),
+        "load_before": load(),
         "repeats": args.repeats,
         "rows": [],
     }
@@ -248,16 +229,14 @@ def compare(args) -> None:
                     {"N": n, "D": d, "method": m, "median_s": t, "wall_s": wall, "estimate": est}
                     | {"peak_mb": peak, "ratio": ratio, "rounds": rounds}
                 )
-    summary["load_after"] = _load()
+    summary["load_after"] = load()
     summary["table"] = table_rows(summary["rows"], args.threads)
-    print(f"# load average after: {_load()}")
+    print(f"# load average after: {load()}")
     print("# sklearn_3nn's ID column is the median r2/r1, not an estimate.")
     for line in targets(summary["rows"]):
         print(line)
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")
-        print(f"# summary written to {args.json}")
+        write_summary(args.json, summary)
 
 
 TARGETS = (  # (N, D, peer, the ratio issue 14 asks for)
@@ -332,8 +311,8 @@ def spectrum(args) -> None:
         finally:
             neighbors._PROJECTION_RANKS = saved
 
-    print(f"# spectrum study  {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC")
-    print(f"# machine: {_machine()}; load average {_load()}")
+    print(f"# spectrum study  {now()}")
+    print(f"# machine: {machine()}; load average {load()}")
     print(f"{'data':<34} {'N':>6} {'D':>5} {'rank':>5} {'full s':>8} {'auto s':>8} {'gain':>6}")
     n, d = args.spectrum_size
     rng = np.random.default_rng(0)
