@@ -213,4 +213,6 @@ def test_placement_counts_centres_on_and_near_the_bird():
     assert out["on_bird_fraction"] == 0.5
     assert out["near_bird_fraction"] == 0.75  # (8, 8) is 1 px from the body, (0, 0) 4 px
     assert placement(push, masks, rf, near=0)["near_bird_fraction"] == 0.5
+    with pytest.raises(ValueError, match="near"):
+        placement(push, masks, rf, near=-1)
     assert out["distinct_fraction"] == 1.0

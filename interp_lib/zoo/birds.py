@@ -180,6 +180,7 @@ def placement(push_result, masks: torch.Tensor, rf, *, near: int = 2) -> dict[st
     """See :meth:`BirdsModels.prototype_placement`; ``masks`` (N, parts, H, W) bool in the
     push loader's order, ``rf`` the prototypes' receptive field, ``near`` the distance in
     pixels of ``near_bird_fraction``."""
+    near = check_int(near, "near", minimum=0)
     height, width = masks.shape[-2:]
     centre = rf.start + push_result.location.double() * rf.jump  # (P, 2): (row, column)
     yy = centre[:, 0].floor().long().clamp(0, height - 1)
@@ -187,7 +188,7 @@ def placement(push_result, masks: torch.Tensor, rf, *, near: int = 2) -> dict[st
     at = masks[push_result.sample_index, :, yy, xx]  # (P, parts)
     on = at.any(1)
     bird = masks[push_result.sample_index].any(1, keepdim=True).float()  # (P, 1, H, W)
-    grown = F.max_pool2d(bird, 2 * near + 1, stride=1, padding=near) if near > 0 else bird
+    grown = F.max_pool2d(bird, 2 * near + 1, stride=1, padding=near)
     close = grown[torch.arange(len(yy)), 0, yy, xx] > 0
     part = torch.where(on, at.float().argmax(1), torch.full_like(yy, -1))
     area = masks.any(1).float().mean((1, 2))
