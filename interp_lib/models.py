@@ -130,6 +130,9 @@ def train_classifier(
     seed: int | torch.Generator | None = 0,
     device: torch.device | str | None = None,
     progress: bool = True,
+    lr_milestones: Sequence[int] = (),
+    lr_gamma: float = 0.1,
+    restore_best: bool = False,
 ) -> TrainHistory:
     """Train ``model`` with Adam and cross-entropy; record loss and accuracies per epoch.
 
@@ -150,6 +153,14 @@ def train_classifier(
         The model is moved there (a trainer, see the device policy in
         ``interp_lib._plumbing``); ``None`` keeps it where it is.
     progress : bool
+    lr_milestones : sequence of int
+        Multiply the learning rate by ``lr_gamma`` after each of these epochs
+        (``torch.optim.lr_scheduler.MultiStepLR``); empty: a constant learning rate.
+    lr_gamma : float
+        The factor of each step.
+    restore_best : bool, default False
+        At the end, load the weights of the epoch with the highest ``test`` accuracy
+        (pass a *validation* split as ``test`` then: it selects the model). Needs ``test``.
 
     Returns
     -------
@@ -162,6 +173,12 @@ def train_classifier(
         of ``FloatingPointError``.
     """
     epochs = check_int(epochs, "epochs")
+    milestones = [check_int(m, "lr_milestones entry", minimum=1) for m in lr_milestones]
+    if restore_best and test is None:
+        raise ValueError(
+            "restore_best=True selects the epoch with the best accuracy on `test`, but no "
+            "test split was given; pass test=<a validation split> or restore_best=False."
+        )
     device = train_device(model, device)
     ds = _as_dataset(train)
     gen = make_generator(seed)
@@ -171,7 +188,11 @@ def train_classifier(
         ds = TensorDataset(torch.stack(x), y[torch.randperm(len(y), generator=gen)])
     loader = DataLoader(ds, batch_size=batch_size, shuffle=True, generator=gen)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    steps = None
+    if milestones:
+        steps = torch.optim.lr_scheduler.MultiStepLR(opt, milestones, gamma=lr_gamma)
     history = TrainHistory()
+    best: tuple[float, dict[str, torch.Tensor]] | None = None
     for epoch in progress_bar(range(1, epochs + 1), progress, "training"):
         model.train()
         total = correct = 0
@@ -194,7 +215,14 @@ def train_classifier(
             total += len(y)
         history.loss.append(running / total)
         history.train_accuracy.append(correct / total)
+        if steps is not None:
+            steps.step()
         if test is not None:
             history.test_accuracy.append(accuracy(model, test, device=device))
+            if restore_best and (best is None or history.test_accuracy[-1] > best[0]):
+                state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                best = (history.test_accuracy[-1], state)
+    if best is not None:
+        model.load_state_dict(best[1])
     model.eval()
     return history

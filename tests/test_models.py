@@ -90,3 +90,39 @@ def test_readers_run_on_the_model_device():
     with pytest.raises(ValueError, match="move the model first"):
         accuracy(net, (x, y), device="meta")
     assert 0.0 <= accuracy(net, (x, y), device="cpu") <= 1.0
+
+
+def test_lr_step_and_restore_best():
+    """``lr_milestones`` step Adam's learning rate; ``restore_best`` keeps the epoch with
+    the best held-out accuracy (the model then scores exactly that accuracy)."""
+    x, y = quadrant_data(n=64)
+    xv, yv = quadrant_data(n=64, seed=1)
+
+    def net():
+        torch.manual_seed(0)
+        return cnn_classifier(4, in_channels=1, image_size=16, widths=(2,), hidden=())
+
+    seen = []
+    orig = torch.optim.Adam.step
+
+    def spy(self, *a, **k):
+        seen.append(self.param_groups[0]["lr"])
+        return orig(self, *a, **k)
+
+    m = net()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.optim.Adam, "step", spy)
+        train_classifier(m, (x, y), epochs=4, lr=1e-2, batch_size=32, lr_milestones=(1, 3),
+                         lr_gamma=0.5, progress=False)  # fmt: skip
+    assert seen == pytest.approx([1e-2] * 2 + [5e-3] * 4 + [2.5e-3] * 2)  # 2 batches/epoch
+
+    # with lr 3 the held-out accuracy goes up and down; the best epoch is restored
+    m = net()
+    hist = train_classifier(m, (x, y), test=(xv, yv), epochs=6, lr=3.0, batch_size=8,
+                            restore_best=True, progress=False)  # fmt: skip
+    assert accuracy(m, (xv, yv)) == max(hist.test_accuracy)
+    assert max(hist.test_accuracy) > hist.test_accuracy[-1]  # else the test proves nothing
+    with pytest.raises(ValueError, match="restore_best"):
+        train_classifier(net(), (x, y), epochs=1, restore_best=True, progress=False)
+    with pytest.raises(ValueError, match="lr_milestones"):
+        train_classifier(net(), (x, y), epochs=1, lr_milestones=(0,), progress=False)

@@ -30,6 +30,7 @@ def test_schedule_defaults_are_the_papers():
     assert (s.joint_lr_features, s.joint_lr_add_on, s.joint_lr_prototypes) == (1e-4, 3e-3, 3e-3)
     assert (s.last_layer_lr, s.weight_decay, s.lr_step_size, s.lr_gamma) == (1e-4, 1e-3, 5, 0.1)
     assert s.push_epochs()[:3] == [10, 20, 30]
+    assert s.lr_drop_epochs()[:3] == [10, 15, 20]  # 5 warm-up epochs, then every 5
     # the released code's last-layer stage: 20 Adam passes after each push
     steps = Schedule(last_layer_solver="adam").steps()
     assert [st.stage for st in steps[:6]] == [Stage.WARMUP] * 5 + [Stage.JOINT]
@@ -110,6 +111,13 @@ def test_fit_logs_every_term_learns_and_decays_lr():
     joint_proto_lrs = [r.lr["prototypes"] for r in h if r.stage is Stage.JOINT]
     assert joint_proto_lrs == pytest.approx([1e-2, 1e-2, 1e-2, 1e-3, 1e-3])
     assert [r.lr["features"] for r in h.records[1:4]] == pytest.approx([1e-2, 1e-2, 1e-2])
+    # Schedule.lr_drop_epochs names the epochs from which the rate is lower (for MultiStepLR)
+    drops = s.lr_drop_epochs()
+    assert drops == [4]
+    for r in h:
+        if r.stage is Stage.JOINT:
+            lower = sum(d <= r.epoch for d in drops)
+            assert r.lr["prototypes"] == pytest.approx(1e-2 * 0.1**lower)
     # the loss went down and the model beats chance (0.25) on the validation split
     assert h[-1].train["loss"] < h[0].train["loss"]
     assert h.best_val_accuracy >= 0.75
