@@ -185,6 +185,11 @@ def test_protopnet_birds_round_trip(cache):
     assert second.protopnet_test_accuracy == first.protopnet_test_accuracy
     assert len(second.protopnet_history.records) == len(first.protopnet_history.records)
     assert len(second.cnn_history.loss) == 1 + 2  # warm start + as many epochs as ProtoPNet
+    # the CNN is kept at its best validation epoch after the branch, as fit keeps the ProtoPNet
+    from interp_lib.models import accuracy
+
+    val = (second.val.transform(second.val.images), second.val.labels)
+    assert accuracy(second.cnn, val) == max(second.cnn_history.test_accuracy[1:])
     assert second.train.masks.shape == (12, 7, 32, 32)
     assert torch.equal(first.train.masks, second.train.masks)
     placement = second.prototype_placement()
