@@ -120,6 +120,13 @@ def check_int(value: int, name: str, *, minimum: int = 1, maximum: int | None = 
     return int(value)
 
 
+def check_bool(value: bool, name: str) -> bool:
+    """Check that ``value`` is ``True`` or ``False`` (not merely truthy)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}.")
+    return value
+
+
 def check_choice(value: str, name: str, choices: tuple[str, ...]) -> str:
     """Check that ``value`` is one of ``choices``."""
     if not isinstance(value, str) or value not in choices:

@@ -51,6 +51,15 @@ def test_small_cnn_rf_by_hand_and_map_size():
         )
 
 
+def test_small_cnn_without_the_last_pool_has_half_the_stride():
+    trunk = small_cnn(widths=(4, 8, 16), pool_last=False)
+    # as above, without the last pool: conv3 -> 18 px, jump 4, a 16 x 16 map at 64 px
+    assert module_receptive_field(trunk, 64) == ReceptiveField(16, 4, 18, 2)
+    assert trunk(torch.rand(1, 3, 64, 64)).shape[-2:] == (16, 16)
+    assert trunk.reduction == 4 and trunk.out_channels == 16
+    assert not any(isinstance(m, torch.nn.MaxPool2d) for m in list(trunk.children())[-3:])
+
+
 def test_layer_formulas_and_residual_shortcuts_skipped():
     rf = layer_receptive_field(ReceptiveField(10, 2, 5, 1.5), kernel=3, stride=2, padding=0)
     assert rf == ReceptiveField(4, 4, 9, 3.5)
