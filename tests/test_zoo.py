@@ -196,6 +196,25 @@ def test_protopnet_birds_round_trip(cache):
     assert 0.0 <= placement["on_bird_fraction"] <= 1.0
 
 
+@pytest.mark.slow
+def test_protopnet_birds_without_the_last_pool_round_trips_on_the_finer_grid(cache):
+    kw = dict(
+        n_classes=2, n_per_class=6, val_per_class=2, test_per_class=3, image_size=32,
+        widths=(4, 8), n_prototypes_per_class=2, prototype_dim=8, batch_size=4,
+        warm_epochs=1, schedule={"epochs": 2, "warmup_epochs": 1, "push_start": 1},
+    )  # fmt: skip
+    first = zoo.protopnet_birds(**kw, pool_last=False, progress=False)
+    second = zoo.protopnet_birds(**kw, pool_last=False, progress=False)
+    assert not first.from_cache and second.from_cache
+    assert second.protopnet.prototype_receptive_field.jump == 2  # one pool of two
+    assert second.push.similarity_map.shape[-2:] == (16, 16)
+    x = second.test.transform(second.test.images)
+    torch.testing.assert_close(first.protopnet(x), second.protopnet(x))
+    torch.testing.assert_close(first.cnn(x), second.cnn(x))
+    with pytest.raises(TypeError, match="pool_last must be True or False"):
+        zoo.protopnet_birds(**kw, pool_last="no")
+
+
 def test_placement_counts_centres_on_and_near_the_bird():
     from types import SimpleNamespace
 
