@@ -11,7 +11,15 @@ import pytest
 import torch
 
 from interp_lib import zoo
+from interp_lib.models import accuracy
 from interp_lib.zoo._cache import CacheWarning, cache_dir, cached, entry_path, source_hash
+
+#: A birds entry that trains in seconds (2 classes, 32 px, a 2-stage trunk).
+TINY_BIRDS = dict(
+    n_classes=2, n_per_class=6, val_per_class=2, test_per_class=3, image_size=32,
+    widths=(4, 8), n_prototypes_per_class=2, prototype_dim=8, batch_size=4,
+    warm_epochs=1, schedule={"epochs": 2, "warmup_epochs": 1, "push_start": 1},
+)  # fmt: skip
 
 
 @pytest.fixture
@@ -169,25 +177,21 @@ def test_digits_cnn_trains_once_then_loads(cache):
 
 @pytest.mark.slow
 def test_protopnet_birds_round_trip(cache):
-    kw = dict(
-        n_classes=2, n_per_class=6, val_per_class=2, test_per_class=3, image_size=32,
-        widths=(4, 8), n_prototypes_per_class=2, prototype_dim=8, batch_size=4,
-        warm_epochs=1, schedule={"epochs": 2, "warmup_epochs": 1, "push_start": 1},
-    )  # fmt: skip
-    first = zoo.protopnet_birds(**kw, progress=True)  # the bar ticks once per phase
-    second = zoo.protopnet_birds(**kw, progress=False)
+    first = zoo.protopnet_birds(**TINY_BIRDS, progress=True)  # the bar ticks once per phase
+    second = zoo.protopnet_birds(**TINY_BIRDS, progress=False)
     assert not first.from_cache and second.from_cache
     x = second.test.transform(second.test.images)
     torch.testing.assert_close(first.protopnet(x), second.protopnet(x))
     torch.testing.assert_close(first.cnn(x), second.cnn(x))
     assert torch.equal(first.push.sample_index, second.push.sample_index)
     assert second.push.image_size == (32, 32)
+    # by default the trunk's last pool is dropped: one pool of two, a 16 x 16 grid
+    assert second.protopnet.prototype_receptive_field.jump == 2
+    assert second.push.similarity_map.shape[-2:] == (16, 16)
     assert second.protopnet_test_accuracy == first.protopnet_test_accuracy
     assert len(second.protopnet_history.records) == len(first.protopnet_history.records)
     assert len(second.cnn_history.loss) == 1 + 2  # warm start + as many epochs as ProtoPNet
     # the CNN is kept at its best validation epoch after the branch, as fit keeps the ProtoPNet
-    from interp_lib.models import accuracy
-
     val = (second.val.transform(second.val.images), second.val.labels)
     assert accuracy(second.cnn, val) == max(second.cnn_history.test_accuracy[1:])
     assert second.train.masks.shape == (12, 7, 32, 32)
@@ -197,22 +201,15 @@ def test_protopnet_birds_round_trip(cache):
 
 
 @pytest.mark.slow
-def test_protopnet_birds_without_the_last_pool_round_trips_on_the_finer_grid(cache):
-    kw = dict(
-        n_classes=2, n_per_class=6, val_per_class=2, test_per_class=3, image_size=32,
-        widths=(4, 8), n_prototypes_per_class=2, prototype_dim=8, batch_size=4,
-        warm_epochs=1, schedule={"epochs": 2, "warmup_epochs": 1, "push_start": 1},
-    )  # fmt: skip
-    first = zoo.protopnet_birds(**kw, pool_last=False, progress=False)
-    second = zoo.protopnet_birds(**kw, pool_last=False, progress=False)
-    assert not first.from_cache and second.from_cache
-    assert second.protopnet.prototype_receptive_field.jump == 2  # one pool of two
-    assert second.push.similarity_map.shape[-2:] == (16, 16)
-    x = second.test.transform(second.test.images)
-    torch.testing.assert_close(first.protopnet(x), second.protopnet(x))
-    torch.testing.assert_close(first.cnn(x), second.cnn(x))
+def test_protopnet_birds_with_the_last_pool_is_another_entry_on_the_coarser_grid(cache):
+    coarse = zoo.protopnet_birds(**TINY_BIRDS, pool_last=True, progress=False)
+    fine = zoo.protopnet_birds(**TINY_BIRDS, progress=False)
+    assert not coarse.from_cache and not fine.from_cache  # pool_last is part of the key
+    assert coarse.protopnet.prototype_receptive_field.jump == 4  # two pools of two
+    assert coarse.push.similarity_map.shape[-2:] == (8, 8)
+    assert zoo.protopnet_birds(**TINY_BIRDS, pool_last=True, progress=False).from_cache
     with pytest.raises(TypeError, match="pool_last must be True or False"):
-        zoo.protopnet_birds(**kw, pool_last="no")
+        zoo.protopnet_birds(**TINY_BIRDS, pool_last="no")
 
 
 def test_placement_counts_centres_on_and_near_the_bird():
