@@ -126,3 +126,26 @@ def test_lr_step_and_restore_best():
         train_classifier(net(), (x, y), epochs=1, restore_best=True, progress=False)
     with pytest.raises(ValueError, match="lr_milestones"):
         train_classifier(net(), (x, y), epochs=1, lr_milestones=(0,), progress=False)
+
+
+def test_channels_last_trains_the_same_function():
+    """``channels_last=True`` changes the memory format of the model and the images, not
+    the function: the same seed gives the same weights up to float rounding."""
+    x, y = quadrant_data(n=64)
+
+    def trained(channels_last: bool):
+        torch.manual_seed(0)
+        m = cnn_classifier(4, in_channels=1, image_size=16, widths=(4,), hidden=())
+        h = train_classifier(m, (x, y), epochs=2, lr=1e-2, batch_size=16, progress=False,
+                             channels_last=channels_last)  # fmt: skip
+        return m, h
+
+    plain, h_plain = trained(False)
+    last, h_last = trained(True)
+    conv = next(p for p in last.parameters() if p.ndim == 4)
+    assert conv.is_contiguous(memory_format=torch.channels_last) and conv.stride()[1] == 1
+    for a, b in zip(plain.parameters(), last.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert h_plain.loss == pytest.approx(h_last.loss, rel=1e-5)
+    with pytest.raises(TypeError, match="channels_last"):
+        train_classifier(plain, (x, y), epochs=1, channels_last="yes", progress=False)

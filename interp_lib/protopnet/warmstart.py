@@ -134,6 +134,7 @@ def pretrain_backbone(
     device: torch.device | str | None = None,
     progress: bool = True,
     backbone_kwargs: dict[str, Any] | None = None,
+    channels_last: bool = False,
 ) -> PretrainedBackbone:
     """Train a trunk as a globally pooled linear classifier (see :func:`pooled_classifier`).
 
@@ -172,6 +173,9 @@ def pretrain_backbone(
     backbone_kwargs : dict, optional
         Extra arguments of ``build_backbone`` when ``backbone`` is a name (e.g.
         ``{"widths": (16, 32, 64)}``).
+    channels_last : bool
+        Train in the channels-last memory format (see
+        :func:`~interp_lib.models.train_classifier`).
 
     Returns
     -------
@@ -216,6 +220,7 @@ def pretrain_backbone(
         seed=batch_order,
         device=device,
         progress=progress,
+        channels_last=channels_last,
     )
     net.eval()
     return PretrainedBackbone(net, history)
