@@ -109,3 +109,38 @@ def test_bad_input_fails_clearly():
     ds = AugmentedDataset(TensorDataset(torch.arange(3), torch.arange(3)))
     with pytest.raises(TypeError, match="floating image"):
         ds[0]
+
+
+def test_a_loader_batch_is_augmented_in_one_call_with_one_map_per_image():
+    """A DataLoader reads a batch through ``__getitems__``: the images (and masks) of the
+    batch are the augmentation's maps drawn for the whole batch at once, applied to the
+    stacked images; a single read draws one map."""
+    x, y = _images(6), torch.arange(6)
+    masks = torch.zeros(6, 1, 24, 20, dtype=torch.bool)
+    masks[:, :, 4:12, 2:9] = True
+    aug = RandomAffine()
+    calls = []
+    orig = RandomAffine.apply
+
+    def spy(self, images, maps, **kw):
+        calls.append(images.shape[0])
+        return orig(self, images, maps, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(RandomAffine, "apply", spy)
+        batch = next(iter(DataLoader(AugmentedDataset(TensorDataset(x, y, masks), aug, seed=3),
+                                     batch_size=6)))  # fmt: skip
+    assert calls == [6, 6]  # the images, then the masks: one call each for the batch
+    maps = aug.sample(6, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(batch[0], aug.apply(x, maps), rtol=0, atol=0)
+    assert torch.equal(batch[1], y)
+    assert torch.equal(batch[2], aug.apply(masks, maps, mode="nearest"))
+    one = AugmentedDataset(TensorDataset(x, y), aug, seed=3)[2]
+    torch.testing.assert_close(one[0], aug.apply(x[2:3], aug.sample(1, 3))[0], rtol=0, atol=0)
+
+
+def test_images_of_different_sizes_are_augmented_one_by_one():
+    ds = [(torch.rand(3, 16, 16), 0), (torch.rand(3, 20, 12), 1)]
+    out = AugmentedDataset(ds, RandomAffine(), seed=0).__getitems__([0, 1])
+    assert [tuple(o[0].shape) for o in out] == [(3, 16, 16), (3, 20, 12)]
+    assert [o[1] for o in out] == [0, 1]
