@@ -22,6 +22,7 @@ from .._plumbing import NonFiniteLossError, evaluating, to_device, unpack_batch
 from .._plumbing import progress as progress_bar
 from .._validation import check_labels
 from . import _runtime as rt
+from . import functional as PF
 from .losses import TERMS, LossWeights, protopnet_loss
 from .stages import Step
 
@@ -215,19 +216,40 @@ def evaluate(
     return sums.means(ctx.dist)
 
 
-def push_pass(model: nn.Module, loader: Iterable, ctx: PassContext) -> dict[str, float]:
+def push_pass(
+    model: nn.Module, loader: Iterable, ctx: PassContext, *, keep_last_layer_inputs: bool = False
+) -> tuple[dict[str, float], tuple[torch.Tensor, torch.Tensor] | None]:
     """Push every prototype (:func:`~interp_lib.protopnet.push`); every process pushes
-    the same data and rank 0's prototypes are broadcast."""
-    from .push import push
+    the same data and rank 0's prototypes are broadcast.
 
-    result = push(model, loader, device=ctx.device, progress=False)
+    With ``keep_last_layer_inputs`` it also returns what :func:`last_layer_inputs` would
+    compute on ``loader`` after the push, from the latent maps the push already computed
+    (the same batches, so the same numbers, without a second pass over the images), or
+    ``None`` if those maps were too large to keep (``push.KEEP_LATENTS_BYTES``).
+    """
+    from .push import _push
+
+    result, latents, labels = _push(model, loader, device=ctx.device, progress=False,
+                                    keep_latents=keep_last_layer_inputs)  # fmt: skip
     if ctx.dist.enabled:  # every rank pushed the same data; make the prototypes identical
         torch.distributed.broadcast(model.prototypes.data, src=0)
-    return {
+    inputs = None
+    if latents is not None and labels is not None:
+        with torch.no_grad():
+            inputs = (torch.cat([similarities(model, z) for z in latents]), labels)
+    terms = {
         "push_distance_mean": float(result.distance.float().mean()),
         "push_distance_max": float(result.distance.float().max()),
         "push_duplicates": float(sum(len(g) for g in result.duplicates())),
     }
+    return terms, inputs
+
+
+def similarities(model: nn.Module, z: torch.Tensor) -> torch.Tensor:
+    """The last layer's inputs (max-pooled similarities, ``(N, P)`` float32) for latent
+    maps ``z`` ``(N, D, H, W)``, as ``model.forward`` computes them."""
+    min_d = PF.min_pool(model.distances(z))
+    return PF.similarity(min_d, model.similarity, model.eps).float()
 
 
 @torch.no_grad()
@@ -260,17 +282,21 @@ def last_layer_solve(
     weights: LossWeights,
     l2: float,
     ctx: PassContext,
+    inputs: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> dict[str, float]:
     """Solve the last-layer stage to convergence
     (:func:`~interp_lib.protopnet.last_layer.solve_last_layer`) on the similarities of
-    ``loader``'s images and write the solution into ``model.last_layer``."""
+    ``loader``'s images and write the solution into ``model.last_layer``.
+
+    ``inputs``: those similarities and labels if already known (from the push that just
+    ran, :func:`push_pass`); else they are computed with a pass over ``loader``."""
     from .last_layer import solve_last_layer
 
     if getattr(model.last_layer, "bias", None) is not None:
         raise ValueError("the convex last-layer solve expects a last layer without bias.")
     if weights.ce <= 0:
         raise ValueError(f"the last-layer solve needs a positive CE weight, got {weights.ce}.")
-    sims, labels = last_layer_inputs(model, loader, ctx)
+    sims, labels = last_layer_inputs(model, loader, ctx) if inputs is None else inputs
     w = model.last_layer.weight
     if ctx.class_specific:
         mask = 1 - model.class_identity.t()

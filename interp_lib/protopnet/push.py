@@ -200,6 +200,26 @@ def push(
     UserWarning
         When several prototypes of a class land on the same patch.
     """
+    return _push(model, loader, device=device, progress=progress, percentile=percentile)[0]
+
+
+#: Most bytes of latent maps a push keeps for the last-layer solve that follows it.
+KEEP_LATENTS_BYTES = 2**30
+
+
+def _push(
+    model: ProtoPNet,
+    loader: Iterable,
+    *,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+    percentile: float = 95.0,
+    keep_latents: bool = False,
+) -> tuple[PushResult, list[torch.Tensor] | None, torch.Tensor | None]:
+    """:func:`push`, and with ``keep_latents`` the latent map of every batch and all
+    labels, in the loader's order (``None`` if the maps would take more than
+    ``KEEP_LATENTS_BYTES``): what the convex last-layer solve after a push needs,
+    without a second pass over the images."""
     if not is_protopnet(model):
         raise TypeError(f"model must be a ProtoPNet, got {type(model).__name__}.")
     check_ordered_loader(loader)
@@ -213,6 +233,9 @@ def push(
     best_patch = protos.clone()
     best_map: torch.Tensor | None = None
     offset, image_size = 0, None
+    kept: list[torch.Tensor] | None = [] if keep_latents else None
+    labels: list[torch.Tensor] = []
+    kept_bytes = 0
     arange_p = torch.arange(num_p, device=protos.device)
     with evaluating(model), torch.no_grad(), torch.autocast(device.type, enabled=False):
         for x, y in labelled_batches(
@@ -220,6 +243,12 @@ def push(
         ):
             image_size = tuple(x.shape[-2:])
             z = model.latent(x)
+            if kept is not None:
+                kept.append(z)
+                labels.append(y)
+                kept_bytes += z.numel() * z.element_size()
+                if kept_bytes > KEEP_LATENTS_BYTES:
+                    kept = None
             values, loc = PF.argmin_location(model.distances(z))  # (n, P), (n, P, 2)
             own = y[:, None] == classes[None, :]  # (n, P): image of the prototype's class
             values = values.masked_fill(~own, float("inf"))
@@ -268,6 +297,6 @@ def push(
             f"{sum(len(g) for g in groups)} prototypes share a source patch with another "
             f"prototype of their class: {shown}. They are now duplicates; consider "
             "pruning them or more prototype diversity.",
-            stacklevel=2,
+            stacklevel=3,
         )
-    return result
+    return result, kept, (torch.cat(labels) if kept is not None else None)
