@@ -142,3 +142,43 @@ def test_pickles_and_batches_with_masks():
     assert xb.shape == (4, 3, 32, 32) and yb.shape == (4,) and mb.shape == (4, len(PARTS), 32, 32)
     with pytest.raises(AttributeError):
         _ = ds.no_such_thing
+
+
+def test_crop_to_birds_is_the_area_average_of_the_box():
+    """A 40 x 40 bird box resized to 20 is the 2 x 2 average of the box's pixels, the
+    bird fills the crop, and an image without a bird is resized whole."""
+    from interp_lib.datasets import crop_to_birds
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(2, 3, 80, 80, generator=g)
+    masks = torch.zeros(2, 7, 80, 80, dtype=torch.bool)
+    masks[0, 2, 10:50, 30:70] = True  # the body: rows 10-49, columns 30-69
+    masks[0, 0, 40:50, 30:35] = True  # a leg inside the box (overlaps do not matter)
+    out, m = crop_to_birds(images, masks, 20)
+    assert out.shape == (2, 3, 20, 20) and m.shape == (2, 7, 20, 20) and m.dtype == torch.bool
+    expected = torch.nn.functional.avg_pool2d(images[:1, :, 10:50, 30:70], 2)
+    torch.testing.assert_close(out[:1], expected, rtol=0, atol=1e-6)
+    # the leg: crop rows 15-19 and columns 0-2 (column 2 is half leg, and half counts)
+    assert bool(m[0, 2].all()) and int(m[0, 0].sum()) == 5 * 3
+    whole = torch.nn.functional.avg_pool2d(images[1:], 4)  # no bird: the whole 80 x 80 image
+    torch.testing.assert_close(out[1:], whole, rtol=0, atol=1e-6)
+    assert not bool(m[1].any())
+    with pytest.raises(ValueError, match="same N"):
+        crop_to_birds(images, masks[:1], 20)
+
+
+def test_birds_crop_fills_the_image_with_the_bird():
+    plain = birds(4, image_size=48, seed=3, classes=3)
+    cropped = birds(4, image_size=48, seed=3, classes=3, crop=True)
+    assert cropped.images.shape == plain.images.shape and cropped.info["crop"] is True
+    assert torch.equal(cropped.labels, plain.labels)
+    # the box is tight: the bird spans the crop (up to a thin tip that covers less than
+    # half of the pixels it crosses after the reduction, so is not in the mask)
+    from torchvision.ops import masks_to_boxes
+
+    bird = cropped.masks.any(1)  # (N, H, W)
+    extent = masks_to_boxes(bird)[:, 2:] - masks_to_boxes(bird)[:, :2] + 1  # (N, 2): w, h
+    assert float(extent.min()) >= 0.9 * 48
+    assert float(bird.float().mean()) > 2.5 * float(plain.masks.any(1).float().mean())
+    with pytest.raises(TypeError, match="crop"):
+        birds(2, classes=3, crop="yes")

@@ -8,7 +8,8 @@ rotating objects (1-D poses)    :func:`rotating_objects`, :func:`make_object`,
                                 :func:`render_object`
 handwritten digits (sklearn)    :func:`digits`, :func:`digits_tensors`
 luminance (MNIST*)              :func:`luminance_offset`, :func:`luminance_gradient`
-procedural birds, part masks    :func:`birds`, :func:`bird_classes`, :func:`render_birds`
+procedural birds, part masks    :func:`birds`, :func:`bird_classes`, :func:`render_birds`,
+                                :func:`crop_to_birds`
 CUB-200-2011 (local folder)     :class:`CUB200`
 MNIST, CIFAR-10, ImageFolder    :func:`mnist`, :func:`cifar10`, :func:`image_folder`
 splits and containers           :class:`TensorImageDataset`, :func:`stratified_split`,
@@ -17,7 +18,7 @@ splits and containers           :class:`TensorImageDataset`, :func:`stratified_s
 """
 
 from ._base import TensorImageDataset, stratified_split, train_val_test_split
-from .birds import PARTS, VARIANTS, bird_classes, birds, render_birds
+from .birds import PARTS, VARIANTS, bird_classes, birds, crop_to_birds, render_birds
 from .cub import CUB200, CUB_PART_NAMES
 from .digits import digits, digits_tensors
 from .folders import (
@@ -62,6 +63,7 @@ __all__ = [
     "bird_classes",
     "birds",
     "cifar10",
+    "crop_to_birds",
     "curved_manifold",
     "digits",
     "digits_tensors",

@@ -32,10 +32,10 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
-from .._validation import check_int, make_generator
+from .._validation import check_bool, check_int, make_generator
 from ._base import TensorImageDataset
 
-__all__ = ["PARTS", "VARIANTS", "bird_classes", "birds", "render_birds"]
+__all__ = ["PARTS", "VARIANTS", "bird_classes", "birds", "crop_to_birds", "render_birds"]
 
 PARTS = ("legs", "tail", "body", "wing", "head", "beak", "crest")
 VARIANTS: dict[str, tuple[str, ...]] = {
@@ -324,6 +324,54 @@ def render_birds(
     return img.clamp(0.0, 1.0), masks
 
 
+def crop_to_birds(
+    images: torch.Tensor, masks: torch.Tensor, size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Crop every image to its bird's bounding box and resize the crop to ``size``.
+
+    What ProtoPNet does to CUB-200-2011 with the data set's bounding boxes: the box is
+    the tightest one around the bird's visible pixels, resized to a square without
+    keeping its aspect ratio (CUB's crops are resized to 224 x 224 the same way).
+
+    Parameters
+    ----------
+    images : torch.Tensor, shape (N, C, H, W), float
+    masks : torch.Tensor, shape (N, parts, H, W), bool
+        Visible pixels of every part; their union is the bird.
+    size : int
+        Side of the returned images.
+
+    Returns
+    -------
+    images : torch.Tensor, shape (N, C, size, size)
+        Area-averaged (:func:`torchvision.ops.roi_align`), so a box larger than ``size``
+        is not aliased.
+    masks : torch.Tensor, shape (N, parts, size, size), bool
+        A pixel belongs to a part where the part covers at least half of it.
+    """
+    from torchvision.ops import masks_to_boxes, roi_align
+
+    size = check_int(size, "size", minimum=1)
+    if images.ndim != 4 or masks.ndim != 4 or masks.shape[0] != images.shape[0]:
+        raise ValueError(
+            "expected images (N, C, H, W) and masks (N, parts, H, W) of the same N and "
+            f"size, got {tuple(images.shape)} and {tuple(masks.shape)}."
+        )
+    bird = masks.any(1)
+    height, width = images.shape[-2:]
+    boxes = torch.tensor([[0.0, 0.0, width - 1.0, height - 1.0]]).repeat(len(images), 1)
+    seen = bird.flatten(1).any(1)
+    if bool(seen.any()):
+        boxes[seen] = masks_to_boxes(bird[seen]).float()
+    boxes[:, 2:] += 1  # pixel indices -> the box's continuous corners
+    rois = torch.cat([torch.arange(len(images), dtype=torch.float32)[:, None], boxes], 1)
+
+    def resample(x: torch.Tensor) -> torch.Tensor:
+        return roi_align(x.float(), rois, (size, size), spatial_scale=1.0, aligned=True)
+
+    return resample(images).clamp(0.0, 1.0), resample(masks) >= 0.5
+
+
 def birds(
     n_per_class: int = 100,
     *,
@@ -335,6 +383,7 @@ def birds(
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     chunk_size: int = 512,
     progress: bool = False,
+    crop: bool = False,
 ) -> TensorImageDataset:
     """A seeded, class-balanced set of procedural birds with part masks.
 
@@ -361,6 +410,12 @@ def birds(
         Birds drawn at once (memory ~ 30 x chunk_size x image_size^2 bytes).
     progress : bool
         Show a progress bar over chunks.
+    crop : bool
+        Crop every image to its bird's bounding box, as ProtoPNet crops CUB-200-2011
+        (:func:`crop_to_birds`): the birds are drawn at twice ``image_size`` and the
+        crops resized to ``image_size`` (the bird then fills most of the image, as on
+        cropped CUB; without cropping its box covers about 30 % of the image and the
+        bird itself about 10 %).
 
     Returns
     -------
@@ -375,6 +430,7 @@ def birds(
     n_per_class = check_int(n_per_class, "n_per_class")
     image_size = check_int(image_size, "image_size", minimum=32)
     chunk_size = check_int(chunk_size, "chunk_size")
+    crop = check_bool(crop, "crop")
     if not 0.0 <= float(difficulty) <= 1.0:
         raise ValueError(f"difficulty must lie in [0, 1], got {difficulty}.")
     specs = bird_classes(classes) if isinstance(classes, int) else [dict(c) for c in classes]
@@ -400,7 +456,10 @@ def birds(
     images, masks = [], []
     for start in tqdm(range(0, n, chunk_size), disable=not progress, desc="birds"):
         v = {p: var[start : start + chunk_size, j] for j, p in enumerate(VARIANTS)}
-        im, m = render_birds(v, image_size=image_size, difficulty=float(difficulty), seed=g)
+        side = 2 * image_size if crop else image_size
+        im, m = render_birds(v, image_size=side, difficulty=float(difficulty), seed=g)
+        if crop:
+            im, m = crop_to_birds(im, m, image_size)
         images.append(im)
         masks.append(m)
     info = {
@@ -408,6 +467,7 @@ def birds(
         "class_names": [_class_name(s) for s in specs],
         "class_parts": specs,
         "difficulty": float(difficulty),
+        "crop": crop,
     }
     return TensorImageDataset(
         torch.cat(images),
