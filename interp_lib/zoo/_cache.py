@@ -5,8 +5,10 @@ dicts (so it loads with ``torch.load(..., weights_only=True)``: nothing is unpic
 Its name is ``<recipe>-<key>.pt`` with ``key`` the first 20 hex digits of a SHA-256 over
 
 * the recipe's name and its arguments (JSON, sorted keys), and
-* a hash of the source files of the library code that trains it (the recipe's module
-  and every module it names), so that editing that code retrains on the next call.
+* a hash of the code of the library modules that train it (the recipe's module and
+  every module it names), so that editing that code retrains on the next call. The
+  hash is over each file's syntax tree without docstrings (comments and layout are not
+  in it either): editing documentation keeps the entries.
 
 The folder is ``$INTERP_LIB_CACHE/zoo`` when that variable is set, else the user's cache
 directory: ``$XDG_CACHE_HOME/interp_lib`` or ``~/.cache/interp_lib`` on Linux,
@@ -16,6 +18,7 @@ Windows (what ``platformdirs.user_cache_dir("interp_lib")`` gives).
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.util
 import json
@@ -77,16 +80,40 @@ def _files(source: str | Path) -> list[Path]:
 
 
 def source_hash(sources: Iterable[str | Path]) -> str:
-    """SHA-256 (hex) of the source files of ``sources``: module names (a package means
-    all its ``.py`` files) or paths, in a stable order."""
+    """SHA-256 (hex) of the code of ``sources``: module names (a package means all its
+    ``.py`` files) or paths, in a stable order (see :func:`code_digest`)."""
     h = hashlib.sha256()
     files = sorted({f.resolve() for s in sources for f in _files(s)})
     for f in files:
         h.update(f.name.encode())
         h.update(b"\0")
-        h.update(f.read_bytes())
+        h.update(code_digest(f.read_bytes()))
         h.update(b"\0")
     return h.hexdigest()
+
+
+_DOCUMENTED = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+def code_digest(source: bytes) -> bytes:
+    """What of a Python file decides what it computes: its syntax tree without
+    docstrings, comments, line numbers or layout (``ast.dump``); the bytes themselves
+    for a file that does not parse."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return source
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (
+            isinstance(node, _DOCUMENTED)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree).encode()
 
 
 def _canonical(params: Mapping[str, Any]) -> str:
