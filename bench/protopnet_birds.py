@@ -215,7 +215,10 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="override an argument of zoo.protopnet_birds (VALUE is JSON)",
     )
-    ap.add_argument("--threads", type=int, default=None, help="torch threads while training")
+    ap.add_argument(
+        "--threads", type=int, default=1,
+        help="torch threads while training (part of the zoo's key; default 1, the zoo's)",
+    )  # fmt: skip
     ap.add_argument("--retrain", action="store_true", help="train even if cached")
     args = ap.parse_args()
     overrides = {}

@@ -110,3 +110,50 @@ def test_fit_last_layer_stage_reaches_the_minimum_and_beats_adam():
     r = optimality_residual(w.double(), feats[0].double(), y, 1 - model.class_identity.t(),
                             l1=1e-4, l2=1e-3)  # fmt: skip
     assert float(r.abs().max()) <= 1e-5  # float32 weights of a float64 solution
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:.*share a source patch")
+@pytest.mark.filterwarnings("ignore:the schedule's epoch counts")
+def test_solve_after_a_push_reuses_the_push_latents(monkeypatch):
+    """A convex solve right after a push takes its similarities from the latent maps the
+    push computed: the same numbers as a pass over the images, without that pass (made
+    only when the maps are too large to keep)."""
+    import importlib
+
+    from interp_lib.protopnet import _loops
+    from interp_lib.protopnet import _runtime as rt
+
+    push_module = importlib.import_module("interp_lib.protopnet.push")
+    passes = []
+    orig = _loops.last_layer_inputs
+
+    def spy(*args, **kwargs):
+        passes.append(1)
+        return orig(*args, **kwargs)
+
+    monkeypatch.setattr(_loops, "last_layer_inputs", spy)
+
+    def run():
+        model = tiny_model(seed=0)
+        train, val, push_ld = loaders()
+        h = fit(model, train, val_loader=val, push_loader=push_ld,
+                schedule=with_push(epochs=3, last_layer_solver="convex"),
+                restore_best=False, progress=False)  # fmt: skip
+        return h
+
+    h = run()
+    n_solves = sum(r.stage.value == "last_layer" for r in h)
+    assert n_solves >= 2 and passes == []
+    # the kept similarities are exactly those of a pass over the push images
+    model = tiny_model(seed=0)
+    _, _, push_ld = loaders()
+    ctx = _loops.PassContext(torch.device("cpu"), None, False, rt.DistInfo(False), False)
+    _, kept = _loops.push_pass(model, push_ld, ctx, keep_last_layer_inputs=True)
+    sims, labels = orig(model, push_ld, ctx)
+    assert torch.equal(kept[0], sims) and torch.equal(kept[1], labels)
+    assert _loops.push_pass(model, push_ld, ctx)[1] is None  # not asked: nothing kept
+    monkeypatch.setattr(push_module, "KEEP_LATENTS_BYTES", 0)  # nothing fits: a pass
+    h = run()
+    assert len(passes) == n_solves
+    assert h[-1].stage.value == "last_layer" and h[-1].train["residual"] <= 1e-6

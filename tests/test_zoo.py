@@ -85,6 +85,23 @@ def test_code_change_retrains(cache, recipe):
     assert run()[1]  # and the new entry is then a hit
 
 
+def test_documentation_edits_keep_the_entry(cache, recipe):
+    """Docstrings, comments and layout are not code: editing them keeps the entry; a
+    string that is not a docstring is code."""
+    run, calls, src = recipe
+    src.write_text('"""A recipe."""\n\n\ndef scale():\n    """One."""\n    return 1\n')
+    run()
+    src.write_text(
+        '"""A recipe, documented."""\n# a comment\ndef scale( ):\n'
+        '    """The scale: one."""\n\n    return 1  # why one\n'
+    )
+    assert run()[1] and len(calls) == 1
+    src.write_text('"""A recipe."""\n\n\ndef scale():\n    x = "One."\n    return 1\n')
+    assert not run()[1] and len(calls) == 2
+    src.write_text("def scale(:\n")  # does not parse: its bytes are hashed
+    assert not run()[1] and len(calls) == 3
+
+
 def test_corrupt_entry_warns_and_retrains(cache, recipe):
     run, calls, _ = recipe
     run()
@@ -188,6 +205,7 @@ def test_protopnet_birds_round_trip(cache):
     # by default the trunk's last pool is dropped: one pool of two, a 16 x 16 grid
     assert second.protopnet.prototype_receptive_field.jump == 2
     assert second.push.similarity_map.shape[-2:] == (16, 16)
+    assert second.recipe["crop"] is False and second.recipe["channels_last"] is True
     assert second.protopnet_test_accuracy == first.protopnet_test_accuracy
     assert len(second.protopnet_history.records) == len(first.protopnet_history.records)
     assert len(second.cnn_history.loss) == 1 + 2  # warm start + as many epochs as ProtoPNet
@@ -210,6 +228,31 @@ def test_protopnet_birds_with_the_last_pool_is_another_entry_on_the_coarser_grid
     assert zoo.protopnet_birds(**TINY_BIRDS, pool_last=True, progress=False).from_cache
     with pytest.raises(TypeError, match="pool_last must be True or False"):
         zoo.protopnet_birds(**TINY_BIRDS, pool_last="no")
+
+
+@pytest.mark.slow
+def test_protopnet_birds_cropped_is_another_entry_with_the_birds_filling_the_images(cache):
+    plain = zoo.protopnet_birds(**TINY_BIRDS, progress=False)
+    cropped = zoo.protopnet_birds(**TINY_BIRDS, crop=True, progress=False)
+    assert not plain.from_cache and not cropped.from_cache
+    assert cropped.recipe["crop"] is True
+    share = [float(r.train.masks.any(1).float().mean()) for r in (plain, cropped)]
+    assert share[1] > 2 * share[0]
+
+
+@pytest.mark.slow
+def test_protopnet_birds_thread_count_is_part_of_the_key(cache):
+    """Another thread count trains another model (other float sums), so it is another
+    entry; the caller's thread setting is restored."""
+    before = torch.get_num_threads()
+    one = zoo.protopnet_birds(**TINY_BIRDS, progress=False)  # default: 1 thread
+    two = zoo.protopnet_birds(**TINY_BIRDS, threads=2, progress=False)
+    assert not one.from_cache and not two.from_cache
+    assert one.recipe["threads"] == 1 and two.recipe["threads"] == 2
+    assert zoo.protopnet_birds(**TINY_BIRDS, threads=1, progress=False).from_cache
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="threads"):
+        zoo.protopnet_birds(**TINY_BIRDS, threads=0)
 
 
 def test_placement_counts_centres_on_and_near_the_bird():
