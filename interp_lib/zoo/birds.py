@@ -51,17 +51,22 @@ CNN from 3.1 to 1.9 points and the prototypes centred on the bird from 61 % to 7
 ``bench/protopnet_birds.py`` reports both test accuracies, their paired difference over
 seeds, prototype placement and training times (``result.train_seconds``); its docstring
 keeps the measured table and the experiments behind this recipe. Measured over seeds
-0-4 (``OMP_NUM_THREADS=1 python bench/protopnet_birds.py --seeds ... --threads 1
---retrain``, 1 thread): test accuracy ProtoPNet 0.968 +- 0.011, CNN 0.982 +- 0.010
-(paired difference -0.014, 95 % interval [-0.022, -0.007]); 74 +- 7 % of the prototypes
-centred on the bird (chance 11 %; 92 % within 2 pixels of it), 97 % distinct source
-patches; 308 +- 13 CPU-seconds per entry at one thread.
-One entry trains in 217 s wall on the idle 2-core machine at 2 threads (382 CPU-s), so
-issue 11's "3 minutes on 2 cores" is not met; at 64 px with the pool (``image_size=64,
-shift=4, pool_last=True``) an entry costs about 190 CPU-s at one thread, for the larger
-gap and the poorer placement above. Training at another thread count changes the order of
-floating-point sums, and the run then differs as another seed would (seed 0 at 2 threads:
-ProtoPNet 0.946, CNN 0.988).
+0-4 (``OMP_NUM_THREADS=1 python bench/protopnet_birds.py --seeds ... --retrain``, one
+thread, the zoo's default, two runs side by side on the 2-core machine): test accuracy
+ProtoPNet 0.962 +- 0.008, CNN 0.983 +- 0.008 (paired difference -0.021, 95 % interval
+[-0.033, -0.009]); 76 +- 3 % of the prototypes centred on the bird (chance 11 %; 96 %
+within 2 pixels of it), 95 % distinct source patches; 160 +- 3 s per entry (wall and
+CPU time alike: one thread). Training in the channels-last memory format, augmenting a
+whole batch in one call and reusing each push's latent maps for the last-layer solve
+took an entry from 308 to 160 CPU-seconds.
+The thread count is part of the cache key (``threads``, default 1): it changes the
+order of floating-point sums, and the same seed then ends as far off as another seed
+would (seed 0 at 2 threads, before those speed-ups: ProtoPNet 0.946 against 0.978 at
+one thread). At one thread an entry is the same run on every machine of the same kind,
+so the book's numbers are the bench's.
+Cropping the birds to their bounding boxes as ProtoPNet crops CUB (``crop=True``) did
+not help: prototypes on the bird 62 % (seed 0) and, at 64 px with the last pool, 74 %
+over 5 seeds with a mean gap of 2.8 points, against a chance of 38 %.
 A cached entry loads in a few seconds (about 40 MB: images stored as 8-bit, masks as a
 part index per pixel).
 """
