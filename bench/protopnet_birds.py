@@ -48,6 +48,14 @@ Against the targets (issue 11): accuracy met (2.1 points under the CNN on averag
 3; the interval reaches 3.3); distinct source patches met (0.95); the 3-minute training
 time met (160 s on one core of the 2-core machine, wall = CPU time); prototypes centred
 on the bird not met (0.76 against 0.80, 7x chance; 96 % within 2 px of the bird).
+The same seeds at 2 threads (``--seeds 0 1 2 --threads 2``, another cache entry): ProtoPNet
+0.966 / 0.964 / 0.950, CNN 0.986 / 0.964 / 0.994 (differences -0.020 / 0.000 / -0.044,
+mean -0.021 against -0.023 at one thread), on bird 0.80 / 0.76 / 0.86, distinct 0.88 /
+0.96 / 0.92; seed 0 took 154 s wall (230 CPU-s; a test run shared the machine for about
+a minute of it), seeds 1 and 2 ran under a full test suite and are not timed. Each
+run moved like another seed, with no direction: the thread count adds noise, not a bias
+(the earlier build's 2-thread gaps, -4.2 / -2.8 / -3.6 against -1.8 / -2.2 / -1.6, were
+noise of this size).
 Speed-ups behind the 160 s, each measured on the same machine: the channels-last memory
 format (a training epoch of the CNN 2.45 -> 1.76 s, of the ProtoPNet 3.53 -> 2.56 s at 2
 threads), a batch augmented in one ``grid_sample`` call (0.72 -> 0.15 s per epoch of

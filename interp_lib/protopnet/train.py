@@ -525,8 +525,9 @@ def fit(
       "convex"``, the default): the original runs 20 epochs of Adam (lr 1e-4) over the
       augmented training loader, which on a small data set leaves the last layer near
       its initial value. Here the similarities of the un-augmented push images are
-      computed once (eval mode) and CE + L1 + a small ridge (``last_layer_l2``) is
-      minimised with L-BFGS-B to a certified optimum
+      computed once (eval mode; right after a push, from the latent maps that push
+      computed, so without another pass over the images) and CE + L1 + a small ridge
+      (``last_layer_l2``) is minimised with L-BFGS-B to a certified optimum
       (:func:`~interp_lib.protopnet.last_layer.solve_last_layer`). ``"adam"`` restores
       the original stage.
     * **Frozen BatchNorm stays in eval mode** in the warm-up and last-layer stages (the
