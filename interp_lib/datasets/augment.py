@@ -153,9 +153,10 @@ class AugmentedDataset(Dataset):
     The random maps come from a generator seeded by ``seed``, advanced by every read: the
     same sequence of reads gives the same images (a DataLoader with a seeded
     ``generator`` and ``num_workers=0`` is reproducible). A DataLoader reads a batch at
-    once (:meth:`__getitems__`): its maps are drawn together and applied in one call. In a DataLoader worker the
-    generator is re-seeded from the worker's seed (which the loader draws from its own
-    generator each epoch), so workers neither repeat each other nor the previous epoch.
+    once (:meth:`__getitems__`): its maps are drawn together and applied in one call. In
+    a DataLoader worker the generator is re-seeded from the worker's seed (which the
+    loader draws from its own generator each epoch), so workers neither repeat each
+    other nor the previous epoch.
 
     Parameters
     ----------

@@ -454,9 +454,9 @@ def birds(
     labels = labels[torch.randperm(n, generator=g)]
     var = table[labels]
     images, masks = [], []
+    side = 2 * image_size if crop else image_size  # crops are drawn large, then reduced
     for start in tqdm(range(0, n, chunk_size), disable=not progress, desc="birds"):
         v = {p: var[start : start + chunk_size, j] for j, p in enumerate(VARIANTS)}
-        side = 2 * image_size if crop else image_size
         im, m = render_birds(v, image_size=side, difficulty=float(difficulty), seed=g)
         if crop:
             im, m = crop_to_birds(im, m, image_size)

@@ -22,7 +22,6 @@ from .._plumbing import NonFiniteLossError, evaluating, to_device, unpack_batch
 from .._plumbing import progress as progress_bar
 from .._validation import check_labels
 from . import _runtime as rt
-from . import functional as PF
 from .losses import TERMS, LossWeights, protopnet_loss
 from .stages import Step
 
@@ -224,7 +223,8 @@ def push_pass(
 
     With ``keep_last_layer_inputs`` it also returns what :func:`last_layer_inputs` would
     compute on ``loader`` after the push, from the latent maps the push already computed
-    (the same batches, so the same numbers, without a second pass over the images), or
+    (the same images in the same batches, without a second pass over them; equal to that
+    pass exactly, up to float rounding where the pass would use channels-last), or
     ``None`` if those maps were too large to keep (``push.KEEP_LATENTS_BYTES``).
     """
     from .push import _push
@@ -236,20 +236,13 @@ def push_pass(
     inputs = None
     if latents is not None and labels is not None:
         with torch.no_grad():
-            inputs = (torch.cat([similarities(model, z) for z in latents]), labels)
+            inputs = (torch.cat([model.pooled_similarities(z).float() for z in latents]), labels)
     terms = {
         "push_distance_mean": float(result.distance.float().mean()),
         "push_distance_max": float(result.distance.float().max()),
         "push_duplicates": float(sum(len(g) for g in result.duplicates())),
     }
     return terms, inputs
-
-
-def similarities(model: nn.Module, z: torch.Tensor) -> torch.Tensor:
-    """The last layer's inputs (max-pooled similarities, ``(N, P)`` float32) for latent
-    maps ``z`` ``(N, D, H, W)``, as ``model.forward`` computes them."""
-    min_d = PF.min_pool(model.distances(z))
-    return PF.similarity(min_d, model.similarity, model.eps).float()
 
 
 @torch.no_grad()

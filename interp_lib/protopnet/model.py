@@ -422,10 +422,14 @@ class ProtoPNet(nn.Module):
         sims = PF.similarity(d, self.similarity, self.eps)
         return ProtoPNetOutput(logits, min_d, d, sims, z)
 
+    def pooled_similarities(self, z: torch.Tensor) -> torch.Tensor:
+        """The last layer's inputs, shape (N, P): the similarity of every prototype to
+        its nearest patch of each latent map (N, D, H, W)."""
+        return PF.similarity(PF.min_pool(self.distances(z)), self.similarity, self.eps)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits, shape (N, K), for images (N, C, H, W)."""
-        min_d = PF.min_pool(self.distances(self.latent(x)))
-        return self.last_layer(PF.similarity(min_d, self.similarity, self.eps))
+        return self.last_layer(self.pooled_similarities(self.latent(x)))
 
     def extra_repr(self) -> str:
         return (

@@ -31,7 +31,6 @@ import torch.nn.functional as F
 
 from .._plumbing import NonFiniteLossError, evaluating, train_device
 from .._validation import check_int
-from . import functional as PF
 from .explain import NearestPatches, nearest_patches
 from .losses import l1_cost
 from .model import ProtoPNet, is_protopnet
@@ -195,8 +194,7 @@ def retrain_last_layer(
             )
             for b, (x, y) in enumerate(batches):
                 with torch.no_grad():
-                    min_d = PF.min_pool(model.distances(model.latent(x)))
-                    act = PF.similarity(min_d, model.similarity, model.eps)
+                    act = model.pooled_similarities(model.latent(x))
                 logits = model.last_layer(act)
                 ce = F.cross_entropy(logits, y)
                 l1_term = l1_cost(model.last_layer.weight, model.class_identity)
