@@ -110,7 +110,15 @@ DEFAULT_SCHEDULE: dict[str, Any] = {
 _SOURCES = (
     "interp_lib.zoo._cache",
     "interp_lib.zoo.birds",
-    "interp_lib.protopnet",
+    # the modules that train a ProtoPNet (not explain, prune or the command line, so that
+    # evaluation code can change without retraining the cached models)
+    *(
+        f"interp_lib.protopnet.{m}"
+        for m in (
+            "_loops _runtime backbones boxes checkpoint functional history last_layer "
+            "losses model push receptive_field stages train warmstart"
+        ).split()
+    ),
     "interp_lib.models",
     "interp_lib.nn",
     "interp_lib._plumbing",
