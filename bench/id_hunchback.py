@@ -29,42 +29,20 @@ interval over the 3 seeds alone (class means: the honest n for "does it replicat
 the untrained twin's change at the same layer and trained minus untrained there; test
 accuracy (mean and sd over seeds).
 
-    python bench/id_hunchback.py                        # the full study (below)
+    python bench/id_hunchback.py                        # the full study
     python bench/id_hunchback.py --quick                # smoke run, about 2 CPU-minutes
-    python bench/id_hunchback.py --summary-only         # re-read the JSON, redo table + figure
+    python bench/id_hunchback.py --summary-only         # re-read the JSON, redo the outputs
 
-Outputs: ``--out`` (default ``bench/results/id_hunchback.json``, every per-class TwoNN,
-Gride and scale number of every run) and the figure beside it (same name, ``.png``).
-Each finished network is written at once and a re-run skips the networks already there
-(with the same settings), so a long run can be stopped and resumed. One thread by
-default (``--threads``).
-
-Measured (``python bench/id_hunchback.py``, the defaults: 3 architectures x 3 seeds,
-250 training images per class, 12 epochs; 1 thread on a 2-core machine shared with
-other jobs, load about 3: 1612 CPU-seconds in all (training 895), 2849 s wall; per network
-127-251 CPU-s; 2026-11-30). Mean over seeds x classes; intervals 95 %:
-
-    TwoNN: input -> peak (layer, rel. depth) -> output, trained | untrained at the peak layer; rise = peak - input, 95 % paired interval over seeds x classes (n) and over seeds (class means)
-      vgg8    acc 0.77 +- 0.11: 26.2 -> 40.9 (features.pool1, 0.18) -> 3.5 | untrained 26.2 -> 25.8 -> 4.9
-              rise +14.7 [+13.1, +16.3] (n=15); over seeds +14.7 [+13.8, +15.6] (n=3); untrained -0.4 [-2.0, +1.2]; trained - untrained +15.1 [+12.7, +17.6]
-      vgg4    acc 0.77 +- 0.06: 26.2 -> 37.6 (features.pool1, 0.14) -> 3.7 | untrained 26.2 -> 27.5 -> 4.8
-              rise +11.4 [+10.1, +12.7] (n=15); over seeds +11.4 [+9.3, +13.4] (n=3); untrained +1.3 [-0.1, +2.7]; trained - untrained +10.1 [+8.1, +12.0]
-      resnet  acc 0.51 +- 0.10: 26.2 -> 48.5 (layer3, 0.69) -> 4.3 | untrained 26.2 -> 26.3 -> 4.3
-              rise +22.3 [+17.0, +27.6] (n=15); over seeds +22.3 [+2.8, +41.8] (n=3); untrained +0.1 [-1.1, +1.3]; trained - untrained +22.2 [+16.6, +27.8]
-    Gride (32, 64): input -> peak (layer, rel. depth) -> output, trained | untrained at the peak layer; rise = peak - input, 95 % paired interval over seeds x classes (n) and over seeds (class means)
-      vgg8    acc 0.77 +- 0.11: 4.9 -> 14.5 (features.pool2, 0.36) -> 2.4 | untrained 4.9 -> 5.9 -> 3.5
-              rise +9.6 [+8.7, +10.4] (n=15); over seeds +9.6 [+8.0, +11.1] (n=3); untrained +1.0 [+0.7, +1.3]; trained - untrained +8.6 [+7.6, +9.5]
-      vgg4    acc 0.77 +- 0.06: 4.9 -> 14.5 (features.pool2, 0.29) -> 2.4 | untrained 4.9 -> 5.8 -> 3.1
-              rise +9.6 [+9.3, +10.0] (n=15); over seeds +9.6 [+8.3, +10.9] (n=3); untrained +0.9 [+0.5, +1.4]; trained - untrained +8.7 [+8.3, +9.0]
-      resnet  acc 0.51 +- 0.10: 4.9 -> 22.1 (layer3, 0.69) -> 3.3 | untrained 4.9 -> 6.4 -> 2.2
-              rise +17.2 [+15.2, +19.1] (n=15); over seeds +17.2 [+12.0, +22.4] (n=3); untrained +1.5 [+1.3, +1.7]; trained - untrained +15.7 [+13.6, +17.7]
-
-Read: every trained architecture rises above the input ID and falls to about 4 at the
-output (3.5-4.3), in every seed; the untrained twins stay within 1.5 of the input at the
-peak layer. The VGG
-nets peak at the first stage (relative depth 0.14-0.18, TwoNN) or the second (Gride),
-the ResNet-like net later (0.69) and higher, but it is also the worst trained (test
-accuracy 0.40-0.59 at this recipe), so its profile is not a converged network's.
+Outputs: ``--out`` (default ``bench/results/id_hunchback.json``, untracked: every per-class
+TwoNN, Gride and scale number of every run) and the figure beside it (same name,
+``.png``); a full run (not ``--quick``) also writes the tracked summary
+``bench/summaries/id_hunchback.json`` (``--summary``): per architecture the peak, the
+rises with their intervals and the accuracies, plus the fields ``bench/report.py`` reads.
+The chapter "The intrinsic dimension of a network's layers" renders that summary, so the
+measured numbers live there and on the page, not in this docstring. Each finished network
+is written at once and a re-run skips the networks already there (with the same
+settings), so a long run can be stopped and resumed. One thread by default
+(``--threads``). The full run took about 1600 CPU-seconds (2026-11-30).
 """
 
 from __future__ import annotations
@@ -174,6 +152,82 @@ def summarise(runs: list[dict]) -> dict:
     return out
 
 
+def _rounded(iv: dict) -> dict:
+    return {k: (round(v, 2) if isinstance(v, float) else v) for k, v in iv.items()}
+
+
+def tracked_summary(summary: dict, settings: dict, seconds: float) -> dict:
+    """The tracked summary (``bench/summaries/id_hunchback.json``) of :func:`summarise`.
+
+    Per architecture and estimator (``twonn``; ``gride``: Gride at ranks (32, 64)): the
+    trained input, peak and output ID, the peak layer and its relative depth, the
+    untrained twin at the input, at the peak layer and at the output, and the intervals
+    ``rise`` (over seeds x classes), ``rise_over_seeds`` (class means, n = seeds),
+    ``untrained_change`` and ``trained_minus_untrained``; with the fields
+    ``bench/report.py`` reads (``script``, ``date``, ``machine``, ``table``).
+    """
+    try:  # run as a script (bench/ on the path) or imported as bench.id_hunchback
+        from _common import load, machine, now
+    except ModuleNotFoundError:
+        from bench._common import load, machine, now
+
+    archs, table_rows = {}, []
+    for arch, e in summary.items():
+        acc = torch.tensor(e["test_accuracy"], dtype=torch.float64)
+        entry = {
+            "seeds": e["seeds"],
+            "test_accuracy_mean": round(float(acc.mean()), 3),
+            "test_accuracy_sd": round(float(acc.std()), 3) if acc.numel() > 1 else None,
+        }
+        for what in ("twonn", "gride"):
+            s = e[what]
+            i = e["layers"].index(s["peak_layer"])
+            entry[what] = {
+                "input": round(s["trained"][0], 2),
+                "peak": round(s["trained"][i], 2),
+                "peak_layer": s["peak_layer"],
+                "peak_depth": round(s["peak_depth"], 3),
+                "output": round(s["output"]["trained"], 2),
+                "untrained_input": round(s["untrained"][0], 2),
+                "untrained_at_peak": round(s["untrained"][i], 2),
+                "untrained_output": round(s["output"]["untrained"], 2),
+                **{
+                    k: _rounded(s[k])
+                    for k in (
+                        "rise",
+                        "rise_over_seeds",
+                        "untrained_change",
+                        "trained_minus_untrained",
+                    )
+                },
+            }
+        archs[arch] = entry
+        t = entry["twonn"]
+        table_rows.append(
+            {
+                "what": f"hunchback, {arch} ({len(e['seeds'])} seeds x {settings['n_classes']} "
+                "single-class sets)",
+                "setting": f"birds {settings['image_size']} px, {settings['n_per_class']} per "
+                f"class, {settings['epochs']} epochs",
+                "ours": f"TwoNN rise {_fmt(t['rise'])} at {t['peak_layer']} (depth "
+                f"{t['peak_depth']:.2f}); over seeds {_fmt(t['rise_over_seeds'])}",
+                "peer": "VGG-16 on ImageNet (Ansuini et al.): 31 -> 119 at depth 0.2-0.45",
+                "ratio": f"untrained twin {_fmt(t['untrained_change'])}",
+            }
+        )
+    return {
+        "script": "bench/id_hunchback.py",
+        "date": now(),
+        "machine": machine(),
+        "threads": settings.get("threads", 1),
+        "load_after": load(),
+        "seconds": round(seconds),
+        "settings": settings,
+        "table": table_rows,
+        "archs": archs,
+    }
+
+
 def _fmt(iv: dict) -> str:
     if math.isnan(iv["low"]):
         return f"{iv['mean']:+.1f}"
@@ -258,6 +312,8 @@ def main() -> None:
                     help="smoke run: 2 seeds, 60 images per class, 32 px, 1 epoch")  # fmt: skip
     ap.add_argument("--summary-only", action="store_true")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--summary", type=Path, default=Path("bench/summaries/id_hunchback.json"),
+                    help="the tracked summary a full run writes (not with --quick)")  # fmt: skip
     args = ap.parse_args()
     if args.quick:
         args.seeds, args.n_per_class, args.n_test = args.seeds[:2], 70, 20
@@ -330,6 +386,12 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results))
     figure(results["summary"], args.out.with_suffix(".png"))
+    if not args.quick:
+        cpu = sum(r["cpu_seconds"] for r in runs)
+        tracked = tracked_summary(results["summary"], {**settings, "threads": args.threads}, cpu)
+        args.summary.parent.mkdir(parents=True, exist_ok=True)
+        args.summary.write_text(json.dumps(tracked, indent=1) + "\n")
+        print(f"wrote {args.summary}")
     print(table(results["summary"]))
     print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
 
