@@ -98,3 +98,32 @@ def test_retrain_last_layer_changes_only_the_last_layer_and_lowers_the_loss(
             assert torch.equal(v, frozen[k]), k  # batch-norm statistics included
     assert flags == {k: p.requires_grad for k, p in model.named_parameters()}
     assert model.training
+
+
+def test_retrain_last_layer_convex_is_the_solve_on_the_loaders_similarities(
+    make_protopnet, make_images
+):
+    from interp_lib.protopnet import retrain_last_layer
+    from interp_lib.protopnet.last_layer import solve_last_layer
+
+    model = make_protopnet(3, n_prototypes_per_class=2).eval()
+    dl = loader(make_images(12))
+    frozen = {k: v.clone() for k, v in model.state_dict().items() if "last_layer" not in k}
+    w0 = model.last_layer.weight.detach().clone()
+    xs = torch.cat([x for x, _ in dl])
+    ys = torch.cat([y for _, y in dl])
+    with torch.no_grad():
+        sims = model.pooled_similarities(model.latent(xs))
+    expected = solve_last_layer(sims, ys, w0, 1 - model.class_identity.t(), l1=1e-3, l2=1e-2)
+    history = retrain_last_layer(model, dl, solver="convex", l1=1e-3, l2=1e-2, progress=False)
+    assert len(history) == 1 and set(history[0]) == {"epoch", "ce", "l1", "loss", "accuracy"}
+    torch.testing.assert_close(model.last_layer.weight, expected.weight, atol=1e-5, rtol=1e-4)
+    assert history[0]["loss"] == pytest.approx(expected.objective, rel=1e-4)
+    with torch.no_grad():
+        acc = (model(xs).argmax(1) == ys).float().mean().item()
+    assert history[0]["accuracy"] == pytest.approx(acc)
+    for k, v in model.state_dict().items():
+        if "last_layer" not in k:
+            assert torch.equal(v, frozen[k]), k
+    with pytest.raises(ValueError, match="solver"):
+        retrain_last_layer(model, dl, solver="lbfgs", progress=False)

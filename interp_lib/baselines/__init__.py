@@ -9,7 +9,10 @@
   CUB keypoints and boxes into masks.
 - :mod:`interp_lib.baselines.prototype_metrics` -- prototype consistency and stability
   (Huang et al. 2023) and purity (PIP-Net) from part masks
-  (:func:`prototype_part_metrics` computes all three).
+  (:func:`prototype_part_metrics` computes all three); their chance levels:
+  :func:`random_box_part_metrics` (boxes at random positions) and
+  :func:`untrained_protopnet` (random prototypes on a random trunk);
+  :func:`mask_share` is the chance level of the energy inside a mask.
 - :func:`compare` -- run several methods over a dataset into a
   :class:`ComparisonResult` (tidy records, ``to_pandas()``); :func:`summarize`.
 - :mod:`interp_lib.baselines.sanity` -- :func:`model_randomisation` (Adebayo et al. 2018):
@@ -28,9 +31,13 @@ from .cam import cam, grad_cam
 from .compare import ComparisonResult, compare, summarize
 from .masks import boxes_to_region_masks, keypoints_to_masks
 from .methods import METHODS, Method, get_method
-from .metrics import deletion, energy_in_mask, insertion, pointing_game
+from .metrics import deletion, energy_in_mask, insertion, mask_share, pointing_game
 from .prototype import prototype_attribution
-from .prototype_metrics import prototype_part_metrics
+from .prototype_metrics import (
+    prototype_part_metrics,
+    random_box_part_metrics,
+    untrained_protopnet,
+)
 from .sanity import RandomisationResult, model_randomisation
 
 __all__ = [
@@ -48,6 +55,7 @@ __all__ = [
     "grad_cam",
     "insertion",
     "keypoints_to_masks",
+    "mask_share",
     "methods",
     "metrics",
     "model_randomisation",
@@ -55,6 +63,8 @@ __all__ = [
     "prototype_attribution",
     "prototype_metrics",
     "prototype_part_metrics",
+    "random_box_part_metrics",
     "sanity",
     "summarize",
+    "untrained_protopnet",
 ]

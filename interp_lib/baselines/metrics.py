@@ -287,3 +287,28 @@ def energy_in_mask(
     out = inside / total
     out[total == 0] = float("nan")
     return out
+
+
+def mask_share(masks: torch.Tensor) -> torch.Tensor:
+    """Share of each image covered by its mask: the chance level of :func:`energy_in_mask`.
+
+    A uniform map (or the expectation of a map of i.i.d. random values) puts exactly this
+    share of its energy inside the mask, so an explanation's energy on the object means
+    something only against it.
+
+    Parameters
+    ----------
+    masks : Tensor of bool, shape (N, 1, H, W) or (N, H, W)
+
+    Returns
+    -------
+    Tensor, shape (N,)
+    """
+    masks = as_tensor(masks, "masks", "a boolean tensor of shape (N, H, W)")
+    if masks.ndim == 4 and masks.shape[1] == 1:
+        masks = masks[:, 0]
+    if masks.ndim != 3:
+        raise ValueError(
+            f"masks must have shape (N, H, W) or (N, 1, H, W), got {tuple(masks.shape)}."
+        )
+    return (masks != 0).flatten(1).float().mean(1)

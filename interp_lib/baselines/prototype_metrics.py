@@ -402,3 +402,112 @@ def prototype_part_metrics(
         "stability": stability(presence, noisy, labels, classes),
         "purity": purity(presence, act, k=k, labels=labels, prototype_classes=classes),
     }
+
+
+def random_box_part_metrics(
+    part_masks: torch.Tensor,
+    labels: torch.Tensor,
+    prototype_classes: torch.Tensor,
+    *,
+    box_size: int | None = None,
+    overlap: float = 0.0,
+    threshold: float = 0.8,
+    k: int = 10,
+    n_draws: int = 10,
+    seed: int | torch.Generator | None = 0,
+) -> dict[str, PrototypeScore]:
+    """The chance level of :func:`prototype_part_metrics`: boxes at random positions.
+
+    Every "prototype" puts its box (same ``box_size``) at a position drawn uniformly over
+    the image, independently per image, per prototype and per view, so the box knows
+    nothing of the image: consistency and purity then measure how often a part falls in
+    a box of that size by chance (large boxes on large parts score high), and stability
+    how often two independent boxes hold the same part set. Scores are averaged over
+    ``n_draws`` draws (``per_prototype`` too).
+
+    Parameters
+    ----------
+    part_masks : Tensor, shape (N, J, H, W)
+    labels : Tensor of long, shape (N,)
+    prototype_classes : Tensor of long, shape (P,)
+    box_size, overlap, threshold, k
+        As in :func:`prototype_part_metrics`.
+    n_draws : int
+        Independent draws averaged.
+    seed : int, torch.Generator or None
+
+    Returns
+    -------
+    dict
+        ``{"consistency", "stability", "purity"}`` -> :class:`PrototypeScore`.
+    """
+    part_masks = _tensor(part_masks, "part_masks", 4, "(N, parts, H, W)")
+    n, _, h, w = part_masks.shape
+    labels = _check_classes(labels, "labels", n, "image")
+    prototype_classes = _check_classes(
+        prototype_classes, "prototype_classes", len(prototype_classes), "prototype"
+    )
+    n_draws = check_int(n_draws, "n_draws")
+    g = make_generator(seed)
+    p = prototype_classes.shape[0]
+    sums: dict[str, torch.Tensor] = {}
+    for _ in range(n_draws):
+
+        def draw() -> torch.Tensor:
+            rows = torch.randint(0, h, (n, p), generator=g)
+            cols = torch.randint(0, w, (n, p), generator=g)
+            loc = torch.stack((rows, cols), -1).to(part_masks.device)
+            return box_part_presence(loc, part_masks, box_size=box_size, overlap=overlap)
+
+        presence, noisy = draw(), draw()
+        act = torch.rand(n, p, generator=g).to(part_masks.device)
+        scores = {
+            "consistency": consistency(presence, labels, prototype_classes, threshold=threshold),
+            "stability": stability(presence, noisy, labels, prototype_classes),
+            "purity": purity(
+                presence, act, k=k, labels=labels, prototype_classes=prototype_classes
+            ),
+        }
+        for key, s in scores.items():
+            sums[key] = sums.get(key, 0) + s.per_prototype.double()
+    return {key: _score((v / n_draws).float()) for key, v in sums.items()}
+
+
+def untrained_protopnet(protopnet: nn.Module, *, seed: int | None = 0) -> nn.Module:
+    """A copy of a ProtoPNet with every layer re-initialised: the "untrained" baseline.
+
+    Every layer with a ``reset_parameters`` method gets PyTorch's default initialisation
+    (as :func:`interp_lib.baselines.model_randomisation`), and the prototype vectors
+    ProtoPNet's own, uniform in ``[0, 1)``; ``prototype_classes`` and the architecture are
+    kept. The caller's random state is left alone. Its prototype scores are the level of
+    random prototypes on a random trunk (the box geometry and the part sizes, nothing
+    learned).
+
+    Parameters
+    ----------
+    protopnet : ProtoPNet
+    seed : int or None
+        Seed of the re-initialisation (``None``: fresh randomness).
+
+    Returns
+    -------
+    ProtoPNet
+        In eval mode, on the device of ``protopnet``.
+    """
+    import copy
+
+    from .sanity import randomisable_layers
+
+    if not is_protopnet(protopnet):
+        raise TypeError(f"untrained_protopnet needs a ProtoPNet, got {type(protopnet).__name__}.")
+    model = copy.deepcopy(protopnet)
+    devices = [protopnet.prototypes.device] if protopnet.prototypes.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), torch.no_grad():
+        if seed is not None:
+            torch.manual_seed(int(seed))
+        for name in randomisable_layers(model):
+            if name == "prototypes" or not hasattr(model.get_submodule(name), "reset_parameters"):
+                continue
+            model.get_submodule(name).reset_parameters()
+        model.prototypes.uniform_()
+    return model.eval()

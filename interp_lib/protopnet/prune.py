@@ -30,8 +30,9 @@ import torch
 import torch.nn.functional as F
 
 from .._plumbing import NonFiniteLossError, evaluating, train_device
-from .._validation import check_int
+from .._validation import check_choice, check_int
 from .explain import NearestPatches, nearest_patches
+from .last_layer import solve_last_layer
 from .losses import l1_cost
 from .model import ProtoPNet, is_protopnet
 from .push import labelled_batches
@@ -134,9 +135,12 @@ def retrain_last_layer(
     model: ProtoPNet,
     loader: Iterable,
     *,
+    solver: str = "adam",
     epochs: int = 20,
     lr: float = 1e-4,
     l1: float = 1e-4,
+    l2: float = 1e-3,
+    solve_options: dict | None = None,
     device: torch.device | str | None = None,
     progress: bool = True,
 ) -> list[dict[str, float]]:
@@ -144,20 +148,32 @@ def retrain_last_layer(
 
     The rest of the model is frozen and kept in eval mode (its batch-norm statistics do
     not move; the original code trains in train mode); the previous mode is restored.
-    Adam with learning rate ``lr``, as in the paper (``1e-4``, 20 passes; the original's
-    ``run_pruning.py`` makes 100 passes after pruning).
+
+    ``solver="adam"``: Adam with learning rate ``lr``, as in the paper (``1e-4``, 20
+    passes; the original's ``run_pruning.py`` makes 100 passes after pruning).
+    ``solver="convex"``: the same problem (plus the ridge ``l2``) solved to its certified
+    minimum by :func:`interp_lib.protopnet.last_layer.solve_last_layer`, from the
+    similarities of the images of ``loader`` (one pass; give un-augmented images), as
+    :func:`interp_lib.protopnet.fit` does after each push with ``last_layer_solver=
+    "convex"``.
 
     Parameters
     ----------
     model : ProtoPNet
     loader : iterable of (x, y, ...)
-        Training images (augmented and shuffled is fine).
+        Training images (augmented and shuffled is fine for Adam; the convex solve reads
+        one pass, so give it the un-augmented images).
+    solver : {"adam", "convex"}
     epochs : int
-        Passes over ``loader``.
+        Passes over ``loader`` (Adam only).
     lr : float
         Adam learning rate.
     l1 : float
         Weight of the L1 cost on off-class connections.
+    l2 : float
+        Ridge weight of the convex solve (see :mod:`interp_lib.protopnet.last_layer`).
+    solve_options : dict, optional
+        Further keyword arguments of ``solve_last_layer`` (convex only), e.g. ``tol``.
     device : torch.device or str, optional
         The model is moved there (a trainer, see the device policy in
         ``interp_lib._plumbing``); ``None`` keeps it where it is.
@@ -166,8 +182,10 @@ def retrain_last_layer(
     Returns
     -------
     list of dict
-        Per epoch: ``epoch``, ``ce``, ``l1``, ``loss`` and ``accuracy`` (means over
-        images).
+        Per epoch (one record for the convex solve): ``epoch``, ``ce``, ``l1``, ``loss``
+        and ``accuracy`` (means over images; for the convex solve ``loss`` is its
+        objective, ridge included, and ``accuracy`` the training accuracy at the
+        solution).
 
     Raises
     ------
@@ -176,8 +194,11 @@ def retrain_last_layer(
     """
     if not is_protopnet(model):
         raise TypeError(f"model must be a ProtoPNet, got {type(model).__name__}.")
+    check_choice(solver, "solver", ("adam", "convex"))
     epochs = check_int(epochs, "epochs")
     device = train_device(model, device)
+    if solver == "convex":
+        return [_solve_convex(model, loader, l1, l2, solve_options or {}, device, progress)]
     opt = torch.optim.Adam(model.last_layer.parameters(), lr=lr)
     history: list[dict[str, float]] = []
     with evaluating(model):
@@ -220,3 +241,38 @@ def retrain_last_layer(
                 {"epoch": float(epoch), "ce": ce_m, "l1": l1_m, "loss": loss_m, "accuracy": acc_m}
             )
     return history
+
+
+def _solve_convex(model, loader, l1, l2, options, device, progress) -> dict[str, float]:
+    """The convex last-layer stage on the similarities of every image of ``loader``."""
+    sims, labels = [], []
+    with evaluating(model), torch.no_grad():
+        for x, y in labelled_batches(
+            loader, model.n_classes, device, show_progress=progress, desc="last layer",
+            same_size=False,
+        ):  # fmt: skip
+            sims.append(model.pooled_similarities(model.latent(x)).float())
+            labels.append(y)
+    if not labels:
+        raise ValueError("the loader yielded no images.")
+    w = model.last_layer.weight
+    mask = 1 - model.class_identity.t().to(w.dtype)
+    sol = solve_last_layer(
+        torch.cat(sims), torch.cat(labels), w.detach(), mask, l1=l1, l2=l2, **options
+    )
+    with torch.no_grad():
+        w.copy_(sol.weight)
+    if not sol.converged:
+        warnings.warn(
+            f"the last-layer solve stopped after {sol.iterations} iterations with an "
+            f"optimality residual of {sol.residual:.2e}; the last layer is near, not at, "
+            "its minimum.",
+            stacklevel=3,
+        )
+    return {
+        "epoch": 0.0,
+        "ce": sol.ce,
+        "l1": sol.l1,
+        "loss": sol.objective,
+        "accuracy": sol.accuracy,
+    }
