@@ -157,3 +157,104 @@ def test_solve_after_a_push_reuses_the_push_latents(monkeypatch):
     h = run()
     assert len(passes) == n_solves
     assert h[-1].stage.value == "last_layer" and h[-1].train["residual"] <= 1e-6
+
+
+# ------------------------------------------------------------------ the three rules
+
+
+def _shared_part_problem(n=300, seed=0):
+    """Class 1's own prototypes are weak, and a prototype of class 0 fires on classes 0
+    and 1 (a part both share): the unconstrained optimum votes for class 1 with it."""
+    g = torch.Generator().manual_seed(seed)
+    k, per = 3, 2
+    cls = torch.arange(k * per) // per
+    y = torch.randint(0, k, (n,), generator=g)
+    s = torch.rand(n, k * per, generator=g, dtype=torch.float64)
+    own = (cls[None, :] == y[:, None]).double()
+    s = s + 2.0 * own * torch.tensor([1, 1, 0.1, 0.1, 1, 1], dtype=torch.float64)
+    s[:, 0] += 2.0 * (y <= 1).double()  # prototype 0 (class 0) also fires on class 1
+    ident = torch.nn.functional.one_hot(cls, k).double()
+    return s, y, ident.t() - 0.5 * (1 - ident.t()), 1 - ident.t()
+
+
+def test_nonpositive_solution_is_a_certified_constrained_minimum():
+    s, y, w0, mask = _shared_part_problem()
+    free = solve_last_layer(s, y, w0, mask, tol=1e-8)
+    assert (free.weight[mask.bool()] > 0.1).any()  # the unconstrained optimum: + off-class
+    sol = solve_last_layer(s, y, w0, mask, tol=1e-8, nonpositive=mask.bool())
+    assert sol.converged and sol.residual <= 1e-8
+    w, m, l1 = sol.weight, mask.bool(), 1e-4
+    assert (w[m] <= 0).all()
+    # KKT conditions checked independently with autograd
+    wv = w.clone().requires_grad_(True)
+    ce = torch.nn.functional.cross_entropy(s @ wv.t(), y) + 0.5e-3 * (wv * wv).sum()
+    (g,) = torch.autograd.grad(ce, wv)
+    assert g[~m].abs().max() <= 1e-8
+    neg = m & (w < 0)
+    assert ((g[neg] - l1).abs() <= 1e-8).all()
+    assert (g[m & (w == 0)] <= l1 + 1e-8).all()
+    assert (m & (w == 0)).any()  # the constraint is active somewhere
+    # no nearby feasible point is better, and the constrained minimum costs more
+    f = last_layer_objective(w, s, y, mask, l1=l1, l2=1e-3)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(20):
+        d = 1e-3 * torch.randn(w.shape, generator=gen, dtype=w.dtype)
+        v = torch.where(m, (w + d).clamp_max(0), w + d)
+        assert last_layer_objective(v, s, y, mask, l1=l1, l2=1e-3) >= f - 1e-12
+    assert sol.objective >= free.objective
+    r = optimality_residual(w, s, y, mask, l1=l1, l2=1e-3, nonpositive=m)
+    assert float(r.abs().max()) == pytest.approx(sol.residual)
+    # a positive off-class weight is infeasible: infinite residual
+    bad = w.clone()
+    bad[m.nonzero()[0].tolist()[0], m.nonzero()[0].tolist()[1]] = 0.1
+    assert float(optimality_residual(bad, s, y, mask, nonpositive=m).abs().max()) == float("inf")
+
+
+def test_nonpositive_must_lie_inside_the_l1_mask():
+    s, y, w0, mask = _problem()
+    with pytest.raises(ValueError, match="subset of l1_mask"):
+        solve_last_layer(s, y, w0, mask, nonpositive=torch.ones_like(mask).bool())
+    with pytest.raises(ValueError, match="nonpositive must have shape"):
+        solve_last_layer(s, y, w0, mask, nonpositive=mask[:1].bool())
+
+
+def test_adam_rule_runs_the_released_codes_steps():
+    from interp_lib.protopnet.last_layer import adam_last_layer, fit_last_layer
+
+    s, y, w0, mask = _shared_part_problem(n=100)
+    sol = adam_last_layer(s, y, w0, mask, passes=3, batch_size=32, lr=1e-4)
+    assert sol.iterations == 3 * 4  # ceil(100 / 32) steps a pass
+    # Adam moves each weight by at most about lr per step
+    assert (sol.weight - w0).abs().max() <= 1e-4 * sol.iterations * 1.01
+    # far from the convex optimum: a large subgradient residual
+    assert sol.residual > 1e-3 and sol.weight.dtype == w0.dtype
+    again = fit_last_layer(s, y, w0, mask, rule="adam", passes=3, batch_size=32)
+    torch.testing.assert_close(again.weight, sol.weight, rtol=0, atol=0)  # seeded order
+    assert fit_last_layer(s, y, w0, mask, rule="adam", passes=0).weight.equal(w0)
+    nonpos = fit_last_layer(s, y, w0, mask, rule="convex_nonpositive")
+    assert (nonpos.weight[mask.bool()] <= 0).all()
+    with pytest.raises(ValueError, match="rule must be one of"):
+        fit_last_layer(s, y, w0, mask, rule="sgd")
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:.*share a source patch")
+@pytest.mark.filterwarnings("ignore:the schedule's epoch counts")
+@pytest.mark.parametrize("solver", ["convex_nonpositive", "adam_push"])
+def test_fit_runs_every_last_layer_rule(solver):
+    model = tiny_model(seed=0)
+    train, val, push_ld = loaders()
+    schedule = with_push(epochs=3, last_layer_solver=solver, last_layer_passes=4)
+    h = fit(model, train, val_loader=val, push_loader=push_ld, schedule=schedule,
+            restore_best=False, progress=False)  # fmt: skip
+    stages = [r.stage.value for r in h]
+    assert stages.count("last_layer") == stages.count("push")  # one step per push
+    w = model.last_layer.weight.detach()
+    off = (1 - model.class_identity.t()).bool()
+    if solver == "convex_nonpositive":
+        assert (w[off] <= 0).all() and h[-1].train["residual"] <= 1e-6
+    else:
+        n_rows = len(push_ld.dataset)
+        per_pass = -(-n_rows // train.batch_size)
+        assert h[-1].train["iterations"] == 4 * per_pass
+        assert (w[off] < 0).all()  # a few Adam steps from -0.5 stay negative

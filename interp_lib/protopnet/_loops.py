@@ -14,6 +14,7 @@ import contextlib
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -276,14 +277,17 @@ def last_layer_solve(
     l2: float,
     ctx: PassContext,
     inputs: tuple[torch.Tensor, torch.Tensor] | None = None,
+    rule: str = "convex",
+    adam: dict[str, Any] | None = None,
 ) -> dict[str, float]:
-    """Solve the last-layer stage to convergence
-    (:func:`~interp_lib.protopnet.last_layer.solve_last_layer`) on the similarities of
-    ``loader``'s images and write the solution into ``model.last_layer``.
+    """Fit the last layer by ``rule`` (:func:`~interp_lib.protopnet.last_layer.fit_last_layer`:
+    ``"convex"``, ``"convex_nonpositive"``, or ``"adam"`` with the options ``adam``:
+    ``lr``, ``passes``, ``batch_size``, ``seed``) on the similarities of ``loader``'s
+    images and write the solution into ``model.last_layer``.
 
     ``inputs``: those similarities and labels if already known (from the push that just
     ran, :func:`push_pass`); else they are computed with a pass over ``loader``."""
-    from .last_layer import solve_last_layer
+    from .last_layer import fit_last_layer
 
     if getattr(model.last_layer, "bias", None) is not None:
         raise ValueError("the convex last-layer solve expects a last layer without bias.")
@@ -295,8 +299,8 @@ def last_layer_solve(
         mask = 1 - model.class_identity.t()
     else:
         mask = torch.ones_like(w)
-    sol = solve_last_layer(sims, labels, w.detach(), mask,
-                           l1=weights.l1 / weights.ce, l2=l2 / weights.ce)  # fmt: skip
+    sol = fit_last_layer(sims, labels, w.detach(), mask, rule=rule,
+                         l1=weights.l1 / weights.ce, l2=l2 / weights.ce, **(adam or {}))  # fmt: skip
     with torch.no_grad():
         w.copy_(sol.weight)
     if ctx.dist.enabled:  # every rank solved the same problem; make the weights identical

@@ -29,6 +29,30 @@ minimum:
   common right after a push, ``CE + L1`` has no minimiser (own-class weights grow
   without bound); the ridge makes the minimum exist and be unique. ``l2=0`` is allowed.
 
+Three last-layer rules
+----------------------
+:func:`fit_last_layer` runs one of them on the same similarity matrix ``S``:
+
+* ``"convex"``: the minimum of ``F`` above. Nothing stops an off-class weight from
+  becoming *positive* at the minimum: when prototypes of several classes share a part,
+  the cross-entropy gains from letting class ``k`` also be voted for by class ``k'``'s
+  prototypes, and ``lambda_1 = 1e-4`` is far too weak to stop it.
+* ``"convex_nonpositive"``: the minimum of ``F`` under ``W_kj <= 0`` for every penalised
+  (off-class) entry. The paper asks the last-layer stage for sparsity on the off-class
+  connections (``w(k, j) ~ 0``) so that the model relies less on negative reasoning, and
+  it starts them at ``-0.5``; its code never lets a positive off-class weight arise by
+  design, it just runs too few steps for one to grow. A bound keeps the problem convex
+  (a box constraint on the split variable ``U``, which L-BFGS-B already handles), keeps
+  the paper's L1 unchanged, keeps the negative evidence that the paper's start point
+  encodes, and forbids only what "a class is explained by its own prototypes" rules out:
+  positive points from other classes' prototypes. (An L1 strong enough to zero all
+  off-class weights would also do it, but its threshold, ``max |dCE/dW|`` at the zeroed
+  solution, depends on the data, and it removes the negative evidence too.)
+* ``"adam"``: the released code's stage, ``passes`` epochs of Adam (lr 1e-4, no weight
+  decay) on mini-batches of CE + L1 from the current weights (``+1`` own, ``-0.5``
+  off-class at the first push), here on the fixed similarities of the push images
+  (:func:`adam_last_layer`).
+
 The functions here are pure math on tensors; :func:`interp_lib.protopnet.fit` computes
 ``S`` (eval mode, un-augmented push images) and writes the solution into the model.
 """
@@ -45,7 +69,18 @@ import torch.nn.functional as F
 #: Most L-BFGS-B runs of one solve (each restarts from where the previous one stopped).
 _RESTARTS = 5
 
-__all__ = ["LastLayerSolution", "last_layer_objective", "optimality_residual", "solve_last_layer"]
+#: The last-layer rules of :func:`fit_last_layer`.
+LAST_LAYER_RULES = ("convex", "convex_nonpositive", "adam")
+
+__all__ = [
+    "LAST_LAYER_RULES",
+    "LastLayerSolution",
+    "adam_last_layer",
+    "fit_last_layer",
+    "last_layer_objective",
+    "optimality_residual",
+    "solve_last_layer",
+]
 
 
 @dataclass(frozen=True)
@@ -144,19 +179,31 @@ def optimality_residual(
     *,
     l1: float = 1e-4,
     l2: float = 1e-3,
+    nonpositive: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The minimum-norm subgradient of ``F`` at ``weight``, shape (K, P).
 
     With ``g`` the gradient of the smooth part: ``g`` on unpenalised entries,
     ``g + l1 sign(W)`` on penalised non-zero entries, and ``sign(g) max(|g| - l1, 0)`` on
     penalised zero entries. ``W`` minimises ``F`` exactly when this is zero.
+
+    ``nonpositive`` (K, P) bool, a subset of ``l1_mask``: entries constrained to
+    ``W <= 0`` (the ``"convex_nonpositive"`` rule). At such an entry equal to 0 the normal
+    cone of the constraint adds ``[0, inf)``, so the residual is ``max(g - l1, 0)``; a
+    positive entry (infeasible) gives ``inf``.
     """
     s = similarities.to(weight.dtype)
     _, g, _, _ = _smooth(weight, s, labels.long(), l2)
     m = l1_mask.to(torch.bool)
     at_zero = torch.sign(g) * (g.abs() - l1).clamp_min(0)
     off = torch.where(weight != 0, g + l1 * torch.sign(weight), at_zero)
-    return torch.where(m, off, g)
+    out = torch.where(m, off, g)
+    if nonpositive is not None:
+        c = nonpositive.to(torch.bool)
+        capped = torch.where(weight == 0, (g - l1).clamp_min(0), off)
+        capped = torch.where(weight > 0, torch.full_like(g, float("inf")), capped)
+        out = torch.where(c, capped, out)
+    return out
 
 
 def solve_last_layer(
@@ -169,6 +216,7 @@ def solve_last_layer(
     l2: float = 1e-3,
     tol: float = 1e-6,
     max_iter: int = 5000,
+    nonpositive: torch.Tensor | None = None,
 ) -> LastLayerSolution:
     """Minimise ``F(W)`` (module docstring) from ``weight0`` with L-BFGS-B.
 
@@ -189,6 +237,10 @@ def solve_last_layer(
         Target infinity norm of the minimum-norm subgradient.
     max_iter : int
         Most L-BFGS-B iterations.
+    nonpositive : Tensor, shape (K, P), optional
+        ``True`` where ``W`` is constrained to ``<= 0`` (the ``"convex_nonpositive"``
+        rule: ``l1_mask`` for the off-class entries); must lie inside ``l1_mask``. A
+        positive start value there is clipped to 0.
 
     Returns
     -------
@@ -205,13 +257,33 @@ def solve_last_layer(
     s = similarities.detach().to(dt)
     y = labels.detach().to(dev).long()
     m = l1_mask.detach().to(dev).bool()
+    if nonpositive is None:
+        c = torch.zeros_like(m)
+    else:
+        if nonpositive.shape != weight0.shape:
+            raise ValueError(
+                f"nonpositive must have shape {tuple(weight0.shape)}, got "
+                f"{tuple(nonpositive.shape)}."
+            )
+        c = nonpositive.detach().to(dev).bool()
+        if bool((c & ~m).any()):
+            raise ValueError(
+                "nonpositive must be a subset of l1_mask (the constraint W <= 0 is only "
+                "supported on penalised entries)."
+            )
     k, p = weight0.shape
     pen = m.reshape(-1)
     n_free, n_pen = int((~pen).sum()), int(pen.sum())
     w0 = weight0.detach().to(dev, dt).reshape(-1)
     # x = [free entries, U (penalised, >= 0), V (penalised, >= 0)]
-    x0 = torch.cat([w0[~pen], w0[pen].clamp_min(0), (-w0[pen]).clamp_min(0)]).cpu().numpy()
-    bounds = [(None, None)] * n_free + [(0.0, None)] * (2 * n_pen)
+    capped = c.reshape(-1)[pen].cpu()  # penalised entries with W <= 0: U fixed at 0
+    u0 = torch.where(capped.to(dev), torch.zeros_like(w0[pen]), w0[pen].clamp_min(0))
+    x0 = torch.cat([w0[~pen], u0, (-w0[pen]).clamp_min(0)]).cpu().numpy()
+    bounds = (
+        [(None, None)] * n_free
+        + [(0.0, 0.0) if bool(b) else (0.0, None) for b in capped]
+        + [(0.0, None)] * n_pen
+    )
 
     def unpack(x: np.ndarray) -> torch.Tensor:
         xt = torch.from_numpy(x).to(dev, dt)
@@ -238,7 +310,7 @@ def solve_last_layer(
             res = minimize(fun, x, jac=True, method="L-BFGS-B", bounds=bounds, options=options)
         x, iterations = res.x, iterations + int(res.nit)
         w = unpack(x)
-        residual = float(optimality_residual(w, s, y, m, l1=l1, l2=l2).abs().max())
+        residual = float(optimality_residual(w, s, y, m, l1=l1, l2=l2, nonpositive=c).abs().max())
         if residual <= tol or iterations >= max_iter or res.nit == 0:
             break
     f, _, ce, acc = _smooth(w, s, y, l2)
@@ -253,3 +325,106 @@ def solve_last_layer(
         iterations=iterations,
         converged=residual <= tol,
     )
+
+
+def adam_last_layer(
+    similarities: torch.Tensor,
+    labels: torch.Tensor,
+    weight0: torch.Tensor,
+    l1_mask: torch.Tensor,
+    *,
+    l1: float = 1e-4,
+    lr: float = 1e-4,
+    passes: int = 20,
+    batch_size: int = 80,
+    seed: int | torch.Generator | None = 0,
+) -> LastLayerSolution:
+    """The released code's last-layer stage on fixed similarities: Adam on mini-batches.
+
+    ``passes`` epochs over the rows of ``similarities`` in a random order (drawn from
+    ``seed``), ``batch_size`` rows a step, each step minimising the batch's mean
+    cross-entropy ``+ l1 * sum |M * W|`` (``train_and_test.py``: ``last_only`` then
+    ``train``; cluster and separation costs do not depend on ``W``), Adam with ``lr``
+    and no weight decay (``main.py``: ``last_layer_optimizer_lr = 1e-4``), from
+    ``weight0``. No ridge term (the original has none). Shapes as in
+    :func:`solve_last_layer`.
+
+    Returns
+    -------
+    LastLayerSolution
+        ``objective`` is ``F`` with ``l2 = 0`` on all rows; ``residual`` its minimum-norm
+        subgradient (how far from the convex optimum the passes stop); ``iterations`` the
+        Adam steps; ``converged`` is ``True`` (the passes ran; there is no tolerance).
+    """
+    from .._validation import check_int, make_generator
+
+    _check(similarities, labels, weight0, l1_mask)
+    passes = check_int(passes, "passes", minimum=0)
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    if l1 < 0 or lr <= 0:
+        raise ValueError(f"need l1 >= 0 and lr > 0, got {l1}, {lr}.")
+    g = make_generator(seed)
+    dev = similarities.device
+    s = similarities.detach().float()
+    y = labels.detach().to(dev).long()
+    m = l1_mask.detach().to(dev).float()
+    w = weight0.detach().to(dev).float().clone().requires_grad_(True)
+    opt = torch.optim.Adam([w], lr=lr)
+    n, steps = len(y), 0
+    for _ in range(passes):
+        order = torch.randperm(n, generator=g).to(dev)
+        for start in range(0, n, batch_size):
+            b = order[start : start + batch_size]
+            loss = F.cross_entropy(s[b] @ w.t(), y[b]) + l1 * (w * m).abs().sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            steps += 1
+    w = w.detach()
+    s64, w64 = s.double(), w.double()
+    f, _, ce, acc = _smooth(w64, s64, y, 0.0)
+    l1_val = (w64 * m.double()).abs().sum()
+    residual = float(optimality_residual(w64, s64, y, m, l1=l1, l2=0.0).abs().max())
+    return LastLayerSolution(
+        weight=w.to(weight0.dtype).to(weight0.device),
+        ce=float(ce),
+        l1=float(l1_val),
+        objective=float(f + l1 * l1_val),
+        accuracy=float(acc),
+        residual=residual,
+        iterations=steps,
+        converged=True,
+    )
+
+
+def fit_last_layer(
+    similarities: torch.Tensor,
+    labels: torch.Tensor,
+    weight0: torch.Tensor,
+    l1_mask: torch.Tensor,
+    *,
+    rule: str = "convex",
+    l1: float = 1e-4,
+    l2: float = 1e-3,
+    lr: float = 1e-4,
+    passes: int = 20,
+    batch_size: int = 80,
+    seed: int | torch.Generator | None = 0,
+    tol: float = 1e-6,
+) -> LastLayerSolution:
+    """The last layer by one of the rules of the module docstring (``LAST_LAYER_RULES``).
+
+    ``"convex"``: :func:`solve_last_layer` (``l1``, ``l2``, ``tol``);
+    ``"convex_nonpositive"``: the same with the off-class entries (``l1_mask``)
+    constrained to ``<= 0``; ``"adam"``: :func:`adam_last_layer` (``l1``, ``lr``,
+    ``passes``, ``batch_size``, ``seed``; no ridge).
+    """
+    from .._validation import check_choice
+
+    check_choice(rule, "rule", LAST_LAYER_RULES)
+    if rule == "adam":
+        return adam_last_layer(similarities, labels, weight0, l1_mask, l1=l1, lr=lr,
+                               passes=passes, batch_size=batch_size, seed=seed)  # fmt: skip
+    nonpositive = l1_mask.bool() if rule == "convex_nonpositive" else None
+    return solve_last_layer(similarities, labels, weight0, l1_mask, l1=l1, l2=l2, tol=tol,
+                            nonpositive=nonpositive)  # fmt: skip

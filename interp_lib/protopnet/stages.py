@@ -11,7 +11,8 @@ The paper (Chen et al., NeurIPS 2019, and its released code) trains in four stag
 - **last layer** (after every push): only the last layer learns (lr 1e-4, no weight
   decay) for 20 passes with cross-entropy + L1 (the other loss terms have no gradient).
   The paper calls this stage a convex optimisation; by default the library solves it to
-  convergence instead (:mod:`interp_lib.protopnet.last_layer`, ``last_layer_solver``).
+  convergence instead (:mod:`interp_lib.protopnet.last_layer`, ``last_layer_solver``),
+  optionally with the off-class weights kept ``<= 0`` (``"convex_nonpositive"``).
 
 The last layer is *not* trained during warm-up and joint epochs.
 
@@ -50,6 +51,11 @@ __all__ = [
 #: Optimizer steps per epoch of the paper's pipeline (about 180,000 augmented CUB
 #: images at batch 80), for which ``Schedule()``'s epoch counts were chosen.
 PAPER_STEPS_PER_EPOCH = 2250
+
+#: The values of ``Schedule.last_layer_solver``; those that solve once after each push on
+#: the push images' similarities are ``ONE_STEP_SOLVERS``.
+LAST_LAYER_SOLVERS = ("convex", "convex_nonpositive", "adam", "adam_push")
+ONE_STEP_SOLVERS = ("convex", "convex_nonpositive", "adam_push")
 
 #: Schedule fields counted in epochs (what :meth:`Schedule.scaled` rescales).
 _EPOCH_FIELDS = ("epochs", "warmup_epochs", "push_start", "push_every", "lr_step_size")
@@ -145,22 +151,33 @@ class Schedule:
         Also push after the last epoch if it is not a push epoch, so the final model is
         always a pushed one (the released code does not; it keeps the best pushed model).
     last_layer_passes : int
-        Last-layer-only Adam passes after each push (20) with ``last_layer_solver="adam"``;
-        with ``"convex"``, 0 skips the last-layer stage and any other value means one solve.
+        Last-layer-only Adam passes after each push (20) with ``last_layer_solver="adam"``
+        or ``"adam_push"``; with the convex solvers, 0 skips the last-layer stage and any
+        other value means one solve.
     warmup_lr_add_on, warmup_lr_prototypes : float
         Adam learning rates in warm-up (3e-3, 3e-3).
     joint_lr_features, joint_lr_add_on, joint_lr_prototypes : float
         Adam learning rates in joint training (1e-4, 3e-3, 3e-3).
     last_layer_lr : float
         Adam learning rate of the last layer after a push (1e-4), for ``"adam"``.
-    last_layer_solver : {"convex", "adam"}
-        ``"convex"`` (default): after each push, solve the last-layer problem (CE + L1 +
-        a small ridge ``last_layer_l2``) to a certified minimum on the similarities of the
+    last_layer_solver : {"convex", "convex_nonpositive", "adam", "adam_push"}
+        The last-layer rule after each push (:mod:`interp_lib.protopnet.last_layer`).
+        ``"convex"`` (default): solve the last-layer problem (CE + L1 + a small ridge
+        ``last_layer_l2``) to a certified minimum on the similarities of the
         un-augmented push images, computed once in eval mode
-        (:func:`~interp_lib.protopnet.last_layer.solve_last_layer`). ``"adam"``: the
-        released code's ``last_layer_passes`` epochs of Adam over the training loader.
+        (:func:`~interp_lib.protopnet.last_layer.solve_last_layer`).
+        ``"convex_nonpositive"``: the same minimum under the constraint that every
+        off-class weight (the L1-penalised ones) stays ``<= 0``, so that no positive
+        evidence for a class comes from another class's prototypes. ``"adam"``: the
+        released code's ``last_layer_passes`` epochs of Adam (lr ``last_layer_lr``) over
+        the training loader, one :class:`Step` each. ``"adam_push"``: the same Adam
+        passes, in one step, on the fixed similarities of the push images (the convex
+        solvers' inputs; batches of ``last_layer_batch_size``), which costs no forward
+        pass.
     last_layer_l2 : float
-        Ridge weight of the convex solve (1e-3; the minimum may not exist without it).
+        Ridge weight of the convex solves (1e-3; the minimum may not exist without it).
+    last_layer_batch_size : int or None
+        Rows per Adam step of ``"adam_push"``; ``None``: the training loader's batch size.
     steps_per_epoch : int or None
         The optimizer steps per epoch the epoch counts were chosen for
         (``PAPER_STEPS_PER_EPOCH`` for the paper's values); ``fit`` warns when the
@@ -198,6 +215,7 @@ class Schedule:
     select: str = "pushed"
     last_layer_solver: str = "convex"
     last_layer_l2: float = 1e-3
+    last_layer_batch_size: int | None = None
     steps_per_epoch: int | None = PAPER_STEPS_PER_EPOCH
 
     def __post_init__(self) -> None:
@@ -208,7 +226,9 @@ class Schedule:
         check_int(self.last_layer_passes, "last_layer_passes", minimum=0)
         check_int(self.lr_step_size, "lr_step_size", minimum=1)
         check_choice(self.select, "select", ("pushed", "any"))
-        check_choice(self.last_layer_solver, "last_layer_solver", ("convex", "adam"))
+        check_choice(self.last_layer_solver, "last_layer_solver", LAST_LAYER_SOLVERS)
+        if self.last_layer_batch_size is not None:
+            check_int(self.last_layer_batch_size, "last_layer_batch_size", minimum=1)
         if self.steps_per_epoch is not None:
             check_int(self.steps_per_epoch, "steps_per_epoch", minimum=1)
         for f in dataclasses.fields(self):
@@ -303,7 +323,7 @@ class Schedule:
         reference = check_int(reference, "reference", minimum=1)
         factor = reference / steps_per_epoch
         fields = _EPOCH_FIELDS + (
-            ("last_layer_passes",) if self.last_layer_solver == "adam" else ()
+            ("last_layer_passes",) if self.last_layer_solver in ("adam", "adam_push") else ()
         )
         kw = {f: max(1, round(getattr(self, f) * factor)) if getattr(self, f) else 0
               for f in fields}  # fmt: skip
@@ -312,15 +332,17 @@ class Schedule:
     def optimizer_steps(self, steps_per_epoch: int) -> dict[str, int]:
         """Optimizer steps of each stage over the whole run, for a loader of
         ``steps_per_epoch`` batches: ``warmup``, ``joint``, ``last_layer`` (Adam steps;
-        0 with the convex solver) and ``pushes`` (their number)."""
+        0 with the convex solvers) and ``pushes`` (their number)."""
         steps_per_epoch = check_int(steps_per_epoch, "steps_per_epoch", minimum=1)
         steps = self.steps()
         count = {s: sum(st.stage is s for st in steps) for s in Stage}
-        adam = self.last_layer_solver == "adam"
+        # "adam": one pass per step; "adam_push": every pass in one step (batches of
+        # last_layer_batch_size rows may differ from the loader's); convex: no Adam step
+        passes = {"adam": 1, "adam_push": self.last_layer_passes}.get(self.last_layer_solver, 0)
         return {
             "warmup": count[Stage.WARMUP] * steps_per_epoch,
             "joint": count[Stage.JOINT] * steps_per_epoch,
-            "last_layer": count[Stage.LAST_LAYER] * steps_per_epoch if adam else 0,
+            "last_layer": count[Stage.LAST_LAYER] * steps_per_epoch * passes,
             "pushes": count[Stage.PUSH],
         }
 
@@ -352,7 +374,7 @@ class Schedule:
             if e in pushes:
                 out.append(Step(e, Stage.PUSH))
                 passes = self.last_layer_passes
-                if self.last_layer_solver == "convex":
+                if self.last_layer_solver in ONE_STEP_SOLVERS:
                     passes = min(passes, 1)
                 out.extend(Step(e, Stage.LAST_LAYER, i) for i in range(passes))
         return out

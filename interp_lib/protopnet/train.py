@@ -49,7 +49,7 @@ from .checkpoint import (
 )
 from .history import EpochRecord, History
 from .losses import LossWeights
-from .stages import Schedule, Stage, Step, parameter_groups, set_trainable
+from .stages import ONE_STEP_SOLVERS, Schedule, Stage, Step, parameter_groups, set_trainable
 
 __all__ = ["EpochRecord", "History", "NonFiniteLossError", "RunContext", "Schedule", "Stage", "fit"]
 
@@ -329,17 +329,20 @@ def _run_step(run: RunContext, i: int) -> EpochRecord:
     t0 = time.perf_counter()
     set_trainable(run.model, step.stage)
     lr: dict[str, float] = {}
-    convex = run.schedule.last_layer_solver == "convex"
+    solver = run.schedule.last_layer_solver
+    one_step = solver in ONE_STEP_SOLVERS  # solved once on the push images' similarities
     if step.stage is Stage.PUSH:
         following = run.steps[i + 1].stage if i + 1 < len(run.steps) else None
         train_terms, run.pushed_inputs = push_pass(
             run.model, run.push_loader, run.passes,
-            keep_last_layer_inputs=convex and following is Stage.LAST_LAYER,
+            keep_last_layer_inputs=one_step and following is Stage.LAST_LAYER,
         )  # fmt: skip
-    elif step.stage is Stage.LAST_LAYER and convex:
-        train_terms = last_layer_solve(run.model, run.push_loader, run.weights,
-                                       run.schedule.last_layer_l2, run.passes,
-                                       inputs=run.pushed_inputs)  # fmt: skip
+    elif step.stage is Stage.LAST_LAYER and one_step:
+        train_terms = last_layer_solve(
+            run.model, run.push_loader, run.weights, run.schedule.last_layer_l2,
+            run.passes, inputs=run.pushed_inputs,
+            rule="adam" if solver == "adam_push" else solver, adam=_adam_options(run, step),
+        )  # fmt: skip
         run.pushed_inputs = None
     else:
         net = _training_net(run, step.stage)
@@ -359,6 +362,18 @@ def _run_step(run: RunContext, i: int) -> EpochRecord:
                       time.perf_counter() - t0)  # fmt: skip
     run.history.records.append(rec)
     return rec
+
+
+def _adam_options(run: RunContext, step: Step) -> dict[str, Any] | None:
+    """Options of the ``"adam_push"`` last layer: the schedule's lr and passes, batches of
+    ``last_layer_batch_size`` rows (default: the training loader's batch size) in an
+    order drawn from the run's seed and the epoch (the same on every rank)."""
+    s = run.schedule
+    if s.last_layer_solver != "adam_push":
+        return None
+    batch = s.last_layer_batch_size or getattr(run.train_loader, "batch_size", None) or 80
+    return {"lr": s.last_layer_lr, "passes": s.last_layer_passes, "batch_size": int(batch),
+            "seed": ((run.seed or 0) * 1009 + step.epoch) % 2**63}  # fmt: skip
 
 
 def _select_best(run: RunContext, rec: EpochRecord) -> None:
@@ -529,7 +544,10 @@ def fit(
       computed, so without another pass over the images) and CE + L1 + a small ridge
       (``last_layer_l2``) is minimised with L-BFGS-B to a certified optimum
       (:func:`~interp_lib.protopnet.last_layer.solve_last_layer`). ``"adam"`` restores
-      the original stage.
+      the original stage; ``"adam_push"`` runs its Adam passes on the push images'
+      similarities; ``"convex_nonpositive"`` solves to the optimum with every off-class
+      weight kept ``<= 0`` (the paper's aim for this stage: a class explained by its own
+      prototypes; see :mod:`interp_lib.protopnet.last_layer`).
     * **Frozen BatchNorm stays in eval mode** in the warm-up and last-layer stages (the
       original's ``model.train()`` keeps updating the frozen trunk's running statistics,
       so pushed prototypes drift away from their training patches).
