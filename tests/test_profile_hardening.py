@@ -3,6 +3,7 @@ threads, seeds and optional dependencies (issue 10 items 4, 5 and 7)."""
 
 from __future__ import annotations
 
+import math
 import sys
 
 import pytest
@@ -16,6 +17,7 @@ from interp_lib.profile import (
     collect_activations,
     default_checkpoints,
     layer_ids,
+    list_layers,
 )
 
 
@@ -159,3 +161,67 @@ def test_default_checkpoints_and_relative_depth_check_the_example():
         default_checkpoints(cnn(), [[1.0]])
     with pytest.raises(ValueError, match="at least one sample"):
         relative_depth(cnn(), torch.zeros(0, 3, 8, 8), ["0"])
+
+
+class _Aliased(nn.Module):
+    """A module registered under two names, and a shared activation under two names."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 6))
+        self.head = self.body[2]
+        self.act = nn.ReLU()
+        self.act2 = self.act
+
+    def forward(self, x):
+        return self.act(self.body(x))
+
+
+@pytest.mark.parametrize("name", ["body.2", "head", "act", "act2"])
+def test_a_module_registered_under_two_names_is_profiled_under_either(name):
+    torch.manual_seed(0)
+    model = _Aliased()
+    x = torch.randn(64, 5)
+    acts = collect_activations(model, x, [name], progress=False)
+    assert list(acts) == [name]  # keyed by the name asked for
+    with torch.no_grad():
+        expected = model.body(x) if name in ("body.2", "head") else model(x)
+    torch.testing.assert_close(acts[name], expected)
+    assert name in ("head", "act2") or name in list_layers(model)
+
+
+def test_two_names_of_one_module_are_one_layer():
+    with pytest.raises(ValueError, match=r"requested twice.*another name"):
+        collect_activations(_Aliased(), torch.randn(8, 5), ["body.2", "head"], progress=False)
+
+
+class _DictOutput(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.relu, self.b = nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 3)
+
+    def forward(self, x):
+        return {"logits": self.b(self.relu(self.a(x)))}
+
+
+def test_a_model_returning_a_dict_is_profiled_at_its_layers():
+    torch.manual_seed(0)
+    x = torch.randn(100, 5)
+    prof = layer_ids(_DictOutput(), x, progress=False)  # default checkpoints
+    assert prof.layers[0] == "input" and "output" not in prof.layers and "b" in prof.layers
+    prof = layer_ids(_DictOutput(), x, ["a", "b"], progress=False)
+    assert all(math.isfinite(d) for d in prof.dimensions)
+    with pytest.raises(ValueError, match="did not produce a tensor"):
+        layer_ids(_DictOutput(), x, ["output"], progress=False)
+
+
+def test_float16_overflow_names_the_layer_and_the_dtype():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(5, 50), nn.ReLU(), nn.Linear(50, 50))
+    with torch.no_grad():
+        net[2].weight.mul_(1e4)
+    x = 100 * torch.randn(100, 5)
+    with pytest.raises(ValueError, match=r"layer '2' .*float16.*float32"):
+        layer_ids(net, x, ["0", "2"], dtype=torch.float16, progress=False)
+    prof = layer_ids(net, x, ["0", "2"], dtype=torch.bfloat16, progress=False)
+    assert all(math.isfinite(d) for d in prof.dimensions)

@@ -95,6 +95,18 @@ def _flatten(t: torch.Tensor, reduce: str) -> torch.Tensor:
     return t.reshape(t.shape[0], -1)
 
 
+def _check_float16(stored: torch.Tensor, flat: torch.Tensor, alias: str) -> None:
+    """Finite activations must stay finite in float16 storage (its range ends at 65504)."""
+    if not bool(torch.isfinite(stored).all()) and bool(torch.isfinite(flat).all()):
+        big = float(flat.abs().max())
+        raise ValueError(
+            f"layer {alias!r} has activations up to {big:.3g}, beyond the range of float16 "
+            f"(largest {torch.finfo(torch.float16).max:.0f}): they would be stored as "
+            "infinity. Store them as dtype=torch.float32, or torch.bfloat16 for the same "
+            "memory with float32's range."
+        )
+
+
 class ActivationCollector:
     """Plans and runs the passes of :func:`collect_activations` (same arguments).
 
@@ -259,7 +271,10 @@ class ActivationCollector:
                     f"layer {alias!r} has {flat.shape[1]} features in this batch but "
                     f"{widths[alias]} on the first sample; all inputs must have the same size."
                 )
-            buffers[alias][row : row + b].copy_(flat)
+            stored = buffers[alias][row : row + b]
+            stored.copy_(flat)
+            if self.dtype == torch.float16:
+                _check_float16(stored, flat, alias)
             counts[alias] += 1
             if can_stop and all(counts[a] >= needed[a] for a in counts):
                 raise _StopForward

@@ -103,7 +103,7 @@ def checkpoints_from_trace(model: nn.Module, trace: ModuleTrace) -> list[str]:
     ]
     found.sort(key=trace.position)
     names = [INPUT, *found]
-    if names[-1] not in trace.output_modules:
+    if names[-1] not in trace.output_modules and trace.ran(OUTPUT):  # not a dict output
         names.append(OUTPUT)
     return names
 

@@ -176,6 +176,9 @@ def resolve_layer(model: nn.Module, layer: LayerRef, *, pseudo: bool = True) -> 
     names = [n for n, _ in model.named_modules() if n]
     if layer in names:
         return layer
+    aliases = {n: m for n, m in model.named_modules(remove_duplicate=False) if n}
+    if layer in aliases:  # a second name of a module (``self.head = self.body[2]``)
+        return _module_name(model, aliases[layer])
     raise _unknown(layer, [*PSEUDO_LAYERS, *names] if pseudo else names, pseudo)
 
 
@@ -230,8 +233,13 @@ def resolve_layers(
             )
         name = resolve_layer(model, layer)
         if name in spec:
-            raise ValueError(f"layer {name!r} is requested twice.")
-        spec[name] = name if alias is None else alias
+            raise ValueError(
+                f"layer {name!r} is requested twice"
+                + (f" ({layer!r} is another name of it)." if layer != name else ".")
+            )
+        if alias is None:  # the name the caller used (a second name of a module stays)
+            alias = layer if isinstance(layer, str) else name
+        spec[name] = alias
     aliases = list(spec.values())
     repeated = sorted({a for a in aliases if aliases.count(a) > 1})
     if repeated:

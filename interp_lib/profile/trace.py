@@ -115,7 +115,9 @@ def trace_model(model: nn.Module, example: torch.Tensor) -> ModuleTrace:
     shapes: dict[str, tuple[int, ...]] = {INPUT: tuple(example.shape[1:])}
     in_numel: dict[str, int] = {}
     last: dict[str, torch.Tensor] = {}
-    names = {m: (n or OUTPUT) for n, m in model.named_modules(remove_duplicate=False)}
+    # a module registered under several names (``self.head = self.body[2]``) is traced under
+    # its first name, the one list_layers prints and resolve_layer returns
+    names = {m: (n or OUTPUT) for n, m in model.named_modules()}
 
     def hook(module: nn.Module, args: tuple, output: Any) -> None:
         name = names[module]
@@ -145,6 +147,10 @@ def trace_model(model: nn.Module, example: torch.Tensor) -> ModuleTrace:
             raise
         except (RuntimeError, TypeError, ValueError, IndexError) as exc:
             raise _input_error(model, example, exc) from exc
-    out = first_tensor(out, OUTPUT)
-    output_modules = frozenset(n for n, t in last.items() if t is out and n != OUTPUT)
+    try:
+        out = first_tensor(out, OUTPUT)
+    except TypeError:  # e.g. a dict of outputs: inner layers can still be profiled
+        output_modules: frozenset[str] = frozenset()
+    else:
+        output_modules = frozenset(n for n, t in last.items() if t is out and n != OUTPUT)
     return ModuleTrace(tuple(events), calls, shapes, in_numel, output_modules)
