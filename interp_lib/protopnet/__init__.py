@@ -15,6 +15,8 @@
 :func:`retrain_last_layer`         the last-layer stage alone (after pruning)
 :func:`pretrain_backbone`          warm-start a trunk offline (global pool + linear)
 :func:`seed_prototypes`            start prototypes where the warm head sees the class
+:func:`evidence_share`             share of a decision's positive points from own prototypes
+:func:`prototype_placement`        the part under each prototype, against part-area chance
 =================================  ===============================================
 
 The pure math (distances, similarities, costs) lives in
@@ -25,6 +27,7 @@ from .._plumbing import NonFiniteLossError
 from .backbones import available_backbones, build_backbone, small_cnn, trunk_info
 from .boxes import boxes_to_masks
 from .checkpoint import CorruptCheckpointError, load_checkpoint, save_checkpoint
+from .evidence import EvidenceShare, evidence_share, off_class_weight_stats
 from .explain import (
     Explanation,
     NearestPatches,
@@ -42,6 +45,7 @@ from .losses import (
     separation_cost,
 )
 from .model import ProtoPNet, ProtoPNetOutput, add_on_layers, is_protopnet
+from .placement import Placement, prototype_placement
 from .prune import PruneResult, prune, retrain_last_layer
 from .push import PushResult, push
 from .receptive_field import ReceptiveField, module_receptive_field, receptive_field_box
@@ -52,11 +56,13 @@ from .warmstart import PretrainedBackbone, pooled_classifier, pretrain_backbone,
 __all__ = [
     "CorruptCheckpointError",
     "EpochRecord",
+    "EvidenceShare",
     "Explanation",
     "History",
     "LossWeights",
     "NearestPatches",
     "NonFiniteLossError",
+    "Placement",
     "PretrainedBackbone",
     "ProtoPNet",
     "ProtoPNetOutput",
@@ -72,6 +78,7 @@ __all__ = [
     "boxes_to_masks",
     "build_backbone",
     "cluster_cost",
+    "evidence_share",
     "explain",
     "fit",
     "is_protopnet",
@@ -79,9 +86,11 @@ __all__ = [
     "load_checkpoint",
     "module_receptive_field",
     "nearest_patches",
+    "off_class_weight_stats",
     "pooled_classifier",
     "pretrain_backbone",
     "protopnet_loss",
+    "prototype_placement",
     "prune",
     "push",
     "receptive_field_box",

@@ -80,7 +80,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -185,52 +184,40 @@ class BirdsModels:
         """Images ``(N, 3, H, W)`` in [0, 1] -> the models' input."""
         return (images - self.mean.view(-1, 1, 1)) / self.std.view(-1, 1, 1)
 
-    def prototype_placement(self) -> dict[str, Any]:
-        """Where the pushed prototypes landed on their source images.
+    def prototype_placement(self):
+        """Where the pushed prototypes landed on their source images, per part.
 
         Returns
         -------
-        dict
-            ``on_bird`` (P,) bool: the centre of the prototype's receptive field on its
-            source image lies on a visible part of the bird; ``part`` (P,) long: that part
-            (index into ``PARTS``, -1 for background); ``on_bird_fraction``;
-            ``near_bird_fraction``: share of centres within 2 pixels (Chebyshev) of a
-            visible bird pixel (a diagnostic: the centres lie on a grid of ``rf.jump``
-            pixels, 8 at the default size, so a patch over a thin leg or a tail tip is
-            often centred just beside it); ``chance``:
-            the bird's share of the pixels of the source images (what a uniformly random
-            centre would give); ``distinct_fraction``: share of prototypes whose source
-            patch (image and location) no other prototype shares.
+        interp_lib.protopnet.Placement
+            For each prototype the part (``interp_lib.datasets.PARTS``, or background)
+            under the centre of its receptive field on its source image, the share of
+            prototypes per part against the part's pixel share of the source images
+            (chance), the on-bird share (target 80 %), the share within 2 pixels of the
+            bird (a diagnostic: centres lie on a grid of ``rf.jump`` pixels, so a patch
+            over a thin leg or a tail tip is often centred just beside it) and the share
+            of distinct source patches. Readable by key as the dict it replaces
+            (``["on_bird_fraction"]``, ``["part"]``, ``["chance"]``...).
         """
-        return placement(self.push, self.train.masks, self.protopnet.prototype_receptive_field)
+        return placement(
+            self.push,
+            self.train.masks,
+            self.protopnet.prototype_receptive_field,
+            part_names=self.train.info["part_names"],
+        )
 
 
-def placement(push_result, masks: torch.Tensor, rf, *, near: int = 2) -> dict[str, Any]:
-    """See :meth:`BirdsModels.prototype_placement`; ``masks`` (N, parts, H, W) bool in the
-    push loader's order, ``rf`` the prototypes' receptive field, ``near`` the distance in
-    pixels of ``near_bird_fraction``."""
-    near = check_int(near, "near", minimum=0)
-    height, width = masks.shape[-2:]
-    centre = rf.start + push_result.location.double() * rf.jump  # (P, 2): (row, column)
-    yy = centre[:, 0].floor().long().clamp(0, height - 1)
-    xx = centre[:, 1].floor().long().clamp(0, width - 1)
-    at = masks[push_result.sample_index, :, yy, xx]  # (P, parts)
-    on = at.any(1)
-    bird = masks[push_result.sample_index].any(1, keepdim=True).float()  # (P, 1, H, W)
-    grown = F.max_pool2d(bird, 2 * near + 1, stride=1, padding=near)
-    close = grown[torch.arange(len(yy)), 0, yy, xx] > 0
-    part = torch.where(on, at.float().argmax(1), torch.full_like(yy, -1))
-    area = masks.any(1).float().mean((1, 2))
-    n = int(push_result.sample_index.numel())
-    duplicated = sum(len(g) for g in push_result.duplicates())
-    return {
-        "on_bird": on,
-        "part": part,
-        "on_bird_fraction": float(on.float().mean()),
-        "near_bird_fraction": float(close.float().mean()),
-        "chance": float(area[push_result.sample_index].mean()),
-        "distinct_fraction": (n - duplicated) / n,
-    }
+def placement(push_result, masks: torch.Tensor, rf, *, near: int = 2, part_names=None):
+    """:func:`interp_lib.protopnet.prototype_placement` (see
+    :meth:`BirdsModels.prototype_placement`); ``masks`` (N, parts, H, W) bool in the push
+    loader's order, ``rf`` the prototypes' receptive field, ``near`` the distance in
+    pixels of ``near_bird_fraction``; ``part_names`` default to the birds' ``PARTS``."""
+    from ..datasets.birds import PARTS
+    from ..protopnet.placement import prototype_placement
+
+    if part_names is None and masks.shape[1] == len(PARTS):
+        part_names = PARTS
+    return prototype_placement(push_result, masks, rf, part_names=part_names, near=near)
 
 
 # ------------------------------------------------------------------------ data
