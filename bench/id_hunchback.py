@@ -62,6 +62,7 @@ from interp_lib.studies import ClassProfiles, class_profiles, hunchback, residua
 WIDTHS = (16, 32, 64, 128)
 ARCHS = ("vgg8", "vgg4", "resnet")
 RANK = 64  # the larger-scale estimate: Gride at neighbour ranks (RANK / 2, RANK)
+SUMMARY = Path("bench/summaries/id_hunchback.json")  # tracked; read by the chapter
 
 
 def make_net(arch: str, n_classes: int, image_size: int, seed: int) -> torch.nn.Module:
@@ -312,8 +313,9 @@ def main() -> None:
                     help="smoke run: 2 seeds, 60 images per class, 32 px, 1 epoch")  # fmt: skip
     ap.add_argument("--summary-only", action="store_true")
     ap.add_argument("--out", type=Path, default=None)
-    ap.add_argument("--summary", type=Path, default=Path("bench/summaries/id_hunchback.json"),
-                    help="the tracked summary a full run writes (not with --quick)")  # fmt: skip
+    ap.add_argument("--summary", type=Path, default=None,
+                    help="where to write the tracked summary; default "
+                    f"{SUMMARY} when the run is the full study with the default settings")  # fmt: skip
     args = ap.parse_args()
     if args.quick:
         args.seeds, args.n_per_class, args.n_test = args.seeds[:2], 70, 20
@@ -386,12 +388,25 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results))
     figure(results["summary"], args.out.with_suffix(".png"))
-    if not args.quick:
+    summary_path = args.summary
+    if summary_path is None and not args.quick:
+        defaults = {a.dest: ap.get_default(a.dest) for a in ap._actions if a.dest in settings}
+        full = settings == defaults and sorted(args.archs) == sorted(ARCHS)
+        if full and sorted(args.seeds) == [0, 1, 2]:
+            summary_path = SUMMARY
+        else:
+            print(f"not the full study with the default settings: {SUMMARY} left as it is "
+                  "(pass --summary PATH to write this run's summary)")  # fmt: skip
+    if summary_path is not None:
         cpu = sum(r["cpu_seconds"] for r in runs)
         tracked = tracked_summary(results["summary"], {**settings, "threads": args.threads}, cpu)
-        args.summary.parent.mkdir(parents=True, exist_ok=True)
-        args.summary.write_text(json.dumps(tracked, indent=1) + "\n")
-        print(f"wrote {args.summary}")
+        if summary_path.exists():  # keep the side measurements recorded beside the study
+            old = json.loads(summary_path.read_text())
+            if "reconciliation" in old:
+                tracked["reconciliation"] = old["reconciliation"]
+        summary_path.parent.mkdir(parents=True, exist_ok=True)
+        summary_path.write_text(json.dumps(tracked, indent=1) + "\n")
+        print(f"wrote {summary_path}")
     print(table(results["summary"]))
     print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
 

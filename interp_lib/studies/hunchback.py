@@ -11,15 +11,18 @@ untrained twin's change at the same layer, and trained minus untrained at the pe
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from .per_class import ClassProfiles
 from .stats import PairedInterval, paired_interval
 
-__all__ = ["Hunchback", "hunchback"]
+__all__ = ["Hunchback", "hunchback", "hunchback_summary_table", "load_hunchback_summary"]
 
 
 @dataclass(frozen=True)
@@ -129,3 +132,88 @@ def hunchback(
         n_seeds=t.shape[0],
         n_classes=t.shape[1],
     )
+
+
+#: The tracked summary of ``bench/id_hunchback.py`` in a source checkout.
+SUMMARY_PATH = Path(__file__).resolve().parents[2] / "bench" / "summaries" / "id_hunchback.json"
+
+
+def load_hunchback_summary(path: str | os.PathLike | None = None) -> dict:
+    """The multi-seed hunchback study written by ``bench/id_hunchback.py``.
+
+    Parameters
+    ----------
+    path : path-like, optional
+        The summary JSON; default ``bench/summaries/id_hunchback.json`` of the source
+        checkout this package is installed from.
+
+    Returns
+    -------
+    dict
+        With ``settings`` and ``archs``: per architecture ``seeds``, ``test_accuracy_mean``
+        and ``_sd``, and per estimator (``twonn``, ``gride``) the input, peak and output
+        IDs, ``peak_layer``, ``peak_depth``, the untrained twin's values, and the intervals
+        ``rise``, ``rise_over_seeds``, ``untrained_change`` and ``trained_minus_untrained``
+        (each ``{"mean", "low", "high", "n"}``).
+    """
+    path = Path(path) if path is not None else SUMMARY_PATH
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no hunchback summary at {path}; it is tracked in the source repository "
+            "(bench/summaries/id_hunchback.json): clone it, or run "
+            "`python bench/id_hunchback.py` to measure it."
+        )
+    summary = json.loads(path.read_text())
+    if "archs" not in summary:
+        raise ValueError(f"{path} holds no 'archs'; write it with bench/id_hunchback.py.")
+    return summary
+
+
+def _interval_text(iv: dict) -> str:
+    return f"{iv['mean']:+.1f} [{iv['low']:+.1f}, {iv['high']:+.1f}]"
+
+
+def hunchback_summary_table(summary: dict, what: str = "twonn"):
+    """One row per architecture of :func:`load_hunchback_summary`'s study.
+
+    Parameters
+    ----------
+    summary : dict
+    what : {"twonn", "gride"}
+        TwoNN, or Gride at the study's larger scale.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by architecture: seeds, test accuracy (mean ± sd), input, peak layer,
+        relative depth, peak and output ID (trained), the rise with its 95 % interval
+        over seeds x classes and over the seeds alone, and the untrained twin's change.
+    """
+    from .._plumbing import require
+
+    pd = require("pandas", "viz")
+    if what not in ("twonn", "gride"):
+        raise ValueError(f"what must be 'twonn' or 'gride'; got {what!r}.")
+    rows = []
+    for arch, e in summary["archs"].items():
+        s = e[what]
+        sd = e.get("test_accuracy_sd")
+        rows.append(
+            {
+                "network": arch,
+                "seeds": len(e["seeds"]),
+                "test accuracy": f"{e['test_accuracy_mean']:.2f}"
+                + (f" ± {sd:.2f}" if sd is not None else ""),
+                "input": s["input"],
+                "peak layer": s["peak_layer"],
+                "depth": s["peak_depth"],
+                "peak": s["peak"],
+                "output": s["output"],
+                f"rise (n = {s['rise']['n']})": _interval_text(s["rise"]),
+                f"rise over seeds (n = {s['rise_over_seeds']['n']})": _interval_text(
+                    s["rise_over_seeds"]
+                ),
+                "untrained twin's change": _interval_text(s["untrained_change"]),
+            }
+        )
+    return pd.DataFrame(rows).set_index("network")

@@ -12,6 +12,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..id import GrideResult, ScalingResult, TwoNNResult
 
 __all__ = [
+    "format_estimate",
     "plot_mu_histogram",
     "plot_scaling",
     "plot_spectrum",
@@ -173,3 +174,22 @@ def plot_mu_histogram(result: TwoNNResult, ax: Axes | None = None, *, bins: int 
     ax.set_ylabel("density")
     ax.legend(frameon=False)
     return ax
+
+
+def format_estimate(value: float, error: float, *, digits: int = 1) -> str:
+    """``"value ± error"`` with the error to ``digits`` significant digits (two when the
+    first is a 1) and the value to the same decimal place.
+
+    ``format_estimate(5.4012, 0.0042)`` is ``"5.401 ± 0.004"`` (never ``"5.4 ± 0.0"``);
+    ``format_estimate(31.27, 2.6)`` is ``"31 ± 3"``. A zero or non-finite error gives
+    the value to three significant digits and the error as it is.
+    """
+    import math
+
+    value, error = float(value), float(error)
+    if not math.isfinite(error) or error <= 0:
+        return f"{value:.3g} ± {error:g}"
+    exponent = math.floor(math.log10(error))
+    first = int(error / 10.0**exponent + 1e-9)
+    decimals = max(0, -exponent + digits - 1 + (first == 1))
+    return f"{value:.{decimals}f} ± {error:.{decimals}f}"
