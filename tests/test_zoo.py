@@ -280,3 +280,36 @@ def test_placement_counts_centres_on_and_near_the_bird():
     with pytest.raises(ValueError, match="near"):
         placement(push, masks, rf, near=-1)
     assert out["distinct_fraction"] == 1.0
+
+
+@pytest.mark.slow
+def test_protopnet_birds_variants_share_one_cnn_entry(cache):
+    """Another last-layer rule or prototype start trains the ProtoPNet only: the data
+    and the CNN come from their own entry, keyed by what they depend on."""
+    base = zoo.protopnet_birds(**TINY_BIRDS, progress=False)
+    assert base.recipe["last_layer"] == "convex_nonpositive"
+    assert base.recipe["prototype_init"] == "cnn"
+    assert base.train_seconds["cnn_from_cache"] == 0.0
+    off = (1 - base.protopnet.class_identity.t()).bool()
+    assert (base.protopnet.last_layer.weight[off] <= 0).all()
+    for kw in ({"last_layer": "convex"}, {"last_layer": "adam"}, {"prototype_init": "random"}):
+        other = zoo.protopnet_birds(**TINY_BIRDS, **kw, progress=False)
+        assert not other.from_cache and other.train_seconds["cnn_from_cache"] == 1.0
+        for a, b in zip(base.cnn.state_dict().values(), other.cnn.state_dict().values(),
+                        strict=True):  # fmt: skip
+            assert torch.equal(a, b)
+        assert torch.equal(base.test.images, other.test.images)
+        assert other.cnn_test_accuracy == base.cnn_test_accuracy
+    adam = zoo.protopnet_birds(**TINY_BIRDS, last_layer="adam", progress=False)
+    assert adam.from_cache
+    steps = [r for r in adam.protopnet_history.records if r.stage.value == "last_layer"]
+    assert steps and all(r.train["iterations"] == 20 * 3 for r in steps)  # 12 images / 4
+    with pytest.raises(ValueError, match="last_layer"):
+        zoo.protopnet_birds(**TINY_BIRDS, last_layer="sgd")
+    with pytest.raises(ValueError, match="prototype_init"):
+        zoo.protopnet_birds(**TINY_BIRDS, prototype_init="zeros")
+    with pytest.raises(ValueError, match="pass last_layer instead"):
+        zoo.protopnet_birds(
+            **{**TINY_BIRDS, "schedule": {**TINY_BIRDS["schedule"], "last_layer_solver": "adam"}},
+            progress=False,
+        )

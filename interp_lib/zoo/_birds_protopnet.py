@@ -1,0 +1,173 @@
+"""The ProtoPNet of the birds recipe (see :mod:`interp_lib.zoo.birds`): trained on the
+warm trunk of the recipe's CNN entry (:mod:`interp_lib.zoo._birds_cnn`), cached with the
+CNN, the data and the logs as one ``protopnet_birds`` entry.
+
+The key of that entry hashes this module and the code that trains a ProtoPNet, not
+:mod:`interp_lib.zoo.birds` (the public function, its defaults and documentation): every
+recipe argument is in the key with its value, so changing a default there selects
+another entry without retraining the others.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from .._plumbing import progress as progress_bar
+from ._birds_cnn import CNN_SOURCES, cnn_entry, normalised, splits
+from ._cache import cached
+
+#: How the ``last_layer`` argument of the recipe sets the schedule.
+LAST_LAYER_SCHEDULE: dict[str, dict[str, Any]] = {
+    "convex": {"last_layer_solver": "convex"},
+    "convex_nonpositive": {"last_layer_solver": "convex_nonpositive"},
+    # the released code's stage: 20 Adam passes (lr 1e-4) after each push, here on the
+    # push images' similarities, in batches of the training batch size
+    "adam": {"last_layer_solver": "adam_push", "last_layer_passes": 20},
+}
+
+PROTOTYPE_INITS = ("cnn", "random")
+
+SOURCES = (
+    *CNN_SOURCES,
+    "interp_lib.zoo._birds_protopnet",
+    # the modules that train a ProtoPNet (not explain, prune, evidence, placement or the
+    # command line, so that evaluation code can change without retraining)
+    *(
+        f"interp_lib.protopnet.{m}"
+        for m in (
+            "_loops _runtime backbones boxes checkpoint functional history last_layer "
+            "losses model push receptive_field stages train warmstart"
+        ).split()
+    ),
+)
+
+
+def schedule_of(p: dict[str, Any]):
+    """The :class:`~interp_lib.protopnet.Schedule` of recipe ``p``."""
+    from ..protopnet import Schedule
+
+    overrides = dict(p["schedule"])
+    clash = set(overrides) & set(LAST_LAYER_SCHEDULE[p["last_layer"]])
+    if clash:
+        raise ValueError(
+            f"schedule sets {sorted(clash)}, which the last_layer argument "
+            f"({p['last_layer']!r}) decides; pass last_layer instead."
+        )
+    return Schedule.cpu_birds(**{**overrides, **LAST_LAYER_SCHEDULE[p["last_layer"]]})
+
+
+def _build(p: dict[str, Any], progress: bool, retrain: bool) -> dict[str, Any]:
+    from ..datasets.augment import AugmentedDataset, RandomAffine
+    from ..models import accuracy
+    from ..protopnet import (
+        ProtoPNet,
+        build_backbone,
+        fit,
+        pooled_classifier,
+        push,
+        seed_prototypes,
+    )  # fmt: skip
+
+    # one tick per phase; iter() because a tqdm bar is iterable but not an iterator
+    bar = iter(progress_bar(range(3), progress, "zoo: ProtoPNet birds", total=3))
+    t_all = time.perf_counter()
+    cpu0 = time.process_time()
+    schedule = schedule_of(p)
+    base, cnn_hit = cnn_entry(p, schedule, progress, retrain)
+    ds = splits(base)
+    train_n, val_n, test_n = (normalised(ds[k]) for k in ("train", "val", "test"))
+    augment = RandomAffine(degrees=p["degrees"], shift=p["shift"], shear=p["shear"])
+    next(bar, None)
+
+    # ProtoPNet on a copy of the warm trunk
+    t0 = time.perf_counter()
+    warm = pooled_classifier(
+        build_backbone("small_cnn", widths=tuple(p["widths"]), pool_last=p["pool_last"]),
+        p["n_classes"], "max",
+    )  # fmt: skip
+    warm.load_state_dict(base["warm_cnn"])
+    torch.manual_seed(p["seed"])
+    model = ProtoPNet(
+        copy.deepcopy(warm.features), n_classes=p["n_classes"],
+        n_prototypes_per_class=p["n_prototypes_per_class"], prototype_dim=p["prototype_dim"],
+        image_size=p["image_size"],
+    )  # fmt: skip
+    push_loader = DataLoader(train_n, batch_size=128, shuffle=False)
+    if p["prototype_init"] == "cnn":  # where the warm CNN's head sees the class
+        seed_prototypes(model, push_loader, warm.head)
+    # "random": the prototypes stay as ProtoPNet draws them, torch.rand (the original's)
+    train_loader = DataLoader(
+        AugmentedDataset(train_n, augment, seed=p["seed"] + 1),
+        batch_size=p["batch_size"], shuffle=True,
+        generator=torch.Generator().manual_seed(p["seed"]),
+    )  # fmt: skip
+    history = fit(
+        model, train_loader, val_loader=DataLoader(val_n, batch_size=256),
+        push_loader=push_loader, schedule=schedule, device="cpu", progress=progress,
+        seed=p["seed"], channels_last=p["channels_last"],
+    )  # fmt: skip
+    seconds = dict(base["train_seconds"])
+    seconds["protopnet"] = time.perf_counter() - t0
+    next(bar, None)
+
+    t0 = time.perf_counter()
+    result = push(model, push_loader, progress=False)  # already pushed: provenance only
+    seconds["push"] = time.perf_counter() - t0
+    seconds["total"] = time.perf_counter() - t_all
+    seconds["cpu_total"] = time.process_time() - cpu0  # CPU time of all threads
+    seconds["cnn_from_cache"] = float(cnn_hit)
+    for _ in bar:  # the last phase: the bar reaches 3/3 and closes
+        pass
+    return {
+        "data": base["data"],
+        "info": base["info"],
+        "mean": base["mean"],
+        "std": base["std"],
+        "protopnet_config": _jsonable(model.config),
+        "protopnet": model.state_dict(),
+        "cnn": base["cnn"],
+        "push": _push_state(result),
+        "protopnet_history": history.to_state(),
+        "cnn_history": base["cnn_history"],
+        "protopnet_test_accuracy": accuracy(model, test_n),
+        "cnn_test_accuracy": base["cnn_test_accuracy"],
+        "train_seconds": seconds,
+    }
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _push_state(result) -> dict[str, Any]:
+    out = {}
+    for f in dataclasses.fields(result):
+        v = getattr(result, f.name)
+        out[f.name] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def entry(p: dict[str, Any], progress: bool, retrain: bool) -> tuple[dict[str, Any], bool]:
+    """The ``protopnet_birds`` payload of recipe ``p`` (trained under ``p["threads"]``
+    torch threads, restored afterwards)."""
+
+    def build() -> dict[str, Any]:
+        before = torch.get_num_threads()
+        torch.set_num_threads(p["threads"])
+        try:
+            with torch.random.fork_rng(devices=[]):
+                return _build(p, progress, retrain)
+        finally:
+            torch.set_num_threads(before)
+
+    return cached("protopnet_birds", p, build, sources=SOURCES, retrain=retrain)
