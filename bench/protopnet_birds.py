@@ -24,6 +24,31 @@ minutes on 2 cores.
 
 Nothing is selected on test accuracy: ``fit`` selects on the validation split.
 
+Variants (issue 23): last-layer rule x prototype start
+------------------------------------------------------
+``--variants RULE/INIT ...`` runs ``zoo.protopnet_birds(last_layer=RULE,
+prototype_init=INIT)`` for every seed (``RULE``: ``convex_nonpositive``, ``convex``,
+``adam``; ``INIT``: ``cnn``, ``random``; ``all`` for the six) and adds, for each entry,
+the own-class positive evidence share of its correct test decisions
+(:func:`interp_lib.protopnet.evidence_share`), the off-class last-layer weights, and the
+placement per part against each part's pixel share of the source images
+(:func:`interp_lib.protopnet.prototype_placement`). The variants share each seed's data
+and CNN (one zoo entry), so the CNN column is the same for all of them. ``--json PATH``
+writes the summary the book reads (``bench/summaries/protopnet_variants.json``).
+
+The rule that picks the default last layer, declared before the runs (issue 23):
+
+1. a rule qualifies when, with CNN-seeded prototypes over the 5 seeds, the mean
+   own-class positive evidence share on correct test decisions (mean over images, then
+   over seeds) is at least 0.90 **and** the mean accuracy gap ProtoPNet - CNN is at
+   least -0.03 (within 3 points);
+2. among the qualifying rules the default is the one with the highest mean *validation*
+   accuracy of the ProtoPNet (test accuracy is not used to choose between them);
+3. if no rule qualifies, the default is the rule that meets the evidence condition with
+   the smallest mean gap, and the summary says the accuracy condition is not met.
+
+The seeding stays ``cnn`` (the zoo's start) and the random start is reported beside it.
+
 Measured (zoo defaults: 80-pixel images, the trunk without its last max-pool (a 20 x 20
 grid of patches 4 px apart), 18 warm CNN epochs, then ProtoPNet ``DEFAULT_SCHEDULE``, 10
 epochs, and 10 more CNN epochs with the same learning-rate drop and the same selection on
@@ -232,12 +257,21 @@ import statistics
 import time
 
 import torch
+from _common import load, machine, now, write_summary
 
 from interp_lib import zoo
 from interp_lib.datasets.birds import PARTS
+from interp_lib.protopnet import evidence_share
 
 #: 0.975 quantiles of Student's t by degrees of freedom (for the paired interval).
 _T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+RULES = ("convex_nonpositive", "convex", "adam")
+INITS = ("cnn", "random")
+ALL_VARIANTS = [f"{r}/{i}" for i in INITS for r in RULES]
+
+#: The declared rule (module docstring): minimum evidence share and gap.
+MIN_EVIDENCE, MIN_GAP = 0.90, -0.03
 
 
 def _mean_std(values: list[float]) -> str:
@@ -246,12 +280,98 @@ def _mean_std(values: list[float]) -> str:
     return f"{m:.3f} +- {s:.3f}"
 
 
+def t_interval(values: list[float]) -> tuple[float, float, float]:
+    """Mean and 95 % Student-t interval (NaN bounds for one value)."""
+    m = statistics.fmean(values)
+    if len(values) < 2:
+        return m, float("nan"), float("nan")
+    half = _T975.get(len(values) - 1, 1.96) * statistics.stdev(values) / len(values) ** 0.5
+    return m, m - half, m + half
+
+
+def measure(r) -> dict:
+    """Everything the bench reports about one zoo entry."""
+    place = r.prototype_placement()
+    ev = evidence_share(r.protopnet, r.test)
+    off = ev.off_class_weights
+    row = {
+        "protopnet": r.protopnet_test_accuracy,
+        "cnn": r.cnn_test_accuracy,
+        "diff": r.protopnet_test_accuracy - r.cnn_test_accuracy,
+        "val_protopnet": r.protopnet_history.best_val_accuracy,
+        "val_cnn": max(r.cnn_history.test_accuracy[r.recipe["warm_epochs"] :]),  # selected
+        "evidence": ev.mean_correct,
+        "evidence_at_least_0.9": ev.fraction_at_least(0.9),
+        "off_above_0.1": off["above_0.1"],
+        "off_above_0.3": off["above_0.3"],
+        "off_positive": off["positive"],
+        "off_max": off["max"],
+        "own_mean": off["own_mean"],
+        "on_bird": place.on_bird_fraction,
+        "near_bird": place.near_bird_fraction,
+        "chance": place.chance,
+        "distinct": place.distinct_fraction,
+        "train_s": r.train_seconds.get("total", float("nan")),
+        "cpu_s": r.train_seconds.get("cpu_total", float("nan")),
+        "cnn_from_cache": bool(r.train_seconds.get("cnn_from_cache", 0.0)),
+        "cached": r.from_cache,
+    }
+    for name in (*PARTS, "background"):
+        row[f"share_{name}"] = place.summary()[f"share_{name}"]
+        row[f"chance_{name}"] = place.summary()[f"chance_{name}"]
+    return row
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Means (and t-intervals of the gap and the evidence share) over seeds."""
+    out = {"n_seeds": len(rows), "seeds": [r["seed"] for r in rows]}
+    for key in rows[0]:
+        if key in ("seed", "cached", "cnn_from_cache"):
+            continue
+        vals = [float(r[key]) for r in rows]
+        out[key] = statistics.fmean(vals)
+        out[f"{key}_std"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
+    for key in ("diff", "evidence", "on_bird"):
+        _, lo, hi = t_interval([r[key] for r in rows])
+        out[f"{key}_low"], out[f"{key}_high"] = lo, hi
+    return out
+
+
+def choose_default(summaries: dict[str, dict]) -> dict:
+    """The declared rule of the module docstring, applied to the CNN-seeded variants."""
+    cands = {k.split("/")[0]: v for k, v in summaries.items() if k.endswith("/cnn")}
+    qualifies = {
+        rule: s["evidence"] >= MIN_EVIDENCE and s["diff"] >= MIN_GAP for rule, s in cands.items()
+    }
+    ok = [rule for rule, q in qualifies.items() if q]
+    if ok:
+        best = max(ok, key=lambda rule: cands[rule]["val_protopnet"])
+        why = (f"meets both conditions (evidence >= {MIN_EVIDENCE:.2f}, mean gap >= "
+               f"{MIN_GAP:+.2f})" + (", and has the highest mean validation accuracy of "
+               f"those that do ({', '.join(ok)})" if len(ok) > 1 else
+               ", the only rule that does"))  # fmt: skip
+        met = True
+    else:
+        ev_ok = [rule for rule, s in cands.items() if s["evidence"] >= MIN_EVIDENCE]
+        pool = ev_ok or list(cands)
+        best = max(pool, key=lambda rule: cands[rule]["diff"])
+        why = "no rule meets both conditions; the accuracy condition is not met"
+        met = False
+    return {"rule": best, "variant": f"{best}/cnn", "both_met": met, "why": why,
+            "qualifies": qualifies, "min_evidence": MIN_EVIDENCE, "min_gap": MIN_GAP}  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--classes", type=int, default=10)
+    ap.add_argument(
+        "--variants", nargs="+", default=None, metavar="RULE/INIT",
+        help=f"last-layer rule / prototype start pairs ({', '.join(ALL_VARIANTS)}) or "
+        "'all'; default: the zoo's default only",
+    )  # fmt: skip
     ap.add_argument(
         "--set",
         action="append",
@@ -264,66 +384,104 @@ def main() -> None:
         help="torch threads while training (part of the zoo's key; default 1, the zoo's)",
     )  # fmt: skip
     ap.add_argument("--retrain", action="store_true", help="train even if cached")
+    ap.add_argument("--json", default=None, help="write the summary there")
     args = ap.parse_args()
     overrides = {}
     for item in args.set:
         key, _, value = item.partition("=")
         overrides[key] = json.loads(value)
+    variants = args.variants or [None]
+    if variants == ["all"]:
+        variants = ALL_VARIANTS
+    torch.set_num_threads(args.threads)  # evaluation too runs at the training's threads
 
     load0 = os.getloadavg()
     print(
         f"zoo cache {zoo.cache_dir()}; torch threads {torch.get_num_threads()}; "
         f"load average {load0[0]:.1f} on {os.cpu_count()} cores; overrides {overrides}"
     )
-    rows = []
+    table: dict[str, list[dict]] = {}
+    # seed-major: the variants of a seed share its CNN entry, trained by the first of them
     for seed in args.seeds:
-        t0 = time.perf_counter()
-        r = zoo.protopnet_birds(
-            args.classes, seed, threads=args.threads, retrain=args.retrain, progress=False,
-            **overrides,
-        )  # fmt: skip
-        place = r.prototype_placement()
-        parts = {name: int((place["part"] == i).sum()) for i, name in enumerate(PARTS)}
-        parts["background"] = int((place["part"] < 0).sum())
-        row = {
-            "seed": seed,
-            "protopnet": r.protopnet_test_accuracy,
-            "cnn": r.cnn_test_accuracy,
-            "diff": r.protopnet_test_accuracy - r.cnn_test_accuracy,
-            "val_protopnet": r.protopnet_history.best_val_accuracy,
-            "val_cnn": max(r.cnn_history.test_accuracy[r.recipe["warm_epochs"] :]),  # selected
-            "on_bird": place["on_bird_fraction"],
-            "near_bird": place["near_bird_fraction"],
-            "chance": place["chance"],
-            "distinct": place["distinct_fraction"],
-            "train_s": r.train_seconds.get("total", float("nan")),
-            "cpu_s": r.train_seconds.get("cpu_total", float("nan")),
-            "cached": r.from_cache,
-            "call_s": time.perf_counter() - t0,
-        }
-        rows.append(row)
-        print(
-            f"seed {seed}: test ProtoPNet {row['protopnet']:.3f} CNN {row['cnn']:.3f} "
-            f"(diff {row['diff']:+.3f}; val {row['val_protopnet']:.3f} / {row['val_cnn']:.3f}); "
-            f"on bird {row['on_bird']:.2f} (within 2 px {row['near_bird']:.2f}; chance "
-            f"{row['chance']:.2f}), distinct "
-            f"{row['distinct']:.2f}; parts {parts}; trained in {row['train_s']:.0f} s wall, "
-            f"{row['cpu_s']:.0f} s CPU ({'cached' if row['cached'] else 'fresh'}; this call "
-            f"{row['call_s']:.1f} s); phases "
-            + ", ".join(f"{k} {v:.0f}" for k, v in r.train_seconds.items())
-        )
+        for variant in variants:
+            kw = dict(overrides)
+            if variant is not None:
+                rule, _, init = variant.partition("/")
+                kw.update(last_layer=rule, prototype_init=init or "cnn")
+            t0 = time.perf_counter()
+            r = zoo.protopnet_birds(
+                args.classes, seed, threads=args.threads, retrain=args.retrain,
+                progress=False, **kw,
+            )  # fmt: skip
+            name = f"{r.recipe['last_layer']}/{r.recipe['prototype_init']}"
+            row = {"seed": seed, **measure(r), "call_s": time.perf_counter() - t0}
+            table.setdefault(name, []).append(row)
+            parts = ", ".join(f"{p} {row[f'share_{p}']:.2f}/{row[f'chance_{p}']:.2f}"
+                              for p in (*PARTS, "background"))  # fmt: skip
+            print(
+                f"{name} seed {seed}: test ProtoPNet {row['protopnet']:.3f} CNN "
+                f"{row['cnn']:.3f} (diff {row['diff']:+.3f}; val {row['val_protopnet']:.3f} / "
+                f"{row['val_cnn']:.3f}); own-class evidence {row['evidence']:.3f} "
+                f"(>= 0.9 on {row['evidence_at_least_0.9']:.2f} of correct decisions); "
+                f"off-class |w| > 0.1 {row['off_above_0.1']:.2f}, > 0.3 "
+                f"{row['off_above_0.3']:.2f}, > 0 {row['off_positive']:.2f}, max "
+                f"{row['off_max']:+.2f}, own mean {row['own_mean']:.2f}; on bird "
+                f"{row['on_bird']:.2f} (within 2 px {row['near_bird']:.2f}; chance "
+                f"{row['chance']:.2f}), distinct {row['distinct']:.2f}; part share/chance: "
+                f"{parts}; trained in {row['train_s']:.0f} s wall, {row['cpu_s']:.0f} s CPU "
+                f"({'cached' if row['cached'] else 'fresh'}, CNN "
+                f"{'shared' if row['cnn_from_cache'] else 'trained'}; this call "
+                f"{row['call_s']:.1f} s)",
+                flush=True,
+            )
     load1 = os.getloadavg()
-    print(f"\nover seeds {args.seeds} (mean +- std):")
-    keys = ("protopnet", "cnn", "diff", "on_bird", "near_bird", "chance", "distinct")
-    for key in (*keys, "train_s", "cpu_s"):
-        print(f"  {key:10s} {_mean_std([r[key] for r in rows])}")
-    diffs = [r["diff"] for r in rows]
-    if len(diffs) > 1:
-        half = _T975.get(len(diffs) - 1, 1.96) * statistics.stdev(diffs) / len(diffs) ** 0.5
-        m = statistics.fmean(diffs)
-        print(f"  paired difference ProtoPNet - CNN: {m:+.3f}, 95 % t-interval "
-              f"[{m - half:+.3f}, {m + half:+.3f}] over {len(diffs)} seeds")  # fmt: skip
+    summaries = {name: summarise(rows) for name, rows in table.items()}
+    for name, rows in table.items():
+        sm = summaries[name]
+        print(f"\n{name} over seeds {sm['seeds']} (mean +- std):")
+        keys = ("protopnet", "cnn", "diff", "evidence", "off_above_0.1", "off_above_0.3",
+                "off_max", "own_mean", "on_bird", "near_bird", "chance", "distinct",
+                "train_s", "cpu_s")  # fmt: skip
+        for key in keys:
+            print(f"  {key:14s} {_mean_std([r[key] for r in rows])}")
+        if len(rows) > 1:
+            print(f"  paired difference ProtoPNet - CNN: {sm['diff']:+.3f}, 95 % t-interval "
+                  f"[{sm['diff_low']:+.3f}, {sm['diff_high']:+.3f}] over {len(rows)} seeds; "
+                  f"evidence share {sm['evidence']:.3f} [{sm['evidence_low']:.3f}, "
+                  f"{sm['evidence_high']:.3f}]")  # fmt: skip
+        print("  part: share of prototypes / pixel share of the source images (chance)")
+        for p in (*PARTS, "background"):
+            print(f"    {p:10s} {sm[f'share_{p}']:.3f} / {sm[f'chance_{p}']:.3f}")
+    if len(summaries) > 1:
+        print(f"\n{'variant':26s} {'gap [95 % CI]':>24s} {'evidence':>9s} {'|w|>0.1':>8s} "
+              f"{'on bird':>8s} {'ProtoPNet':>9s} {'val':>6s}")  # fmt: skip
+        for name, sm in summaries.items():
+            print(f"{name:26s} {sm['diff']:+.3f} [{sm['diff_low']:+.3f}, {sm['diff_high']:+.3f}]"
+                  f" {sm['evidence']:9.3f} {sm['off_above_0.1']:8.2f} {sm['on_bird']:8.2f}"
+                  f" {sm['protopnet']:9.3f} {sm['val_protopnet']:6.3f}")  # fmt: skip
+    choice = None
+    if sum(name.endswith("/cnn") for name in summaries) >= 2:
+        choice = choose_default(summaries)
+        print(f"\ndefault by the declared rule: {choice['rule']} ({choice['why']})")
     print(f"load average now {load1[0]:.1f} (1 min), {load1[1]:.1f} (5 min)")
+    if args.json:
+        write_summary(args.json, {
+            "script": "bench/protopnet_birds.py",
+            "command": "OMP_NUM_THREADS=1 python bench/protopnet_birds.py --seeds "
+                       + " ".join(map(str, args.seeds)) + " --variants "
+                       + " ".join(v or "default" for v in variants) + f" --json {args.json}",
+            "date": now(), "machine": machine(), "load": load(),
+            "threads": args.threads, "overrides": overrides, "parts": [*PARTS, "background"],
+            "zoo_default": {"last_layer": zoo.birds.DEFAULT_LAST_LAYER, "prototype_init": "cnn"},
+            "rule": {"min_evidence": MIN_EVIDENCE, "min_gap": MIN_GAP,
+                     "text": "mean own-class positive evidence share on correct test "
+                             "decisions >= 0.90 and mean gap ProtoPNet - CNN >= -0.03 over "
+                             "the seeds, CNN-seeded prototypes; ties broken by validation "
+                             "accuracy"},
+            "choice": choice,
+            "table": {name: {"summary": summaries[name], "rows": rows}
+                      for name, rows in table.items()},
+        })  # fmt: skip
 
 
 if __name__ == "__main__":
