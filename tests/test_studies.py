@@ -246,3 +246,101 @@ def test_hunchback_peak_rise_and_twin_paired_over_seeds_and_classes():
         hunchback([], [flat0])
     with pytest.raises(ValueError, match="rank must be one of"):
         hunchback(seed0, flat0, rank=32)
+
+
+# --- the multi-seed hunchback study: the bench's tracked summary and its reader ---------
+
+
+def _bench_module():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "bench"))  # the bench scripts import their _common
+    try:
+        spec = importlib.util.spec_from_file_location(
+            "bench_id_hunchback", root / "bench" / "id_hunchback.py"
+        )
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.pop(0)
+    return mod
+
+
+def _fake_run(arch, seed, bump):
+    """A run as bench/id_hunchback.py stores it: 3 classes x 4 layers, ranks 1..64."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.tensor([20.0, 20.0, 15.0, 5.0])
+    ranks = [1, 2, 4, 8, 16, 32, 64]
+
+    def prof(b):
+        tw = base + torch.tensor([0.0, b, 0.0, 0.0]) + 0.5 * torch.randn(3, 4, generator=g)
+        gride = tw[..., None] / torch.arange(1, len(ranks) + 1)
+        return {
+            "layers": ["input", "pool1", "fc1", "out"],
+            "relative_depth": [0.0, 1 / 3, 2 / 3, 1.0],
+            "n_features": [768, 1024, 64, 5],
+            "twonn": tw.tolist(),
+            "pca": (3 * tw).tolist(),
+            "gride_ranks": ranks,
+            "gride": gride.tolist(),
+            "gride_scale": torch.ones(3, 4, len(ranks)).tolist(),
+        }
+
+    return {
+        "arch": arch,
+        "seed": seed,
+        "final_test_accuracy": 0.8 + 0.01 * seed,
+        "trained": prof(bump),
+        "untrained": prof(0.0),
+        "cpu_seconds": 1.0,
+    }
+
+
+def test_the_bench_summary_holds_the_rise_and_reads_back(tmp_path):
+    from interp_lib.studies.hunchback import hunchback_summary_table, load_hunchback_summary
+
+    bench = _bench_module()
+    runs = [_fake_run("vgg4", s, 10.0) for s in (0, 1, 2)]
+    settings = {"n_classes": 3, "image_size": 32, "n_per_class": 10, "epochs": 1}
+    tracked = bench.tracked_summary(bench.summarise(runs), settings, 3.0)
+    for key in ("script", "date", "machine", "table"):  # what bench/report.py needs
+        assert key in tracked
+    tw = tracked["archs"]["vgg4"]["twonn"]
+    assert tw["peak_layer"] == "pool1"
+    assert 8 < tw["rise"]["mean"] < 12 and tw["rise"]["n"] == 9
+    assert tw["rise_over_seeds"]["n"] == 3 and tw["rise_over_seeds"]["low"] > 0
+    assert abs(tw["untrained_change"]["mean"]) < 2
+    path = tmp_path / "s.json"
+    path.write_text(__import__("json").dumps(tracked))
+    table = hunchback_summary_table(load_hunchback_summary(path))
+    assert list(table.index) == ["vgg4"]
+    assert table.loc["vgg4", "peak layer"] == "pool1"
+
+
+def test_the_committed_hunchback_summary_is_complete():
+    from interp_lib.studies.hunchback import hunchback_summary_table, load_hunchback_summary
+
+    study = load_hunchback_summary()
+    assert set(study["archs"]) == {"vgg8", "vgg4", "resnet"}
+    for e in study["archs"].values():
+        for what in ("twonn", "gride"):
+            for key in ("rise", "rise_over_seeds", "untrained_change", "trained_minus_untrained"):
+                iv = e[what][key]
+                assert iv["low"] <= iv["mean"] <= iv["high"], (key, iv)
+    assert "resnet_n500" in study["reconciliation"]
+    assert len(hunchback_summary_table(study, "gride")) == 3
+
+
+def test_load_hunchback_summary_names_what_to_do(tmp_path):
+    from interp_lib.studies.hunchback import hunchback_summary_table, load_hunchback_summary
+
+    with pytest.raises(FileNotFoundError, match=r"bench/id_hunchback\.py"):
+        load_hunchback_summary(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(ValueError, match="archs"):
+        load_hunchback_summary(tmp_path / "bad.json")
+    with pytest.raises(ValueError, match="twonn"):
+        hunchback_summary_table(load_hunchback_summary(), "pca")

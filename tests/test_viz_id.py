@@ -89,3 +89,26 @@ def test_layer_explorer_has_one_figure_per_layer():
     with pytest.raises(ValueError, match="choose one of"):
         viz.layer_figure(prof, acts, "nope")
     plt.close("all")
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "text"),
+    [
+        (5.4012, 0.0042, "5.401 ± 0.004"),  # never "5.4 ± 0.0"
+        (31.27, 2.6, "31 ± 3"),
+        (3.0123, 0.14, "3.01 ± 0.14"),  # a leading 1 keeps two digits
+        (120.3, 15.2, "120 ± 15"),
+        (0.5, 0.3, "0.5 ± 0.3"),
+    ],
+)
+def test_format_estimate_gives_the_error_one_significant_digit(value, error, text):
+    from interp_lib.viz.id import format_estimate
+
+    assert format_estimate(value, error) == text
+
+
+def test_format_estimate_without_an_error():
+    from interp_lib.viz.id import format_estimate
+
+    assert format_estimate(5.4012, 0.0) == "5.4 ± 0"
+    assert format_estimate(5.4012, float("nan")) == "5.4 ± nan"
