@@ -11,26 +11,56 @@ the hunchback of a profile      :func:`hunchback` -> :class:`Hunchback` (peak, i
 correlation over networks       :func:`correlation_bootstrap` ->
                                 :class:`CorrelationResult` (Pearson, Spearman,
                                 bootstrap intervals over networks or groups)
+last-hidden ID vs test error    :func:`generalisation_study` ->
+                                :class:`GeneralisationStudy` over the architectures
+                                :data:`ARCHITECTURES` (:class:`Architecture`), each
+                                trained by :func:`train_to_criterion`; IDs from
+                                :func:`last_hidden_ids`; the task :func:`birds_task`
+shuffled labels, MNIST*         :func:`shuffled_label_study`, :func:`mnist_star_study`
 a small residual network        :func:`residual_classifier` (ResNet-like stages)
 per-image brightness centring   :class:`ImageCentering` (a first layer for MNIST*)
 ==============================  =====================================================
 """
 
+from .controls import MNIST_NET, mnist_star_study, shuffled_label_study
+from .generalisation import (
+    ARCHITECTURES,
+    BIRDS_TASK,
+    Architecture,
+    FitRecord,
+    GeneralisationStudy,
+    birds_task,
+    generalisation_study,
+    last_hidden_ids,
+    train_to_criterion,
+)
 from .hunchback import Hunchback, hunchback
 from .nets import ImageCentering, ResidualBlock, residual_classifier
 from .per_class import ClassProfiles, class_profiles
 from .stats import CorrelationResult, PairedInterval, correlation_bootstrap, paired_interval
 
 __all__ = [
+    "ARCHITECTURES",
+    "BIRDS_TASK",
+    "MNIST_NET",
+    "Architecture",
     "ClassProfiles",
     "CorrelationResult",
+    "FitRecord",
+    "GeneralisationStudy",
     "Hunchback",
     "ImageCentering",
     "PairedInterval",
     "ResidualBlock",
+    "birds_task",
     "class_profiles",
     "correlation_bootstrap",
+    "generalisation_study",
     "hunchback",
+    "last_hidden_ids",
+    "mnist_star_study",
     "paired_interval",
     "residual_classifier",
+    "shuffled_label_study",
+    "train_to_criterion",
 ]
