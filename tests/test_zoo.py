@@ -313,3 +313,33 @@ def test_protopnet_birds_variants_share_one_cnn_entry(cache):
             **{**TINY_BIRDS, "schedule": {**TINY_BIRDS["schedule"], "last_layer_solver": "adam"}},
             progress=False,
         )
+
+
+def test_variants_summary_table(tmp_path):
+    from interp_lib.zoo.birds import load_variants_summary, variants_table
+
+    def summ(diff, evidence):
+        return {"n_seeds": 5, "diff": diff, "diff_low": diff - 0.01, "diff_high": diff + 0.01,
+                "protopnet": 0.95, "cnn": 0.95 - diff, "evidence": evidence,
+                "off_above_0.1": 0.5, "off_above_0.3": 0.2, "off_positive": 0.0,
+                "on_bird": 0.7, "chance": 0.1}  # fmt: skip
+
+    data = {
+        "table": {
+            "convex_nonpositive/cnn": {"summary": summ(-0.02, 1.0), "rows": []},
+            "convex/random": {"summary": summ(-0.01, 0.7), "rows": []},
+        },
+        "choice": {"variant": "convex_nonpositive/cnn", "rule": "convex_nonpositive"},
+    }
+    path = tmp_path / "v.json"
+    import json
+
+    path.write_text(json.dumps(data))
+    table = variants_table(load_variants_summary(path))
+    assert table["default"].tolist() == [True, False]
+    assert table["last layer"].tolist() == ["convex_nonpositive", "convex"]
+    assert table["prototypes start"].tolist() == ["cnn", "random"]
+    assert table.loc[0, "gap"] == pytest.approx(-2.0) and table.loc[1, "own-class evidence"] == 70
+    assert variants_table(load_variants_summary(path), percent=False).loc[0, "gap"] == -0.02
+    with pytest.raises(FileNotFoundError, match=r"protopnet_birds\.py"):
+        load_variants_summary(tmp_path / "missing.json")

@@ -73,7 +73,9 @@ part index per pixel).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -84,7 +86,21 @@ from ..datasets._base import TensorImageDataset
 from ._birds_cnn import splits
 from ._birds_protopnet import LAST_LAYER_SCHEDULE, PROTOTYPE_INITS, entry
 
-__all__ = ["DEFAULT_LAST_LAYER", "DEFAULT_SCHEDULE", "BirdsModels", "protopnet_birds"]
+__all__ = [
+    "DEFAULT_LAST_LAYER",
+    "DEFAULT_SCHEDULE",
+    "VARIANTS_SUMMARY",
+    "BirdsModels",
+    "load_variants_summary",
+    "protopnet_birds",
+    "variants_table",
+]
+
+#: The bench's summary of the birds recipe's variants (last-layer rule x prototype start,
+#: 5 seeds), tracked in the repository.
+VARIANTS_SUMMARY = (
+    Path(__file__).resolve().parents[2] / "bench" / "summaries" / "protopnet_variants.json"
+)
 
 #: Overrides of :meth:`interp_lib.protopnet.Schedule.cpu_birds` in the default recipe:
 #: 10 epochs (1 warm-up, 9 joint), a push and convex last-layer solve after epochs 0, 2,
@@ -371,3 +387,73 @@ def protopnet_birds(
 
     payload, hit = entry(p, progress, retrain)
     return _rebuild(p, payload, hit)
+
+
+def load_variants_summary(path: str | Path | None = None) -> dict[str, Any]:
+    """The bench's summary of the ProtoPNet variants on the birds (a dict read from JSON).
+
+    ``bench/protopnet_birds.py --variants all --seeds 0 1 2 3 4 --json ...`` writes it:
+    for every variant (``"<last_layer>/<prototype_init>"``) the per-seed rows and their
+    summary (means, standard deviations, 95 % t-intervals of the gap, the evidence share
+    and the on-bird share), the declared rule that picks the default and its outcome
+    (``choice``), the machine and the command.
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        Default ``VARIANTS_SUMMARY`` (``bench/summaries/protopnet_variants.json`` of the
+        source tree).
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file is missing (an installed package without the repository's bench
+        folder): says how to make it.
+    """
+    path = Path(path) if path is not None else VARIANTS_SUMMARY
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no variants summary at {str(path)!r} (bench/summaries/protopnet_variants.json "
+            "of the source tree): clone the repository, or make it with OMP_NUM_THREADS=1 "
+            "python bench/protopnet_birds.py --seeds 0 1 2 3 4 --variants all --json PATH."
+        )
+    return json.loads(path.read_text())
+
+
+def variants_table(summary: dict[str, Any], *, percent: bool = True):
+    """One row per variant of a :func:`load_variants_summary` summary (a DataFrame).
+
+    Columns: ``last layer``, ``prototypes start``, ``seeds``, ``gap`` and its 95 %
+    t-interval (``gap low``, ``gap high``: ProtoPNet - CNN test accuracy), ``ProtoPNet``,
+    ``CNN``, ``own-class evidence`` (mean share of a correct decision's positive points
+    from the predicted class's prototypes), ``off-class |w| > 0.1``, ``> 0.3``,
+    ``off-class w > 0``, ``on bird`` (prototype centres) and ``chance``, and ``default``
+    (the variant the declared rule picked). ``percent``: accuracies, shares and gaps in
+    percent (points).
+    """
+    import pandas as pd
+
+    k = 100.0 if percent else 1.0
+    chosen = (summary.get("choice") or {}).get("variant")
+    rows = []
+    for name, item in summary["table"].items():
+        s = item["summary"]
+        rule, _, init = name.partition("/")
+        rows.append({
+            "last layer": rule,
+            "prototypes start": init,
+            "seeds": s["n_seeds"],
+            "gap": k * s["diff"],
+            "gap low": k * s["diff_low"],
+            "gap high": k * s["diff_high"],
+            "ProtoPNet": k * s["protopnet"],
+            "CNN": k * s["cnn"],
+            "own-class evidence": k * s["evidence"],
+            "off-class |w| > 0.1": k * s["off_above_0.1"],
+            "off-class |w| > 0.3": k * s["off_above_0.3"],
+            "off-class w > 0": k * s["off_positive"],
+            "on bird": k * s["on_bird"],
+            "chance": k * s["chance"],
+            "default": name == chosen,
+        })  # fmt: skip
+    return pd.DataFrame(rows)
