@@ -7,7 +7,8 @@ or two afterwards.
 
 ==============================  =====================================================
 :func:`protopnet_birds`         ProtoPNet + same-trunk CNN on the procedural birds,
-                                with data splits, push result, histories, accuracies
+                                with data splits, push result, histories, accuracies;
+                                ``last_layer`` and ``prototype_init`` pick a variant
 :func:`digits_cnn`              small CNN on scikit-learn's handwritten digits
 :func:`objects_cnn`             small CNN on the rotating objects
 :func:`cache_dir`               where the entries live (``$INTERP_LIB_CACHE``)
@@ -18,7 +19,9 @@ The cache
 * **Key**: the recipe's name and arguments, and a SHA-256 of the source files of the
   library code that trains it; editing that code (or upgrading the library) retrains on
   the next call, and different arguments are different entries. ``retrain=True`` forces
-  training.
+  training. A recipe may keep a stage as an entry of its own: the birds' data and CNN
+  (``protopnet_birds_cnn``) are keyed by the arguments they depend on, so the ProtoPNet
+  variants of one seed share them.
 * **Location**: ``$INTERP_LIB_CACHE/zoo``, else the user's cache directory
   (``~/.cache/interp_lib/zoo`` on Linux, ``$XDG_CACHE_HOME`` respected). Delete the
   folder to free the space (a birds entry is about 40 MB).
