@@ -127,3 +127,6 @@ def test_retrain_last_layer_convex_is_the_solve_on_the_loaders_similarities(
             assert torch.equal(v, frozen[k]), k
     with pytest.raises(ValueError, match="solver"):
         retrain_last_layer(model, dl, solver="lbfgs", progress=False)
+    retrain_last_layer(model, dl, solver="convex_nonpositive", l1=1e-3, progress=False)
+    off = model.last_layer.weight[(1 - model.class_identity.t()).bool()]
+    assert float(off.max()) <= 1e-6  # every off-class weight <= 0

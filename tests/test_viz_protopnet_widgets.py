@@ -43,7 +43,7 @@ def test_decision_figure_shows_the_top_prototypes_and_their_points(pushed):
     assert len(axes) == 2 * 3  # image + 2 prototypes, two rows
     ev = expl[0].evidence[:2]
     labels = [ax.get_xlabel() for ax in axes[4:6]]
-    assert labels == [f"{e.similarity:.2f} x {e.weight:.2f} = {e.points:.2f}" for e in ev]
+    assert labels == [f"{e.similarity:.2f} x {e.weight:.2f}\n= {e.points:.2f} points" for e in ev]
     assert axes[1].get_title().startswith(f"p{ev[0].index}\n")
     title = axes[0].get_title()
     assert ("correct" in title) == (expl[0].predicted_class == 1)

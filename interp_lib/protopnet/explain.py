@@ -81,6 +81,8 @@ class Explanation:
         The ``top_k`` prototypes with the most points, best first.
     rest_points : float
         Sum of the points of all other prototypes.
+    n_prototypes : int
+        Prototypes of the model (listed or summed in ``rest_points``).
     """
 
     predicted_class: int
@@ -89,6 +91,56 @@ class Explanation:
     logits: torch.Tensor
     evidence: list[PrototypeEvidence] = field(default_factory=list)
     rest_points: float = 0.0
+    n_prototypes: int = 0
+
+    def to_pandas(self, class_names=None, top: int | None = None):
+        """The listed prototypes, one row each (no empty cell): ``class``, ``own class``,
+        ``similarity``, ``weight``, ``points``; ``top`` keeps the first rows.
+        (``pip install "interp_lib[viz]"``)."""
+        from .._plumbing import require
+
+        pd = require("pandas", "Explanation.to_pandas")
+        rows = self.evidence if top is None else self.evidence[: int(top)]
+        return pd.DataFrame(
+            {
+                "class": [
+                    str(class_names[e.prototype_class]) if class_names else e.prototype_class
+                    for e in rows
+                ],
+                "own class": [e.prototype_class == self.target_class for e in rows],
+                "similarity": [e.similarity for e in rows],
+                "weight": [e.weight for e in rows],
+                "points": [e.points for e in rows],
+            },
+            index=pd.Index([f"p{e.index}" for e in rows], name="prototype"),
+        )
+
+    def sum_table(self, top: int | None = None):
+        """The arithmetic of the sheet, one number per row: the points of the first
+        ``top`` listed prototypes, of all the others, their sum, and the model's logit."""
+        from .._plumbing import require
+
+        pd = require("pandas", "Explanation.sum_table")
+        k = len(self.evidence) if top is None else min(int(top), len(self.evidence))
+        listed = math.fsum(e.points for e in self.evidence[:k])
+        others = math.fsum(e.points for e in self.evidence[k:]) + self.rest_points
+        n_other = max(self.n_prototypes - k, 0) if self.n_prototypes else None
+        return pd.DataFrame(
+            {
+                "points": [
+                    listed,
+                    others,
+                    math.fsum((listed, others)),
+                    float(self.logits[self.target_class]),
+                ]
+            },
+            index=[
+                f"top {k} prototypes",
+                f"the other {n_other}" if n_other is not None else "the others",
+                "sum of points",
+                "model logit (float32)",
+            ],
+        )
 
 
 def explain(
@@ -183,6 +235,7 @@ def explain(
                 logits=out.logits[i].detach().cpu(),
                 evidence=evidence,
                 rest_points=math.fsum(rest),
+                n_prototypes=model.n_prototypes,
             )
         )
     return results

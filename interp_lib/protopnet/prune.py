@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from .._plumbing import NonFiniteLossError, evaluating, train_device
 from .._validation import check_choice, check_int
 from .explain import NearestPatches, nearest_patches
-from .last_layer import solve_last_layer
+from .last_layer import fit_last_layer
 from .losses import l1_cost
 from .model import ProtoPNet, is_protopnet
 from .push import labelled_batches
@@ -152,10 +152,11 @@ def retrain_last_layer(
     ``solver="adam"``: Adam with learning rate ``lr``, as in the paper (``1e-4``, 20
     passes; the original's ``run_pruning.py`` makes 100 passes after pruning).
     ``solver="convex"``: the same problem (plus the ridge ``l2``) solved to its certified
-    minimum by :func:`interp_lib.protopnet.last_layer.solve_last_layer`, from the
-    similarities of the images of ``loader`` (one pass; give un-augmented images), as
-    :func:`interp_lib.protopnet.fit` does after each push with ``last_layer_solver=
-    "convex"``.
+    minimum; ``solver="convex_nonpositive"``: the same with every off-class weight
+    constrained to ``<= 0`` (the zoo's default rule). Both by
+    :func:`interp_lib.protopnet.last_layer.fit_last_layer`, from the similarities of the
+    images of ``loader`` (one pass; give un-augmented images), as
+    :func:`interp_lib.protopnet.fit` does after each push.
 
     Parameters
     ----------
@@ -163,7 +164,7 @@ def retrain_last_layer(
     loader : iterable of (x, y, ...)
         Training images (augmented and shuffled is fine for Adam; the convex solve reads
         one pass, so give it the un-augmented images).
-    solver : {"adam", "convex"}
+    solver : {"adam", "convex", "convex_nonpositive"}
     epochs : int
         Passes over ``loader`` (Adam only).
     lr : float
@@ -173,7 +174,7 @@ def retrain_last_layer(
     l2 : float
         Ridge weight of the convex solve (see :mod:`interp_lib.protopnet.last_layer`).
     solve_options : dict, optional
-        Further keyword arguments of ``solve_last_layer`` (convex only), e.g. ``tol``.
+        Further keyword arguments of ``fit_last_layer`` (convex rules only), e.g. ``tol``.
     device : torch.device or str, optional
         The model is moved there (a trainer, see the device policy in
         ``interp_lib._plumbing``); ``None`` keeps it where it is.
@@ -194,11 +195,12 @@ def retrain_last_layer(
     """
     if not is_protopnet(model):
         raise TypeError(f"model must be a ProtoPNet, got {type(model).__name__}.")
-    check_choice(solver, "solver", ("adam", "convex"))
+    check_choice(solver, "solver", ("adam", "convex", "convex_nonpositive"))
     epochs = check_int(epochs, "epochs")
     device = train_device(model, device)
-    if solver == "convex":
-        return [_solve_convex(model, loader, l1, l2, solve_options or {}, device, progress)]
+    if solver != "adam":
+        options = {"rule": solver, **(solve_options or {})}
+        return [_solve_convex(model, loader, l1, l2, options, device, progress)]
     opt = torch.optim.Adam(model.last_layer.parameters(), lr=lr)
     history: list[dict[str, float]] = []
     with evaluating(model):
@@ -257,7 +259,7 @@ def _solve_convex(model, loader, l1, l2, options, device, progress) -> dict[str,
         raise ValueError("the loader yielded no images.")
     w = model.last_layer.weight
     mask = 1 - model.class_identity.t().to(w.dtype)
-    sol = solve_last_layer(
+    sol = fit_last_layer(
         torch.cat(sims), torch.cat(labels), w.detach(), mask, l1=l1, l2=l2, **options
     )
     with torch.no_grad():

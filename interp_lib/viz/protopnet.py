@@ -38,11 +38,15 @@ def plot_explanation(
     max_rows: int = 3,
     heatmap_alpha: float = 0.45,
 ) -> Figure:
-    """The paper's "this looks like that" figure for one image.
+    """The paper's "this looks like that" figure for one image, with both boxes.
 
-    One row per top prototype: the test image with the prototype's similarity heat map
-    and 95th-percentile box; the prototype (its patch in its source image); the source
-    image with that box; and ``similarity x weight = points``.
+    One row per top prototype: the test image with the prototype's similarity heat map,
+    its 95th-percentile box (yellow) and the receptive field of its most similar patch
+    (cyan); the prototype itself, i.e. the receptive-field crop of the patch it was
+    pushed onto (the pixels the prototype is a function of); the source image with both
+    boxes, their areas given as a share of the image; and ``similarity x weight =
+    points``. The paper draws only the 95th-percentile box, which on a coarse patch grid
+    can cover most of the image (see :mod:`interp_lib.protopnet.boxes_eval`).
 
     Parameters
     ----------
@@ -64,21 +68,35 @@ def plot_explanation(
     matplotlib.figure.Figure
     """
     plt = require("matplotlib.pyplot", "plot_explanation")
+    from ..protopnet.boxes_eval import box_area_share
 
     get = image_getter(images)
     rows = explanation.evidence[: max(1, int(max_rows))]
-    fig, axes = plt.subplots(len(rows), 4, figsize=(10, 2.6 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(len(rows), 4, figsize=(10, 2.7 * len(rows)), squeeze=False)
     test_rgb = to_rgb(image)
+    size = tuple(test_rgb.shape[:2])
     for r, ev in enumerate(rows):
         ax = axes[r]
         show_image(ax[0], test_rgb, "this (test image)" if r == 0 else None)
         ax[0].imshow(ev.similarity_map.numpy(), cmap="jet", alpha=heatmap_alpha)
         draw_box(ax[0], ev.box)
+        draw_box(ax[0], ev.rf_box, color="cyan")
         src = to_rgb(get(int(push_result.sample_index[ev.index])))
-        x0, y0, x1, y1 = push_result.activation_box[ev.index].tolist()
-        show_image(ax[1], src[y0:y1, x0:x1], "looks like that (prototype)" if r == 0 else None)
+        rf = push_result.box[ev.index]
+        pct = push_result.activation_box[ev.index]
+        x0, y0, x1, y1 = rf.tolist()
+        show_image(
+            ax[1], src[y0:y1, x0:x1], "looks like that\n(receptive field)" if r == 0 else None
+        )
         show_image(ax[2], src, "prototype's source image" if r == 0 else None)
-        draw_box(ax[2], (x0, y0, x1, y1))
+        draw_box(ax[2], pct.tolist())
+        draw_box(ax[2], rf.tolist(), color="cyan")
+        shares = box_area_share(torch.stack((rf, pct)), size).tolist()
+        ax[2].set_xlabel(
+            f"cyan: receptive field {100 * shares[0]:.0f} %\n"
+            f"yellow: 95th pct. box {100 * shares[1]:.0f} %",
+            fontsize=9,
+        )
         ax[3].axis("off")
         ax[3].text(
             0.0,
@@ -87,11 +105,11 @@ def plot_explanation(
             f"similarity {ev.similarity:.3f}\nx weight {ev.weight:.3f}\n"
             f"= {ev.points:.3f} points",
             va="center",
-            fontsize=10,
+            fontsize=11,
         )
     fig.suptitle(
         f"class {explanation.target_class}: logit {explanation.logit:.3f} "
-        f"(predicted {explanation.predicted_class})"
+        f"(predicted {explanation.predicted_class}); box areas as a share of the image"
     )
     fig.tight_layout()
     return fig
@@ -125,10 +143,18 @@ def plot_scoring_sheet(explanation: Explanation, *, ax=None) -> Figure:
     labels.append("all other prototypes")
     values.append(explanation.rest_points)
     colors.append("tab:blue")
+    from matplotlib.patches import Patch
+
+    ax.legend(
+        handles=[Patch(color="tab:green", label="own-class prototype"),
+                 Patch(color="tab:gray", label="other class's prototype"),
+                 Patch(color="tab:blue", label="sum of the rest")],
+        fontsize=9, loc="lower right",
+    )  # fmt: skip
     pos = list(range(len(values)))[::-1]
     ax.barh(pos, values, color=colors)
     ax.set_yticks(pos)
-    ax.set_yticklabels(labels, fontsize=8)
+    ax.set_yticklabels(labels, fontsize=10)
     ax.axvline(0, color="black", lw=0.8)
     ax.set_xlabel("points = similarity x weight")
     ax.set_title(f"class {explanation.target_class}: points sum to logit {explanation.logit:.3f}")

@@ -96,24 +96,41 @@ def plot_architecture(model: Any, image_size: int | None = None) -> Figure:
         ("log similarity", f"{P} similarities"),
         ("last layer\n(no bias)", f"{model.n_classes} logits"),
     ]
-    fig, ax = plt.subplots(figsize=(12, 2.4))
-    ax.set_xlim(0, len(blocks))
-    ax.set_ylim(0, 1)
+    # Two rows, read as a snake (left to right, then right to left), so that the text
+    # stays at 11 pt in a 720-px page column (one row of seven blocks shrank it to ~7 px).
+    per_row = 4
+    fig, ax = plt.subplots(figsize=(9, 4.6))
+    ax.set_xlim(0, per_row)
+    ax.set_ylim(0, 2)
     ax.axis("off")
+
+    def place(i: int) -> tuple[float, float]:
+        row, k = divmod(i, per_row)
+        col = k if row == 0 else per_row - 1 - k
+        return col + 0.5, 1.55 - row  # centre of the block
+
     for i, (name, shape) in enumerate(blocks):
+        cx, cy = place(i)
         colour = "#dbe9f6" if i in (3, 4, 5) else "#eeeeee"
         ax.add_patch(
             patches.FancyBboxPatch(
-                (i + 0.08, 0.35), 0.84, 0.5, boxstyle="round,pad=0.02", fc=colour, ec="0.3"
+                (cx - 0.44, cy - 0.27), 0.88, 0.54, boxstyle="round,pad=0.02", fc=colour, ec="0.3"
             )
         )
-        ax.text(i + 0.5, 0.6, name, ha="center", va="center", fontsize=8.5)
-        ax.text(i + 0.5, 0.2, shape, ha="center", va="center", fontsize=8, color="0.25")
+        ax.text(cx, cy, name, ha="center", va="center", fontsize=11)
+        ax.text(cx, cy - 0.37, shape, ha="center", va="center", fontsize=10.5, color="0.25")
         if i:
-            ax.annotate(
-                "", (i + 0.08, 0.6), (i - 0.08, 0.6), arrowprops=dict(arrowstyle="->", lw=1.2)
-            )
-    ax.set_title(f"ProtoPNet: {P} prototypes of depth {D} ({P // model.n_classes} per class)")
+            px, py = place(i - 1)
+            if py == cy:  # same row: a horizontal arrow between the blocks
+                sign = 1 if cx > px else -1
+                start, end = (px + sign * 0.46, py), (cx - sign * 0.46, cy)
+            else:  # down to the next row
+                start, end = (px, py - 0.45), (cx, cy + 0.29)
+            ax.annotate("", end, start, arrowprops=dict(arrowstyle="->", lw=1.4))
+    ax.set_title(
+        f"ProtoPNet: {P} prototypes of depth {D} ({P // model.n_classes} per class)",
+        fontsize=12,
+    )
     fig.tight_layout()
     return fig
 

@@ -51,8 +51,9 @@ def decision_figure(
 
     Top row: the image (title: prediction and true label), then for each of the top
     prototypes the image with that prototype's similarity heat map and 95th-percentile
-    box. Bottom row: the class logits (the explained class highlighted), then each
-    prototype's patch in its source image with ``similarity x weight = points``.
+    box. Bottom row: the class logits by class index (the explained class highlighted),
+    then each prototype, the receptive-field crop of its patch in its source image, with
+    ``similarity x weight = points``. Text is at least 9 pt (9 px at the widget's 72 dpi).
 
     Parameters
     ----------
@@ -81,7 +82,7 @@ def decision_figure(
     get = image_getter(source_images)
     rows = explanation.evidence[: max(1, int(top_k))]
     cols = 1 + len(rows)
-    fig, axes = plt.subplots(2, cols, figsize=(2.3 * cols, 4.9), squeeze=False)
+    fig, axes = plt.subplots(2, cols, figsize=(2.6 * cols, 5.8), squeeze=False)
     rgb = to_rgb(image)
     pred = explanation.predicted_class
     title = f"predicted: {wrap_label(_name(class_names, pred))}"
@@ -89,33 +90,35 @@ def decision_figure(
         mark = "correct" if int(label) == pred else "WRONG"
         title += f"\ntrue: {wrap_label(_name(class_names, int(label)))} ({mark})"
     show_image(axes[0, 0], rgb, title)
-    axes[0, 0].title.set_fontsize(8)
+    axes[0, 0].title.set_fontsize(10)
     for c, ev in enumerate(rows, start=1):
         name = wrap_label(_name(class_names, ev.prototype_class))
         show_image(axes[0, c], rgb, f"p{ev.index}\n{name}")
-        axes[0, c].title.set_fontsize(8)
+        axes[0, c].title.set_fontsize(10)
         axes[0, c].imshow(ev.similarity_map.numpy(), cmap="jet", alpha=0.45)
         draw_box(axes[0, c], ev.box)
         src = to_rgb(get(int(push_result.sample_index[ev.index])))
-        x0, y0, x1, y1 = push_result.activation_box[ev.index].tolist()
-        show_image(axes[1, c], src[y0:y1, x0:x1])
+        x0, y0, x1, y1 = push_result.box[ev.index].tolist()  # its receptive field
+        show_image(axes[1, c], src[y0:y1, x0:x1], "prototype" if c == 1 else None)
+        axes[1, c].title.set_fontsize(10)
         axes[1, c].set_xlabel(
-            f"{ev.similarity:.2f} x {ev.weight:.2f} = {ev.points:.2f}", fontsize=9
+            f"{ev.similarity:.2f} x {ev.weight:.2f}\n= {ev.points:.2f} points", fontsize=10
         )
     logits = explanation.logits.detach().float().cpu()
     ax = axes[1, 0]
     colors = ["tab:green" if k == explanation.target_class else "0.7" for k in range(len(logits))]
     ax.barh(range(len(logits))[::-1], logits.tolist(), color=colors)
     ax.set_yticks(list(range(len(logits)))[::-1])
-    ax.set_yticklabels([_name(class_names, k) for k in range(len(logits))], fontsize=6)
-    ax.tick_params(axis="x", labelsize=7)
-    ax.set_title("logits", fontsize=9)
+    ax.set_yticklabels([str(k) for k in range(len(logits))], fontsize=10)
+    ax.tick_params(axis="x", labelsize=9)
+    ax.set_ylabel("class", fontsize=10)
+    ax.set_title("logits", fontsize=10)
     top = sum(e.points for e in rows)
     fig.suptitle(
         f"class {_name(class_names, explanation.target_class)}: top {len(rows)} prototypes "
         f"give {top:.2f} of the logit {explanation.logit:.2f} "
         f"(all the others: {explanation.logit - top:+.2f})",
-        fontsize=10,
+        fontsize=11,
     )
     fig.tight_layout()
     return fig
@@ -191,10 +194,15 @@ def attribution_row(
     *,
     mask: torch.Tensor | None = None,
     title: str | None = None,
+    cell: float = 2.5,
+    max_cols: int = 4,
 ) -> Figure:
-    """One image and each method's map of it, side by side.
+    """One image and each method's map of it, ``max_cols`` panels per row.
 
-    A thin wrapper of :func:`interp_lib.viz.plot_attributions` for one image.
+    A thin wrapper of :func:`interp_lib.viz.plot_attributions` for one image. Panels of
+    ``cell`` inches wrap after ``max_cols`` so that each stays at least 128 pixels wide
+    in a page column (a 2.5-in cell at 72 dpi leaves about 135 px of image; four of them
+    fit a 720-px column unscaled).
 
     Parameters
     ----------
@@ -203,6 +211,10 @@ def attribution_row(
     mask : Tensor of bool, shape (H, W), optional
         Ground-truth region, outlined.
     title : str, optional
+    cell : float
+        Side of one panel in inches.
+    max_cols : int
+        Panels per row.
     """
     from .baselines import plot_attributions
 
@@ -211,9 +223,11 @@ def attribution_row(
         image[None],
         {k: v.reshape(1, 1, h, w) for k, v in maps.items()},
         masks=None if mask is None else mask.reshape(1, h, w),
+        cell=cell,
+        max_cols=max_cols,
     )
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title, fontsize=11)
         fig.tight_layout()
     return fig
 

@@ -14,7 +14,7 @@ import io
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["figure_png", "live_explorer", "precomputed_explorer"]
+__all__ = ["figure_png", "live_explorer", "precomputed_explorer", "scroll_table"]
 
 
 def figure_png(fig: Any, *, dpi: int = 90) -> bytes:
@@ -135,3 +135,46 @@ def live_explorer(render: Callable[..., Any], controls: dict[str, Any], *, dpi: 
     box = W.VBox([W.HBox(list(controls.values())), image])
     box.controls, box.image = controls, image
     return box
+
+
+class _HtmlTable:
+    """HTML that Jupyter and MyST-NB display as it is (and print as text elsewhere)."""
+
+    def __init__(self, html: str, text: str) -> None:
+        self.html, self.text = html, text
+
+    def _repr_html_(self) -> str:
+        return self.html
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def scroll_table(table: Any, *, float_format: str | None = None, font_size: str = "0.85em"):
+    """A pandas table that fits the page column: headers wrap, and a table still wider
+    than the column scrolls sideways with a visible scroll bar (nothing is cut).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame or Styler-free frame
+    float_format : str, optional
+        A format spec for floats (e.g. ``".3f"``).
+    font_size : str
+        CSS font size of the table.
+
+    Returns
+    -------
+    An object displayed as the HTML table by Jupyter (``repr`` gives the plain text).
+    """
+    formatter = None if float_format is None else (lambda v: format(v, float_format))
+    inner = table.to_html(float_format=formatter, na_rep="", border=0)
+    style = (
+        f"overflow-x:auto; max-width:100%; font-size:{font_size}; "
+        "scrollbar-width:auto; padding-bottom:4px"
+    )
+    css = (
+        "<style>.scroll-table th{white-space:normal; word-break:break-word; "
+        "max-width:12em} .scroll-table td{white-space:nowrap}</style>"
+    )
+    html = f'{css}<div class="scroll-table" style="{style}">{inner}</div>'
+    return _HtmlTable(html, table.to_string(na_rep="", float_format=formatter))
