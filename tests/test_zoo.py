@@ -290,6 +290,7 @@ def test_protopnet_birds_variants_share_one_cnn_entry(cache):
     assert base.recipe["last_layer"] == "convex_nonpositive"
     assert base.recipe["prototype_init"] == "cnn"
     assert base.train_seconds["cnn_from_cache"] == 0.0
+    assert base.schedule.last_layer_solver == "convex_nonpositive"
     off = (1 - base.protopnet.class_identity.t()).bool()
     assert (base.protopnet.last_layer.weight[off] <= 0).all()
     for kw in ({"last_layer": "convex"}, {"last_layer": "adam"}, {"prototype_init": "random"}):
@@ -301,7 +302,7 @@ def test_protopnet_birds_variants_share_one_cnn_entry(cache):
         assert torch.equal(base.test.images, other.test.images)
         assert other.cnn_test_accuracy == base.cnn_test_accuracy
     adam = zoo.protopnet_birds(**TINY_BIRDS, last_layer="adam", progress=False)
-    assert adam.from_cache
+    assert adam.from_cache and adam.schedule.last_layer_solver == "adam_push"
     steps = [r for r in adam.protopnet_history.records if r.stage.value == "last_layer"]
     assert steps and all(r.train["iterations"] == 20 * 3 for r in steps)  # 12 images / 4
     with pytest.raises(ValueError, match="last_layer"):

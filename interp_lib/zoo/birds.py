@@ -179,6 +179,15 @@ class BirdsModels:
     train_seconds: dict[str, float] = field(default_factory=dict)
     from_cache: bool = False
 
+    @property
+    def schedule(self):
+        """The :class:`~interp_lib.protopnet.Schedule` the ProtoPNet was trained with
+        (``recipe["schedule"]`` over :meth:`~interp_lib.protopnet.Schedule.cpu_birds`, and
+        the last-layer rule of ``recipe["last_layer"]``)."""
+        from ._birds_protopnet import schedule_of
+
+        return schedule_of(self.recipe)
+
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """Images ``(N, 3, H, W)`` in [0, 1] -> the models' input."""
         return (images - self.mean.view(-1, 1, 1)) / self.std.view(-1, 1, 1)
