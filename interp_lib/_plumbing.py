@@ -21,6 +21,7 @@ import contextlib
 import importlib
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -38,13 +39,17 @@ __all__ = [
     "atomic_save",
     "check_device",
     "check_images",
+    "check_writable",
+    "current_umask",
     "evaluating",
+    "file_mode",
     "forward_logits",
     "model_device",
     "progress",
     "remove_stale_temporaries",
     "require",
     "resolve_target",
+    "save_target",
     "to_device",
     "train_device",
     "unpack_batch",
@@ -312,6 +317,66 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
+def current_umask() -> int:
+    """The process's file-mode creation mask, read without changing it where the system
+    allows (``/proc/self/status`` on Linux); elsewhere set and restored at once."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def save_target(path: str | os.PathLike) -> Path:
+    """The file a save to ``path`` writes: ``path`` itself, or, when ``path`` is a
+    symbolic link, the file it points to (so the link is kept and written through)."""
+    path = Path(path)
+    if path.is_symlink():
+        return Path(os.path.realpath(path))
+    return path
+
+
+def file_mode(path: str | os.PathLike) -> int:
+    """The permission bits a save to ``path`` gives the file: those of the file it
+    replaces when there is one, else ``0o666`` less the umask (what ``open`` gives a new
+    file)."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return 0o666 & ~current_umask()
+
+
+def check_writable(path: str | os.PathLike, what: str = "file") -> Path:
+    """Check that a save to ``path`` can succeed, before any work is done: its folder
+    exists or can be created, is a folder, and accepts a new file (one is created and
+    removed); ``path`` itself is not a folder.
+
+    Raises
+    ------
+    OSError
+        (``PermissionError``, ``NotADirectoryError``, ``IsADirectoryError``...) naming
+        ``path`` and what is wrong.
+    """
+    target = save_target(path)
+    if target.is_dir():
+        raise IsADirectoryError(f"cannot write the {what} {str(path)!r}: it is a folder.")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=_tmp_prefix(target), suffix=".tmp")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise type(exc)(
+            exc.errno,
+            f"cannot write the {what} {str(path)!r}: its folder {str(target.parent)!r} "
+            f"is not writable ({exc.strerror or exc})",
+        ) from None
+    return target
+
+
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save(obj)`` to ``path`` atomically: a temporary file beside it, flushed and
     fsynced, then renamed into place (and the folder fsynced), so a reader sees the old
@@ -319,17 +384,26 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     are removed first (:func:`remove_stale_temporaries`); this save's own is removed if it
     fails.
 
+    The file gets the permission bits of the file it replaces, or those a new file gets
+    under the umask (:func:`file_mode`; not the ``0600`` of a temporary file), so a shared
+    folder stays shared. When ``path`` is a symbolic link, the file it points to is
+    replaced and the link kept (:func:`save_target`).
+
     Returns
     -------
     pathlib.Path
-        The path written.
+        The path written (``path`` as given).
     """
-    path = Path(path)
+    given = Path(path)
+    path = save_target(given)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
+    mode = file_mode(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_tmp_prefix(path), suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
+            with contextlib.suppress(OSError, NotImplementedError):  # e.g. no fchmod
+                os.fchmod(f.fileno(), mode)
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
@@ -338,7 +412,7 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
-    return path
+    return given
 
 
 # ------------------------------------------------------------------------- progress

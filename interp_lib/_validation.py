@@ -6,6 +6,7 @@ fails early with a message that says what was expected, what was got and what to
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any, TypeAlias
 
@@ -88,7 +89,7 @@ def as_points(
             "Intrinsic-dimension estimates need several points per neighbourhood."
         )
     if device is not None:
-        t = t.to(device)
+        t = t.to(check_device(device))
     # a finite sum proves every entry finite (one pass, no copy); else check entry-wise
     if not bool(torch.isfinite(t.sum())) and not bool(torch.isfinite(t).all()):
         bad = int((~torch.isfinite(t)).any(dim=1).sum())
@@ -107,6 +108,66 @@ def check_fraction(value: float, name: str) -> float:
     if not 0.0 < value <= 1.0:
         raise ValueError(f"{name} must lie in (0, 1], got {value}.")
     return value
+
+
+def check_real(value: float, name: str, *, positive: bool = False) -> float:
+    """Check that ``value`` is a finite real number (``> 0`` if ``positive``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}.")
+    value = float(value)
+    if not math.isfinite(value) or (positive and value <= 0):
+        need = "a finite number > 0" if positive else "a finite number"
+        raise ValueError(f"{name} must be {need}, got {value}.")
+    return value
+
+
+def _valid_devices() -> list[str]:
+    names = ["cpu"]
+    if torch.cuda.is_available():
+        names += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        names.append("mps")
+    return names
+
+
+def check_device(device: Any, name: str = "device") -> torch.device | None:
+    """``device`` as a ``torch.device`` that exists on this machine (``None`` stays ``None``).
+
+    Raises
+    ------
+    TypeError
+        If ``device`` is not a str, ``torch.device`` or ``None``.
+    ValueError
+        If it names no device, a device this machine does not have (``"cuda"`` without
+        a GPU, ``"mps"`` off a Mac), or the ``meta`` device (tensors without data); the
+        message lists the valid devices.
+    """
+    if device is None:
+        return None
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(
+            f"{name} must be a str or torch.device, got {type(device).__name__}; valid "
+            f"devices here: {_valid_devices()}."
+        )
+    valid = _valid_devices()
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(
+            f"{name}={device!r} is not a device; valid devices here: {valid}."
+        ) from None
+    ok = dev.type == "cpu" or (
+        dev.type == "cuda"
+        and torch.cuda.is_available()
+        and (dev.index or 0) < torch.cuda.device_count()
+    )
+    ok = ok or (dev.type == "mps" and "mps" in valid)
+    if not ok:
+        raise ValueError(
+            f"{name}={str(device)!r} is not available on this machine; valid devices here: {valid}."
+        )
+    return dev
 
 
 def check_int(value: int, name: str, *, minimum: int = 1, maximum: int | None = None) -> int:

@@ -320,3 +320,181 @@ def test_stale_temporary_files_are_removed(tmp_path):
     save_checkpoint(tmp_path / "m.pt", tiny_model())
     assert sorted(os.listdir(tmp_path)) == sorted(["m.pt", live.name, other.name])
     assert remove_stale_temporaries(tmp_path / "n.pt") == [other]
+
+
+# ------------------------------------------------------------- crafted checkpoints
+def _craft(path, payload) -> None:
+    """Write ``payload`` as a correctly checksummed checkpoint (what an attacker can do)."""
+    import hashlib
+    import io
+
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    data = bytearray(buf.getvalue())
+    envelope = {
+        "format": "interp_lib.protopnet.checkpoint/2",
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "payload": torch.frombuffer(data, dtype=torch.uint8),
+    }
+    torch.save(envelope, path)
+
+
+def _expanded(state):
+    return {k: torch.zeros((), dtype=v.dtype).expand(v.shape) for k, v in state.items()}
+
+
+def test_expanded_zero_stride_tensors_are_refused(tmp_path):
+    model = tiny_model()
+    path = tmp_path / "x.pt"
+    _craft(path, {"config": model.config, "state_dict": _expanded(model.state_dict())})
+    with pytest.raises(CorruptCheckpointError, match=r"x\.pt.*stride 0"):
+        load_checkpoint(path)
+    # at the config's allowed maximum: before, a 4 TB allocation failed in the allocator
+    huge = {**model.config, "prototype_dim": 10**6, "n_prototypes_per_class": 10**5}
+    with torch.device("meta"):
+        from interp_lib.protopnet import ProtoPNet
+
+        skeleton = ProtoPNet.from_config(huge)
+    _craft(path, {"config": huge, "state_dict": _expanded(skeleton.state_dict())})
+    assert path.stat().st_size < 20_000
+    with pytest.raises(CorruptCheckpointError, match="stride 0"):
+        load_checkpoint(path)
+
+
+def test_overlapping_strides_are_refused(tmp_path):
+    model = tiny_model()
+    state = model.state_dict()
+    p = state["prototypes"]  # (8, 8, 1, 1)
+    state["prototypes"] = torch.zeros(15).as_strided(p.shape, (1, 1, 1, 1))
+    path = tmp_path / "x.pt"
+    _craft(path, {"config": model.config, "state_dict": state})
+    with pytest.raises(CorruptCheckpointError, match="repeat elements"):
+        read_checkpoint(path)
+
+
+def test_tensors_sharing_one_storage_count_against_a_budget(tmp_path):
+    model = tiny_model()
+    big = torch.zeros(1 << 16)  # 256 KiB, stored once, referenced 64 times: 16 MiB loaded
+    path = tmp_path / "x.pt"
+    _craft(path, {"config": model.config, "state_dict": model.state_dict(), "junk": [big] * 64})
+    assert path.stat().st_size < 400_000
+    with pytest.raises(CorruptCheckpointError, match="budget"):
+        read_checkpoint(path)
+    assert len(read_checkpoint(path, max_bytes=1 << 26)["junk"]) == 64  # trusted: allowed
+    save_checkpoint(path, model, note=torch.zeros(1 << 16))  # an honest file passes
+    read_checkpoint(path)
+
+
+def test_sparse_tensors_are_refused(tmp_path):
+    model = tiny_model()
+    state = model.state_dict()
+    state["last_layer.weight"] = state["last_layer.weight"].to_sparse()
+    path = tmp_path / "x.pt"
+    _craft(path, {"config": model.config, "state_dict": state})
+    with pytest.raises(CorruptCheckpointError, match="sparse"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    "backbone, kwargs, match",
+    [
+        ("resnet18", {"num_classes": 400000}, "num_classes"),
+        ("small_cnn", {"widths": [8, 8], "evil": 1}, "evil"),
+        ("small_cnn", {"widths": [8] * 33}, "widths"),
+        ("small_cnn", {"widths": [8, 10**6]}, "widths"),
+        ("small_cnn", {"batch_norm": "yes"}, "batch_norm"),
+        ("small_cnn", {"weights": "/etc/passwd"}, "weights"),
+    ],
+)
+def test_backbone_kwargs_are_restricted_to_what_the_trunk_takes(tmp_path, backbone, kwargs, match):
+    model = tiny_model()
+    config = {**model.config, "backbone": backbone, "backbone_kwargs": kwargs}
+    path = tmp_path / "x.pt"
+    _craft(path, {"config": config, "state_dict": model.state_dict()})
+    with pytest.raises(CorruptCheckpointError, match=match):
+        load_checkpoint(path)
+
+
+def test_a_config_never_makes_the_loader_open_another_file(tmp_path, monkeypatch):
+    evil = tmp_path / "evil.pt"
+    with open(evil, "wb") as f:
+        pickle.dump(_Payload(str(tmp_path / "pwned")), f)
+    model = tiny_model()
+    path = tmp_path / "x.pt"
+    _craft(path, {"config": {**model.config, "backbone_weights": str(evil)},
+                  "state_dict": model.state_dict()})  # fmt: skip
+    opened = []
+    real_load = torch.load
+    monkeypatch.setattr(
+        torch, "load", lambda f, *a, **k: (opened.append(str(f)), real_load(f, *a, **k))[1]
+    )
+    with pytest.raises(CorruptCheckpointError, match="backbone_weights"):
+        load_checkpoint(path)
+    assert str(evil) not in opened and not (tmp_path / "pwned").exists()
+
+
+def test_load_checkpoint_gives_the_last_or_the_best_state(tmp_path):
+    model = tiny_model(seed=1)
+    best = tiny_model(seed=2).state_dict()
+    path = save_checkpoint(tmp_path / "c.pt", model, best_state_dict=best)
+    assert torch.equal(load_checkpoint(path).prototypes, model.prototypes)
+    assert torch.equal(load_checkpoint(path, state="best").prototypes, best["prototypes"])
+    save_checkpoint(path, model)
+    with pytest.raises(ValueError, match="no best state"):
+        load_checkpoint(path, state="best")
+    with pytest.raises(ValueError, match="state"):
+        load_checkpoint(path, state="first")
+
+
+# ------------------------------------------------------------- file modes, links
+@pytest.fixture
+def umask_002():
+    old = os.umask(0o002)
+    yield
+    os.umask(old)
+
+
+def test_a_new_checkpoint_follows_the_umask(tmp_path, umask_002):
+    path = save_checkpoint(tmp_path / "m.pt", tiny_model())
+    assert oct(path.stat().st_mode & 0o777) == oct(0o664)  # 0o600 before
+
+
+def test_overwriting_keeps_the_file_mode(tmp_path, umask_002):
+    path = tmp_path / "m.pt"
+    path.write_bytes(b"old")
+    path.chmod(0o640)
+    save_checkpoint(path, tiny_model())
+    assert oct(path.stat().st_mode & 0o777) == oct(0o640)
+    load_checkpoint(path)
+
+
+def test_saving_to_a_symlink_writes_through_it(tmp_path):
+    target = tmp_path / "real" / "m.pt"
+    target.parent.mkdir()
+    link = tmp_path / "latest.pt"
+    link.symlink_to(target)
+    save_checkpoint(link, tiny_model(seed=4))
+    assert link.is_symlink() and target.is_file()
+    assert torch.equal(load_checkpoint(target).prototypes, tiny_model(seed=4).prototypes)
+    save_checkpoint(link, tiny_model(seed=5))  # the link is kept on overwrite too
+    assert link.is_symlink()
+    assert torch.equal(load_checkpoint(link).prototypes, tiny_model(seed=5).prototypes)
+
+
+def test_check_writable_finds_a_read_only_folder_before_any_work(tmp_path):
+    from interp_lib._plumbing import check_writable
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        if os.access(folder, os.W_OK):  # root ignores modes
+            pytest.skip("running as root")
+        with pytest.raises(PermissionError, match=r"ro.*not writable"):
+            check_writable(folder / "c.pt", "checkpoint")
+    finally:
+        folder.chmod(0o755)
+    with pytest.raises(IsADirectoryError, match="folder"):
+        check_writable(tmp_path, "checkpoint")
+    assert check_writable(tmp_path / "new" / "c.pt") == tmp_path / "new" / "c.pt"
+    assert not (tmp_path / "new").joinpath("c.pt").exists()

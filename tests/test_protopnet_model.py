@@ -251,3 +251,24 @@ def test_bad_images_fail_in_our_frames_with_what_to_do(make_protopnet):
         big(torch.rand(1, 3, 8, 8))
     with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast casts: no dtype error
         assert model(torch.rand(1, 3, 16, 16, dtype=torch.bfloat16)).shape == (1, 3)
+
+
+@pytest.mark.parametrize("eps", [-1.0, 0.0, float("nan"), float("inf")])
+def test_eps_must_be_finite_and_positive(eps):
+    with pytest.raises(ValueError, match="eps must be a finite number > 0"):
+        ProtoPNet("small_cnn", n_classes=2, n_prototypes_per_class=1, prototype_dim=4,
+                  backbone_kwargs={"widths": (4,)}, eps=eps)  # fmt: skip
+    with pytest.raises(TypeError, match="eps"):
+        ProtoPNet("small_cnn", n_classes=2, prototype_dim=4, eps="small")
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_incorrect_class_connection_must_be_finite(value):
+    with pytest.raises(ValueError, match="incorrect_class_connection"):
+        ProtoPNet("small_cnn", n_classes=2, n_prototypes_per_class=1, prototype_dim=4,
+                  backbone_kwargs={"widths": (4,)}, incorrect_class_connection=value)  # fmt: skip
+    model = ProtoPNet("small_cnn", n_classes=2, n_prototypes_per_class=1, prototype_dim=4,
+                      backbone_kwargs={"widths": (4,)})  # fmt: skip
+    with pytest.raises(ValueError, match="incorrect_class_connection"):
+        model.set_last_layer_incorrect_connection(value)
+    assert bool(torch.isfinite(model.last_layer.weight).all())

@@ -14,6 +14,7 @@ import os
 import re
 from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import torch
@@ -27,6 +28,7 @@ __all__ = [
     "TrunkInfo",
     "available_backbones",
     "build_backbone",
+    "check_backbone_kwargs",
     "infer_out_channels",
     "small_cnn",
     "trunk_info",
@@ -113,13 +115,80 @@ def _torchvision_trunk(arch: str, net: nn.Module) -> Trunk:
     return Trunk(OrderedDict(features=net.features, relu=nn.ReLU(inplace=True)), **info)
 
 
+#: Bounds of the small CNN's arguments (a config cannot build an unbounded trunk).
+SMALL_CNN_LIMITS = {"stages": 32, "width": 1 << 16, "convs_per_stage": 64, "in_channels": 1 << 16}
+
+
+def _bounded_int(value: Any, name: str, limit: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+        raise ValueError(f"{name} must be an int in [1, {limit}], got {value!r}.")
+    return value
+
+
+def check_backbone_kwargs(name: str | None, kwargs: Any) -> dict[str, Any]:
+    """Check the extra arguments of :func:`build_backbone` for the trunk ``name``.
+
+    ``"small_cnn"`` takes ``in_channels``, ``widths`` (a non-empty list of at most 32
+    ints in ``[1, 65536]``), ``convs_per_stage`` (``<= 64``), ``batch_norm`` and
+    ``pool_last`` (bools). The torchvision trunks take none: their trunk is fixed by the
+    architecture (:data:`TORCHVISION_INFO`) and their classification head is dropped, so
+    e.g. ``num_classes`` would only allocate a head that is thrown away. A custom module
+    (``name=None``) takes none either.
+
+    Returns
+    -------
+    dict
+        The arguments (a copy).
+
+    Raises
+    ------
+    TypeError
+        If ``kwargs`` is not a dict with str keys.
+    ValueError
+        For an argument the trunk does not take, or a value out of its bounds.
+    """
+    if kwargs is None:
+        return {}
+    if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+        raise TypeError(f"backbone_kwargs must be a dict with str keys, got {kwargs!r:.80}.")
+    kwargs = dict(kwargs)
+    allowed = {"in_channels", "widths", "convs_per_stage", "batch_norm", "pool_last"}
+    if name != "small_cnn":
+        allowed = set()
+    extra = sorted(kwargs.keys() - allowed)
+    if extra:
+        what = "a custom trunk module" if name is None else repr(name)
+        raise ValueError(
+            f"backbone_kwargs {extra} are not arguments of {what}; it takes "
+            f"{sorted(allowed) or 'none (the torchvision trunk is fixed by its name)'}."
+        )
+    lim = SMALL_CNN_LIMITS
+    if "in_channels" in kwargs:
+        _bounded_int(kwargs["in_channels"], "in_channels", lim["in_channels"])
+    if "convs_per_stage" in kwargs:
+        _bounded_int(kwargs["convs_per_stage"], "convs_per_stage", lim["convs_per_stage"])
+    if "widths" in kwargs:
+        widths = kwargs["widths"]
+        if not isinstance(widths, (list, tuple)) or not 1 <= len(widths) <= lim["stages"]:
+            raise ValueError(
+                f"widths must be a list of 1 to {lim['stages']} ints, got {widths!r:.80}."
+            )
+        for w in widths:
+            _bounded_int(w, "each of widths", lim["width"])
+    for key in ("batch_norm", "pool_last"):
+        if key in kwargs and not isinstance(kwargs[key], bool):
+            raise ValueError(f"{key} must be a bool, got {kwargs[key]!r}.")
+    return kwargs
+
+
 def build_backbone(name: str, *, weights: WeightsLike = None, **kwargs) -> Trunk:
     """Build a trunk by name.
 
     Parameters
     ----------
     name : str
-        ``"small_cnn"`` (keyword arguments go to :func:`small_cnn`), ``"vgg11"`` ...
+        ``"small_cnn"`` (keyword arguments go to :func:`small_cnn`, checked by
+        :func:`check_backbone_kwargs`), ``"vgg11"`` ...
         ``"vgg19_bn"``, ``"resnet18"`` ... ``"resnet152"``, ``"densenet121"`` ...
         ``"densenet201"``.
     weights : str or path, optional
@@ -134,6 +203,8 @@ def build_backbone(name: str, *, weights: WeightsLike = None, **kwargs) -> Trunk
     """
     if not isinstance(name, str):
         raise TypeError(f"backbone name must be a str, got {type(name).__name__}.")
+    if name in available_backbones():
+        kwargs = check_backbone_kwargs(name, kwargs)
     if name == "small_cnn":
         if weights is not None:
             trunk = small_cnn(**kwargs)

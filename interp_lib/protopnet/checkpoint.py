@@ -16,14 +16,22 @@ bytes themselves (a ``uint8`` tensor). Reading (:func:`interp_lib.protopnet.chec
 2. the SHA-256 of the payload is compared with the stored one *before* the payload is
    unpickled, so any change to the file after it was written (a flipped bit, a
    truncation, an overwritten header) is detected;
-3. ``config`` and the ``state_dict``'s structure are checked; :func:`load_checkpoint`
-   then builds the model on the ``meta`` device (no memory) and compares every shape
-   before allocating it.
+3. every tensor must be a dense view that its own stored bytes back (no zero-stride
+   expansion, no overlapping strides, no sparse or meta tensor), and all of them
+   together may take at most ``max_bytes`` (default: twice the file's size), so a
+   small file cannot make the loader allocate a large model;
+4. ``config`` and the ``state_dict``'s structure are checked: numbers bounded, only the
+   ``backbone_kwargs`` the trunk takes (validated), no ``backbone_weights`` (a
+   checkpoint never makes the loader read another file); :func:`load_checkpoint` then
+   builds the model on the ``meta`` device (no memory) and compares every shape before
+   allocating it.
 
 Every problem raises one :class:`CorruptCheckpointError` (a ``ValueError``) naming the
 file and what is wrong. Files are written atomically (temporary file, ``fsync``,
 :func:`os.replace`, ``fsync`` of the directory); temporary files of saves that were
-killed are removed by the next save to the same path.
+killed are removed by the next save to the same path. A new file gets the permissions
+``open`` would give it under the umask, an overwritten one keeps its own; saving to a
+symbolic link writes the file it points to and keeps the link.
 """
 
 from __future__ import annotations
@@ -186,6 +194,7 @@ def _open_envelope(outer: dict, path: Path, map_location) -> Any:
         or not isinstance(data, torch.Tensor)
         or data.dtype != torch.uint8
         or data.ndim != 1
+        or not data.is_contiguous()
     ):
         raise CorruptCheckpointError(
             f"{str(path)!r} is damaged: its envelope (format, sha256, payload) is malformed "
@@ -211,6 +220,74 @@ def _check_state_dict(state: Any, path: Path) -> None:
             f"{str(path)!r}: 'state_dict' must map parameter names to tensors, got "
             f"{type(state).__name__}."
         )
+
+
+def _tensor_bytes(t: torch.Tensor, where: str, path: Path) -> int:
+    """The bytes ``t`` takes once materialised, after checking that it is a dense view
+    its storage can back (no zero-stride expansion, no repeated elements, no sparse,
+    quantised, nested or meta tensor)."""
+    bad = None
+    if t.layout != torch.strided or t.is_quantized or getattr(t, "is_nested", False):
+        bad = f"a {t.layout} tensor (only dense tensors are stored)"
+    elif t.device.type == "meta":
+        bad = "a tensor without data (meta device)"
+    if bad is None:
+        need = t.numel() * t.element_size()
+        if need == 0:
+            return 0
+        zero = [
+            i
+            for i, (n, st) in enumerate(zip(t.shape, t.stride(), strict=True))
+            if n > 1 and st == 0
+        ]
+        have = t.untyped_storage().nbytes()
+        if zero:
+            bad = (
+                f"a view of shape {tuple(t.shape)} that repeats its data along dimension "
+                f"{zero[0]} (stride 0: an expanded tensor)"
+            )
+        elif need > have:
+            bad = (
+                f"a view of shape {tuple(t.shape)} ({need} bytes) over a storage of only "
+                f"{have} bytes (its strides repeat elements)"
+            )
+        else:
+            return need
+    raise CorruptCheckpointError(
+        f"{str(path)!r}: {where} is {bad}; a checkpoint written by save_checkpoint holds "
+        "only dense tensors. The file is damaged or crafted; nothing was allocated."
+    )
+
+
+def _check_budget(payload: Any, path: Path, max_bytes: int) -> int:
+    """Sum the bytes of every tensor of ``payload`` (checked by :func:`_tensor_bytes`)
+    and refuse a total above ``max_bytes``. Returns the total."""
+    total = 0
+    stack: list[tuple[str, Any]] = [("checkpoint", payload)]
+    while stack:
+        where, v = stack.pop()
+        if isinstance(v, torch.Tensor):
+            total += _tensor_bytes(v, where, path)
+        elif isinstance(v, dict):
+            stack.extend((f"{where}[{k!r}]", x) for k, x in v.items())
+        elif isinstance(v, (list, tuple)):
+            stack.extend((f"{where}[{i}]", x) for i, x in enumerate(v))
+    if total > max_bytes:
+        raise CorruptCheckpointError(
+            f"{str(path)!r}: its tensors would take {total} bytes once loaded, more than the "
+            f"budget of {max_bytes} bytes (by default twice the file's size: tensors that "
+            "share their data are counted once each). The file is damaged or crafted. If "
+            "you trust it, pass a larger max_bytes."
+        )
+    return total
+
+
+def _budget(path: Path, max_bytes: int | None) -> int:
+    if max_bytes is None:
+        return 2 * path.stat().st_size
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
+        raise TypeError(f"max_bytes must be a non-negative int or None, got {max_bytes!r}.")
+    return max_bytes
 
 
 def _check_config(config: Any, path: Path) -> None:
@@ -250,6 +327,21 @@ def _check_config(config: Any, path: Path) -> None:
         )
 
     walk(config, "")
+    if "backbone_weights" in config:
+        raise CorruptCheckpointError(
+            f"{str(path)!r}: its config names backbone_weights "
+            f"({str(config['backbone_weights'])[:80]!r}); a checkpoint's config may not make "
+            "the loader read another file (the trunk's weights are in its state_dict)."
+        )
+    from .backbones import check_backbone_kwargs
+
+    name = config.get("backbone")
+    try:
+        check_backbone_kwargs(
+            name if isinstance(name, str) else None, config.get("backbone_kwargs")
+        )
+    except (TypeError, ValueError) as exc:
+        raise CorruptCheckpointError(f"{str(path)!r}: its config is refused: {exc}") from None
 
 
 def read_checkpoint(
@@ -257,6 +349,7 @@ def read_checkpoint(
     map_location: str | torch.device | None = None,
     *,
     verify: bool = True,
+    max_bytes: int | None = None,
 ) -> dict[str, Any]:
     """Read a checkpoint safely, verify it, and return its contents as a dict.
 
@@ -270,6 +363,13 @@ def read_checkpoint(
     verify : bool
         Refuse a file without a checksum (written by hand or by an interp_lib older than
         format 2) unless ``False``. Files with a checksum are always verified.
+    max_bytes : int, optional
+        Most bytes the checkpoint's tensors may take once loaded (all of them: the
+        state dict and the training state). Default: twice the file's size. Every tensor
+        must be a dense view that its own stored data can back: a tensor that repeats
+        its data (an expanded, zero-stride view; strides that overlap) or is not dense
+        (sparse, quantised, nested, meta) is refused, so a small file cannot make the
+        loader allocate a large model.
 
     Raises
     ------
@@ -292,7 +392,10 @@ def read_checkpoint(
             f"{head.hex()}, not those of a torch.save file (a zip archive, 504b0304) or a "
             "pickle (80...). Use an older copy or retrain."
         )
+    budget = _budget(path, max_bytes)
     outer = _load(path, path, map_location=None, what="file")
+    if isinstance(outer, dict):
+        _check_budget(outer.get("payload"), path, 2 * path.stat().st_size)
     if _is_envelope(outer):
         payload = _open_envelope(outer, path, map_location)
     else:
@@ -313,6 +416,7 @@ def read_checkpoint(
             f"{str(path)!r} is not an interp_lib ProtoPNet checkpoint: expected a dict with "
             f"'config' and 'state_dict', got {got}. Write checkpoints with save_checkpoint."
         )
+    _check_budget(payload, path, budget)
     _check_config(payload["config"], path)
     _check_state_dict(payload["state_dict"], path)
     return payload
@@ -357,14 +461,25 @@ def load_checkpoint(
     *,
     backbone: nn.Module | None = None,
     verify: bool = True,
+    max_bytes: int | None = None,
+    state: str = "last",
 ):
     """Rebuild a :class:`~interp_lib.protopnet.ProtoPNet` from a checkpoint.
 
-    The file is verified (:func:`interp_lib.protopnet.checkpoint.read_checkpoint`); the model is first built on the meta
-    device and its shapes compared with the saved ``state_dict``, then rebuilt for real
-    with ``ProtoPNet.from_config(config)`` (so the backbone is constructed, never
-    unpickled) and the ``state_dict`` loaded strictly. The training state, if any, is
-    available from :func:`interp_lib.protopnet.checkpoint.read_checkpoint`.
+    The file is verified (:func:`interp_lib.protopnet.checkpoint.read_checkpoint`,
+    including the bound on what its tensors may cost); the model is first built on the
+    meta device and its shapes compared with the saved ``state_dict``, then rebuilt for
+    real with ``ProtoPNet.from_config(config)`` (so the backbone is constructed, never
+    unpickled, and never from a weights file the config names) and the ``state_dict``
+    loaded strictly. The training state, if any, is available from
+    :func:`interp_lib.protopnet.checkpoint.read_checkpoint`.
+
+    **Last or best.** The checkpoint that ``fit(..., checkpoint=path)`` writes after
+    every step is there to resume training: its ``state_dict`` is the model after the
+    *last* completed step. ``fit`` itself returns (with ``restore_best=True``, its
+    default) the model at the step with the best validation accuracy, which the same
+    file keeps as ``best_state_dict``. ``state="last"`` (default) loads the former,
+    ``state="best"`` the latter, i.e. what ``fit`` returned.
 
     Parameters
     ----------
@@ -377,6 +492,14 @@ def load_checkpoint(
         name it); its weights are then loaded from the checkpoint.
     verify : bool
         See :func:`interp_lib.protopnet.checkpoint.read_checkpoint`.
+    max_bytes : int, optional
+        See :func:`interp_lib.protopnet.checkpoint.read_checkpoint` (default: twice the
+        file's size).
+    state : {"last", "best"}
+        Which weights: the file's ``state_dict`` (the last step of a ``fit``), or the
+        ``best_state_dict`` that ``fit`` keeps (the model ``fit`` returns with
+        ``restore_best=True``). ``"best"`` needs a checkpoint written by ``fit`` with a
+        validation set.
 
     Returns
     -------
@@ -387,16 +510,28 @@ def load_checkpoint(
     ------
     CorruptCheckpointError
         If the file is damaged, unsafe, or its config and state do not agree.
+    ValueError
+        If ``state="best"`` and the file holds no best state.
     """
+    from .._validation import check_choice
     from .model import ProtoPNet
 
+    check_choice(state, "state", ("last", "best"))
     path = Path(path)
-    payload = read_checkpoint(path, map_location=map_location, verify=verify)
-    state = payload["state_dict"]
-    check_state_matches(_skeleton(payload["config"], path, backbone), state, path)
+    payload = read_checkpoint(path, map_location=map_location, verify=verify, max_bytes=max_bytes)
+    weights = payload["state_dict"]
+    if state == "best":
+        weights = payload.get("best_state_dict")
+        if weights is None:
+            raise ValueError(
+                f"{str(path)!r} holds no best state: state='best' needs a checkpoint written "
+                "by fit(..., checkpoint=path) with a validation set; use state='last'."
+            )
+        _check_state_dict(weights, path)
+    check_state_matches(_skeleton(payload["config"], path, backbone), weights, path)
     model = ProtoPNet.from_config(payload["config"], backbone=backbone)
-    devices = {t.device for t in state.values() if isinstance(t, torch.Tensor)}
+    devices = {t.device for t in weights.values() if isinstance(t, torch.Tensor)}
     if len(devices) == 1:
         model.to(next(iter(devices)))
-    model.load_state_dict(state)
+    model.load_state_dict(weights)
     return model.eval()

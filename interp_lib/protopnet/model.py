@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from .._plumbing import check_images
-from .._validation import check_choice, check_int
+from .._validation import check_choice, check_int, check_real
 from ..nn import trunk_info
 from . import functional as PF
 from .backbones import WeightsLike, build_backbone
@@ -144,11 +144,11 @@ class ProtoPNet(nn.Module):
         ``log((d + 1) / (d + eps))`` of squared L2 distances (paper), ``-d``, or the
         cosine between patch and prototype.
     eps : float
-        The ``eps`` of the log similarity.
+        The ``eps`` of the log similarity: a finite number ``> 0`` (``1e-4``).
     image_size : int
         Input side in pixels, used for the receptive-field geometry only.
     incorrect_class_connection : float
-        Initial last-layer weight from a prototype to the other classes (-0.5).
+        Initial last-layer weight from a prototype to the other classes (-0.5); finite.
     backbone_weights : str or path, optional
         Passed to ``build_backbone`` when ``backbone`` is a name (never downloads).
     backbone_kwargs : dict, optional
@@ -194,6 +194,10 @@ class ProtoPNet(nn.Module):
         image_size = check_int(image_size, "image_size")
         check_choice(similarity, "similarity", PF.SIMILARITIES)
         check_choice(add_on, "add_on", ADD_ONS)
+        eps = check_real(eps, "eps", positive=True)
+        incorrect_class_connection = check_real(
+            incorrect_class_connection, "incorrect_class_connection"
+        )
         counts = _class_counts(n_prototypes_per_class, n_classes)
         backbone_kwargs = dict(backbone_kwargs or {})
         if isinstance(backbone, str):
@@ -299,6 +303,7 @@ class ProtoPNet(nn.Module):
     # ------------------------------------------------------------------ set-up
     def set_last_layer_incorrect_connection(self, value: float = -0.5) -> None:
         """Set the last layer to 1 for own-class connections and ``value`` otherwise."""
+        value = check_real(value, "incorrect_class_connection")
         ident = self.class_identity.t()
         with torch.no_grad():
             self.last_layer.weight.copy_(ident + value * (1 - ident))

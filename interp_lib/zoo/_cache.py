@@ -2,6 +2,11 @@
 
 An entry is one ``torch.save`` file holding only tensors, numbers, strings, lists and
 dicts (so it loads with ``torch.load(..., weights_only=True)``: nothing is unpickled).
+As in a ProtoPNet checkpoint, the payload is stored as bytes with their SHA-256, which
+is checked before the bytes are read: a flipped bit anywhere in a tensor is refused,
+warned about (:class:`CacheWarning`) and the entry rebuilt. Entries get the usual file
+permissions (those of the entry they replace, else ``0o666`` less the umask), so a
+cache folder can be shared.
 Its name is ``<recipe>-<key>.pt`` with ``key`` the first 20 hex digits of a SHA-256 over
 
 * the recipe's name and its arguments (JSON, sorted keys), and
@@ -21,6 +26,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib.util
+import io
 import json
 import os
 import sys
@@ -31,17 +37,18 @@ from typing import Any
 
 import torch
 
-from .._plumbing import atomic_save
+from .._plumbing import atomic_save, check_writable
 
 __all__ = ["CacheWarning", "cache_dir", "cached", "entry_path", "source_hash"]
 
-#: Version of the file layout; bump to invalidate every entry.
-FORMAT = 1
+#: Version of the file layout; bump to invalidate every entry (2: with a SHA-256).
+FORMAT = 2
 ENV = "INTERP_LIB_CACHE"
 
 
 class CacheWarning(UserWarning):
-    """A zoo cache entry could not be read (it is retrained and overwritten)."""
+    """A zoo cache entry could not be used (it is retrained and overwritten), or could not
+    be written (the freshly trained result is returned, not cached)."""
 
 
 def cache_dir() -> Path:
@@ -137,16 +144,62 @@ def entry_path(name: str, params: Mapping[str, Any], sources: Iterable[str | Pat
     return cache_dir() / f"{name}-{key}.pt"
 
 
+_ENTRY_KEYS = {"format", "recipe", "params", "torch", "sha256", "payload"}
+
+
+def _digest(data) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def _load(path: Path, name: str, params_json: str) -> dict[str, Any]:
+    """The payload of the entry at ``path``, verified (the entry's SHA-256 is compared
+    with its payload's bytes before they are unpickled, with ``weights_only=True``)."""
     entry = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(entry, dict) or entry.get("format") != FORMAT:
         raise ValueError("not a zoo entry of this version")
+    if set(entry) != _ENTRY_KEYS:
+        raise ValueError(f"the entry has the keys {sorted(map(str, entry))}")
     if entry.get("recipe") != name or entry.get("params") != params_json:
         raise ValueError("the entry belongs to another recipe or other arguments")
-    payload = entry.get("payload")
+    digest, data = entry["sha256"], entry["payload"]
+    if (
+        not isinstance(digest, str)
+        or not isinstance(data, torch.Tensor)
+        or data.dtype != torch.uint8
+        or data.ndim != 1
+        or not data.is_contiguous()
+    ):
+        raise ValueError("the entry's checksum or payload is malformed")
+    raw = data.numpy()
+    got = _digest(memoryview(raw))
+    if got != digest:
+        raise ValueError(
+            f"its SHA-256 is {got[:16]}..., not the {str(digest)[:16]}... stored when it "
+            "was written: the file changed after it was saved"
+        )
+    payload = torch.load(io.BytesIO(raw.tobytes()), map_location="cpu", weights_only=True)
     if not isinstance(payload, dict):
         raise ValueError("the entry has no payload")
     return payload
+
+
+def _entry(name: str, params_json: str, payload: dict[str, Any]) -> dict[str, Any]:
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    data = bytearray(buf.getbuffer())
+    del buf
+    return {
+        "format": FORMAT,
+        "recipe": name,
+        "params": params_json,
+        "torch": str(torch.__version__),
+        "sha256": _digest(data),
+        "payload": torch.frombuffer(data, dtype=torch.uint8),
+    }
+
+
+def _warn(message: str) -> None:
+    warnings.warn(f"zoo: {message}", CacheWarning, stacklevel=4)
 
 
 def cached(
@@ -156,7 +209,8 @@ def cached(
     *,
     sources: Iterable[str | Path],
     retrain: bool = False,
-) -> tuple[dict[str, Any], bool]:
+    load: Callable[[dict[str, Any], bool], Any] | None = None,
+) -> tuple[Any, bool]:
     """The payload of a recipe, from the cache or freshly built (and then cached).
 
     Parameters
@@ -173,38 +227,56 @@ def cached(
         source text is part of the key.
     retrain : bool
         Build and overwrite even when a valid entry exists.
+    load : callable ``(payload, from_cache) -> object``, optional
+        Turns a payload into what the recipe returns (builds the models, loads their
+        state dicts, reads the histories). When given, it is the first element of the
+        result; a cached payload it cannot turn into that object (a missing key, a
+        tensor of the wrong shape, an unknown history field, a non-numeric number:
+        any exception) is treated as a corrupt entry: warned about, rebuilt and
+        overwritten.
 
     Returns
     -------
-    (dict, bool)
-        The payload and whether it came from the cache.
+    (object, bool)
+        The payload (or ``load(payload, from_cache)``) and whether it came from the cache.
 
     Warns
     -----
     CacheWarning
-        When an entry exists but cannot be read (truncated, corrupt, foreign): it is
-        rebuilt and overwritten; it is never unpickled.
+        When an entry exists but cannot be used (truncated, a checksum that does not
+        match, foreign, or refused by ``load``): it is rebuilt and overwritten; it is
+        never unpickled beyond ``weights_only=True``. When the entry cannot be written
+        (the cache folder is a file or read-only, the entry's path is a folder): the
+        freshly built result is returned all the same, not cached.
     """
     sources = list(sources)
     params_json = _canonical(params)
     path = entry_path(name, params, sources)
     if path.is_file() and not retrain:
         try:
-            return _load(path, name, params_json), True
+            payload = _load(path, name, params_json)
+            return (payload if load is None else load(payload, True)), True
         except Exception as exc:  # corrupt or foreign file: never trust it, rebuild
-            warnings.warn(
-                f"zoo: the cache entry {str(path)!r} could not be read ({type(exc).__name__}: "
-                f"{exc}); training {name} again and overwriting it.",
-                CacheWarning,
-                stacklevel=3,
+            _warn(
+                f"the cache entry {str(path)!r} could not be read or used ({type(exc).__name__}: "
+                f"{str(exc)[:300]}); training {name} again and overwriting it."
             )
+    try:
+        check_writable(path, "zoo cache entry")
+        writable = True
+    except OSError as exc:
+        writable = False
+        _warn(
+            f"{exc}. Training {name} all the same; the result is returned but not cached "
+            f"(set ${ENV} to a writable folder to keep it)."
+        )
     payload = build()
-    entry = {
-        "format": FORMAT,
-        "recipe": name,
-        "params": params_json,
-        "torch": str(torch.__version__),
-        "payload": payload,
-    }
-    atomic_save(entry, path)
-    return payload, False
+    if writable:
+        try:
+            atomic_save(_entry(name, params_json, payload), path)
+        except OSError as exc:
+            _warn(
+                f"could not save the cache entry {str(path)!r} ({type(exc).__name__}: "
+                f"{exc}); the freshly trained {name} is returned, not cached."
+            )
+    return (payload if load is None else load(payload, False)), False
