@@ -187,3 +187,43 @@ def test_generalisation_study_runs_end_to_end_on_tiny_data():
     assert curves.groupby("seed").size().tolist() == df[df.arch == "v"]["epochs"].tolist()
     with pytest.raises(ValueError, match="track"):
         generalisation_study((x, y), (xt, yt), architectures=archs, track=("nope",))
+
+
+def test_compare_to_summary_flags_networks_outside_the_tolerance():
+    from interp_lib.studies import compare_to_summary
+
+    summary = GeneralisationStudy(_rows([5.0, 6.0], [0.30, 0.40], ["a", "b"]))
+    live = GeneralisationStudy(_rows([5.2, 7.0], [0.31, 0.40], ["a", "b"]))
+    table = compare_to_summary(live, summary, error_tol=0.03, id_tol=0.5)
+    assert table["within"].tolist() == [True, False]
+    other = GeneralisationStudy(_rows([5.0], [0.3], ["zzz"]))
+    with pytest.raises(KeyError, match="zzz"):
+        compare_to_summary(other, summary)
+
+
+def test_load_generalisation_summary_reads_the_family_back(tmp_path):
+    import json
+
+    from interp_lib.studies import load_generalisation_summary
+
+    study = GeneralisationStudy(_rows([5.0, 6.0, 7.0], [0.3, 0.4, 0.5], ["a", "b", "c"]))
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"family": study.to_dict(), "shuffled": {"rows": []}}))
+    data = load_generalisation_summary(path)
+    assert data["family"].to_pandas().equals(study.to_pandas())
+    with pytest.raises(FileNotFoundError, match="bench"):
+        load_generalisation_summary(tmp_path / "missing.json")
+
+
+def test_profile_table_averages_over_seeds():
+    from interp_lib.studies import profile_table
+
+    rows = [
+        {"seed": s, "labels": lab, "epochs": 3, "reached": True, "train_accuracy": acc,
+         "seconds": 1.0, "ids": {"input": 6.0, "relu_fc1": hid + s}}
+        for s in (0, 1) for lab, acc, hid in (("true", 1.0, 5.0), ("shuffled", 0.99, 7.0))
+    ]  # fmt: skip
+    table = profile_table({"rows": rows}, "labels")
+    assert table.loc["shuffled", ("relu_fc1", "mean")] == pytest.approx(7.5)
+    assert table.loc["true", ("relu_fc1", "sd")] == pytest.approx(2**-0.5)
+    assert table.loc["true", ("train_accuracy", "mean")] == 1.0

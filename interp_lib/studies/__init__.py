@@ -22,7 +22,7 @@ per-image brightness centring   :class:`ImageCentering` (a first layer for MNIST
 ==============================  =====================================================
 """
 
-from .controls import MNIST_NET, mnist_star_study, shuffled_label_study
+from .controls import MNIST_NET, mnist_star_study, profile_table, shuffled_label_study
 from .generalisation import (
     ARCHITECTURES,
     BIRDS_TASK,
@@ -30,8 +30,10 @@ from .generalisation import (
     FitRecord,
     GeneralisationStudy,
     birds_task,
+    compare_to_summary,
     generalisation_study,
     last_hidden_ids,
+    load_generalisation_summary,
     train_to_criterion,
 )
 from .hunchback import Hunchback, hunchback
@@ -54,12 +56,15 @@ __all__ = [
     "ResidualBlock",
     "birds_task",
     "class_profiles",
+    "compare_to_summary",
     "correlation_bootstrap",
     "generalisation_study",
     "hunchback",
     "last_hidden_ids",
+    "load_generalisation_summary",
     "mnist_star_study",
     "paired_interval",
+    "profile_table",
     "residual_classifier",
     "shuffled_label_study",
     "train_to_criterion",

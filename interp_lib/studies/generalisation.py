@@ -29,10 +29,13 @@ by the same loop to the same criterion and measured on held-out images.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -49,8 +52,10 @@ __all__ = [
     "FitRecord",
     "GeneralisationStudy",
     "birds_task",
+    "compare_to_summary",
     "generalisation_study",
     "last_hidden_ids",
+    "load_generalisation_summary",
     "train_to_criterion",
 ]
 
@@ -143,7 +148,7 @@ ARCHITECTURES: tuple[Architecture, ...] = (
     Architecture("vgg2", "vgg", (16, 32)),
     Architecture("vgg2-wide", "vgg", (32, 64)),
     Architecture("vgg3", "vgg", (16, 32, 64)),
-    Architecture("vgg3x2", "vgg", (16, 32, 64), convs_per_stage=2),
+    Architecture("vgg3x2", "vgg", (8, 16, 32), convs_per_stage=2),
     Architecture("vgg2-fc2", "vgg", (16, 32), hidden=(256, 128)),
     Architecture("vgg2-head32", "vgg", (16, 32), hidden=(32,)),
     Architecture("vgg2-head512", "vgg", (16, 32), hidden=(512,)),
@@ -589,3 +594,86 @@ class GeneralisationStudy:
                 }
             )
         return pd.DataFrame(out)
+
+
+#: The tracked summary of ``bench/id_generalisation.py`` in a source checkout.
+SUMMARY_PATH = (
+    Path(__file__).resolve().parents[2] / "bench" / "summaries" / "id_generalisation.json"
+)
+
+
+def load_generalisation_summary(path: str | os.PathLike | None = None) -> dict:
+    """The study written by ``bench/id_generalisation.py``.
+
+    Parameters
+    ----------
+    path : path-like, optional
+        Default ``bench/summaries/id_generalisation.json`` of the source checkout this
+        package is installed from.
+
+    Returns
+    -------
+    dict
+        The JSON, with ``family`` as a :class:`GeneralisationStudy`; ``shuffled`` and
+        ``star`` as written by :func:`interp_lib.studies.shuffled_label_study` and
+        :func:`interp_lib.studies.mnist_star_study`.
+    """
+    path = Path(path) if path is not None else SUMMARY_PATH
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no generalisation summary at {path}; it is tracked in the source repository "
+            "(bench/summaries/id_generalisation.json): clone it, or run "
+            "`python bench/id_generalisation.py` to measure it."
+        )
+    data = json.loads(path.read_text())
+    if "family" in data:
+        data["family"] = GeneralisationStudy.from_dict(data["family"])
+    return data
+
+
+def compare_to_summary(
+    live: GeneralisationStudy,
+    summary: GeneralisationStudy,
+    *,
+    error_tol: float = 0.03,
+    id_tol: float = 0.5,
+):
+    """The networks of ``live`` next to the same (architecture, seed) of ``summary``.
+
+    A re-run with the same code, seed and thread count reproduces the summary exactly;
+    another thread count or BLAS changes the float rounding, which training amplifies a
+    little. ``within`` is True where the test error differs by at most ``error_tol`` and
+    the TwoNN ID by at most ``id_tol``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``arch, seed, test_error (live, summary), twonn (live, summary), within``.
+
+    Raises
+    ------
+    KeyError
+        If a live network has no counterpart in the summary.
+    """
+    import pandas as pd
+
+    ref = {(r["arch"], r["seed"]): r for r in summary.rows}
+    out = []
+    for r in live.rows:
+        key = (r["arch"], r["seed"])
+        if key not in ref:
+            raise KeyError(f"the summary has no network {key}; run the bench for it.")
+        s = ref[key]
+        out.append(
+            {
+                "arch": r["arch"],
+                "seed": r["seed"],
+                "test_error (live)": r["test_error"],
+                "test_error (summary)": s["test_error"],
+                "twonn (live)": r["twonn"],
+                "twonn (summary)": s["twonn"],
+                "within": abs(r["test_error"] - s["test_error"]) <= error_tol
+                and abs(r["twonn"] - s["twonn"]) <= id_tol,
+            }
+        )
+    return pd.DataFrame(out)
