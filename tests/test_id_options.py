@@ -116,3 +116,25 @@ def test_pca_dim_from_spectrum():
         pca_dim_from_spectrum(torch.tensor([0.25, 0.75]))
     with pytest.raises(ValueError, match="summing to 1"):
         pca_dim_from_spectrum(torch.tensor([0.5, 0.25]))
+
+
+_UNAVAILABLE = ["meta", "nonsense", "cuda:99"]
+if not torch.cuda.is_available():
+    _UNAVAILABLE.append("cuda")
+if not torch.backends.mps.is_available():
+    _UNAVAILABLE.append("mps")
+
+
+@pytest.mark.parametrize("device", _UNAVAILABLE)
+@pytest.mark.parametrize("fn", ["twonn", "gride", "nearest_neighbors", "block_analysis"])
+def test_a_device_this_machine_lacks_is_one_clear_error(fn, device):
+    """Issue 21, item 13: torch's RuntimeError / AssertionError / NotImplementedError
+    before (or, for "meta", a result computed on no data)."""
+    import interp_lib.id as ID
+
+    X = torch.randn(40, 3, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match=r"valid devices here: \['cpu'"):
+        getattr(ID, fn)(X, device=device)
+    with pytest.raises(TypeError, match="valid devices"):
+        getattr(ID, fn)(X, device=3.5)
+    assert getattr(ID, fn)(X, device=torch.device("cpu")) is not None

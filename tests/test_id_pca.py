@@ -81,3 +81,29 @@ def test_gaussian_surrogate_keeps_the_covariance_and_removes_curvature():
     torch.testing.assert_close(torch.cov(G.T), torch.cov(X.T), atol=0.01, rtol=0.05)
     # same spectrum, but the flat Gaussian is far higher-dimensional than the curved 3-manifold
     assert twonn(X).dimension < 4 < 10 < twonn(G[:2000]).dimension
+
+
+def test_standardize_judges_constant_features_relative_to_the_data():
+    """Issue 21, item 8: the threshold was an absolute 1e-12."""
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(300, 5, generator=g, dtype=torch.float64) @ torch.randn(
+        5, 5, generator=g, dtype=torch.float64
+    )
+    assert pca_dim(X, 0.999) == 5
+    assert pca_dim(X * 1e-13, 0.999) == 5  # raised "no variance" before
+    small = X.clone()
+    small[:, 0] *= 1e-14  # a feature in small units: silently dropped before (PC-ID 4)
+    assert pca_dim(small, 0.999) == 5
+    assert torch.allclose(pca_spectrum(small, standardize=True), pca_spectrum(X, standardize=True))
+    const = torch.cat(
+        [
+            X,
+            torch.full((300, 1), 0.1 + 0.2, dtype=torch.float64),
+            torch.zeros(300, 1, dtype=torch.float64),
+        ],
+        dim=1,
+    )
+    const[::2, 5] = 0.3  # equal to 0.1 + 0.2 up to one rounding: still constant
+    assert torch.equal(pca_spectrum(const, standardize=True), pca_spectrum(X, standardize=True))
+    with pytest.raises(ValueError, match="every feature is constant"):
+        pca_dim(torch.full((10, 3), 1e-300, dtype=torch.float64))

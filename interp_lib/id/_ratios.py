@@ -2,7 +2,10 @@ r"""Neighbour-distance ratios: the one home of what TwoNN, Gride and the scaling
 
 - :func:`as_ratios`: ratios given by the user, checked;
 - :func:`check_prior`: a Gamma prior of the Bayesian TwoNN;
-- :func:`keep_mask`: which points enter a ratio estimator (the degenerate-point rule);
+- :func:`keep_mask`: which points enter a ratio estimator (the degenerate-point rule,
+  with ties and duplicates judged up to the float64 rounding of the distances, see
+  :func:`rounding_bound`);
+- :func:`point_norms`: the row norms that rounding bound needs;
 - :func:`ratio_table`: the kept ratios :math:`r_{n_2} / r_{n_1}` from a table of sorted
   neighbour distances, with the counts of what was dropped;
 - :func:`length_scale`: the length scale an estimate probes (two definitions, see
@@ -27,19 +30,87 @@ METRICS = ("euclidean", "precomputed")
 SCALES = ("mean", "outer")
 
 
-def keep_mask(r_near: torch.Tensor, r_far: torch.Tensor) -> torch.Tensor:
+#: Unit roundoff of float64, :math:`u = 2^{-53}`.
+UNIT_ROUNDOFF = 2.0**-53
+
+
+def point_norms(X: torch.Tensor | None, chunk_rows: int = 4096) -> torch.Tensor | None:
+    """Euclidean norms of the rows of ``X``, float64 on the CPU, without overflow at any
+    finite scale (each row is divided by its largest entry first); ``None`` stays
+    ``None`` (a precomputed distance matrix: the points are unknown)."""
+    if X is None:
+        return None
+    out = torch.empty(X.shape[0], dtype=torch.float64)
+    for a in range(0, X.shape[0], chunk_rows):
+        x = X[a : a + chunk_rows].to(torch.float64)
+        top = x.abs().amax(dim=1, keepdim=True)
+        safe = torch.where(top > 0, top, torch.ones_like(top))
+        out[a : a + x.shape[0]] = (torch.linalg.vector_norm(x / safe, dim=1) * top[:, 0]).cpu()
+    return out
+
+
+def rounding_bound(
+    r: torch.Tensor, norms: torch.Tensor | None = None, n_features: int = 1
+) -> torch.Tensor:
+    r"""A bound on the float64 rounding error of neighbour distances ``r``.
+
+    A distance :math:`r = \lVert x - y \rVert` is computed in float64 from coordinates
+    that are themselves float64 roundings of the intended values (``0.1 * k`` is not a
+    multiple of 0.1), each with a relative error :math:`\le u = 2^{-53}`. Its error is
+    then at most
+
+    .. math:: u\,(\lVert x \rVert + \lVert y \rVert) + \tfrac{D + 3}{2}\,u\,r
+              \le u\,(2 \lVert x \rVert + r) + \tfrac{D + 3}{2}\,u\,r,
+
+    the first term from the coordinates (:math:`\lVert y \rVert \le \lVert x \rVert + r`),
+    the second from the arithmetic (``D`` differences, squares and sums, one square root).
+    Without the points (a precomputed matrix) only a few roundings of the distances
+    themselves are allowed for: :math:`4 u r`.
+
+    Parameters
+    ----------
+    r : torch.Tensor, shape (N,), float64
+        Distances from each point to one of its neighbours.
+    norms : torch.Tensor, shape (N,), float64, optional
+        :math:`\lVert x \rVert` of each point (:func:`point_norms`).
+    n_features : int
+        ``D``.
+    """
+    if norms is None:
+        return 4 * UNIT_ROUNDOFF * r
+    return UNIT_ROUNDOFF * (2 * norms + r) + (n_features + 3) / 2 * UNIT_ROUNDOFF * r
+
+
+def keep_mask(
+    r_near: torch.Tensor,
+    r_far: torch.Tensor,
+    tol_near: torch.Tensor | None = None,
+    tol_far: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Points a ratio estimator keeps: no duplicate (``r_near > 0``), no tie (``r_far > r_near``).
+
+    With rounding bounds (:func:`rounding_bound`) both are judged up to the rounding of
+    the distances: a duplicate is ``r_near <= tol_near``, a tie is
+    ``r_far - r_near <= tol_near + tol_far`` (the two distances cannot be told apart).
+    Points of a lattice at any spacing (0.1, 0.3, 0.7, not only powers of two) are then
+    ties, as the exact lattice's are, instead of ratios :math:`1 + 10^{-15}` that would
+    give a dimension of :math:`10^{15}`. Data without such near-ties keep exactly the
+    points they kept without bounds.
 
     Parameters
     ----------
     r_near, r_far : torch.Tensor, shape (N,)
         Distances to the ``n1``-th and ``n2``-th neighbours (``n1 < n2``).
+    tol_near, tol_far : torch.Tensor, shape (N,), optional
+        Their rounding bounds; without them, exact comparisons.
 
     Returns
     -------
     torch.Tensor, shape (N,), bool
     """
-    return (r_near > 0) & (r_far > r_near)
+    if tol_near is None or tol_far is None:
+        return (r_near > 0) & (r_far > r_near)
+    return (r_near > tol_near) & (r_far - r_near > tol_near + tol_far)
 
 
 @dataclass(frozen=True)
@@ -53,9 +124,9 @@ class RatioTable:
     r_near, r_far : torch.Tensor, shape (n_used,), float64
         Their neighbour distances.
     n_duplicates : int
-        Points with ``r_near == 0``.
+        Points with ``r_near == 0`` (up to rounding).
     n_ties : int
-        Points with ``0 < r_near == r_far``.
+        Points with ``0 < r_near == r_far`` (up to rounding).
     """
 
     mu: torch.Tensor
@@ -65,8 +136,14 @@ class RatioTable:
     n_ties: int
 
 
-def ratio_table(distances: torch.Tensor, n1: int = 1, n2: int = 2) -> RatioTable:
+def ratio_table(
+    distances: torch.Tensor, n1: int = 1, n2: int = 2, *, points: torch.Tensor | None = None
+) -> RatioTable:
     """The kept ratios ``r_n2 / r_n1`` from sorted neighbour distances.
+
+    Duplicates and ties are judged up to the float64 rounding of the distances
+    (:func:`keep_mask`, :func:`rounding_bound`): with ``points``, from their norms and
+    dimension; without (a precomputed distance matrix), from the distances alone.
 
     Parameters
     ----------
@@ -74,12 +151,18 @@ def ratio_table(distances: torch.Tensor, n1: int = 1, n2: int = 2) -> RatioTable
         Distances to the 1st..k-th neighbours, ascending (from the neighbour search).
     n1, n2 : int
         1-based neighbour ranks, ``n1 < n2``.
+    points : torch.Tensor, shape (N, D), optional
+        The points the distances were computed from.
     """
     dist = distances.cpu()
     r1, r2 = dist[:, n1 - 1], dist[:, n2 - 1]
-    keep = keep_mask(r1, r2)
-    n_dup = int((r1 == 0).sum())
-    n_tie = int(((r1 > 0) & (r1 == r2)).sum())
+    norms = point_norms(points)
+    n_features = 1 if points is None else int(points.shape[1])
+    t1, t2 = rounding_bound(r1, norms, n_features), rounding_bound(r2, norms, n_features)
+    keep = keep_mask(r1, r2, t1, t2)
+    dup = ~(r1 > t1)
+    n_dup = int(dup.sum())
+    n_tie = int((~dup & ~keep).sum())
     r1, r2 = r1[keep], r2[keep]
     return RatioTable(r2 / r1, r1, r2, n_dup, n_tie)
 

@@ -170,7 +170,7 @@ def gride(
     n1 = 1
     while 2 * n1 <= max_rank:
         n2 = 2 * n1
-        table = ratio_table(dist, n1, n2)
+        table = ratio_table(dist, n1, n2, points=None if metric == "precomputed" else X)
         if table.mu.numel() >= 3:
             d, err = gride_mle(table.mu, n1, n2)
             rows.append((n1, n2, d, err, length_scale(table, scale), table.mu.numel()))

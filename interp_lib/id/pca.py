@@ -26,13 +26,23 @@ from .._validation import ArrayLike, as_points, check_fraction
 __all__ = ["participation_ratio", "pca_dim", "pca_dim_from_spectrum", "pca_spectrum"]
 
 
+#: ``standardize=True`` drops a feature whose standard deviation is at most this many
+#: times its largest absolute value: constant up to the float64 rounding of its values
+#: and of their mean (``64 eps``), whatever its units.
+CONSTANT_RTOL = 64 * torch.finfo(torch.float64).eps
+
+
 def _eigenvalues(X: torch.Tensor, standardize: bool) -> torch.Tensor:
     """Covariance eigenvalues, descending, float64, from the singular values."""
     X = X.to(torch.float64)
+    if standardize:
+        # a feature is constant when its spread is at the rounding level of its own values
+        # (relative to the feature, so that a feature in small units is kept)
+        magnitude = X.abs().amax(dim=0)
     X = X - X.mean(dim=0, keepdim=True)
     if standardize:
         std = X.std(dim=0)
-        constant = std <= 1e-12 * max(1.0, float(std.max()))
+        constant = std <= CONSTANT_RTOL * magnitude
         if bool(constant.any()):
             if bool(constant.all()):
                 raise ValueError("every feature is constant: the data has no variance.")
@@ -125,7 +135,10 @@ def pca_dim(X: ArrayLike, variance: float = 0.9, *, standardize: bool = True) ->
     X : array-like or torch.Tensor, shape (N, D)
     variance : float in (0, 1], default 0.9
     standardize : bool, default True
-        z-score the features first, as Ansuini et al. do. Constant features are ignored.
+        z-score the features first, as Ansuini et al. do. Constant features are ignored:
+        those whose standard deviation is at the float64 rounding level of their own
+        values (:data:`CONSTANT_RTOL` times their largest magnitude), so that a feature
+        in small units (1e-13) is kept and scaling the data changes nothing.
 
     Returns
     -------

@@ -87,8 +87,8 @@ def _scaling(
         blocks = range(b) if all_blocks else range(1)
         dims, scales = [], []
         for i in blocks:
-            dist = knn(X[perm[i * size : (i + 1) * size]], 2).distances
-            table = ratio_table(dist)
+            sub = X[perm[i * size : (i + 1) * size]]
+            table = ratio_table(knn(sub, 2).distances, points=sub)
             if table.mu.numel() >= 3:
                 dims.append(_estimate(table.mu, method, fraction, prior)[0])
                 scales.append(length_scale(table, scale))

@@ -251,7 +251,15 @@ def twonn(
     -----
     UserWarning
         When duplicates (``r1 == 0``) or ties (``r1 == r2``) are dropped; their count is
-        given. They are removed before counting ``N``, as in Ansuini et al.
+        given. They are removed before counting ``N``, as in Ansuini et al. Both are
+        judged up to the float64 rounding of the distances
+        (:func:`interp_lib.id._ratios.rounding_bound`: the rounding of the coordinates,
+        relative to the points' norms, and of the arithmetic): the points of a lattice
+        at spacing 0.1 or 0.3 are ties, as those of the integer lattice are, not ratios
+        of :math:`1 + 10^{-15}` (a dimension of :math:`10^{15}`). float32 points are
+        judged at float64 rounding too: a float32 lattice at spacing 0.1 is not a
+        lattice (its points are off by float32 rounding), so round it in float64
+        (``X.double()`` of the intended values) to have its ties recognised.
 
     Raises
     ------
@@ -280,19 +288,22 @@ def twonn(
             "n_resamples=0 or the points with metric='euclidean'."
         )
     X = as_points(X, device=device)
-    table = ratio_table(_neighbor_distances(X, metric, chunk_size))
+    points = None if metric == "precomputed" else X
+    table = ratio_table(_neighbor_distances(X, metric, chunk_size), points=points)
     mu, n_dup, n_tie = table.mu, table.n_duplicates, table.n_ties
     n_dropped = n_dup + n_tie
     if mu.numel() < 3:
         raise ValueError(
-            f"only {mu.numel()} of {X.shape[0]} points are usable: {n_dup} have an exact "
-            f"duplicate and {n_tie} are equidistant from their two nearest neighbours "
-            "(all points identical, or too few distinct points). Pass more distinct points."
+            f"only {mu.numel()} of {X.shape[0]} points are usable: {n_dup} have a "
+            f"duplicate and {n_tie} are equidistant from their two nearest neighbours (ties, "
+            "up to the float64 rounding of the distances: all points identical, a lattice, "
+            "or too few distinct points). Pass more distinct points."
         )
     if n_dropped:
         warnings.warn(
             f"TwoNN dropped {n_dropped} of {X.shape[0]} points before the fit: {n_dup} "
-            f"duplicates (r1 == 0) and {n_tie} ties (r1 == r2).",
+            f"duplicates (r1 == 0) and {n_tie} ties (r1 == r2), up to the float64 rounding "
+            "of the distances.",
             UserWarning,
             stacklevel=2,
         )
@@ -302,7 +313,7 @@ def twonn(
     if n_resamples:
 
         def on_subset(Xs: torch.Tensor) -> float | None:
-            sub = ratio_table(_neighbor_distances(Xs, metric, chunk_size)).mu
+            sub = ratio_table(_neighbor_distances(Xs, metric, chunk_size), points=Xs).mu
             return _estimate(sub, method, fraction, prior)[0] if sub.numel() >= 3 else None
 
         resamples = subsample_estimates(
