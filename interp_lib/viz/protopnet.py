@@ -131,7 +131,7 @@ def plot_scoring_sheet(explanation: Explanation, *, ax=None) -> Figure:
     plt = require("matplotlib.pyplot", "plot_scoring_sheet")
 
     if ax is None:
-        fig, ax = plt.subplots(figsize=(6, 0.4 * len(explanation.evidence) + 1.5))
+        fig, ax = plt.subplots(figsize=(6, 0.4 * len(explanation.evidence) + 2.0))
     else:
         fig = ax.figure
     labels = [f"p{ev.index} (class {ev.prototype_class})" for ev in explanation.evidence]
@@ -145,11 +145,12 @@ def plot_scoring_sheet(explanation: Explanation, *, ax=None) -> Figure:
     colors.append("tab:blue")
     from matplotlib.patches import Patch
 
+    # The legend goes below the axis, clear of the bars.
     ax.legend(
         handles=[Patch(color="tab:green", label="own-class prototype"),
                  Patch(color="tab:gray", label="other class's prototype"),
                  Patch(color="tab:blue", label="sum of the rest")],
-        fontsize=9, loc="lower right",
+        fontsize=9, loc="upper center", bbox_to_anchor=(0.4, -0.16), ncol=2, frameon=False,
     )  # fmt: skip
     pos = list(range(len(values)))[::-1]
     ax.barh(pos, values, color=colors)
