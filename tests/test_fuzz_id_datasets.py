@@ -56,6 +56,7 @@ from interp_lib.id import (
     twonn_mle,
     twonn_posterior,
 )
+from interp_lib.id._ratios import ratio_table
 
 pytestmark = [
     pytest.mark.slow,  # about a thousand calls
@@ -293,6 +294,38 @@ def test_nearest_neighbors(data):
     ref = ref_sorted_distances(as64(X))[:, :k]
     np.testing.assert_array_equal(out.distances.numpy(), ref)
     assert not bool((out.indices == torch.arange(len(X))[:, None]).any())
+
+
+@st.composite
+def decimal_lattices(draw):
+    """A full lattice (``n^dim`` points, ``dim >= 2``) at a decimal spacing and offset
+    (0.1, 0.3, 0.7, 2.7e-5, ...), each coordinate the correctly rounded float64 of its
+    exact value: every point is equidistant from its two nearest neighbours, though the
+    float64 distances differ by rounding (issue 21, item 7)."""
+    from fractions import Fraction
+
+    dim = draw(st.integers(2, 4))
+    n = draw(st.integers(2, {2: 12, 3: 6, 4: 4}[dim]))
+    spacing = Fraction(draw(st.integers(1, 99))) * Fraction(10) ** draw(st.integers(-8, 6))
+    offset = Fraction(draw(st.integers(-999, 999))) * Fraction(10) ** draw(st.integers(-3, 3))
+    offset *= draw(st.sampled_from([0, 1]))
+    pts = [[float(k * spacing + offset) for k in idx]
+           for idx in itertools.product(range(n), repeat=dim)]  # fmt: skip
+    X = np.array(pts, dtype=np.float64)
+    X = X[np.random.default_rng(draw(st.integers(0, 9))).permutation(len(X))]
+    return torch.from_numpy(X) if draw(st.booleans()) else X
+
+
+@FUZZ
+@given(X=decimal_lattices(), method=st.sampled_from(["ls", "mle", "bayes"]))
+def test_lattices_at_decimal_spacings_are_all_ties(X, method):
+    """Before: a "dimension" of about 1e15 at spacing 0.1 (ratios of 1 + 1e-15)."""
+    out = outcome(twonn, X, method=method)
+    assert isinstance(out, ValueError) and f"only 0 of {len(X)}" in str(out), out
+    out = outcome(gride, X, max_rank=2)
+    assert isinstance(out, ValueError) and "degenerate" in str(out), out
+    table = ratio_table(nearest_neighbors(X, 2).distances, points=torch.as_tensor(X))
+    assert table.mu.numel() == 0 and table.n_ties == len(X) and table.n_duplicates == 0
 
 
 VALID_MU = st.one_of(

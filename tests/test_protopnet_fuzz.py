@@ -7,6 +7,7 @@ from interp_lib's own code (never an error from deep inside torch).
 from __future__ import annotations
 
 import copy
+import os
 import traceback
 import warnings
 from pathlib import Path
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 LIB = str(Path(interp_lib.__file__).parent)
 FUZZ = settings(
-    max_examples=40,
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "40")),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -192,3 +193,122 @@ def test_numpy_and_list_inputs_fail_with_a_type_error():
         model(np.zeros((1, 3, 16, 16), dtype=np.float32))
     with pytest.raises(TypeError, match=r"torch\.Tensor"):
         explain(model, [[0.0]])
+
+
+# ----------------------------------------------------------- crafted checkpoints
+def _craft(path, payload) -> None:
+    """Write ``payload`` as a checkpoint with a valid checksum (what an attacker can do)."""
+    import hashlib
+    import io
+
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    data = bytearray(buf.getvalue())
+    torch.save({"format": "interp_lib.protopnet.checkpoint/2",
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "payload": torch.frombuffer(data, dtype=torch.uint8)}, path)  # fmt: skip
+
+
+TENSOR_DAMAGE = ["none", "expand", "overlap", "sparse", "dtype", "shape", "transposed", "offset"]
+CONFIG_JUNK = st.one_of(
+    st.none(), st.text(max_size=4), st.booleans(), st.integers(-3, 10**7),
+    st.floats(allow_nan=False, allow_infinity=False), st.lists(st.integers(-2, 70000), max_size=40),
+    st.dictionaries(st.sampled_from(["widths", "num_classes", "x"]), st.integers(-1, 10**6), max_size=2),
+)  # fmt: skip
+KWARGS = st.dictionaries(
+    st.sampled_from(
+        [
+            "widths",
+            "batch_norm",
+            "pool_last",
+            "in_channels",
+            "convs_per_stage",
+            "num_classes",
+            "weights",
+            "growth_rate",
+            "norm_layer",
+        ]
+    ),
+    CONFIG_JUNK,
+    max_size=3,
+)
+
+
+def _damage(t: torch.Tensor, how: str) -> torch.Tensor:
+    if how == "expand":
+        return torch.zeros((), dtype=t.dtype).expand(t.shape)
+    if how == "overlap" and t.numel() > 1:
+        return torch.zeros(sum(t.shape), dtype=t.dtype).as_strided(t.shape, [1] * t.ndim)
+    if how == "sparse" and t.ndim >= 1:
+        return t.to_sparse()
+    if how == "dtype":
+        return t.double()
+    if how == "shape":
+        return t.reshape(-1)[:-1] if t.numel() > 1 else t.reshape(1, -1)
+    if how == "transposed" and t.ndim >= 2:  # dense, not contiguous: a valid tensor
+        return t.transpose(0, 1).contiguous().transpose(0, 1)
+    if how == "offset" and t.numel():  # a view inside a larger storage: valid
+        return torch.cat([torch.zeros(3, dtype=t.dtype), t.reshape(-1)])[3:].view(t.shape)
+    return t
+
+
+@FUZZ
+@given(
+    key=st.integers(0, 100),
+    how=st.sampled_from(TENSOR_DAMAGE),
+    config_key=st.one_of(
+        st.none(),
+        st.sampled_from(
+            [
+                "backbone",
+                "backbone_kwargs",
+                "n_classes",
+                "prototype_dim",
+                "n_prototypes_per_class",
+                "eps",
+                "image_size",
+                "backbone_weights",
+                "incorrect_class_connection",
+                "similarity",
+                "evil",
+            ]
+        ),
+    ),
+    value=st.one_of(CONFIG_JUNK, KWARGS, st.sampled_from(["resnet18", "vgg11", "small_cnn"])),
+    shared=st.one_of(st.just(0), st.just(0), st.integers(1, 80)),
+)
+def test_crafted_checkpoints_load_exactly_or_raise_our_error(key, how, config_key, value, shared):
+    import tempfile
+
+    from interp_lib.protopnet.checkpoint import load_checkpoint
+
+    model = base_model()
+    state = model.state_dict()
+    name = sorted(state)[key % len(state)]
+    state[name] = _damage(state[name], how)
+    config = model.config
+    if config_key is not None:
+        config[config_key] = value
+    payload = {"config": config, "state_dict": state}
+    if shared:  # one 64 KiB storage referenced many times
+        payload["extra"] = [torch.zeros(1 << 14)] * shared
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "c.pt"
+        _craft(path, payload)
+        size = path.stat().st_size
+        try:
+            loaded = load_checkpoint(path)
+        except Exception as exc:
+            assert_ours(exc)
+            return
+    event("loaded")
+    # the oracles: a load returns exactly the stored weights, as dense tensors that their
+    # storage backs, within the budget of twice the file's size
+    for k, v in loaded.state_dict().items():
+        assert v.dtype == state[k].dtype and torch.equal(v, state[k]), k
+    assert 0 not in [
+        st for n, st in zip(state[name].shape, state[name].stride(), strict=True) if n > 1
+    ]
+    assert state[name].layout == torch.strided
+    assert shared * (1 << 16) <= 2 * size
+    assert config_key not in ("backbone_weights", "evil")
