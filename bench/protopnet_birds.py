@@ -251,8 +251,10 @@ rate and was read at its last epoch, while the ProtoPNet had the drop and the se
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import re
 import statistics
 import time
 
@@ -287,6 +289,81 @@ def t_interval(values: list[float]) -> tuple[float, float, float]:
         return m, float("nan"), float("nan")
     half = _T975.get(len(values) - 1, 1.96) * statistics.stdev(values) / len(values) ** 0.5
     return m, m - half, m + half
+
+
+_NUM = r"([-+]?[0-9.]+)"
+_LINE = re.compile(
+    r"^(?P<variant>\S+/\S+) seed (?P<seed>\d+): test ProtoPNet {n} CNN {n} \(diff {n}; "
+    r"val {n} / {n}\); own-class evidence {n} \(>= 0.9 on {n} of correct decisions\); "
+    r"off-class \|w\| > 0.1 {n}, > 0.3 {n}, > 0 {n}, max {n}, own mean {n}; on bird {n} "
+    r"\(within 2 px {n}; chance {n}\), distinct {n}; part share/chance: (?P<parts>.*?); "
+    r"trained in {n} s wall, {n} s CPU".replace("{n}", _NUM)
+)
+_LINE_KEYS = ("protopnet", "cnn", "diff", "val_protopnet", "val_cnn", "evidence",
+              "evidence_at_least_0.9", "off_above_0.1", "off_above_0.3", "off_positive",
+              "off_max", "own_mean", "on_bird", "near_bird", "chance", "distinct")  # fmt: skip
+
+
+def row_from_line(line: str) -> tuple[str, dict] | None:
+    """``(variant, row)`` from a line this script printed for an entry (its numbers at
+    the printed precision), or ``None`` for any other line."""
+    m = _LINE.match(line.strip())
+    if m is None:
+        return None
+    nums = [float(v) for v in m.groups()[2:] if v is not None and v != m.group("parts")]
+    row = {"seed": int(m.group("seed"))}
+    row.update(zip(_LINE_KEYS, nums[: len(_LINE_KEYS)], strict=True))
+    row["train_s"], row["cpu_s"] = nums[-2], nums[-1]
+    for item in m.group("parts").split(", "):
+        name, _, pair = item.partition(" ")
+        share, _, chance = pair.partition("/")
+        row[f"share_{name}"], row[f"chance_{name}"] = float(share), float(chance)
+    return m.group("variant"), row
+
+
+def read_rows(paths: list[str], seeds: list[int]) -> dict[str, list[dict]]:
+    """Rows of JSON-lines files (``--rows``) and printed logs, by variant, for ``seeds``
+    (the first row of a variant and seed wins)."""
+    table: dict[str, dict[int, dict]] = {}
+    for path in paths:
+        for line in open(path):
+            if line.startswith("{"):
+                row = json.loads(line)
+                name = row.pop("variant")
+            else:
+                got = row_from_line(line)
+                if got is None:
+                    continue
+                name, row = got
+            if row["seed"] in seeds:
+                table.setdefault(name, {}).setdefault(row["seed"], row)
+    order = {v: i for i, v in enumerate(ALL_VARIANTS)}
+    return {name: [rows[s] for s in sorted(rows)]
+            for name, rows in sorted(table.items(), key=lambda kv: order.get(kv[0], 99))}  # fmt: skip
+
+
+class _NotCached(LookupError):
+    pass
+
+
+@contextlib.contextmanager
+def _no_training(active: bool):
+    """With ``active``, a zoo entry that is not cached raises :class:`_NotCached` instead
+    of training (the cache writes nothing for a build that fails)."""
+    if not active:
+        yield
+        return
+    from interp_lib.zoo import _birds_protopnet
+
+    def refuse(*args, **kwargs):
+        raise _NotCached
+
+    original = _birds_protopnet._build
+    _birds_protopnet._build = refuse
+    try:
+        yield
+    finally:
+        _birds_protopnet._build = original
 
 
 def measure(r) -> dict:
@@ -326,7 +403,7 @@ def summarise(rows: list[dict]) -> dict:
     """Means (and t-intervals of the gap and the evidence share) over seeds."""
     out = {"n_seeds": len(rows), "seeds": [r["seed"] for r in rows]}
     for key in rows[0]:
-        if key in ("seed", "cached", "cnn_from_cache"):
+        if key in ("seed", "cached", "cnn_from_cache", "call_s") or any(key not in r for r in rows):
             continue
         vals = [float(r[key]) for r in rows]
         out[key] = statistics.fmean(vals)
@@ -385,6 +462,18 @@ def main() -> None:
     )  # fmt: skip
     ap.add_argument("--retrain", action="store_true", help="train even if cached")
     ap.add_argument("--json", default=None, help="write the summary there")
+    ap.add_argument("--rows", default=None,
+                    help="append every measured row to this JSON-lines file")  # fmt: skip
+    ap.add_argument(
+        "--from-rows", nargs="+", default=None, metavar="FILE",
+        help="train nothing: summarise the rows of these JSON-lines files (--rows) and of "
+        "these logs (the lines this script prints for each entry)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--cached-only", action="store_true",
+        help="report the entries already in the zoo's cache and skip the others (nothing "
+        "is trained)",
+    )  # fmt: skip
     args = ap.parse_args()
     overrides = {}
     for item in args.set:
@@ -401,21 +490,32 @@ def main() -> None:
         f"load average {load0[0]:.1f} on {os.cpu_count()} cores; overrides {overrides}"
     )
     table: dict[str, list[dict]] = {}
+    if args.from_rows:
+        table = read_rows(args.from_rows, args.seeds)
+        variants = list(table)
     # seed-major: the variants of a seed share its CNN entry, trained by the first of them
-    for seed in args.seeds:
+    for seed in [] if args.from_rows else args.seeds:
         for variant in variants:
             kw = dict(overrides)
             if variant is not None:
                 rule, _, init = variant.partition("/")
                 kw.update(last_layer=rule, prototype_init=init or "cnn")
             t0 = time.perf_counter()
-            r = zoo.protopnet_birds(
-                args.classes, seed, threads=args.threads, retrain=args.retrain,
-                progress=False, **kw,
-            )  # fmt: skip
+            try:
+                with _no_training(args.cached_only):
+                    r = zoo.protopnet_birds(
+                        args.classes, seed, threads=args.threads, retrain=args.retrain,
+                        progress=False, **kw,
+                    )  # fmt: skip
+            except _NotCached:
+                print(f"{variant} seed {seed}: not in the cache, skipped", flush=True)
+                continue
             name = f"{r.recipe['last_layer']}/{r.recipe['prototype_init']}"
             row = {"seed": seed, **measure(r), "call_s": time.perf_counter() - t0}
             table.setdefault(name, []).append(row)
+            if args.rows:
+                with open(args.rows, "a") as f:
+                    f.write(json.dumps({"variant": name, **row}) + "\n")
             parts = ", ".join(f"{p} {row[f'share_{p}']:.2f}/{row[f'chance_{p}']:.2f}"
                               for p in (*PARTS, "background"))  # fmt: skip
             print(
