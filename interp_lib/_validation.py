@@ -89,7 +89,7 @@ def as_points(
             "Intrinsic-dimension estimates need several points per neighbourhood."
         )
     if device is not None:
-        t = t.to(check_device(device))
+        t = t.to(as_device(device))
     # a finite sum proves every entry finite (one pass, no copy); else check entry-wise
     if not bool(torch.isfinite(t.sum())) and not bool(torch.isfinite(t).all()):
         bad = int((~torch.isfinite(t)).any(dim=1).sum())
@@ -131,7 +131,7 @@ def _valid_devices() -> list[str]:
     return names
 
 
-def check_device(device: Any, name: str = "device") -> torch.device | None:
+def as_device(device: Any, name: str = "device") -> torch.device | None:
     """``device`` as a ``torch.device`` that exists on this machine (``None`` stays ``None``).
 
     Raises

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from .._plumbing import check_device, unpack_batch
 from .._plumbing import progress as progress_bar
-from .._validation import check_choice, check_int
+from .._validation import as_device, check_choice, check_int
 from .capture import capture
 from .checkpoints import checkpoints_from_trace
 from .layers import INPUT, OUTPUT, LayerRef, check_module, resolve_layers
@@ -140,7 +140,7 @@ class ActivationCollector:
             raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}.")
         self.dtype = dtype
         self.device = check_device(model, device)
-        self.storage_device = torch.device(storage_device)
+        self.storage_device = as_device(storage_device, "storage_device")
         self.progress = progress
         self.spec = resolve_layers(model, layers) if layers is not None else None
         self._pending = _batches(data, self.batch_size)

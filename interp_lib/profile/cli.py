@@ -352,7 +352,12 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for name in wanted:
         path = out / "classes" / f"{name}.json"
         if path.exists():  # finished by an earlier run
-            records.append(json.loads(path.read_text()))
+            try:
+                records.append(json.loads(path.read_text()))
+            except (ValueError, UnicodeDecodeError) as exc:  # truncated or damaged
+                raise ValueError(
+                    f"{str(path)!r} is damaged ({exc}); delete it to profile class {name!r} again."
+                ) from None
             print(f"{name}: done before, skipped", file=sys.stderr)
             continue
         idx = subsets[dataset.class_to_idx[name]]
