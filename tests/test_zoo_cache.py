@@ -168,3 +168,36 @@ def test_without_a_load_hook_the_payload_is_returned(cache):
     assert not hit and payload["test_accuracy"] == 0.75
     payload, hit = cached("toy", {"a": 1}, recipe.build, sources=recipe.sources)
     assert hit and set(payload) == {"state_dict", "history", "test_accuracy"}
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda p: p.pop("state_dict"), "KeyError"),
+        (
+            lambda p: p["state_dict"].__setitem__(next(iter(p["state_dict"])), torch.zeros(3)),
+            "size",
+        ),
+        (lambda p: p["history"].__setitem__("extra", [1.0]), "extra"),
+        (lambda p: p.__setitem__("test_accuracy", "high"), "ValueError"),
+    ],
+    ids=["missing_state_dict", "wrong_shapes", "extra_history_key", "non_numeric_accuracy"],
+)
+def test_digits_cnn_retrains_an_unusable_entry(tmp_path, monkeypatch, change, match):
+    """Issue 21, item 12, on a real recipe: KeyError / RuntimeError / TypeError before."""
+    from interp_lib.zoo import digits_cnn
+
+    monkeypatch.setenv(_cache.ENV, str(tmp_path))
+    kw = {"widths": (2,), "hidden": (4,), "n_train": 10, "epochs": 1, "progress": False}
+    first = digits_cnn(**kw)
+    (path,) = (tmp_path / "zoo").iterdir()
+    entry = torch.load(path, weights_only=True)
+    import io
+
+    payload = torch.load(io.BytesIO(entry["payload"].numpy().tobytes()), weights_only=True)
+    change(payload)
+    torch.save(_cache._entry(entry["recipe"], entry["params"], payload), path)
+    with pytest.warns(CacheWarning, match=match):
+        again = digits_cnn(**kw)
+    assert not again.from_cache and again.test_accuracy == first.test_accuracy
+    assert digits_cnn(**kw).from_cache

@@ -114,20 +114,24 @@ def _train_cnn(
             "train_seconds": seconds,
         }
 
-    payload, hit = cached(name, params, build, sources=_SOURCES, retrain=retrain)
-    net = make()
-    net.load_state_dict(payload["state_dict"])
-    net.eval()
-    return TrainedClassifier(
-        model=net,
-        train=train,
-        test=test,
-        history=TrainHistory(**payload["history"]),
-        test_accuracy=float(payload["test_accuracy"]),
-        recipe=dict(params),
-        train_seconds=float(payload["train_seconds"]),
-        from_cache=hit,
-    )
+    def load(payload: dict[str, Any], hit: bool) -> TrainedClassifier:
+        # a cached payload this cannot read (a missing key, wrong shapes, unknown history
+        # fields, a non-numeric accuracy) is warned about and retrained by `cached`
+        net = make()
+        net.load_state_dict(payload["state_dict"])
+        net.eval()
+        return TrainedClassifier(
+            model=net,
+            train=train,
+            test=test,
+            history=TrainHistory(**payload["history"]),
+            test_accuracy=float(payload["test_accuracy"]),
+            recipe=dict(params),
+            train_seconds=float(payload["train_seconds"]),
+            from_cache=hit,
+        )
+
+    return cached(name, params, build, sources=_SOURCES, retrain=retrain, load=load)[0]
 
 
 def digits_cnn(
