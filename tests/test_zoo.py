@@ -193,6 +193,29 @@ def test_digits_cnn_trains_once_then_loads(cache):
 
 
 @pytest.mark.slow
+def test_birds_classifier_keeps_the_best_validation_epoch_and_its_twin(cache):
+    from interp_lib.zoo.bird_classifiers import _bird_net, birds_classifier
+
+    kw = dict(n_per_class=8, n_val=4, n_test=4, image_size=32, epochs=2, progress=False)
+    first = birds_classifier("vgg4", **kw)
+    second = birds_classifier("vgg4", **kw)
+    assert not first.from_cache and second.from_cache
+    for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values(),
+                    strict=True):  # fmt: skip
+        assert torch.equal(a, b)
+    val = first.history.test_accuracy  # the validation accuracy of each epoch
+    assert first.best_epoch == 1 + val.index(max(val))
+    assert len(first.train) == 40 and len(first.validation) == 20 and len(first.test) == 20
+    twin, again = _bird_net("vgg4", 5, 32, 0), _bird_net("vgg4", 5, 32, 0)  # seeded inits
+    pairs = zip(twin.state_dict().values(), again.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+    pairs = zip(twin.state_dict().values(), first.model.state_dict().values(), strict=True)
+    assert not all(torch.equal(a, b) for a, b in pairs)  # training moved the weights
+    with pytest.raises(ValueError, match="arch"):
+        birds_classifier("vgg16", **kw)
+
+
+@pytest.mark.slow
 def test_protopnet_birds_round_trip(cache):
     first = zoo.protopnet_birds(**TINY_BIRDS, progress=True)  # the bar ticks once per phase
     second = zoo.protopnet_birds(**TINY_BIRDS, progress=False)
