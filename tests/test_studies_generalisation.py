@@ -227,3 +227,17 @@ def test_profile_table_averages_over_seeds():
     assert table.loc["shuffled", ("relu_fc1", "mean")] == pytest.approx(7.5)
     assert table.loc["true", ("relu_fc1", "sd")] == pytest.approx(2**-0.5)
     assert table.loc["true", ("train_accuracy", "mean")] == 1.0
+
+
+def test_correlations_computes_only_the_subsets_asked_for():
+    archs = [f"a{i}" for i in range(5) for _ in range(2)]
+    ids = [float(i) + 0.1 * s for i in range(5) for s in range(2)]
+    study = GeneralisationStudy(_rows(ids, [0.1 * d for d in ids], archs))
+    table = study.correlations(subsets=["architectures"], n_resamples=50)
+    assert table["subset"].tolist() == ["architectures"]
+    seeds = study.correlations(subsets=["seed"]).set_index("subset")
+    assert list(seeds.index) == ["seed 0", "seed 1"]
+    assert seeds["pearson"].tolist() == pytest.approx([1.0, 1.0])
+    assert seeds["pearson_low"].isna().all()  # point estimates only
+    with pytest.raises(ValueError, match="subsets"):
+        study.correlations(subsets=["everything"])

@@ -250,7 +250,7 @@ def profile_table(result: dict, by: str | Sequence[str]):
         for r in result["rows"]
     ]
     df = pd.DataFrame(flat)
-    cols = [c for c in df.columns if c not in (*by, "seed", "reached", "seconds", "epochs")]
+    cols = [c for c in df.columns if c not in (*by, "seed", "reached", "seconds")]
     cols = [c for c in cols if pd.api.types.is_numeric_dtype(df[c])]
     table = df.groupby(by, sort=False)[cols].agg(["mean", "std"])
     return table.rename(columns={"std": "sd"}, level=1)

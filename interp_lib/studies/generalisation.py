@@ -508,7 +508,14 @@ class GeneralisationStudy:
         out = [{"arch": r["arch"], "seed": r["seed"], **c} for r in self.rows for c in r["curve"]]
         return pd.DataFrame(out, columns=["arch", "seed", "epoch", "twonn", "test_error"])
 
-    def correlations(self, id_column: str = "twonn", *, n_resamples: int = 2000, seed: int = 0):
+    def correlations(
+        self,
+        id_column: str = "twonn",
+        *,
+        subsets: Sequence[str] = ("architectures", "networks", "width", "kind", "seed"),
+        n_resamples: int = 2000,
+        seed: int = 0,
+    ):
         """Correlation of the last-hidden ID with the test error, on several subsets.
 
         Rows (``subset``):
@@ -521,12 +528,18 @@ class GeneralisationStudy:
           width-matched control), one point per architecture;
         - ``kind <k>``: within one kind (VGG-like, ResNet-like), one point per
           architecture, where it has at least 4 architectures;
-        - ``seed <s>``: one point per architecture from seed ``s`` only.
+        - ``seed <s>``: one point per architecture from seed ``s`` only (the point
+          estimates only, no interval: a replication check).
 
         Parameters
         ----------
         id_column : str
             ``"twonn"`` or a Gride column ``"gride_<n2>"`` of :meth:`to_pandas`.
+        subsets : sequence of str
+            Which of ``"architectures", "networks", "width", "kind", "seed"`` to compute
+            (each bootstrap takes a few seconds).
+        n_resamples, seed
+            Of the bootstrap (:func:`interp_lib.studies.correlation_bootstrap`).
 
         Returns
         -------
@@ -540,35 +553,49 @@ class GeneralisationStudy:
         arch = self.by_architecture()
         out = []
 
-        def add(name, x, y, groups=None):
-            if len(set(x)) < 3 and groups is None:
+        unknown = set(subsets) - {"architectures", "networks", "width", "kind", "seed"}
+        if unknown:
+            raise ValueError(f"unknown subsets {sorted(unknown)}.")
+
+        def add(name, x, y, groups=None, interval=True):
+            if len(x) < 3:
                 return
-            c = correlation_bootstrap(x, y, groups=groups, n_resamples=n_resamples, seed=seed)
+            c = correlation_bootstrap(
+                x, y, groups=groups, n_resamples=n_resamples if interval else 1, seed=seed
+            )
+            nan = (math.nan, math.nan)
+            p_int = c.pearson_interval if interval else nan
+            s_int = c.spearman_interval if interval else nan
             out.append(
                 {
                     "subset": name,
                     "n": c.n,
                     "pearson": c.pearson,
-                    "pearson_low": c.pearson_interval[0],
-                    "pearson_high": c.pearson_interval[1],
+                    "pearson_low": p_int[0],
+                    "pearson_high": p_int[1],
                     "spearman": c.spearman,
-                    "spearman_low": c.spearman_interval[0],
-                    "spearman_high": c.spearman_interval[1],
+                    "spearman_low": s_int[0],
+                    "spearman_high": s_int[1],
                 }
             )
 
-        add("architectures", arch[id_column], arch["test_error"])
-        add("networks", df[id_column], df["test_error"], groups=df["arch"])
-        width = int(arch["width"].mode().iloc[0])
-        sub = arch[arch["width"] == width]
-        if len(sub) >= 4:
-            add(f"width {width}", sub[id_column], sub["test_error"])
-        for kind, sub in arch.groupby("kind", sort=False):
+        if "architectures" in subsets:
+            add("architectures", arch[id_column], arch["test_error"])
+        if "networks" in subsets:
+            add("networks", df[id_column], df["test_error"], groups=df["arch"])
+        if "width" in subsets:
+            width = int(arch["width"].mode().iloc[0])
+            sub = arch[arch["width"] == width]
             if len(sub) >= 4:
-                add(f"kind {kind}", sub[id_column], sub["test_error"])
-        for s, sub in df.groupby("seed", sort=True):
-            if len(sub) >= 4:
-                add(f"seed {s}", sub[id_column], sub["test_error"])
+                add(f"width {width}", sub[id_column], sub["test_error"])
+        if "kind" in subsets:
+            for kind, sub in arch.groupby("kind", sort=False):
+                if len(sub) >= 4:
+                    add(f"kind {kind}", sub[id_column], sub["test_error"])
+        if "seed" in subsets:
+            for s, sub in df.groupby("seed", sort=True):
+                if len(sub) >= 4:
+                    add(f"seed {s}", sub[id_column], sub["test_error"], interval=False)
         return pd.DataFrame(out)
 
     def leave_one_out(self, id_column: str = "twonn"):
