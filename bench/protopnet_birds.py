@@ -568,8 +568,11 @@ def main() -> None:
         write_summary(args.json, {
             "script": "bench/protopnet_birds.py",
             "command": "OMP_NUM_THREADS=1 python bench/protopnet_birds.py --seeds "
-                       + " ".join(map(str, args.seeds)) + " --variants "
-                       + " ".join(v or "default" for v in variants) + f" --json {args.json}",
+                       + " ".join(map(str, args.seeds))
+                       + (" --from-rows " + " ".join(args.from_rows) if args.from_rows else
+                          " --variants " + " ".join(v or "default" for v in variants))
+                       + f" --json {args.json}",
+            "rows_from": args.from_rows,
             "date": now(), "machine": machine(), "load": load(),
             "threads": args.threads, "overrides": overrides, "parts": [*PARTS, "background"],
             "zoo_default": {"last_layer": zoo.birds.DEFAULT_LAST_LAYER, "prototype_init": "cnn"},
