@@ -34,13 +34,15 @@ SCALES = ("mean", "outer")
 UNIT_ROUNDOFF = 2.0**-53
 
 
-def point_norms(X: torch.Tensor | None, chunk_rows: int = 4096) -> torch.Tensor | None:
+def point_norms(X: torch.Tensor | None, chunk_elements: int = 1 << 22) -> torch.Tensor | None:
     """Euclidean norms of the rows of ``X``, float64 on the CPU, without overflow at any
-    finite scale (each row is divided by its largest entry first); ``None`` stays
-    ``None`` (a precomputed distance matrix: the points are unknown)."""
+    finite scale (each row is divided by its largest entry first), in blocks of about
+    ``chunk_elements`` entries (32 MB of float64); ``None`` stays ``None`` (a
+    precomputed distance matrix: the points are unknown)."""
     if X is None:
         return None
     out = torch.empty(X.shape[0], dtype=torch.float64)
+    chunk_rows = max(1, chunk_elements // max(1, X.shape[1]))
     for a in range(0, X.shape[0], chunk_rows):
         x = X[a : a + chunk_rows].to(torch.float64)
         top = x.abs().amax(dim=1, keepdim=True)
