@@ -169,3 +169,62 @@ def test_part_two_widgets_respond_without_a_kernel(browser, base_url, name):
         assert not problems, "\n".join(problems)
     finally:
         page.close()
+
+
+CLAIM_CHAPTERS = [
+    "id_twonn",
+    "id_layers",
+    "id_generalisation",
+    "protopnet_intro",
+    "protopnet_decisions",
+    "protopnet_compare",
+]
+
+
+def _claim_tables(page) -> list[list[dict[str, str]]]:
+    """Every claims table of a page as rows of {column: text}."""
+    return page.evaluate(
+        """() => [...document.querySelectorAll('table.claims')].map(t => {
+            const head = [...t.querySelectorAll('thead th')].map(th => th.innerText.trim());
+            return [...t.querySelectorAll('tbody tr')].map(tr => Object.fromEntries(
+                [...tr.querySelectorAll('td')].map((td, i) => [head[i], td.innerText.trim()])));
+        })"""
+    )
+
+
+def _check_rows(name: str, rows: list[dict[str, str]]) -> None:
+    from interp_lib.claims import VERDICTS
+
+    assert rows, f"{name}: an empty claims table"
+    for row in rows:
+        assert row["verdict"] in VERDICTS, f"{name}: verdict {row['verdict']!r}"
+        ours = row["ours"].lower()
+        assert "nan" not in ours.split() and "inf" not in ours, f"{name}: {row}"
+
+
+def test_landing_page_shows_every_chapters_headline_claims(browser, base_url):
+    page, problems = _open(browser, base_url + "book/intro.html")
+    try:
+        tables = _claim_tables(page)
+        assert len(tables) == len(CLAIM_CHAPTERS), f"{len(tables)} headline tables"
+        for chapter, rows in zip(CLAIM_CHAPTERS, tables, strict=True):
+            _check_rows(f"intro ({chapter})", rows)
+        assert not problems, "\n".join(problems)
+    finally:
+        page.close()
+
+
+@pytest.mark.parametrize("chapter", CLAIM_CHAPTERS)
+def test_chapter_claims_table_fits_and_is_complete(browser, base_url, chapter):
+    page, _ = _open(browser, base_url + f"book/{chapter}.html")
+    try:
+        tables = _claim_tables(page)
+        assert len(tables) == 1, f"{chapter}: {len(tables)} claims tables"
+        _check_rows(chapter, tables[0])
+        overflow = page.evaluate(
+            """() => [...document.querySelectorAll('.claims-table')].map(
+                d => d.querySelector('table').scrollWidth - d.clientWidth)"""
+        )
+        assert max(overflow) <= 1, f"{chapter}: the claims table is {max(overflow)} px too wide"
+    finally:
+        page.close()
