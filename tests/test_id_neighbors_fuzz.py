@@ -57,6 +57,10 @@ def inputs(draw):
         kwargs["margin"] = draw(st.one_of(st.integers(-2, 4), st.just(0.5)))
     if draw(st.booleans()):
         kwargs["metric"] = draw(st.sampled_from(["euclidean", "precomputed", "cosine", None]))
+    if draw(st.booleans()):  # device strings (issue 21, item 13): cpu, or one clear error
+        kwargs["device"] = draw(st.sampled_from(
+            ["cpu", torch.device("cpu"), None, "meta", "nonsense", "cuda:99", "mps", "", 3, 1.5]
+        ))  # fmt: skip
     return (torch.from_numpy(X) if as_tensor else X), kwargs
 
 
