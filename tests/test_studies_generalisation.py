@@ -241,3 +241,11 @@ def test_correlations_computes_only_the_subsets_asked_for():
     assert seeds["pearson_low"].isna().all()  # point estimates only
     with pytest.raises(ValueError, match="subsets"):
         study.correlations(subsets=["everything"])
+
+
+def test_build_leaves_the_global_random_state_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    ARCHITECTURES[0].build(10, in_channels=3, image_size=32, seed=7)
+    assert torch.equal(torch.rand(3), expected)

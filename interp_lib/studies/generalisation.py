@@ -119,26 +119,30 @@ class Architecture:
     def build(
         self, n_classes: int, *, in_channels: int, image_size: int, seed: int = 0
     ) -> nn.Module:
-        """A freshly initialised network (weights drawn from ``torch.manual_seed(seed)``)."""
+        """A freshly initialised network, its weights drawn after ``torch.manual_seed(seed)``
+        inside :func:`torch.random.fork_rng` (the caller's global random state is left as
+        it was)."""
         from ..models import cnn_classifier
 
-        torch.manual_seed(seed)
-        if self.kind == "resnet":
-            return residual_classifier(
+        seed = check_int(seed, "seed", minimum=0)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            if self.kind == "resnet":
+                return residual_classifier(
+                    n_classes,
+                    in_channels=in_channels,
+                    image_size=image_size,
+                    widths=self.widths,
+                    blocks_per_stage=self.blocks_per_stage,
+                )
+            return cnn_classifier(
                 n_classes,
                 in_channels=in_channels,
                 image_size=image_size,
                 widths=self.widths,
-                blocks_per_stage=self.blocks_per_stage,
+                convs_per_stage=self.convs_per_stage,
+                hidden=self.hidden,
             )
-        return cnn_classifier(
-            n_classes,
-            in_channels=in_channels,
-            image_size=image_size,
-            widths=self.widths,
-            convs_per_stage=self.convs_per_stage,
-            hidden=self.hidden,
-        )
 
 
 #: The default family: ten architectures of two kinds. Seven share a last hidden width of
