@@ -70,6 +70,12 @@ def boxes_to_region_masks(
     b = torch.as_tensor(boxes, dtype=torch.float32)
     if b.ndim != 2 or b.shape[1] != 4:
         raise ValueError(f"boxes must have shape (N, 4), got {tuple(b.shape)}.")
+    if not bool(torch.isfinite(b).all()):
+        bad = int((~torch.isfinite(b)).any(1).sum())
+        raise ValueError(
+            f"boxes contain NaN or infinity in {bad} of {b.shape[0]} rows; give finite pixel "
+            "coordinates."
+        )
     if box_format == "xywh":
         b = torch.cat((b[:, :2], b[:, :2] + b[:, 2:]), dim=1)
     elif box_format != "xyxy":

@@ -12,6 +12,7 @@ insertion AUC are better. Ties in the saliency are broken by pixel index (stable
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._plumbing import resolve_target
+from .._plumbing import evaluating, resolve_target
 from .._validation import as_tensor, check_choice, check_int
 from ._utils import as_map, check_batch, check_map, model_logits
 
@@ -75,9 +76,16 @@ def _substrate(inputs: torch.Tensor, substrate: Any) -> torch.Tensor:
         raise ValueError(
             f"substrate must be 'zeros', 'blur', 'mean', a number or a tensor, got {substrate!r}."
         )
-    if isinstance(substrate, (int, float)):
+    if isinstance(substrate, (int, float)) and not isinstance(substrate, bool):
+        if not math.isfinite(substrate):
+            raise ValueError(f"substrate must be a finite number, got {substrate}.")
         return torch.full_like(inputs, float(substrate))
     if isinstance(substrate, torch.Tensor):
+        if substrate.is_floating_point() and not bool(torch.isfinite(substrate).all()):
+            raise ValueError(
+                "the substrate tensor contains NaN or infinity; every curve through it would "
+                "be NaN. Give finite values."
+            )
         try:
             return substrate.to(inputs.device, inputs.dtype).expand_as(inputs)
         except RuntimeError as exc:
@@ -107,14 +115,31 @@ def perturbation_curve(
     check_choice(kind, "kind", KINDS)
     saliency = check_map(saliency, inputs.shape).to(inputs.device)
     n, _, h, w = inputs.shape
-    hw = h * w
     step = w if step is None else check_int(step, "step")
     batch_size = check_int(batch_size, "batch_size")
+    if model.training:
+        warnings.warn(
+            "the model is in training mode (dropout, batch statistics would make the curve "
+            "random): the metric runs it in eval mode and restores its mode afterwards.",
+            stacklevel=4,  # the user's call of deletion/insertion (through no_grad's wrapper)
+        )
+    with evaluating(model):
+        return _perturbation_curve(
+            model, inputs, saliency, target, kind, substrate, step, batch_size, n, h, w
+        )
+
+
+def _perturbation_curve(
+    model, inputs, saliency, target, kind, substrate, step, batch_size, n, h, w
+):
+    hw = h * w
     logits = model_logits(model, inputs)
     t = resolve_target(model, inputs, target, logits=logits)
     n_steps = math.ceil(hw / step)
     counts = torch.clamp(torch.arange(n_steps + 1, device=inputs.device) * step, max=hw)
-    order = saliency.reshape(n, hw).float().argsort(dim=1, descending=True, stable=True)
+    # rank in the map's own dtype: a cast to float32 would merge distinct float64 values
+    # (maps scaled by 1e300, or 1e3 + 1e-9 * s) into ties ranked by pixel index
+    order = saliency.reshape(n, hw).argsort(dim=1, descending=True, stable=True)
     rank = torch.empty_like(order)
     rank.scatter_(1, order, torch.arange(hw, device=inputs.device).expand(n, hw))
     rank = rank.view(n, 1, h, w)
@@ -282,6 +307,8 @@ def energy_in_mask(
     saliency = as_map(saliency)
     masks = _check_masks(masks, saliency.shape).to(saliency.device)
     e = saliency.clamp(min=0) if positive else saliency.abs()
+    if e.dtype in (torch.float16, torch.bfloat16) or not e.is_floating_point():
+        e = e.float()  # sums of half-precision maps overflow at 65504
     total = e.flatten(1).sum(1)
     inside = (e * masks).flatten(1).sum(1)
     out = inside / total

@@ -189,6 +189,12 @@ def explain(
     model.check_input(x)
     if x.shape[0] == 0:
         raise ValueError("x holds no image (shape (0, C, H, W)); pass at least one image.")
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).flatten(1).any(1).sum())
+        raise ValueError(
+            f"x contains NaN or infinity in {bad} of its {x.shape[0]} images: their logits "
+            "and points would be NaN. Check the data and its normalisation."
+        )
     with torch.no_grad(), evaluating(model):
         out = model.forward_all(x)
     n = out.logits.shape[0]
