@@ -11,6 +11,8 @@ or two afterwards.
                                 ``last_layer`` and ``prototype_init`` pick a variant
 :func:`digits_cnn`              small CNN on scikit-learn's handwritten digits
 :func:`objects_cnn`             small CNN on the rotating objects
+:func:`birds_classifier`        the ID chapters' bird CNNs (VGG- and ResNet-like), kept
+                                at their best validation epoch
 :func:`cache_dir`               where the entries live (``$INTERP_LIB_CACHE``)
 ==============================  =====================================================
 
@@ -40,13 +42,16 @@ Examples
 """
 
 from ._cache import CacheWarning, cache_dir
+from .bird_classifiers import TrainedBirdClassifier, birds_classifier
 from .birds import BirdsModels, protopnet_birds
 from .classifiers import TrainedClassifier, digits_cnn, objects_cnn
 
 __all__ = [
     "BirdsModels",
     "CacheWarning",
+    "TrainedBirdClassifier",
     "TrainedClassifier",
+    "birds_classifier",
     "cache_dir",
     "digits_cnn",
     "objects_cnn",
