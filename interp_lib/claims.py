@@ -15,7 +15,7 @@ after seeing its numbers. The verdict word and the table row are rendered here, 
 record; the prose around them may explain a verdict but never states one on its own (a
 test of the book scans the chapters for verdict phrases).
 
-The verdict words are :data:`VERDICTS`:
+The verdict words are ``VERDICTS``:
 
 ``agrees``
     the criterion holds;
@@ -137,7 +137,7 @@ def _floats(x, name: str) -> tuple[float, ...]:
 class Criterion:
     """A rule from an :class:`Estimate` to a verdict, described in words.
 
-    Subclasses set :attr:`description` (shown in the table) and implement :meth:`judge`.
+    Subclasses set ``description`` (shown in the table) and implement ``judge``.
     """
 
     description: str = ""

@@ -137,7 +137,7 @@ def pca_dim(X: ArrayLike, variance: float = 0.9, *, standardize: bool = True) ->
     standardize : bool, default True
         z-score the features first, as Ansuini et al. do. Constant features are ignored:
         those whose standard deviation is at the float64 rounding level of their own
-        values (:data:`CONSTANT_RTOL` times their largest magnitude), so that a feature
+        values (``CONSTANT_RTOL`` times their largest magnitude), so that a feature
         in small units (1e-13) is kept and scaling the data changes nothing.
 
     Returns

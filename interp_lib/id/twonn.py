@@ -253,7 +253,7 @@ def twonn(
         When duplicates (``r1 == 0``) or ties (``r1 == r2``) are dropped; their count is
         given. They are removed before counting ``N``, as in Ansuini et al. Both are
         judged up to the float64 rounding of the distances
-        (:func:`interp_lib.id._ratios.rounding_bound`: the rounding of the coordinates,
+        (``interp_lib.id._ratios.rounding_bound``: the rounding of the coordinates,
         relative to the points' norms, and of the arithmetic): the points of a lattice
         at spacing 0.1 or 0.3 are ties, as those of the integer lattice are, not ratios
         of :math:`1 + 10^{-15}` (a dimension of :math:`10^{15}`). float32 points are

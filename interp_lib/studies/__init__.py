@@ -13,7 +13,7 @@ correlation over networks       :func:`correlation_bootstrap` ->
                                 bootstrap intervals over networks or groups)
 last-hidden ID vs test error    :func:`generalisation_study` ->
                                 :class:`GeneralisationStudy` over the architectures
-                                :data:`ARCHITECTURES` (:class:`Architecture`), each
+                                ``ARCHITECTURES`` (:class:`Architecture`), each
                                 trained by :func:`train_to_criterion`; IDs from
                                 :func:`last_hidden_ids`; the task :func:`birds_task`
 shuffled labels, MNIST*         :func:`shuffled_label_study`, :func:`mnist_star_study`

@@ -65,7 +65,7 @@ def shuffled_label_study(
     The first ``n_images`` training digits (16 px, z-scored); the shuffled labels are one
     fixed random permutation per seed. Training stops when the accuracy on those images
     (eval mode) reaches ``target`` (:func:`train_to_criterion`), at most ``max_epochs``.
-    The IDs of :data:`PROFILE_LAYERS` are measured on the same training images, as the
+    The IDs of ``PROFILE_LAYERS`` are measured on the same training images, as the
     authors' ``analyze.py`` does.
 
     Returns
@@ -143,7 +143,7 @@ def mnist_star_study(
     Every ``lambda`` in ``lams`` (0: the clean digits), every recipe, every seed: test
     accuracy after training, the first convolution's kernel sums (a kernel whose weights
     sum to zero ignores a constant offset), and, with ``profile``, the TwoNN IDs of
-    :data:`PROFILE_LAYERS` on all 1797 images (training and test sets together).
+    ``PROFILE_LAYERS`` on all 1797 images (training and test sets together).
 
     Parameters
     ----------

@@ -6,7 +6,7 @@ ImageNet networks the ID of the last hidden layer and the top-5 test error corre
 
 ==============================  =====================================================
 architectures as data           :class:`Architecture`, the default family
-                                :data:`ARCHITECTURES` (VGG-like and ResNet-like, of
+                                ``ARCHITECTURES`` (VGG-like and ResNet-like, of
                                 several depths, widths and head widths)
 train to a stated criterion     :func:`train_to_criterion` -> :class:`FitRecord`
                                 (train accuracy, in eval mode on the whole training
@@ -176,7 +176,7 @@ def birds_task(**overrides) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
     """The study's training and held-out sets: ``((x_train, y_train), (x_test, y_test))``.
 
     Procedural birds (:func:`interp_lib.datasets.birds`) with the settings of
-    :data:`BIRDS_TASK` (``overrides`` replace some), z-scored per channel with the
+    ``BIRDS_TASK`` (``overrides`` replace some), z-scored per channel with the
     training set's mean and standard deviation. The two sets are drawn with different
     seeds (same classes, other poses, colours and clutter).
     """
@@ -474,7 +474,7 @@ class GeneralisationStudy:
     architectures: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        """A JSON-ready dict (:meth:`from_dict` reads it back)."""
+        """A JSON-ready dict (``from_dict`` reads it back)."""
         return {"rows": self.rows, "architectures": self.architectures}
 
     @classmethod
