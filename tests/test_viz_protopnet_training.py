@@ -78,6 +78,18 @@ def test_gallery_has_one_panel_per_prototype(trained):
     plt.close(fig)
     with pytest.raises(ValueError, match="no prototypes"):
         plot_prototype_gallery(result, data, classes=[7])
+    # rows given as groups (e.g. the part each prototype sits on), empty ones left out
+    groups = {"wing": [0, 3, 1], "beak": [], "background": [2]}
+    fig = plot_prototype_gallery(result, data, groups=groups, max_per_row=2)
+    rows = [ax for ax in fig.axes if ax.get_ylabel()]
+    assert [ax.get_ylabel() for ax in rows] == ["wing (3)", "background (1)"]
+    titles = [ax.get_title() for ax in fig.axes if ax.images]
+    assert len(titles) == 3 and titles[0].startswith("#0, class ")
+    plt.close(fig)
+    with pytest.raises(ValueError, match="names prototypes"):
+        plot_prototype_gallery(result, data, groups={"wing": [99]})
+    with pytest.raises(ValueError, match="every group is empty"):
+        plot_prototype_gallery(result, data, groups={"beak": []})
     # duplicates are titled as such
     result.sample_index[:] = 0
     result.location[:] = 0

@@ -7,12 +7,13 @@ function returns a matplotlib ``Figure`` and never calls ``plt.show()``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .._plumbing import require
+from .._validation import check_int
 from ._image import draw_box, image_getter, show_image, to_rgb
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -187,14 +188,19 @@ def plot_prototype_gallery(
     *,
     classes: Sequence[int] | None = None,
     class_names: Sequence[str] | None = None,
+    groups: Mapping[str, Sequence[int]] | None = None,
+    max_per_row: int | None = None,
     heatmap_alpha: float = 0.4,
 ) -> Figure:
-    """Every prototype of the chosen classes on its source image.
+    """Every prototype of the chosen classes (or groups) on its source image.
 
     One row per class, one column per prototype of that class: the source training image
     with the prototype's similarity heat map (upsampled), its receptive-field box (white)
     and its 95th-percentile activation box (yellow). Prototypes that share a source patch
-    with another prototype are titled "duplicate".
+    with another prototype are titled "duplicate". With ``groups`` the rows are those
+    groups instead, e.g. the part each prototype sits on
+    (:meth:`interp_lib.protopnet.Placement.by_part`), and each title gives the
+    prototype's class number.
 
     Parameters
     ----------
@@ -205,7 +211,11 @@ def plot_prototype_gallery(
     classes : sequence of int, optional
         Classes to show (default: all).
     class_names : sequence of str, optional
-        Row labels.
+        Row labels (without ``groups``).
+    groups : mapping str -> sequence of int, optional
+        ``{row label: prototype indices}``; empty groups are left out.
+    max_per_row : int, optional
+        Show at most this many prototypes per row (the first ones).
     heatmap_alpha : float
         Opacity of the heat map.
     """
@@ -214,19 +224,41 @@ def plot_prototype_gallery(
 
     get = image_getter(images)
     proto_classes = push_result.prototype_classes
-    all_classes = sorted(set(proto_classes.tolist()))
-    classes = all_classes if classes is None else [int(c) for c in classes]
-    unknown = sorted(set(classes) - set(all_classes))
-    if unknown:
-        raise ValueError(f"classes {unknown} have no prototypes; the model has {all_classes}.")
-    per_class = [torch.nonzero(proto_classes == c).flatten().tolist() for c in classes]
+
+    def class_name(c: int) -> str:
+        return class_names[c] if class_names is not None else f"class {c}"
+
+    if groups is not None:
+        n = len(proto_classes)
+        labels, rows = [], []
+        for label, idx in groups.items():
+            idx = [int(j) for j in idx]
+            bad = [j for j in idx if not 0 <= j < n]
+            if bad:
+                raise ValueError(f"group {label!r} names prototypes {bad}; the model has {n}.")
+            if idx:
+                labels.append(f"{label} ({len(idx)})")
+                rows.append(idx)
+        if not rows:
+            raise ValueError("every group is empty: there is no prototype to show.")
+    else:
+        all_classes = sorted(set(proto_classes.tolist()))
+        classes = all_classes if classes is None else [int(c) for c in classes]
+        unknown = sorted(set(classes) - set(all_classes))
+        if unknown:
+            raise ValueError(f"classes {unknown} have no prototypes; the model has {all_classes}.")
+        rows = [torch.nonzero(proto_classes == c).flatten().tolist() for c in classes]
+        labels = [class_name(c) for c in classes]
+    if max_per_row is not None:
+        rows = [r[: check_int(max_per_row, "max_per_row")] for r in rows]
+    per_class = rows
     n_cols = max(len(p) for p in per_class)
     duplicated = {j for group in push_result.duplicates() for j in group}
     fig, axes = plt.subplots(
-        len(classes), n_cols, figsize=(1.6 * n_cols, 1.75 * len(classes)), squeeze=False
+        len(per_class), n_cols, figsize=(1.6 * n_cols, 1.75 * len(per_class)), squeeze=False
     )
     heat = upsample_maps(push_result.similarity_map.unsqueeze(1).float(), push_result.image_size)
-    for row, (c, protos) in enumerate(zip(classes, per_class, strict=True)):
+    for row, (name, protos) in enumerate(zip(labels, per_class, strict=True)):
         for col in range(n_cols):
             ax = axes[row, col]
             if col >= len(protos):
@@ -235,12 +267,13 @@ def plot_prototype_gallery(
             j = protos[col]
             src = to_rgb(get(int(push_result.sample_index[j])))
             label = f"#{j}" + (" duplicate" if j in duplicated else "")
+            if groups is not None:  # the class by number: species names are long
+                label += f", class {int(proto_classes[j])}"
             show_image(ax, src, label)
             ax.imshow(heat[j, 0].cpu().numpy(), cmap="jet", alpha=heatmap_alpha)
             draw_box(ax, push_result.box[j].tolist(), color="white")
             draw_box(ax, push_result.activation_box[j].tolist(), color="yellow")
             if col == 0:
-                name = class_names[c] if class_names is not None else f"class {c}"
-                ax.set_ylabel(name, fontsize=8)
+                ax.set_ylabel(name, fontsize=9)
     fig.tight_layout()
     return fig
