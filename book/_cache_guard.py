@@ -2,8 +2,10 @@
 
 Jupyter Book caches executed notebooks by the notebook's own text, so a change inside
 ``interp_lib`` would otherwise leave old results in the published book. ``make book``
-runs this first: it hashes every file of the package and clears ``_build/.jupyter_cache``
-when the hash differs from the one recorded at the previous build.
+runs this first: it hashes every file of the package and, when the hash differs from the
+one recorded at the previous build, clears ``_build/.jupyter_cache`` and Sphinx's
+environment (``_build/.doctrees``): without the latter Sphinx re-reads, and so
+re-executes, only the chapters whose own text changed, and keeps the others' old outputs.
 """
 
 from __future__ import annotations
@@ -31,10 +33,11 @@ def main(build_dir: str = "_build") -> None:
     new = package_hash()
     if stamp.exists() and stamp.read_text() == new:
         return
-    cache = build / ".jupyter_cache"
-    if cache.exists():
+    stale = [build / ".jupyter_cache", build / ".doctrees"]
+    if any(p.exists() for p in stale):
         print("interp_lib changed since the last build: clearing the execution cache")
-        shutil.rmtree(cache)
+        for p in stale:
+            shutil.rmtree(p, ignore_errors=True)
     build.mkdir(parents=True, exist_ok=True)
     stamp.write_text(new)
 
