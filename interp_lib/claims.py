@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from .viz.book import BOOK_BUILD_ENV, glue
 
 __all__ = [
+    "COLUMNS",
     "VERDICTS",
     "Claim",
     "Claims",
@@ -63,6 +64,8 @@ __all__ = [
 ]
 
 VERDICTS = ("agrees", "differs", "opposite", "inconclusive", "not compared")
+#: The columns of a claims table.
+COLUMNS = ("quantity", "paper", "ours", "criterion (declared before the result)", "verdict")
 
 
 @dataclass(frozen=True)
@@ -314,14 +317,9 @@ class Claim:
     verdict: str | None = None
 
     def row(self) -> dict[str, str]:
-        """The table row: quantity, paper, ours, criterion, verdict."""
-        return {
-            "quantity": self.quantity,
-            "paper": self.paper,
-            "ours": self.ours,
-            "criterion (declared before the result)": self.criterion.description,
-            "verdict": self.verdict or "(not measured)",
-        }
+        """The table row, keyed by :data:`COLUMNS`."""
+        cells = (self.quantity, self.paper, self.ours, self.criterion.description)
+        return dict(zip(COLUMNS, (*cells, self.verdict or "(not measured)"), strict=True))
 
 
 @dataclass
@@ -448,9 +446,8 @@ class Claims:
         """The table as HTML that wraps inside the page's column (nothing cut)."""
         self._check_resolved()
         claims = [c for c in self if c.headline or not headline]
-        head = list(Claim("", "", "", not_compared()).row())
         out = ['<div class="claims-table" style="overflow-x:auto"><table class="claims">']
-        out.append("<thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head))
+        out.append("<thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in COLUMNS))
         out.append("</tr></thead><tbody>")
         for c in claims:
             cells = c.row()
