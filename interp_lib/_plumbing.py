@@ -23,10 +23,10 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -37,6 +37,7 @@ __all__ = [
     "Batch",
     "NonFiniteLossError",
     "atomic_save",
+    "atomic_write",
     "check_device",
     "check_images",
     "check_writable",
@@ -377,17 +378,26 @@ def check_writable(path: str | os.PathLike, what: str = "file") -> Path:
     return target
 
 
-def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save(obj)`` to ``path`` atomically: a temporary file beside it, flushed and
-    fsynced, then renamed into place (and the folder fsynced), so a reader sees the old
-    file or the new one, never half a file. Temporaries of killed saves to the same path
-    are removed first (:func:`remove_stale_temporaries`); this save's own is removed if it
-    fails.
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> Path:
+    """Write a file atomically: ``write(f)`` fills a temporary binary file beside
+    ``path``, which is flushed and fsynced, then renamed into place (and the folder
+    fsynced), so a reader sees the old file or the new one, never half a file.
+    Temporaries of killed saves to the same path are removed first
+    (:func:`remove_stale_temporaries`); this save's own is removed if it fails.
 
     The file gets the permission bits of the file it replaces, or those a new file gets
     under the umask (:func:`file_mode`; not the ``0600`` of a temporary file), so a shared
     folder stays shared. When ``path`` is a symbolic link, the file it points to is
     replaced and the link kept (:func:`save_target`).
+
+    Parameters
+    ----------
+    path : path
+        The file to write.
+    write : callable
+        Called once with the open temporary file (binary mode), e.g.
+        ``lambda f: torch.save(obj, f)`` (:func:`atomic_save`) or
+        ``lambda f: f.write(text.encode())``.
 
     Returns
     -------
@@ -404,7 +414,7 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
         with os.fdopen(fd, "wb") as f:
             with contextlib.suppress(OSError, NotImplementedError):  # e.g. no fchmod
                 os.fchmod(f.fileno(), mode)
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -413,6 +423,19 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
         raise
     _fsync_dir(path.parent)
     return given
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically, with :func:`atomic_write` (a reader
+    sees the old file or the new one, never half a file; permissions and symbolic links
+    kept).
+
+    Returns
+    -------
+    pathlib.Path
+        The path written (``path`` as given).
+    """
+    return atomic_write(path, lambda f: torch.save(obj, f))
 
 
 # ------------------------------------------------------------------------- progress
