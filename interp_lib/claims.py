@@ -45,6 +45,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from ._plumbing import require
 from .viz.book import BOOK_BUILD_ENV, glue
 
 __all__ = [
@@ -478,7 +479,7 @@ class Claims:
             glue("claims", table, display=False)
             glue("claims_headline", _Html(self.html(headline=True)), display=False)
         if self.display:
-            from IPython.display import display
+            display = require("IPython.display", "Claims.show").display
 
             display(table)
 

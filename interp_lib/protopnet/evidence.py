@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._plumbing import check_device, evaluating, unpack_batch
+from .._plumbing import check_device, evaluating, require, unpack_batch
 
 __all__ = ["EvidenceShare", "evidence_share", "off_class_weight_stats", "own_class_share"]
 
@@ -142,7 +142,7 @@ class EvidenceShare:
 
     def to_pandas(self):
         """One row per decision: ``label``, ``predicted``, ``correct``, ``own_share``."""
-        import pandas as pd
+        pd = require("pandas", "EvidenceShare.to_pandas")
 
         return pd.DataFrame(
             {

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .._plumbing import require
 from .._validation import check_int
 
 __all__ = ["Placement", "prototype_placement"]
@@ -109,7 +110,7 @@ class Placement:
     def to_pandas(self):
         """One row per part and one for the background: ``prototypes`` (count),
         ``share``, ``chance`` (area share) and ``ratio`` (share / chance)."""
-        import pandas as pd
+        pd = require("pandas", "Placement.to_pandas")
 
         n = len(self.part)
         counts = [int((self.part == i).sum()) for i in range(len(self.part_names))]

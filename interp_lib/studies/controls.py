@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from .._plumbing import require
 from .generalisation import Architecture, train_to_criterion
 
 __all__ = [
@@ -242,7 +243,7 @@ def profile_table(result: dict, by: str | Sequence[str]):
     pandas.DataFrame
         Indexed by ``by``; columns ``(quantity, "mean" | "sd")``.
     """
-    import pandas as pd
+    pd = require("pandas", "interp_lib.studies.profile_table")
 
     by = [by] if isinstance(by, str) else list(by)
     flat = [

@@ -40,7 +40,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .._plumbing import NonFiniteLossError, evaluating
+from .._plumbing import NonFiniteLossError, evaluating, require
 from .._validation import check_int, make_generator
 from .nets import residual_classifier
 from .stats import correlation_bootstrap
@@ -483,7 +483,7 @@ class GeneralisationStudy:
 
     def to_pandas(self):
         """One row per network, with the Gride IDs as columns ``gride_<n2>``."""
-        import pandas as pd
+        pd = require("pandas", "GeneralisationStudy.to_pandas")
 
         flat = []
         for r in self.rows:
@@ -507,7 +507,7 @@ class GeneralisationStudy:
 
     def curves(self):
         """The training-progress rows: ``arch, seed, epoch, twonn, test_error``."""
-        import pandas as pd
+        pd = require("pandas", "GeneralisationStudy.curves")
 
         out = [{"arch": r["arch"], "seed": r["seed"], **c} for r in self.rows for c in r["curve"]]
         return pd.DataFrame(out, columns=["arch", "seed", "epoch", "twonn", "test_error"])
@@ -551,7 +551,7 @@ class GeneralisationStudy:
             ``subset, n, pearson, pearson_low, pearson_high, spearman, spearman_low,
             spearman_high``.
         """
-        import pandas as pd
+        pd = require("pandas", "GeneralisationStudy.correlations")
 
         df = self.to_pandas()
         arch = self.by_architecture()
@@ -610,7 +610,7 @@ class GeneralisationStudy:
         pandas.DataFrame
             ``left_out, pearson, spearman``, one row per architecture.
         """
-        import pandas as pd
+        pd = require("pandas", "GeneralisationStudy.leave_one_out")
         from scipy.stats import pearsonr, spearmanr
 
         arch = self.by_architecture()
@@ -686,7 +686,7 @@ def compare_to_summary(
     KeyError
         If a live network has no counterpart in the summary.
     """
-    import pandas as pd
+    pd = require("pandas", "interp_lib.studies.compare_to_summary")
 
     ref = {(r["arch"], r["seed"]): r for r in summary.rows}
     out = []

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .._plumbing import require
 from .._validation import as_points, check_fraction, check_int
 from ..id import gride_mle, pca_dim, subsample_estimates, twonn_ls
 from ..id._ratios import length_scale, ratio_table
@@ -103,7 +104,7 @@ class ClassProfiles:
 
     def to_pandas(self):
         """One row per layer: depth, units, and mean and sd over classes of each estimate."""
-        import pandas as pd
+        pd = require("pandas", "ClassProfiles.to_pandas")
 
         data = {
             "relative_depth": self.relative_depth,

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .._plumbing import require
 from .._validation import check_int, make_generator
 
 __all__ = ["CorrelationResult", "PairedInterval", "correlation_bootstrap", "paired_interval"]
@@ -153,7 +154,7 @@ class CorrelationResult:
 
     def to_pandas(self):
         """A two-row table: coefficient, p-value and interval of each correlation."""
-        import pandas as pd
+        pd = require("pandas", "CorrelationResult.to_pandas")
 
         pct = round(100 * self.confidence)
         return pd.DataFrame(

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
+from .._plumbing import require
 from ._image import to_rgb, wrap_label
 
 __all__ = ["PART_COLORS", "overlay_masks", "sample_grid"]
@@ -105,8 +106,8 @@ def sample_grid(
     -------
     matplotlib.figure.Figure
     """
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch
+    plt = require("matplotlib.pyplot", "interp_lib.viz.sample_grid")
+    Patch = require("matplotlib.patches", "interp_lib.viz.sample_grid").Patch
 
     if images.ndim != 4:
         raise ValueError(f"images must have shape (N, C, H, W), got {tuple(images.shape)}.")

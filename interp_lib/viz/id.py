@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from .._plumbing import require
+
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
 
@@ -23,7 +25,7 @@ __all__ = [
 
 
 def _axes(ax: Axes | None, figsize=(4.5, 3.5)) -> Axes:
-    import matplotlib.pyplot as plt
+    plt = require("matplotlib.pyplot", "interp_lib.viz")
 
     if ax is None:
         _, ax = plt.subplots(figsize=figsize, layout="constrained")
@@ -107,7 +109,7 @@ def twonn_figure(
     manifold: str = "sphere", d: int = 2, n: int = 2000, noise: float = 0.0, seed: int = 0
 ):
     """Sample a manifold of known ID, run TwoNN and draw the fit, titled with the result."""
-    import matplotlib.pyplot as plt
+    plt = require("matplotlib.pyplot", "interp_lib.viz.twonn_figure")
 
     from ..datasets import make_manifold
     from ..id import twonn
@@ -144,7 +146,7 @@ def twonn_explorer(
             menu=("manifold", manifolds),
             slider=("true ID", dims),
         )
-    import ipywidgets as W
+    W = require("ipywidgets", "interp_lib.viz.twonn_explorer")
 
     controls = {
         "manifold": W.Dropdown(options=list(manifolds), value=manifolds[0]),

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from .._plumbing import require
+
 if TYPE_CHECKING:  # pragma: no cover
     from ..profile import LayerProfile
 
@@ -33,7 +35,7 @@ def layer_figure(
     variance : float, default 0.9
         Threshold of the PC-ID marked on the spectrum.
     """
-    import matplotlib.pyplot as plt
+    plt = require("matplotlib.pyplot", "interp_lib.viz.layer_figure")
 
     from ..id import pca_dim_from_spectrum, pca_spectrum
     from .id import plot_spectrum

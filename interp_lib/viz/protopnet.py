@@ -143,7 +143,7 @@ def plot_scoring_sheet(explanation: Explanation, *, ax=None) -> Figure:
     labels.append("all other prototypes")
     values.append(explanation.rest_points)
     colors.append("tab:blue")
-    from matplotlib.patches import Patch
+    Patch = require("matplotlib.patches", "interp_lib.viz.plot_scoring_sheet").Patch
 
     # The legend goes below the axis, clear of the bars.
     ax.legend(

@@ -14,12 +14,14 @@ import io
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .._plumbing import require
+
 __all__ = ["figure_png", "live_explorer", "precomputed_explorer", "scroll_table"]
 
 
 def figure_png(fig: Any, *, dpi: int = 90) -> bytes:
     """Render a matplotlib figure to PNG bytes and close it."""
-    import matplotlib.pyplot as plt
+    plt = require("matplotlib.pyplot", "interp_lib.viz.figure_png")
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
@@ -28,13 +30,13 @@ def figure_png(fig: Any, *, dpi: int = 90) -> bytes:
 
 
 def _image(png: bytes):
-    import ipywidgets as W
+    W = require("ipywidgets", "interp_lib.viz")
 
     return W.Image(value=png, format="png", layout=W.Layout(max_width="100%"))
 
 
 def _slider_stack(name: str, values: Sequence[Any], pngs: Sequence[bytes]):
-    import ipywidgets as W
+    W = require("ipywidgets", "interp_lib.viz")
 
     stack = W.Stack([_image(p) for p in pngs], selected_index=0)
     slider = W.SelectionSlider(
@@ -74,7 +76,7 @@ def precomputed_explorer(
         With attributes ``controls`` (the drop-down, if any, then the sliders) and
         ``stacks`` (the ``Stack`` widgets holding the figures), for tests.
     """
-    import ipywidgets as W
+    W = require("ipywidgets", "interp_lib.viz.precomputed_explorer")
 
     s_name, s_values = slider
     if not s_values:
@@ -122,7 +124,7 @@ def live_explorer(render: Callable[..., Any], controls: dict[str, Any], *, dpi: 
         With attributes ``controls`` (dict) and ``image`` (the ``Image`` widget updated
         on every change).
     """
-    import ipywidgets as W
+    W = require("ipywidgets", "interp_lib.viz.live_explorer")
 
     image = W.Image(format="png", layout=W.Layout(max_width="100%"))
 

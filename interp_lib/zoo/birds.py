@@ -81,6 +81,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._plumbing import require
 from .._validation import check_bool, check_choice, check_int
 from ..datasets._base import TensorImageDataset
 from ._birds_cnn import splits
@@ -440,7 +441,7 @@ def variants_table(summary: dict[str, Any], *, percent: bool = True):
     (the variant the declared rule picked). ``percent``: accuracies, shares and gaps in
     percent (points).
     """
-    import pandas as pd
+    pd = require("pandas", "interp_lib.zoo.variants_table")
 
     k = 100.0 if percent else 1.0
     chosen = (summary.get("choice") or {}).get("variant")
