@@ -8,7 +8,7 @@ a kernel without MyST-NB.
 
 In the notebooks, the book's MyST markup becomes plain Markdown: citations become
 "Author et al. (year)", ``{glue:text}`` references name the printed value (the chapters'
-``interp_lib.viz.glue`` prints it outside a book build), ``{doc}``/``{func}`` become text,
+``interp_lib.book.glue`` prints it outside a book build), ``{doc}``/``{func}`` become text,
 and dropdown admonitions (exercise solutions) become ``<details>`` toggles.
 
     python book/_notebooks.py [OUT_DIR]

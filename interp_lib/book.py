@@ -1,8 +1,12 @@
-"""Numbers for the book's prose that also work in a plain Jupyter kernel.
+"""Book plumbing: numbers for the prose that also work in a plain Jupyter kernel, and
+training budgets that the test suite can cut.
 
 The chapters glue measured numbers into their text with MyST-NB. Read in Colab, Binder or
 a plain Jupyter (no MyST-NB, or MyST-NB but no book build), the same cells print the
 numbers instead, so a reader of the notebook sees every value the prose quotes.
+
+This module imports neither matplotlib nor torch: :mod:`interp_lib.claims` and every
+chapter use it, and a figure module (:mod:`interp_lib.viz`) is not its home.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ._plumbing import require
-from .viz.book import BOOK_BUILD_ENV, glue
+from .book import BOOK_BUILD_ENV, glue
 
 __all__ = [
     "COLUMNS",

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from _helpers import require_module
 
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("book_notebooks", ROOT / "book" / "_notebooks.py")
@@ -68,20 +69,20 @@ def test_markdown_has_no_myst_markup_left():
     assert "<details>\n<summary>Solution</summary>\n\nForty-two." in md
 
 
-@pytest.mark.slow
+@pytest.mark.book  # executes every chapter (book implies slow: conftest)
 @pytest.mark.timeout(3000)  # a chapter that trains its networks runs for minutes
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
 def test_notebook_runs_in_a_plain_kernel(chapter, tmp_path):
     """Each committed notebook executes in a kernel that cannot import MyST-NB or Sphinx,
     and prints the numbers the prose refers to instead of gluing them. Training budgets
-    are cut (``interp_lib.viz.budget``) so that CI can afford a second run of every
+    are cut (``interp_lib.book.budget``) so that CI can afford a second run of every
     chapter; the book build runs them at full size."""
-    nbclient = pytest.importorskip("nbclient")
+    nbclient = require_module("nbclient")
     (tmp_path / "sitecustomize.py").write_text(_BLOCK_BOOK_TOOLS)
     env = {k: v for k, v in os.environ.items() if k != "INTERP_LIB_BOOK_BUILD"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tmp_path), env.get("PYTHONPATH")]))
     env["MPLBACKEND"] = "Agg"
-    env["INTERP_LIB_BOOK_QUICK"] = "1"  # training budgets cut (viz.budget): the code runs
+    env["INTERP_LIB_BOOK_QUICK"] = "1"  # training budgets cut (book.budget): the code runs
     nb = nbformat.read(ROOT / "notebooks" / f"{chapter.stem}.ipynb", as_version=4)
     client = nbclient.NotebookClient(
         nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "book")}}

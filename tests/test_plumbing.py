@@ -61,7 +61,7 @@ def test_glue_hands_myst_nb_plain_numbers(monkeypatch):
     import sys
     import types
 
-    from interp_lib.viz import glue
+    from interp_lib.book import glue
 
     seen = {}
     fake = types.SimpleNamespace(glue=lambda name, value, display=False: seen.update({name: value}))

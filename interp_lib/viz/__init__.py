@@ -6,7 +6,6 @@ re-exported here. Every figure function returns a matplotlib object and never ca
 """
 
 from .baselines import plot_attributions
-from .book import budget, glue
 from .datasets import PART_COLORS, overlay_masks, sample_grid
 from .id import (
     plot_mu_histogram,
@@ -37,11 +36,9 @@ __all__ = [
     "PART_COLORS",
     "attribution_explorer",
     "attribution_row",
-    "budget",
     "decision_explorer",
     "decision_figure",
     "figure_png",
-    "glue",
     "layer_explorer",
     "layer_figure",
     "live_explorer",

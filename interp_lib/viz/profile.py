@@ -25,16 +25,27 @@ def _axes(ax):
     return ax.figure, ax
 
 
-def _as_profiles(profiles: Any, labels: Sequence[str] | None) -> list[tuple[str | None, Any]]:
-    from ..profile import LayerProfile
+#: What :func:`plot_profile` reads from a profile. Checked by attribute (duck typing), so
+#: that drawing a profile does not import :mod:`interp_lib.profile` back (``LayerProfile.plot``
+#: imports this module).
+_PROFILE_FIELDS = ("layers", "dimensions", "errors", "relative_depth", "estimator")
 
-    if isinstance(profiles, LayerProfile):
-        items = [(profiles.label, profiles)]
+
+def _is_profile(value: Any) -> bool:
+    return all(hasattr(value, f) for f in _PROFILE_FIELDS)
+
+
+def _as_profiles(profiles: Any, labels: Sequence[str] | None) -> list[tuple[str | None, Any]]:
+    if _is_profile(profiles):
+        items = [(getattr(profiles, "label", None), profiles)]
     elif isinstance(profiles, Mapping):
         items = list(profiles.items())
     else:
-        items = [(getattr(p, "label", None), p) for p in profiles]
-    if not items or not all(isinstance(p, LayerProfile) for _, p in items):
+        try:
+            items = [(getattr(p, "label", None), p) for p in profiles]
+        except TypeError:
+            items = []
+    if not items or not all(_is_profile(p) for _, p in items):
         raise TypeError(
             "profiles must be a LayerProfile, a sequence of them or a {label: profile} dict."
         )
