@@ -15,6 +15,7 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
+from interp_lib.networks import build
 from interp_lib.profile import cli, layer_ids
 
 matplotlib.use("Agg")
@@ -89,7 +90,7 @@ def test_end_to_end_matches_layer_ids_and_resumes(folder, weights, tmp_path, mon
     saved = json.loads((out / "profile.json").read_text())
     assert saved["id_mean"] == summary["id_mean"]
     # one class recomputed by hand: same subset, same model, same numbers
-    model = cli.build_model("test_profile_cli:tiny_net", weights)
+    model = build("test_profile_cli:tiny_net", weights)
     from interp_lib.datasets import image_folder, imagenet_transform
 
     data = image_folder(folder, transform=imagenet_transform(16))
@@ -141,16 +142,16 @@ def test_an_interrupted_run_keeps_finished_classes(folder, weights, tmp_path, mo
 
 
 def test_torchvision_name_and_clear_errors(folder, tmp_path, capsys):
-    model = cli.build_model("resnet18", num_classes=3)
+    model = build("resnet18", num_classes=3)
     assert isinstance(model, nn.Module) and not model.training
     with pytest.raises(ValueError, match="Did you mean 'resnet18'"):
-        cli.build_model("resnet_18")
+        build("resnet_18")
     with pytest.raises(ValueError, match="cannot import"):
-        cli.build_model("no_such_module:make")
+        build("no_such_module:make")
     bad = tmp_path / "bad.pt"
     torch.save({"weight": torch.zeros(2)}, bad)
     with pytest.raises(ValueError, match="do not fit the model"):
-        cli.build_model("test_profile_cli:tiny_net", bad)
+        build("test_profile_cli:tiny_net", bad)
     assert cli.main(["test_profile_cli:tiny_net", str(folder), "--out", str(tmp_path / "o"),
                      "--n-per-class", "0"]) == 2  # fmt: skip
     assert "--n-per-class must be at least 1" in capsys.readouterr().err

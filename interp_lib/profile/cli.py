@@ -33,7 +33,6 @@ Outputs in ``--out``:
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import math
 import os
@@ -43,99 +42,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from .._plumbing import require
+from ..networks import build
 from .layer_ids import LayerProfile, layer_ids
 
-__all__ = ["build_model", "class_indices", "main", "run", "summarize"]
+__all__ = ["class_indices", "main", "run", "summarize"]
 
 VERSION = 1
-
-
-# ----------------------------------------------------------------------------- model
-
-
-def build_model(spec: str, weights: str | os.PathLike | None = None, **kwargs: Any) -> nn.Module:
-    """A model from a torchvision name or ``module:factory``, with optional weights.
-
-    Parameters
-    ----------
-    spec : str
-        ``"vgg16"`` (any name of ``torchvision.models.list_models()``, built with
-        ``weights=None``) or ``"package.module:function"``.
-    weights : path, optional
-        A state dict, or a dict holding one under ``"state_dict"`` or ``"model"``; loaded
-        with ``torch.load(weights_only=True)`` and ``strict=True`` (a ``module.`` prefix
-        left by ``DataParallel`` is removed).
-    **kwargs
-        Keyword arguments of the factory (e.g. ``num_classes`` for torchvision).
-
-    Raises
-    ------
-    ValueError
-        Unknown model name, a factory that does not return a module, weights that do not
-        fit the model.
-    FileNotFoundError
-        Missing weights file.
-    """
-    if ":" in spec:
-        module_name, _, attr = spec.partition(":")
-        try:
-            factory = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ValueError(
-                f"cannot import the model factory {spec!r} ({exc}). Give 'module:function' "
-                "with the module importable from here (e.g. on PYTHONPATH)."
-            ) from exc
-        model = factory(**kwargs)
-    else:
-        import torchvision
-
-        names = torchvision.models.list_models()
-        if spec not in names:
-            import difflib
-
-            close = difflib.get_close_matches(spec, names, n=3)
-            hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
-            raise ValueError(
-                f"{spec!r} is not a torchvision model name.{hint} Give a name of "
-                "torchvision.models.list_models() or 'module:factory'."
-            )
-        model = torchvision.models.get_model(spec, weights=None, **kwargs)
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"{spec!r} returned a {type(model).__name__}, not a torch.nn.Module.")
-    if weights is not None:
-        load_weights(model, weights)
-    return model.eval()
-
-
-def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
-    """Load a state dict saved with ``torch.save`` into ``model`` (``weights_only=True``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file {str(path)!r} does not exist.")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict):
-        for key in ("state_dict", "model"):
-            if isinstance(state.get(key), dict):
-                state = state[key]
-                break
-    if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
-        raise ValueError(
-            f"{str(path)!r} does not hold a state dict (got {type(state).__name__}); save "
-            "the weights with torch.save(model.state_dict(), path)."
-        )
-    if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module.") :]: v for k, v in state.items()}
-    result = model.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise ValueError(
-            f"the weights in {str(path)!r} do not fit the model: missing keys "
-            f"{result.missing_keys[:5]}, unexpected keys {result.unexpected_keys[:5]}. Check "
-            "the model name and --model-kwargs (e.g. num_classes)."
-        )
 
 
 # ------------------------------------------------------------------------------ data
@@ -346,7 +261,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
             )
     else:
         _write_json(config_file, config)
-    model = build_model(args.model, args.weights, **config["model_kwargs"]).to(args.device)
+    model = build(args.model, args.weights, **config["model_kwargs"]).to(args.device)
     subsets = class_indices(dataset.targets, len(names), args.n_per_class, args.seed)
     records = []
     for name in wanted:

@@ -10,16 +10,12 @@ Nothing is ever downloaded.
 
 from __future__ import annotations
 
-import os
-import re
 from collections import OrderedDict
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
-import torch
 from torch import nn
 
+from ..networks.weights import WeightsLike, load_weights, read_weights, resolve_weights
 from ..nn import Trunk, TrunkInfo, infer_out_channels, small_cnn, trunk_info
 
 __all__ = [
@@ -33,8 +29,6 @@ __all__ = [
     "small_cnn",
     "trunk_info",
 ]
-
-WeightsLike = str | os.PathLike | None
 
 _VGG = tuple(f"vgg{d}{bn}" for d in (11, 13, 16, 19) for bn in ("", "_bn"))  # vgg11 ... vgg19_bn
 _RESNET = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
@@ -59,49 +53,6 @@ TORCHVISION_INFO: dict[str, tuple[int, int]] = {
 def available_backbones() -> tuple[str, ...]:
     """Names understood by :func:`build_backbone`."""
     return ("small_cnn", *_VGG, *_RESNET, *_DENSENET)
-
-
-def _hub_file(arch: str, name: str) -> Path:
-    from torchvision.models import get_model_weights
-
-    enum = get_model_weights(arch)
-    try:
-        entry = enum[name] if name != "DEFAULT" else enum.DEFAULT
-    except KeyError:
-        raise ValueError(
-            f"{arch} has no torchvision weights named {name!r}; choose one of "
-            f"{[w.name for w in enum]} or pass a local state-dict path."
-        ) from None
-    filename = os.path.basename(urlparse(entry.url).path)
-    path = Path(torch.hub.get_dir()) / "checkpoints" / filename
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"the {arch} weights {entry} are not in the torch hub cache ({path}). "
-            "interp_lib never downloads: fetch the file yourself (e.g. "
-            f"torchvision.models.{arch}(weights='{entry.name}') on a machine with "
-            "internet) and copy it there, or pass weights=<path to a state dict>."
-        )
-    return path
-
-
-def _load_weights(arch: str, weights: WeightsLike) -> dict[str, torch.Tensor]:
-    text = os.fspath(weights)
-    looks_like_path = os.sep in text or text.endswith((".pt", ".pth")) or os.path.exists(text)
-    path = Path(text) if looks_like_path else _hub_file(arch, text)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file {path} does not exist.")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict):
-        raise ValueError(f"{path} does not hold a state dict (got {type(state).__name__}).")
-    if arch.startswith("densenet"):  # old torchvision key names, as torchvision does
-        pattern = re.compile(
-            r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\."
-            r"(?:weight|bias|running_mean|running_var))$"
-        )
-        state = {
-            (m.group(1) + m.group(2) if (m := pattern.match(k)) else k): v for k, v in state.items()
-        }
-    return state
 
 
 def _torchvision_trunk(arch: str, net: nn.Module) -> Trunk:
@@ -206,11 +157,8 @@ def build_backbone(name: str, *, weights: WeightsLike = None, **kwargs) -> Trunk
     if name in available_backbones():
         kwargs = check_backbone_kwargs(name, kwargs)
     if name == "small_cnn":
-        if weights is not None:
-            trunk = small_cnn(**kwargs)
-            trunk.load_state_dict(_load_weights(name, weights))
-            return trunk
-        return small_cnn(**kwargs)
+        trunk = small_cnn(**kwargs)
+        return trunk if weights is None else load_weights(trunk, resolve_weights(weights))
     if name not in available_backbones():
         raise ValueError(
             f"unknown backbone {name!r}; choose one of {list(available_backbones())} or "
@@ -221,13 +169,13 @@ def build_backbone(name: str, *, weights: WeightsLike = None, **kwargs) -> Trunk
     net = getattr(tvm, name)(weights=None, **kwargs)
     trunk = _torchvision_trunk(name, net)
     if weights is not None:
-        state = _load_weights(name, weights)
+        state = read_weights(resolve_weights(weights, name))
         try:
-            net.load_state_dict(state)
-        except RuntimeError as full_error:
+            load_weights(net, state)
+        except ValueError as full_error:
             try:
-                trunk.load_state_dict(state)
-            except RuntimeError:
+                load_weights(trunk, state)
+            except ValueError:
                 raise ValueError(
                     f"the weights do not fit {name}, neither the full torchvision model "
                     f"nor its trunk: {full_error}"
