@@ -4,9 +4,8 @@ The paper always starts from an ImageNet-pretrained trunk; warm-up and joint tra
 adapt it. A small trunk trained *from scratch* inside ProtoPNet learns very slowly: the
 latent patches start far from every prototype (squared distances of order ``D / 6``),
 where the log similarity is flat, so the cross-entropy gradient reaching the trunk is
-tiny. On the procedural birds (64 px, 10 classes) ``fit`` from scratch stayed near chance
-for 10 epochs, while the same trunk under a global pool and a linear head learns the
-classes in a few epochs.
+tiny. On the procedural birds ``fit`` from scratch stays near chance for many epochs,
+while the same trunk under a global pool and a linear head learns the classes in a few.
 
 :func:`pretrain_backbone` therefore trains ``trunk -> global pool -> linear`` with plain
 cross-entropy (through :func:`interp_lib.models.train_classifier`) on the training images
@@ -15,10 +14,8 @@ and returns the trunk, ready for ``ProtoPNet(trunk, n_classes=..., ...)`` and
 trunk's features local and translation-equivariant, as in an ImageNet trunk. The default
 is global *max* pooling, which mirrors ProtoPNet's own max-pooled similarity: one location
 must carry the class evidence, so the trunk learns local part detectors. It also learns
-much faster when the object is small: on the birds (a bird covers ~10 % of the image)
-average pooling dilutes the bird's signal with the clutter around it, and in our runs it
-reached 0.23 validation accuracy after 15 epochs on 500 images where max pooling
-reached 0.39 (and 0.95 training accuracy).
+faster when the object is small (a bird covers about a tenth of the image): average
+pooling dilutes the bird's signal with the clutter around it.
 
 A warm trunk alone is not enough on a CPU budget: with prototypes drawn ``U[0, 1)`` the
 cluster cost pulls latents and prototypes together long before the cross-entropy makes
@@ -28,25 +25,27 @@ start as the latent patches of its training images where the head sees the most 
 for the class (``head.weight[c] . f(x)[:, h, w]``, a class activation map), one image per
 prototype.
 
-Measured with ``bench/protopnet_birds.py`` (64 px, difficulty 0.5, 10 classes, 1500
-training images, one thread on a shared 2-core machine, about 6 minutes): warm trunk
-(0.885 validation accuracy as a max-pool classifier) + seeded prototypes +
-``Schedule.cpu_birds()``: test accuracy 0.582 (chance 0.10), 66 % of the pushed prototypes
-centred on the bird (chance 10.4 %), 60 % with their 95th-percentile box mostly on the
-bird (chance 12.9 %). The same without seeding (``--no-seed``): test accuracy 0.120, 2 %
-of the prototypes on the bird.
+The zoo's birds recipe (:func:`interp_lib.zoo.protopnet_birds`) starts its ProtoPNets
+this way; ``bench/protopnet_birds.py`` measures it (test accuracy against the same-trunk
+CNN, prototypes on the bird), with the figures in
+``bench/summaries/protopnet_variants.json``.
 
 Examples
 --------
+A tiny run (two classes, one epoch) that shows the calls; a real one trains for epochs
+and then calls :func:`~interp_lib.protopnet.fit`:
+
+>>> from torch.utils.data import DataLoader
 >>> from interp_lib.datasets import birds
->>> from interp_lib.protopnet import ProtoPNet, Schedule, fit, pretrain_backbone
->>> train = birds(100, size=64, seed=0)                           # doctest: +SKIP
->>> net, _ = pretrain_backbone("small_cnn", train, n_classes=10) # doctest: +SKIP
->>> model = ProtoPNet(net.features, n_classes=10, n_prototypes_per_class=5,
-...                   prototype_dim=64, image_size=64)            # doctest: +SKIP
->>> seed_prototypes(model, push_loader, net.head)                 # doctest: +SKIP
->>> fit(model, train_loader, val_loader=val_loader, push_loader=push_loader,
-...     schedule=Schedule.cpu_birds())                            # doctest: +SKIP
+>>> from interp_lib.protopnet import ProtoPNet, pretrain_backbone, seed_prototypes
+>>> train = birds(4, image_size=32, classes=2, seed=0)
+>>> net, history = pretrain_backbone("small_cnn", train, n_classes=2, epochs=1,
+...                                  progress=False, backbone_kwargs={"widths": [8, 16]})
+>>> model = ProtoPNet(net.features, n_classes=2, n_prototypes_per_class=2,
+...                   prototype_dim=16, image_size=32)
+>>> start = seed_prototypes(model, DataLoader(train, batch_size=8), net.head)
+>>> sorted(start), start["sample_index"].shape
+(['evidence', 'location', 'sample_index'], torch.Size([4]))
 """
 
 from __future__ import annotations
