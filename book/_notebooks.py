@@ -43,9 +43,13 @@ import importlib.util
 import subprocess
 import sys
 
-if importlib.util.find_spec("interp_lib") is None:
+if importlib.util.find_spec("interp_lib") is None:  # until a release is on PyPI
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "interp_lib[viz,captum] @ git+{url}@{branch}"], check=True)"""
+                    "interp_lib[viz,captum] @ git+{url}@{branch}"], check=True)
+if "google.colab" in sys.modules:  # Colab draws ipywidgets 8 with its custom widget manager
+    from google.colab import output
+
+    output.enable_custom_widget_manager()"""
 
 
 @cache
