@@ -186,8 +186,16 @@ def evidence_share(
 
     Examples
     --------
-    >>> ev = evidence_share(birds.protopnet, birds.test)        # doctest: +SKIP
-    >>> ev.mean_correct, ev.off_class_weights["above_0.1"]       # doctest: +SKIP
+    A new ProtoPNet keeps the promise by construction (its off-class weights start at
+    ``-0.5``), so every decision's positive evidence is its own class's:
+
+    >>> import torch
+    >>> from interp_lib.protopnet import ProtoPNet
+    >>> model = ProtoPNet("small_cnn", n_classes=2, n_prototypes_per_class=2,
+    ...                   prototype_dim=8, image_size=32, backbone_kwargs={"widths": [8]})
+    >>> ev = evidence_share(model, torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 0, 1]))
+    >>> ev.share.shape, ev.mean, ev.off_class_weights["max"]
+    (torch.Size([4]), 1.0, -0.5)
     """
     from torch.utils.data import DataLoader, Dataset
 
