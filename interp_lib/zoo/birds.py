@@ -37,36 +37,24 @@ epoch); CNN 18 warm epochs + 10 more (28 epochs, 1316 Adam steps, the last 47 at
 of the learning rate); ProtoPNet 1 warm-up + 9 joint epochs (470 Adam steps, the last 47
 at a tenth of the learning rates) with pushes after epochs 0, 2, 4, 6, 8 and 9, each
 followed by the convex last-layer solve (``DEFAULT_SCHEDULE``).
-Why this split: the CNN learns slowly under the augmentation (validation accuracy about
-0.2 after 6 epochs, 0.9 after 14-18), and a ProtoPNet branched off a weak trunk stays far
-below it; branched at 18 epochs it starts from a trunk at test accuracy 0.968 (seed 0, 64
-px), and it needs most of its 10 epochs to build a classifier around its prototypes (6
-epochs: 0.932, 8: 0.942, 10: 0.952, 12: 0.954 on seed 0 at 64 px). The first push and
-solve come right after the warm-up epoch because joint epochs under the fixed +1/-0.5
-last layer barely raise accuracy (0.40-0.48 validation over 5 joint epochs without it,
-0.87 with it, seed 0). Why 80 pixels and no last pool: a 20 x 20 grid of patches 4 px
-apart instead of 8 x 8 patches 8 px apart (64 px with the pool) took the mean gap to the
-CNN from 3.1 to 1.9 points and the prototypes centred on the bird from 61 % to 78 %
-(seeds 0-2), for about 1.6 times the training time.
-``bench/protopnet_birds.py`` reports both test accuracies, their paired difference over
-seeds, prototype placement and training times (``result.train_seconds``); its docstring
-keeps the measured table and the experiments behind this recipe. Measured over seeds
-0-4 (``OMP_NUM_THREADS=1 python bench/protopnet_birds.py --seeds ... --retrain``, one
-thread, the zoo's default, two runs side by side on the 2-core machine): test accuracy
-ProtoPNet 0.962 +- 0.008, CNN 0.983 +- 0.008 (paired difference -0.021, 95 % interval
-[-0.033, -0.009]); 76 +- 3 % of the prototypes centred on the bird (chance 11 %; 96 %
-within 2 pixels of it), 95 % distinct source patches; 160 +- 3 s per entry (wall and
-CPU time alike: one thread). Training in the channels-last memory format, augmenting a
-whole batch in one call and reusing each push's latent maps for the last-layer solve
-took an entry from 308 to 160 CPU-seconds.
+Why this split: the CNN learns slowly under the augmentation, and a ProtoPNet branched
+off a weak trunk stays far below it, so the CNN trains most of its epochs before the
+branch, and the ProtoPNet needs most of its own epochs to build a classifier around its
+prototypes. The first push and solve come right after the warm-up epoch because joint
+epochs under the fixed +1/-0.5 last layer barely raise accuracy. Why 80 pixels and no
+last pool: a 20 x 20 grid of patches 4 px apart instead of 8 x 8 patches 8 px apart (64
+px with the pool) narrows the gap to the CNN and centres more prototypes on the bird,
+for a longer training. Cropping the birds to their bounding boxes as ProtoPNet crops CUB
+(``crop=True``) did not help.
+``bench/protopnet_birds.py`` measures the recipe over seeds: both test accuracies and
+their paired difference, prototype placement and training times
+(``result.train_seconds``). Its summary, ``bench/summaries/protopnet_variants.json``, is
+rendered into the README by ``bench/report.py``; its docstring keeps the experiments
+behind the choices above.
 The thread count is part of the cache key (``threads``, default 1): it changes the
 order of floating-point sums, and the same seed then ends as far off as another seed
-would (seed 0 at 2 threads, before those speed-ups: ProtoPNet 0.946 against 0.978 at
-one thread). At one thread an entry is the same run on every machine of the same kind,
-so the book's numbers are the bench's.
-Cropping the birds to their bounding boxes as ProtoPNet crops CUB (``crop=True``) did
-not help: prototypes on the bird 62 % (seed 0) and, at 64 px with the last pool, 74 %
-over 5 seeds with a mean gap of 2.8 points, against a chance of 38 %.
+would. At one thread an entry is the same run on every machine of the same kind, so the
+book's numbers are the bench's.
 A cached entry loads in a few seconds (about 40 MB: images stored as 8-bit, masks as a
 part index per pixel).
 """
@@ -319,8 +307,7 @@ def protopnet_birds(
         Crop every image to its bird's bounding box, as ProtoPNet crops CUB-200-2011
         (:func:`interp_lib.datasets.crop_to_birds`). Off by default: tried with the
         default recipe and with 64 px and the last pool, it gave no more prototypes on
-        the bird (62 % and 74 %, against a chance of 38 %) and no smaller gap to the CNN
-        (see ``bench/protopnet_birds.py``).
+        the bird and no smaller gap to the CNN (see ``bench/protopnet_birds.py``).
     widths : tuple of int
         Channels of the small CNN trunk's stages (one max-pool each).
     pool_last : bool
