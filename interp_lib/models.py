@@ -171,8 +171,7 @@ def train_classifier(
         (pass a *validation* split as ``test`` then: it selects the model). Needs ``test``.
     channels_last : bool, default False
         Train in the channels-last memory format (model and images): the same function,
-        faster convolutions on most CPUs and recent GPUs (1.4x per epoch for the small CNN
-        on 2 CPU cores, measured on the zoo's birds); the model is left in that format.
+        faster convolutions on most CPUs and recent GPUs; the model is left in that format.
 
     Returns
     -------

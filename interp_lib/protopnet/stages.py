@@ -248,9 +248,8 @@ class Schedule:
         small backbone is not pretrained) and a step decay every 5 joint epochs. Any field
         can be overridden by keyword.
 
-        A starting point, not a tuned recipe: from scratch, 10 epochs on 500 procedural
-        birds (64 px, 10 classes) stayed near chance in our runs. Start from a trained
-        trunk instead, as the paper does: :func:`~interp_lib.protopnet.pretrain_backbone`
+        A starting point, not a tuned recipe: from scratch on the procedural birds it
+        stays near chance. Start from a trained trunk instead, as the paper does: :func:`~interp_lib.protopnet.pretrain_backbone`
         then :meth:`cpu_birds` (see ``bench/protopnet_birds.py``).
         """
         kw = dict(
@@ -282,9 +281,7 @@ class Schedule:
         10 epochs, 1 warm-up, a push and last-layer solve after epochs 0, 2, 4, 6, 8 and
         9, the last epoch at a tenth of the learning rates, and the trunk at the CNN's
         learning rate (2e-3), since a trunk warm-started for 18 epochs on 1500 images is
-        far from an ImageNet-trained one; measured better on seed 0 (ProtoPNet test
-        accuracy 0.95, against 0.48 with these defaults and 8 epochs after a 6-epoch warm
-        start).
+        far from an ImageNet-trained one.
         """
         kw = dict(
             epochs=epochs,

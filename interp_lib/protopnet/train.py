@@ -482,7 +482,7 @@ def fit(
         Mixed precision with :func:`torch.autocast` (``"fp16"`` adds a gradient scaler).
     channels_last : bool
         Use the channels-last memory format for model and images (faster convolutions on
-        recent GPUs and on most CPUs: 1.4x per epoch for the zoo's birds on 2 cores).
+        recent GPUs and on most CPUs; ``bench/protopnet.py --channels-last`` measures it).
     checkpoint : path, optional
         Written atomically after every step (rank 0 only) with everything needed to
         resume, and a SHA-256 of its contents that every read verifies.
