@@ -210,7 +210,7 @@ class AugmentedDataset(Dataset):
 
         A ``DataLoader`` (PyTorch 2.1 and later) reads a whole batch through this method:
         one random map per image, drawn together (``RandomAffine.sample(len(indices))``)
-        and applied in one ``grid_sample`` call, about 5 times faster than image by
+        and applied in one ``grid_sample`` call, much faster than image by
         image. Images of different sizes, or an augmentation other than
         :class:`RandomAffine`, are augmented one by one.
         """
