@@ -49,8 +49,8 @@ for a longer training. Cropping the birds to their bounding boxes as ProtoPNet c
 ``bench/protopnet_birds.py`` measures the recipe over seeds: both test accuracies and
 their paired difference, prototype placement and training times
 (``result.train_seconds``). Its summary, ``bench/summaries/protopnet_variants.json``, is
-rendered into the README by ``bench/report.py``; its docstring keeps the experiments
-behind the choices above.
+what the book shows (:func:`load_variants_summary`, :func:`variants_table`); its
+docstring keeps the experiments behind the choices above.
 The thread count is part of the cache key (``threads``, default 1): it changes the
 order of floating-point sums, and the same seed then ends as far off as another seed
 would. At one thread an entry is the same run on every machine of the same kind, so the
