@@ -20,7 +20,8 @@ import interp_lib
 
 ROOT = Path(interp_lib.__file__).resolve().parent
 
-#: Calls made by the fuzz tests of this process, per function (reported by the tests).
+#: Calls made by the fuzz tests of this process, per function (printed at the end of the
+#: run by ``conftest.pytest_terminal_summary``).
 CALLS: Counter[str] = Counter()
 
 N_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "60"))

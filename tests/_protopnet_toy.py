@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import single_thread, tiny_protopnet
+from _helpers import single_thread, tiny_protopnet
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from interp_lib.protopnet import ProtoPNet
@@ -47,7 +47,7 @@ class Jitter(Dataset):
 
 def tiny_model(seed: int = 0, *, batch_norm: bool = False) -> ProtoPNet:
     """2 prototypes per class, D = 8, a 2-stage small CNN: a 4x4 latent map at 16 px
-    (the shared factory :func:`conftest.tiny_protopnet`, also for the DDP worker)."""
+    (the shared factory :func:`_helpers.tiny_protopnet`, also for the DDP worker)."""
     return tiny_protopnet(
         seed,
         n_classes=4,

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 import torch
-from conftest import attribution_cnn as cnn
-from conftest import tiny_protopnet
+from _helpers import attribution_cnn as cnn
+from _helpers import tiny_protopnet
 from torch import nn
 
 from interp_lib.baselines import METHODS, attribute, grad_cam

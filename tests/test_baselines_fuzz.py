@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 from _fuzz import FUZZ, outcome
-from conftest import attribution_cnn, tiny_protopnet
+from _helpers import attribution_cnn, tiny_protopnet
 from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
@@ -40,7 +40,7 @@ from interp_lib.baselines.prototype_metrics import (
     stability,
 )
 
-pytestmark = pytest.mark.slow  # a few hundred attributions
+pytestmark = pytest.mark.fuzz  # a few hundred attributions
 
 
 # ---------------------------------------------------------------------------- inputs

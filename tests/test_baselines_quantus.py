@@ -26,7 +26,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import attribution_cnn
+from _helpers import attribution_cnn, require_module
 from torch import nn
 
 from interp_lib.baselines import (
@@ -37,7 +37,7 @@ from interp_lib.baselines import (
     pointing_game,
 )
 
-quantus = pytest.importorskip("quantus")
+quantus = require_module("quantus")
 pytestmark = [
     pytest.mark.slow,  # imports Quantus (OpenCV, scikit-image); captum attributions
     pytest.mark.filterwarnings("ignore"),  # Quantus' own warnings and prints

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import scipy.stats
 import torch
-from conftest import attribution_cnn as cnn
-from conftest import tiny_protopnet
+from _helpers import attribution_cnn as cnn
+from _helpers import tiny_protopnet
 from skimage.metrics import structural_similarity
 from torch import nn
 

@@ -16,25 +16,20 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+from _helpers import require
+
+pytestmark = pytest.mark.book  # the built book in Chromium (book implies slow: conftest)
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
 SHOTS = ROOT / "_build" / "screenshots"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-IN_CI = os.environ.get("CI", "").lower() == "true"
 PAGES = sorted(p.relative_to(HTML).as_posix() for p in (HTML / "book").glob("*.html"))
-
-
-def _require(ok: bool, why: str) -> None:
-    if not ok:
-        if IN_CI:
-            pytest.fail(f"{why} (required in CI)")
-        pytest.skip(why)
 
 
 @pytest.fixture(scope="module")
 def base_url():
-    _require((HTML / "index.html").exists(), f"the book is not built ({HTML}); run `make book`")
+    require((HTML / "index.html").exists(), f"the book is not built ({HTML}); run `make book`")
 
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args):
@@ -49,11 +44,11 @@ def base_url():
 
 @pytest.fixture(scope="module")
 def browser():
-    _require(Path(CHROMIUM).exists(), f"Chromium not found at {CHROMIUM}")
+    require(Path(CHROMIUM).exists(), f"Chromium not found at {CHROMIUM}")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        _require(False, "playwright is not installed (pip install -e '.[test]')")
+        require(False, "playwright is not installed (pip install -e '.[test]')")
     with sync_playwright() as pw:
         b = pw.chromium.launch(
             executable_path=CHROMIUM,
@@ -92,7 +87,7 @@ def _open(browser, url: str):
 
 
 def test_book_is_built():
-    _require((HTML / "index.html").exists(), f"the book is not built ({HTML}); run `make book`")
+    require((HTML / "index.html").exists(), f"the book is not built ({HTML}); run `make book`")
     assert PAGES, "no chapter pages under _build/html/book"
     assert "book/id_twonn.html" in PAGES
 

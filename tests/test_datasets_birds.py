@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from conftest import single_thread
+from _helpers import single_thread
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from conftest import single_thread
+from _helpers import single_thread
 
 from interp_lib.datasets import make_object, render_object, rotating_objects
 from interp_lib.datasets.objects import FAMILIES

@@ -6,7 +6,8 @@ Valid point clouds are drawn on a binary grid (small integers times a power of t
 that every distance is computed exactly in float64 by both the library and the oracle:
 duplicates and exact ties (which TwoNN and Gride must drop) are frequent, and the oracle
 can demand equality. The examples are derandomised; raise ``FUZZ_EXAMPLES`` to search
-longer. The number of calls is printed by the last test (``pytest -s``).
+longer. The number of calls per function is printed at the end of the run
+(``conftest.pytest_terminal_summary``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 import pytest
 import sklearn
 import torch
-from _fuzz import CALLS, FUZZ, outcome
+from _fuzz import FUZZ, outcome
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -59,7 +60,7 @@ from interp_lib.id import (
 from interp_lib.id._ratios import ratio_table
 
 pytestmark = [
-    pytest.mark.slow,  # about a thousand calls
+    pytest.mark.fuzz,  # about a thousand calls
     pytest.mark.filterwarnings("ignore::UserWarning"),  # dropped duplicates are expected
 ]
 
@@ -672,12 +673,16 @@ def test_train_val_test_split(n, junk, fractions):
     g = torch.Generator().manual_seed(n)
     ds = TensorImageDataset(torch.rand(n, 1, 2, 2, generator=g), torch.arange(n) % 3)
     out = outcome(train_val_test_split, ds if junk is None else junk, fractions)
-    if isinstance(out, Exception):
+    if isinstance(out, Exception):  # only for one of the three invalid inputs, as documented
+        if junk is not None:
+            assert isinstance(out, TypeError), out
+            assert "dataset must be a TensorImageDataset" in str(out)
+        elif n == 0:
+            assert isinstance(out, ValueError) and "labels is empty" in str(out), out
+        else:
+            assert len(fractions) < 2, out
+            assert isinstance(out, ValueError), out
+            assert "fractions must hold at least two" in str(out)
         return
-    assert junk is None and n > 0
+    assert junk is None and n > 0 and len(fractions) >= 2
     assert sum(len(part) for part in out) == n and len(out) == len(fractions)
-
-
-def test_zz_report_the_number_of_calls():
-    total = sum(CALLS.values())
-    print(f"\nfuzzed {total} calls: " + ", ".join(f"{k} {v}" for k, v in sorted(CALLS.items())))

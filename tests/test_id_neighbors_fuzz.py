@@ -64,7 +64,7 @@ def inputs(draw):
     return (torch.from_numpy(X) if as_tensor else X), kwargs
 
 
-@pytest.mark.slow
+@pytest.mark.fuzz
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(inputs())
 def test_nearest_neighbors_fuzz(case):
@@ -108,7 +108,7 @@ def precomputed(draw):
     return D
 
 
-@pytest.mark.slow
+@pytest.mark.fuzz
 @settings(max_examples=150, deadline=None)
 @given(precomputed())
 def test_precomputed_fuzz(D):

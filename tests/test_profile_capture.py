@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import run_in_threads
+from _helpers import run_in_threads
 from torch import nn
 
 from interp_lib.profile import capture, list_layers

@@ -15,6 +15,8 @@ from torch import nn
 
 from interp_lib.profile import capture, collect_activations, layer_ids, list_layers
 
+pytestmark = pytest.mark.fuzz
+
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -128,7 +130,6 @@ def make_data(kind: str, shape: tuple, dtype: torch.dtype):
     return "not data"
 
 
-@pytest.mark.slow
 @FUZZ
 @given(
     kind=mostly(
@@ -163,7 +164,6 @@ def test_collect_activations(kind, shape, dtype, layers, n_samples, batch_size, 
     assert all(bool(torch.isfinite(v).all()) for v in acts.values())
 
 
-@pytest.mark.slow
 @FUZZ
 @given(
     n=mostly(st.integers(8, 40), st.integers(0, 7)),
@@ -200,7 +200,6 @@ def test_layer_ids(n, d, estimator, n_resamples, subsample, seed, duplicates):
     assert prof.n_samples == n
 
 
-@pytest.mark.slow
 @FUZZ
 @given(
     n=st.integers(1, 14),

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import torch
-from conftest import run_in_threads
+from _helpers import run_in_threads
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 

@@ -102,7 +102,7 @@ def test_resume_after_finishing_changes_nothing(config, tmp_path):
     assert all(torch.equal(first[k], again[k]) for k in first)
 
 
-@pytest.mark.slow
+@pytest.mark.distributed
 def test_runs_under_torchrun_with_two_processes(config, tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}

@@ -20,7 +20,7 @@ _ = one_thread  # autouse fixture: one torch thread for tiny models
 HERE = Path(__file__).resolve().parent
 
 
-@pytest.mark.slow
+@pytest.mark.distributed
 @pytest.mark.filterwarnings("ignore:.*share a source patch")
 def test_ddp_two_processes_match_one_process(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE.parent)}

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from conftest import tiny_protopnet
+from _helpers import tiny_protopnet
 from torch.utils.data import DataLoader, TensorDataset
 
 from interp_lib.protopnet import evidence_share, off_class_weight_stats

@@ -22,7 +22,7 @@ import interp_lib
 from interp_lib.protopnet import ProtoPNet, explain, push
 from interp_lib.protopnet.prune import prune
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.fuzz
 
 LIB = str(Path(interp_lib.__file__).parent)
 FUZZ = settings(

@@ -28,7 +28,7 @@ def _texts(fig):
 
 
 def test_each_sanity_panel_carries_its_own_models_layer_names(make_protopnet, make_images):
-    from conftest import attribution_cnn
+    from _helpers import attribution_cnn
 
     cnn = attribution_cnn()
     ppn = make_protopnet(0).eval()

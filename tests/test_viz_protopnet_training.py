@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow  # trains a tiny ProtoPNet once for the module
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from conftest import labelled_images, tiny_protopnet
+    from _helpers import labelled_images, tiny_protopnet
 
     model = tiny_protopnet()
     data = labelled_images(12)

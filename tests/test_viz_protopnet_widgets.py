@@ -11,6 +11,7 @@ import itertools
 import matplotlib.pyplot as plt
 import pytest
 import torch
+from _helpers import labelled_images, require_module, tiny_protopnet
 from torch.utils.data import DataLoader
 
 from interp_lib.protopnet import explain, push
@@ -21,14 +22,12 @@ from interp_lib.viz.protopnet_widgets import (
     decision_figure,
 )
 
-pytest.importorskip("ipywidgets")
+require_module("ipywidgets")
 pytestmark = pytest.mark.slow  # pushes a tiny ProtoPNet and renders a dozen figures
 
 
 @pytest.fixture(scope="module")
 def pushed():
-    from conftest import labelled_images, tiny_protopnet
-
     model = tiny_protopnet().eval()
     data = labelled_images(6)
     result = push(model, DataLoader(data, batch_size=6), progress=False)
