@@ -165,6 +165,12 @@ LAZY_VIZ_SITES = {
 #: them, so their imports of viz, deferred or not, cannot close a circle.
 APP_PARTS = {"cli"}
 
+#: Command lines that still live inside a library part (until they move into the app
+#: layer, :data:`APP_PARTS`): entry points that nothing in interp_lib imports
+#: (:func:`test_entry_point_modules_are_imported_by_nothing`), so their imports cannot
+#: close a circle either (the profile command calls ``studies.class_profiles``).
+APP_MODULES = {f"{PACKAGE}.profile.cli", f"{PACKAGE}.profile.__main__"}
+
 
 def _deferred_imports(node: ast.AST, scope: tuple[str, ...] = (), in_function: bool = False):
     """``(qualname, import statement)`` for every import inside a function, except under
@@ -218,7 +224,7 @@ def subpackage_graph() -> dict[str, set[str]]:
     unlisted = {module for module, fn in _lazy_viz_sites() if (module, fn) not in LAZY_VIZ_SITES}
     graph: dict[str, set[str]] = {}
     for name, targets in import_graph(deferred=True).items():
-        if name == PACKAGE:
+        if name == PACKAGE or name in APP_MODULES:
             continue
         part = name.split(".")[1]
         lazy_viz_ok = name not in unlisted and (name in allowed_modules or part in APP_PARTS)
@@ -260,6 +266,15 @@ def test_no_circle_between_subpackages():
     assert not cycles, "subpackages of interp_lib that import each other: " + "; ".join(
         " <-> ".join(c) for c in cycles
     )
+
+
+def test_entry_point_modules_are_imported_by_nothing():
+    graph = import_graph(deferred=True)
+    users = {
+        (name, t) for name, targets in graph.items() if name not in APP_MODULES
+        for t in targets if t in APP_MODULES
+    }  # fmt: skip
+    assert not users, f"library modules import command-line modules: {sorted(users)}"
 
 
 def test_the_subpackage_graph_sees_deferred_imports(tmp_path, monkeypatch):

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Subset
 
 from interp_lib.networks import build
 from interp_lib.profile import cli, layer_ids
+from interp_lib.studies import class_indices, per_class
 
 matplotlib.use("Agg")
 
@@ -94,7 +95,7 @@ def test_end_to_end_matches_layer_ids_and_resumes(folder, weights, tmp_path, mon
     from interp_lib.datasets import image_folder, imagenet_transform
 
     data = image_folder(folder, transform=imagenet_transform(16))
-    idx = cli.class_indices(data.targets, 3, 12, 0)[1]
+    idx = class_indices(data.targets, 12, choose="random", seed=0)[1]
     prof = layer_ids(model, DataLoader(Subset(data, idx), batch_size=5), n_resamples=3,
                      progress=False)  # fmt: skip
     record = summary["classes"]["n02"]
@@ -108,8 +109,10 @@ def test_end_to_end_matches_layer_ids_and_resumes(folder, weights, tmp_path, mon
     before = {c: (out / "classes" / f"{c}.json").stat().st_mtime_ns for c in CLASSES}
     (out / "classes" / "n03.json").unlink()
     calls = []
-    real = cli.layer_ids
-    monkeypatch.setattr(cli, "layer_ids", lambda *a, **k: calls.append(k["label"]) or real(*a, **k))
+    real = per_class.layer_ids
+    monkeypatch.setattr(
+        per_class, "layer_ids", lambda *a, **k: calls.append(k["label"]) or real(*a, **k)
+    )
     again = cli.run(args(folder, out, weights))
     assert calls == ["n03"]
     assert again["id_mean"] == summary["id_mean"]
@@ -124,19 +127,19 @@ def test_end_to_end_matches_layer_ids_and_resumes(folder, weights, tmp_path, mon
 @pytest.mark.slow
 def test_an_interrupted_run_keeps_finished_classes(folder, weights, tmp_path, monkeypatch):
     out = tmp_path / "run"
-    real = cli.layer_ids
+    real = per_class.layer_ids
 
     def fail_on_second(*a, **k):
         if k["label"] == "n02":
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(cli, "layer_ids", fail_on_second)
+    monkeypatch.setattr(per_class, "layer_ids", fail_on_second)
     with pytest.raises(KeyboardInterrupt):
         cli.run(args(folder, out, weights, "--no-figure"))
     assert sorted(p.name for p in (out / "classes").iterdir()) == ["n01.json"]  # no temp file
     assert not (out / "profile.json").exists()
-    monkeypatch.setattr(cli, "layer_ids", real)
+    monkeypatch.setattr(per_class, "layer_ids", real)
     summary = cli.run(args(folder, out, weights, "--no-figure", "--max-classes", "2"))
     assert list(summary["classes"]) == ["n01", "n02"]
 
@@ -168,3 +171,17 @@ def test_python_dash_m(folder, weights, tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "input" in done.stdout and (out / "profile.json").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("estimator", ["twonn", "mle", "pca"])
+def test_numbers_are_bit_identical_to_the_command_before_the_merge(
+    folder, weights, tmp_path, estimator
+):
+    # data/per_class_golden.json: the command's profile.json before it called
+    # studies.class_profiles (see tests/test_studies_per_class.py)
+    golden = json.loads((Path(__file__).parent / "data" / "per_class_golden.json").read_text())
+    extra = ("--estimator", estimator, "--no-figure", "--seed", "4")
+    summary = cli.run(args(folder, tmp_path / "run", weights, *extra))
+    summary.pop("config")
+    assert summary == golden[f"cli_{estimator}"]

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 from collections.abc import Sequence
@@ -42,44 +41,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Subset
 
 from .._plumbing import require
 from ..networks import build
-from .layer_ids import LayerProfile, layer_ids
 
-__all__ = ["class_indices", "main", "run", "summarize"]
+__all__ = ["main", "run"]
 
 VERSION = 1
 
 
-# ------------------------------------------------------------------------------ data
-
-
-def class_indices(
-    targets: Sequence[int], n_classes: int, n_per_class: int, seed: int
-) -> dict[int, list[int]]:
-    """Up to ``n_per_class`` dataset indices of each class.
-
-    A class with more images gets a random subset, drawn with ``seed + class``; the
-    indices are returned in increasing order (the loader reads them in order).
-    """
-    out: dict[int, list[int]] = {c: [] for c in range(n_classes)}
-    for i, t in enumerate(targets):
-        out[int(t)].append(i)
-    for c, idx in out.items():
-        if len(idx) > n_per_class:
-            gen = torch.Generator().manual_seed(seed + c)
-            pick = torch.randperm(len(idx), generator=gen)[:n_per_class]
-            out[c] = sorted(idx[int(j)] for j in pick)
-    return out
-
-
 # ------------------------------------------------------------------------- results
-
-
-def _finite(values: Sequence[float]) -> list[float | None]:
-    return [None if v is None or not math.isfinite(v) else float(v) for v in values]
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -90,68 +61,6 @@ def _write_json(path: Path, obj: Any) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-
-
-def class_record(prof: LayerProfile, name: str, n_images: int) -> dict[str, Any]:
-    """What is saved for one class: the full-set ID, the subsample mean and spread."""
-    means = [
-        sum(r) / len(r) if r else d for r, d in zip(prof.resamples, prof.dimensions, strict=True)
-    ]
-    return {
-        "class": name,
-        "n_images": n_images,
-        "layers": list(prof.layers),
-        "modules": list(prof.modules),
-        "relative_depth": _finite(prof.relative_depth),
-        "n_features": list(prof.n_features),
-        "dimension": _finite(prof.dimensions),
-        "id": _finite(means),
-        "id_sd": _finite(prof.errors),
-        "resamples": [_finite(r) for r in prof.resamples],
-    }
-
-
-def summarize(records: Sequence[dict[str, Any]], config: dict[str, Any]) -> dict[str, Any]:
-    """Mean and standard deviation over classes of each layer's per-class ``id``."""
-    first = records[0]
-    ids = torch.tensor(
-        [[math.nan if v is None else v for v in r["id"]] for r in records], dtype=torch.float64
-    )
-    mean = ids.nanmean(0)
-    sd = (
-        ((ids - mean).square().nansum(0) / ((~ids.isnan()).sum(0) - 1).clamp_min(1)).sqrt()
-        if len(records) > 1
-        else torch.full_like(mean, math.nan)
-    )
-    return {
-        "version": VERSION,
-        "config": config,
-        "layers": first["layers"],
-        "modules": first["modules"],
-        "relative_depth": first["relative_depth"],
-        "n_features": first["n_features"],
-        "n_classes": len(records),
-        "id_mean": _finite(mean.tolist()),
-        "id_sd_over_classes": _finite(sd.tolist()),
-        "classes": {r["class"]: r for r in records},
-    }
-
-
-def mean_profile(summary: dict[str, Any], estimator: str) -> LayerProfile:
-    """The class-averaged profile as a :class:`LayerProfile` (errors: sd over classes)."""
-    nan = math.nan
-    return LayerProfile(
-        layers=tuple(summary["layers"]),
-        modules=tuple(summary["modules"]),
-        dimensions=tuple(nan if v is None else v for v in summary["id_mean"]),
-        errors=tuple(nan if v is None else v for v in summary["id_sd_over_classes"]),
-        n_features=tuple(summary["n_features"]),
-        relative_depth=tuple(nan if v is None else v for v in summary["relative_depth"]),
-        resamples=tuple(() for _ in summary["layers"]),
-        estimator=estimator,
-        n_samples=0,
-        label=f"mean ± sd over {summary['n_classes']} classes",
-    )
 
 
 # ----------------------------------------------------------------------------- run
@@ -262,52 +171,40 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     else:
         _write_json(config_file, config)
     model = build(args.model, args.weights, **config["model_kwargs"]).to(args.device)
-    subsets = class_indices(dataset.targets, len(names), args.n_per_class, args.seed)
-    records = []
+    from ..studies import ClassProfiles, class_profiles
+
+    done = {}
     for name in wanted:
         path = out / "classes" / f"{name}.json"
         if path.exists():  # finished by an earlier run
             try:
-                records.append(json.loads(path.read_text()))
+                done[name] = json.loads(path.read_text())
             except (ValueError, UnicodeDecodeError) as exc:  # truncated or damaged
                 raise ValueError(
                     f"{str(path)!r} is damaged ({exc}); delete it to profile class {name!r} again."
                 ) from None
             print(f"{name}: done before, skipped", file=sys.stderr)
-            continue
-        idx = subsets[dataset.class_to_idx[name]]
-        if len(idx) < 3:
-            raise ValueError(f"class {name!r} has {len(idx)} images; at least 3 are needed.")
-        loader = DataLoader(
-            Subset(dataset, idx), batch_size=args.batch_size, num_workers=args.num_workers
-        )
-        prof = layer_ids(
-            model,
-            loader,
-            args.layers,
-            estimator=args.estimator,
-            n_resamples=args.n_resamples,
-            subsample=args.subsample,
-            seed=args.seed,
-            batch_size=args.batch_size,
-            dtype=getattr(torch, args.dtype),
-            max_bytes=args.max_bytes,
-            progress=args.progress,
-            label=name,
-        )
-        record = class_record(prof, name, len(idx))
-        _write_json(path, record)
-        records.append(record)
+
+    def save(record: dict[str, Any]) -> None:
+        _write_json(out / "classes" / f"{record['class']}.json", record)
         ids = ", ".join(f"{v:.1f}" for v in record["id"] if v is not None)
-        print(f"{name}: {len(idx)} images, ID {ids}", file=sys.stderr)
-    summary = summarize(records, config)
+        print(f"{record['class']}: {record['n_images']} images, ID {ids}", file=sys.stderr)
+
+    profiles: ClassProfiles = class_profiles(
+        model, dataset, layers=args.layers, choose="random", n_per_class=args.n_per_class,
+        classes=wanted, shared_search=False, estimator=args.estimator, pca=False,
+        max_rank=None, n_resamples=args.n_resamples, subsample=args.subsample, seed=args.seed,
+        batch_size=args.batch_size, num_workers=args.num_workers, dtype=getattr(torch, args.dtype),
+        max_bytes=args.max_bytes, progress=args.progress, done=done, on_class=save,
+    )  # fmt: skip
+    summary = {"version": VERSION, "config": config, **profiles.summary()}
     _write_json(out / "profile.json", summary)
     if not args.no_figure:
         require("matplotlib", "profile.png").use("Agg")
         from ..viz import plot_profile
 
-        title = f"{args.model}: {len(records)} classes x {args.n_per_class} images"
-        fig = plot_profile(mean_profile(summary, args.estimator), annotate=True, title=title)
+        title = f"{args.model}: {len(profiles.classes)} classes x {args.n_per_class} images"
+        fig = plot_profile(profiles.mean_profile(), annotate=True, title=title)
         fig.savefig(out / "profile.png", dpi=120)
     return summary
 

@@ -3,7 +3,9 @@
 ==============================  =====================================================
 single-class profiles           :func:`class_profiles` -> :class:`ClassProfiles`
                                 (TwoNN, PC-ID and the Gride ID-vs-scale curve of
-                                every layer, one image set per class)
+                                every layer, one image set per class: the paper's
+                                protocol, also behind ``python -m
+                                interp_lib.profile``); :func:`class_indices`
 paired trained-vs-untrained     :func:`paired_interval` -> :class:`PairedInterval`
 the hunchback of a profile      :func:`hunchback` -> :class:`Hunchback` (peak, its
                                 depth, rise over the input and trained minus
@@ -38,7 +40,7 @@ from .generalisation import (
 )
 from .hunchback import Hunchback, hunchback
 from .nets import ImageCentering, ResidualBlock, residual_classifier
-from .per_class import ClassProfiles, class_profiles
+from .per_class import ClassProfiles, class_indices, class_profiles
 from .stats import CorrelationResult, PairedInterval, correlation_bootstrap, paired_interval
 
 __all__ = [
@@ -55,6 +57,7 @@ __all__ = [
     "PairedInterval",
     "ResidualBlock",
     "birds_task",
+    "class_indices",
     "class_profiles",
     "compare_to_summary",
     "correlation_bootstrap",
