@@ -37,11 +37,17 @@ from interp_lib.baselines import (
     pointing_game,
 )
 
-quantus = require_module("quantus")
 pytestmark = [
     pytest.mark.slow,  # imports Quantus (OpenCV, scikit-image); captum attributions
     pytest.mark.filterwarnings("ignore"),  # Quantus' own warnings and prints
 ]
+
+
+@pytest.fixture(scope="module")
+def quantus():
+    """Quantus, imported when a test runs (not at collection: it costs seconds, also to
+    the fast suite that deselects this module)."""
+    return require_module("quantus")
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +63,7 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().numpy()
 
 
-def test_pointing_game_matches_quantus(data) -> None:
+def test_pointing_game_matches_quantus(data, quantus) -> None:
     net, x, y, g = data
     a = torch.rand(5, 1, 12, 12, generator=g)  # continuous: no ties
     masks = torch.zeros(5, 1, 12, 12, dtype=torch.bool)
@@ -89,7 +95,7 @@ def test_pointing_game_matches_quantus(data) -> None:
     assert ours[0].item() == 0.0 and torch.isnan(ours[1])
 
 
-def test_energy_in_mask_matches_quantus_attribution_localisation(data) -> None:
+def test_energy_in_mask_matches_quantus_attribution_localisation(data, quantus) -> None:
     net, x, y, g = data
     a = torch.randn(5, 1, 12, 12, generator=g)  # signed: the negative part is dropped
     masks = torch.zeros(5, 1, 12, 12, dtype=torch.bool)
@@ -105,7 +111,7 @@ def test_energy_in_mask_matches_quantus_attribution_localisation(data) -> None:
 
 
 @pytest.mark.parametrize("patch", [1, 2])
-def test_deletion_matches_quantus_region_perturbation(data, patch: int) -> None:
+def test_deletion_matches_quantus_region_perturbation(data, quantus, patch: int) -> None:
     net, x, y, g = data
     a = torch.rand(5, 1, 12 // patch, 12 // patch, generator=g)
     a = a.repeat_interleave(patch, 2).repeat_interleave(patch, 3)  # constant on each patch
@@ -128,7 +134,7 @@ def test_deletion_matches_quantus_region_perturbation(data, patch: int) -> None:
     ("method", "kw"),
     [("saliency", {}), ("guided_backprop", {}), ("input_x_gradient", {})],
 )
-def test_model_randomisation_matches_quantus_mprt(data, method: str, kw: dict) -> None:
+def test_model_randomisation_matches_quantus_mprt(data, quantus, method: str, kw: dict) -> None:
     net, x, y, _ = data
 
     def explain(model, inputs, targets, **_):
