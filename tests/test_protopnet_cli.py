@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,9 +39,9 @@ epochs = 2
 warmup_epochs = 1
 push_start = 1
 push_every = 1
+steps_per_epoch = 3
 
 [fit]
-seed = 0
 progress = false
 
 [prune]
@@ -67,7 +69,7 @@ def test_train_push_prune_explain(config, tmp_path):
         "history.json",
         "history.csv",
         "metrics.json",
-        "config.json",
+        "run.json",
     ):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
@@ -116,16 +118,204 @@ def test_runs_under_torchrun_with_two_processes(config, tmp_path):
 def test_config_errors_are_clear(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[data]\nroot = '/x'\nsize = 3\n")
-    with pytest.raises(ValueError, match="unknown keys \\['size'\\]"):
+    with pytest.raises(ValueError, match=r"unknown key data\.size"):
         load_config(bad)
     bad.write_text("[dataa]\n")
-    with pytest.raises(ValueError, match="unknown tables"):
+    with pytest.raises(ValueError, match="unknown table \\[dataa\\] \\(did you mean \\[data\\]"):
         load_config(bad)
     bad.write_text("[data]\nkind = 'cub'\n")
-    with pytest.raises(ValueError, match="needs root"):
+    with pytest.raises(ValueError, match=r"data\.root is required"):
         load_config(bad)
     with pytest.raises(FileNotFoundError):
         load_config(tmp_path / "missing.toml")
     bad.write_text("not toml [")
-    with pytest.raises(ValueError, match="could not read config"):
+    with pytest.raises(ValueError, match="not valid TOML"):
         load_config(bad)
+
+
+# ---------------------------------------------------------------- the app layer's promises
+def _edit(config: Path, tmp_path: Path, old: str, new: str) -> Path:
+    text = config.read_text()
+    assert old in text, old
+    path = tmp_path / "edited.toml"
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+def _fake_run(config: Path, out: Path, seed: int = 0) -> None:
+    """A run folder as ``train`` leaves it (its run.json), without training."""
+    from interp_lib import cli
+    from interp_lib.protopnet.cli import _settings
+
+    cli.RunFolder(out).record(_settings(load_config(config), seed))
+
+
+def _no_cuda():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+
+
+#: (id, edit of the config (old, new) or a setup, command line after the config and --out,
+#: what the message says). Every one is a user error: one line, exit status 2.
+USER_ERRORS = [
+    ("missing config", "missing", ["train"], "does not exist"),
+    ("toml syntax", ("[data]", "[data"), ["train"], "not valid TOML"),
+    ("non-utf8 config", "latin1", ["train"], "not UTF-8"),
+    ("unknown table", ("[prune]", "[prunning]"), ["train"], "unknown table \\[prunning\\]"),
+    ("unknown key", ("image_size = 32", "image_size = 32\nsize = 3"), ["train"],
+     "unknown key data.size"),
+    ("no data root", ('root = "', 'rooot = "'), ["train"], "unknown key data.rooot"),
+    ("missing data root", ('root = "', 'root = "/no/such/folder/'), ["train"],
+     "does not exist"),
+    ("epochs as string", ("epochs = 2", 'epochs = "2"'), ["train"],
+     "schedule.epochs must be an integer >= 1, got '2'"),
+    ("epochs negative", ("epochs = 2", "epochs = -1"), ["train"], "schedule.epochs"),
+    ("epochs float", ("epochs = 2", "epochs = 2.5"), ["train"], "schedule.epochs"),
+    ("batch_size 0", ("batch_size = 4", "batch_size = 0"), ["train"], "data.batch_size"),
+    ("bool for number", ("[schedule]", "[schedule]\njoint_lr_features = true"), ["train"],
+     "schedule.joint_lr_features must be a number"),
+    ("bad choice", ('kind = "cub"', 'kind = "zip"'), ["train"], "data.kind must be one of"),
+    ("bad amp", ("[fit]", '[fit]\namp = "fp8"'), ["train"], "fit.amp must be one of"),
+    ("library range", ("[schedule]", "[schedule]\nlr_gamma = -1.0"), ["train"],
+     "config \\[schedule\\]: lr_gamma"),
+    ("checkpoint escapes --out", ("[fit]", '[fit]\ncheckpoint = "../x.pt"'), ["train"],
+     "fit.checkpoint is set on the command line"),
+    ("resume in config", ("[fit]", "[fit]\nresume = false\noverwrite = true"), ["train"],
+     "fit.resume is set on the command line"),
+    ("seed in config", ("[fit]", "[fit]\nseed = 0"), ["train"], "fit.seed"),
+    ("push before train", None, ["push"], "holds no run"),
+    ("explain before train", None, ["explain"], "holds no run"),
+    ("--out is a file", "out-file", ["train"], "is a file"),
+    ("train again without --resume", "done", ["train"], "--resume to continue"),
+    ("other settings", "other-seed", ["train", "--resume"], "other settings: seed \\(1 -> 0\\)"),
+    ("--resume with --overwrite", None, ["train", "--resume", "--overwrite"], "pick one"),
+    ("--resume on push", None, ["push", "--resume"], "options of train"),
+    ("--device cuda without CUDA", "no-cuda", ["train", "--device", "cuda"],
+     "CUDA is not available"),
+    ("--device unknown", None, ["train", "--device", "gpu"], "not a device name"),
+    ("--top-k 0", None, ["explain", "--top-k", "0"], "--top-k: expected an integer >= 1"),
+    ("--n-images -1", None, ["explain", "--n-images", "-1"], "--n-images"),
+    ("--threads 0", None, ["train", "--threads", "0"], "--threads"),
+    ("--seed -1", None, ["train", "--seed", "-1"], "--seed"),
+    ("unknown command", None, ["fit"], "invalid choice: 'fit'"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("edit", "argv", "message"),
+    [case[1:] for case in USER_ERRORS],
+    ids=[case[0] for case in USER_ERRORS],
+)
+def test_every_user_error_is_one_line_and_exit_2(config, tmp_path, capsys, edit, argv, message):
+    path, out = config, tmp_path / "run"
+    if isinstance(edit, tuple):
+        path = _edit(config, tmp_path, *edit)
+    elif edit == "missing":
+        path = tmp_path / "missing.toml"
+    elif edit == "latin1":
+        path = tmp_path / "latin1.toml"
+        path.write_bytes(
+            config.read_text().replace("[model]", "# caf\xe9\n[model]").encode("latin-1")
+        )
+    elif edit == "out-file":
+        out.write_text("")
+    elif edit == "done":
+        _fake_run(config, out)
+    elif edit == "other-seed":
+        _fake_run(config, out, seed=1)
+    elif edit == "no-cuda":
+        _no_cuda()
+    command, *flags = argv
+    assert main([command, str(path), "--out", str(out), *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: "), err
+    assert re.search(message, err), err
+    assert "Traceback" not in err
+
+
+def test_debug_shows_the_traceback(config, tmp_path):
+    with pytest.raises(FileNotFoundError):
+        main(["push", str(config), "--out", str(tmp_path), "--debug"])
+
+
+def test_no_output_escapes_out_and_a_failed_start_leaves_no_settings(config, tmp_path, capsys):
+    escape = _edit(config, tmp_path, "[fit]", '[fit]\ncheckpoint = "../x.pt"')
+    out = tmp_path / "a" / "run"
+    assert main(["train", str(escape), "--out", str(out)]) == 2
+    assert not (tmp_path / "a" / "x.pt").exists() and not list(tmp_path.rglob("*.pt"))
+    missing = _edit(config, tmp_path, 'root = "', 'root = "/no/such/folder/')
+    assert main(["train", str(missing), "--out", str(out)]) == 2
+    assert not (out / "run.json").exists() and not (out / "config.json").exists()
+    assert list(out.iterdir()) == []
+
+
+def test_the_config_cannot_override_resume_or_overwrite(config, tmp_path):
+    out = tmp_path / "run"
+    _fake_run(config, out)
+    (out / "checkpoint.pt").write_bytes(b"a finished run")
+    sneaky = _edit(config, tmp_path, "[fit]", "[fit]\nresume = false\noverwrite = true")
+    assert main(["train", str(sneaky), "--out", str(out), "--resume"]) == 2
+    assert (out / "checkpoint.pt").read_bytes() == b"a finished run"
+
+
+def test_a_rerun_with_other_settings_is_refused_naming_them(config, tmp_path, capsys):
+    out = tmp_path / "run"
+    _fake_run(config, out)
+    other = _edit(config, tmp_path, "epochs = 2", "epochs = 3")
+    other.write_text(other.read_text().replace("prototype_dim = 8", "prototype_dim = 4"))
+    for command in (["train", "--resume"], ["push"], ["prune"]):
+        assert main([command[0], str(other), "--out", str(out), *command[1:]]) == 2
+        err = capsys.readouterr().err
+        assert "model.prototype_dim (8 -> 4)" in err and "schedule.epochs (2 -> 3)" in err
+    # what changes no result is not compared; --overwrite starts over
+    quiet = _edit(config, tmp_path, "[fit]", "[fit]\nprogress = true\n[x]")
+    quiet.write_text(quiet.read_text().replace("progress = false\n", "").replace("[x]\n", ""))
+    from interp_lib import cli
+    from interp_lib.protopnet.cli import _settings
+
+    assert cli.RunFolder(out).differences(_settings(load_config(quiet), 0)) == []
+
+
+@pytest.mark.slow
+def test_two_identical_seeded_runs_are_bit_identical(config, tmp_path):
+    runs = [tmp_path / "a", tmp_path / "b"]
+    for out in runs:
+        assert (
+            main(["train", str(config), "--out", str(out), "--device", "cpu", "--seed", "3"]) == 0
+        )
+    a, b = (load_checkpoint(out / "model.pt").state_dict() for out in runs)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    def rows(out):  # the wall time of each step differs, the rest must not
+        return [{k: v for k, v in r.items() if k != "seconds"}
+                for r in json.loads((out / "history.json").read_text())]  # fmt: skip
+
+    assert rows(runs[0]) == rows(runs[1])
+    assert (runs[0] / "metrics.json").read_text() == (runs[1] / "metrics.json").read_text()
+
+
+def test_entry_points_are_installed():
+    from importlib.metadata import entry_points
+
+    scripts = {e.name: e.value for e in entry_points(group="console_scripts")}
+    assert scripts["interp-lib-protopnet"] == "interp_lib.protopnet.cli:main"
+    assert scripts["interp-lib-profile"] == "interp_lib.profile.cli:main"
+    for name in scripts:
+        if name.startswith("interp-lib-"):
+            assert shutil.which(name, path=str(Path(sys.executable).parent)), (
+                f"{name} is not installed beside {sys.executable}: pip install -e ."
+            )
+
+
+@pytest.mark.slow
+def test_the_entry_points_run(tmp_path):
+    bin_dir = str(Path(sys.executable).parent)
+    for name in ("interp-lib-protopnet", "interp-lib-profile"):
+        run = subprocess.run([shutil.which(name, path=bin_dir), "--help"], capture_output=True,
+                             text=True, timeout=120)  # fmt: skip
+        assert run.returncode == 0 and "--device" in run.stdout and "--out" in run.stdout
+    script = shutil.which("interp-lib-protopnet", path=bin_dir)
+    run = subprocess.run([script, "train", str(tmp_path / "missing.toml"), "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert run.returncode == 2
+    assert run.stderr.startswith("error: config file") and run.stderr.count("\n") == 1

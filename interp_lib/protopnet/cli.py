@@ -1,20 +1,29 @@
-"""``python -m interp_lib.protopnet``: train, push, prune and explain from a config file.
+"""``interp-lib-protopnet`` (or ``python -m interp_lib.protopnet``): train, push, prune and
+explain from a config file.
 
 The paper-scale recipe for readers with CUB-200-2011 and a GPU. Every command reads one
-config file (TOML or JSON) and writes into one output folder::
+TOML config and writes into one run folder, ``--out``::
 
-    python -m interp_lib.protopnet train   cub_vgg19.toml --out runs/vgg19 [--resume]
-    python -m interp_lib.protopnet push    cub_vgg19.toml --out runs/vgg19
-    python -m interp_lib.protopnet prune   cub_vgg19.toml --out runs/vgg19
-    python -m interp_lib.protopnet explain cub_vgg19.toml --out runs/vgg19 --n-images 8
+    interp-lib-protopnet train   cub_vgg19.toml --out runs/vgg19 [--resume | --overwrite]
+    interp-lib-protopnet push    cub_vgg19.toml --out runs/vgg19
+    interp-lib-protopnet prune   cub_vgg19.toml --out runs/vgg19
+    interp-lib-protopnet explain cub_vgg19.toml --out runs/vgg19 --n-images 8
     torchrun --nproc_per_node=4 -m interp_lib.protopnet train cub_vgg19.toml --out runs/vgg19
 
-The config has five tables; keys of ``[model]``, ``[schedule]``, ``[fit]`` and
-``[prune]`` are passed as keyword arguments to :class:`~interp_lib.protopnet.ProtoPNet`,
-:class:`~interp_lib.protopnet.Schedule`, :func:`~interp_lib.protopnet.fit` and
-:func:`~interp_lib.protopnet.prune`, so every option of the library is reachable::
+Each command is a thin shell over one library function: ``train`` over
+:func:`~interp_lib.protopnet.fit`, ``push`` over :func:`~interp_lib.protopnet.push`,
+``prune`` over :func:`~interp_lib.protopnet.prune` then
+:func:`~interp_lib.protopnet.retrain_last_layer`, ``explain`` over
+:func:`~interp_lib.protopnet.explain`; the data come from
+:func:`~interp_lib.protopnet.data.protopnet_data`. The flags shared with
+``interp-lib-profile`` (``--device auto``, ``--seed``, ``--resume``, ``--overwrite``,
+``--threads``, ``--debug``) are those of :mod:`interp_lib.cli.flags`.
 
-    [data]
+The config's tables take the keyword arguments of the library, read from its signatures
+(:func:`interp_lib.cli.config.keys_of`), so every option that TOML can write is
+reachable, and each is checked (type and range) before anything runs::
+
+    [data]                    # protopnet_data() and ProtoPNetData.loaders()
     kind = "cub"              # "cub" (CUB_200_2011 folder) or "folder" (root/train, root/test)
     root = "/data/CUB_200_2011"
     image_size = 224
@@ -24,271 +33,254 @@ The config has five tables; keys of ``[model]``, ``[schedule]``, ``[fit]`` and
     augment = true            # rotation +-15 deg, shear, flip (the original's, on the fly)
     val_fraction = 0.1        # of the official training set, for model selection
 
-    [model]
+    [model]                   # ProtoPNet(); n_classes and image_size come from [data]
     backbone = "vgg19"
     backbone_weights = "/weights/vgg19-dcbb9e9d.pth"   # torchvision ImageNet weights, never downloaded
     n_prototypes_per_class = 10
     prototype_dim = 128
     add_on = "bottleneck"
 
-    [schedule]                # the paper's Schedule() when empty
+    [schedule]                # Schedule(); the paper's when empty
 
-    [fit]
+    [fit]                     # fit()
     amp = "bf16"
     channels_last = true
-    seed = 0
 
-Outputs in ``--out``: ``checkpoint.pt`` (resumable, written atomically after every
-step), ``model.pt`` (the final trained model), ``history.json`` and ``history.csv``,
-``metrics.json`` (test accuracy), ``pushed.pt`` / ``push.json``, ``pruned.pt`` /
-``prune.json``, and ``explanations/*.png``. Figures need matplotlib
-(``pip install "interp_lib[viz]"``).
+    [loss_weights]            # LossWeights() of fit
+    [prune]                   # prune()
+    [retrain]                 # retrain_last_layer() after pruning
+
+The command line owns what decides where and whether a run is written: ``[fit]`` takes
+no ``checkpoint`` (always ``--out/checkpoint.pt``), ``resume``, ``overwrite``, ``device``
+or ``seed`` (``--resume``, ``--overwrite``, ``--device``, ``--seed``); a config that sets
+one is refused, so a config can neither write outside ``--out`` nor replace a finished
+run. ``--seed`` seeds the model's initial weights and :func:`~interp_lib.protopnet.fit`:
+two identical ``train`` runs give identical models.
+
+Outputs in ``--out``: ``run.json`` (the settings of the run: config and seed, with the
+versions and the command line; written once the inputs are checked and compared by
+every later command: a run with other settings is refused, naming them),
+``checkpoint.pt`` (resumable, written atomically after every step), ``model.pt`` (the
+final trained model), ``history.json`` and ``history.csv``, ``metrics.json`` (test
+accuracy), ``pushed.pt`` / ``push.json``, ``pruned.pt`` / ``prune.json``, and
+``explanations/*.png``. Figures need matplotlib (``pip install "interp_lib[viz]"``).
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
-import json
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
 
-__all__ = ["load_config", "main"]
+from .. import cli
+from . import _runtime as rt
 
-DATA_KEYS = {
-    "kind": "cub",
-    "root": None,
-    "image_size": 224,
-    "batch_size": 80,
-    "eval_batch_size": 100,
-    "num_workers": 0,
-    "augment": True,
-    "val_fraction": 0.1,
-    "seed": 0,
+__all__ = ["load_config", "main", "schema"]
+
+#: Config keys the command line sets, and the flag that sets each.
+OWNED_BY_FLAGS = {
+    "checkpoint": "--out (the checkpoint is always --out/checkpoint.pt)",
+    "resume": "--resume",
+    "overwrite": "--overwrite",
+    "device": "--device",
+    "seed": "--seed",
 }
-TABLES = ("data", "model", "schedule", "fit", "prune")
+#: Tables whose settings make the trained model (compared by every command).
+RUN_TABLES = ("data", "model", "schedule", "fit", "loss_weights")
+#: Keys that change no result, left out of the compared settings.
+NOT_COMPARED = {"data": ("num_workers",), "fit": ("progress",)}
+#: Files ``train --overwrite`` removes (the outputs of the run it replaces).
+OUTPUTS = ("model.pt", "pushed.pt", "pruned.pt", "metrics.json", "push.json", "prune.json",
+           "history.json", "history.csv")  # fmt: skip
+
+
+def schema() -> dict[str, dict[str, cli.Key]]:
+    """The config's tables and keys, read from the library's signatures (see the module
+    docstring), with the ranges the command checks before any work."""
+    from . import data as D
+    from .functional import SIMILARITIES
+    from .losses import LossWeights
+    from .model import ADD_ONS, ProtoPNet
+    from .prune import prune, retrain_last_layer
+    from .stages import LAST_LAYER_SOLVERS, Schedule
+    from .train import fit
+
+    positive = {"minimum": 1}
+    return {
+        "data": {
+            **cli.keys_of(D.protopnet_data, kind={"choices": D.KINDS}, image_size=positive,
+                          val_fraction={"minimum": 0, "maximum": 0.99}),
+            **cli.keys_of(D.ProtoPNetData.loaders, batch_size=positive,
+                          eval_batch_size=positive),
+        },
+        "model": cli.keys_of(
+            ProtoPNet, skip=("n_classes", "image_size"), types={"backbone_weights": (str,)},
+            n_prototypes_per_class=positive, prototype_dim=positive, prototype_size=positive,
+            similarity={"choices": SIMILARITIES}, add_on={"choices": ADD_ONS},
+        ),
+        "schedule": cli.keys_of(
+            Schedule, epochs=positive, push_every=positive, lr_step_size=positive,
+            last_layer_batch_size=positive, steps_per_epoch=positive,
+            select={"choices": ("pushed", "any")},
+            last_layer_solver={"choices": LAST_LAYER_SOLVERS},
+        ),
+        "fit": cli.keys_of(
+            fit, skip=("model", "train_loader", "val_loader", "push_loader", "schedule",
+                       *OWNED_BY_FLAGS),
+            amp={"choices": ("bf16", "fp16")},
+        ),
+        "loss_weights": cli.keys_of(LossWeights),
+        "prune": cli.keys_of(prune, skip=("model", "loader", "device"), k=positive),
+        "retrain": cli.keys_of(
+            retrain_last_layer, skip=("model", "loader", "device"), epochs=positive,
+            solver={"choices": ("adam", "convex", "convex_nonpositive")},
+        ),
+    }  # fmt: skip
 
 
 def load_config(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
-    """Read a TOML or JSON config into ``{table: {key: value}}`` with the data defaults.
+    """Read and check a config (see the module docstring): ``{table: {key: value}}``
+    with every table and every default.
 
     Raises
     ------
     FileNotFoundError
         If the file does not exist.
     ValueError
-        If it cannot be parsed, has an unknown table or data key, or no ``data.root``.
+        One line naming ``table.key``: not UTF-8, not TOML, an unknown table or key, a
+        key the command line owns, a wrong type or a value out of range.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {str(path)!r} does not exist.")
-    text = path.read_text()
+    raw = cli.read_toml(path)
+    fit_table = raw.get("fit")
+    if isinstance(fit_table, dict):
+        owned = next((k for k in OWNED_BY_FLAGS if k in fit_table), None)
+        if owned is not None:
+            raise ValueError(
+                f"config {Path(path).name}: fit.{owned} is set on the command line "
+                f"({OWNED_BY_FLAGS[owned]}), not in the config; remove it."
+            )
+    return cli.load_config(path, schema())
+
+
+def _settings(config: dict[str, dict[str, Any]], seed: int) -> dict[str, Any]:
+    """What makes the trained model: the run tables (less what changes no result) and
+    the seed."""
+    out: dict[str, Any] = {"seed": seed}
+    for table in RUN_TABLES:
+        skip = NOT_COMPARED.get(table, ())
+        out[table] = {k: v for k, v in config[table].items() if k not in skip}
+    return out
+
+
+def _library_call(table: str, build, *args, **kwargs):
+    """``build(*args, **kwargs)``, its ``ValueError``/``TypeError`` naming the table."""
     try:
-        if path.suffix == ".json":
-            raw = json.loads(text)
-        else:
-            import tomllib
-
-            raw = tomllib.loads(text)
-    except (ValueError, ImportError) as exc:
-        raise ValueError(
-            f"could not read config {str(path)!r} ({exc}). Write TOML (.toml, Python >= 3.11) "
-            "or JSON (.json) with the tables [data], [model], [schedule], [fit], [prune]."
-        ) from exc
-    if not isinstance(raw, dict):
-        raise ValueError(
-            f"config {str(path)!r} must be a table of tables, got {type(raw).__name__}."
-        )
-    unknown = sorted(set(raw) - set(TABLES))
-    if unknown:
-        raise ValueError(
-            f"config {str(path)!r}: unknown tables {unknown}; expected {list(TABLES)}."
-        )
-    config = {t: dict(raw.get(t) or {}) for t in TABLES}
-    bad = sorted(set(config["data"]) - set(DATA_KEYS))
-    if bad:
-        raise ValueError(f"config [data]: unknown keys {bad}; expected {sorted(DATA_KEYS)}.")
-    config["data"] = {**DATA_KEYS, **config["data"]}
-    if not config["data"]["root"]:
-        raise ValueError("config [data] needs root = the dataset folder.")
-    if config["data"]["kind"] not in ("cub", "folder"):
-        raise ValueError(
-            f"config [data] kind must be 'cub' or 'folder', got {config['data']['kind']!r}."
-        )
-    return config
+        return build(*args, **kwargs)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"config [{table}]: {exc}") from None
 
 
-def train_transform(image_size: int, augment: bool):
-    """The original's augmentation, on the fly: rotation +-15 deg, shear, flip."""
-    from torchvision import transforms as T
+def _data(config):
+    from .data import protopnet_data
 
-    from ..datasets.folders import IMAGENET_MEAN, IMAGENET_STD
-
-    steps = [T.Resize((image_size, image_size))]
-    if augment:
-        steps += [
-            T.RandomAffine(degrees=15, shear=(-10, 10, -10, 10)),
-            T.RandomHorizontalFlip(),
-        ]
-    steps += [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
-    return T.Compose(steps)
+    d = config["data"]
+    keys = ("kind", "image_size", "augment", "val_fraction", "seed")
+    data = _library_call("data", protopnet_data, d["root"], **{k: d[k] for k in keys})
+    loaders = data.loaders(d["batch_size"], d["eval_batch_size"], d["num_workers"])
+    return data, loaders
 
 
-def datasets(data: dict[str, Any]) -> dict[str, Dataset]:
-    """``train`` (augmented), ``push`` (the same images, plain), ``val`` and ``test``."""
-    size, root = int(data["image_size"]), Path(data["root"])
-    if data["kind"] == "cub":
-        from ..datasets import CUB200
-
-        kw = dict(crop=True, val_fraction=data["val_fraction"], seed=data["seed"])
-        return {
-            "train": CUB200(root, "train", transform=train_transform(size, data["augment"]), **kw),
-            "push": CUB200(root, "train", image_size=size, **kw),
-            "val": CUB200(root, "val", image_size=size, **kw) if data["val_fraction"] > 0 else None,
-            "test": CUB200(root, "test", image_size=size, **kw),
-        }
-    from ..datasets import image_folder
-
-    plain = train_transform(size, augment=False)
-    out = {
-        "train": image_folder(root / "train", transform=train_transform(size, data["augment"])),
-        "push": image_folder(root / "train", transform=plain),
-        "val": image_folder(root / "val", transform=plain) if (root / "val").is_dir() else None,
-        "test": image_folder(root / "test", transform=plain),
-    }
-    return out
-
-
-def loaders(sets: dict[str, Dataset | None], data: dict[str, Any]) -> dict[str, DataLoader | None]:
-    common = dict(num_workers=int(data["num_workers"]), pin_memory=torch.cuda.is_available())
-    out: dict[str, DataLoader | None] = {
-        "train": DataLoader(
-            sets["train"], batch_size=int(data["batch_size"]), shuffle=True, **common
-        )
-    }
-    for name in ("push", "val", "test"):
-        ds = sets[name]
-        out[name] = (
-            None
-            if ds is None
-            else DataLoader(ds, batch_size=int(data["eval_batch_size"]), shuffle=False, **common)
-        )
-    return out
-
-
-def n_classes_of(dataset: Dataset) -> int:
-    if hasattr(dataset, "class_names"):
-        return len(dataset.class_names)
-    return len(dataset.classes)
-
-
-def build_model(config: dict[str, dict[str, Any]], n_classes: int):
+def _new_model(config, n_classes: int, seed: int):
+    """The untrained model, its initial weights drawn with ``seed`` (the global
+    generator's state is left as it was)."""
     from .model import ProtoPNet
 
-    kw = {"image_size": int(config["data"]["image_size"]), **config["model"]}
-    kw.setdefault("n_classes", n_classes)
-    return ProtoPNet(**kw)
-
-
-@torch.no_grad()
-def accuracy(model, loader: DataLoader, device: torch.device) -> float:
-    from .._plumbing import evaluating, unpack_batch
-
-    right = total = 0
-    with evaluating(model):
-        for batch in loader:
-            b = unpack_batch(batch, need_labels=True)
-            pred = model(b.x.to(device)).argmax(1).cpu()
-            right += int((pred == b.y).sum())
-            total += len(b.y)
-    return right / max(total, 1)
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=float))
-    tmp.replace(path)
-
-
-def _write_history(out: Path, history) -> None:
-    rows = history.rows()
-    _write_json(out / "history.json", rows)
-    keys = sorted({k for r in rows for k in r})
-    tmp = out / "history.csv.tmp"
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(out / "history.csv")
-
-
-def _is_main() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-def _device(arg: str | None) -> torch.device:
-    """``--device`` (default: CUDA if there is one); under ``torchrun`` a CUDA device without
-    an index is this process's GPU (``LOCAL_RANK``)."""
-    device = (
-        torch.device(arg) if arg else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    )
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return device
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _library_call(
+            "model", ProtoPNet, n_classes=n_classes, image_size=config["data"]["image_size"],
+            **config["model"],
+        )  # fmt: skip
 
 
 def _load_model(path: Path, device: torch.device):
     from .checkpoint import load_checkpoint
 
     if not path.is_file():
-        raise FileNotFoundError(f"{str(path)!r} does not exist: run `train` first.")
+        raise FileNotFoundError(f"{str(path)!r} does not exist: run `train` to the end first.")
     return load_checkpoint(path, map_location=device).to(device)
 
 
-def cmd_train(config, out: Path, args) -> int:
+def _test_accuracy(model, data, config) -> float:
+    from ..models import accuracy
+
+    return accuracy(model, data.test, batch_size=config["data"]["eval_batch_size"])
+
+
+def cmd_train(config, folder: cli.RunFolder, args, device) -> int:
     from .checkpoint import save_checkpoint
+    from .losses import LossWeights
     from .stages import Schedule
     from .train import fit
 
-    sets = datasets(config["data"])
-    dl = loaders(sets, config["data"])
-    device = _device(args.device)
-    model = build_model(config, n_classes_of(sets["train"]))
-    fit_kw = {"checkpoint": out / "checkpoint.pt", "resume": args.resume, **config["fit"]}
-    history = fit(
-        model,
-        dl["train"],
-        val_loader=dl["val"],
-        push_loader=dl["push"],
-        schedule=Schedule(**config["schedule"]),
-        device=device,
-        **fit_kw,
-    )
-    if _is_main():
-        save_checkpoint(out / "model.pt", model)
-        _write_history(out, history)
-        acc = accuracy(model, dl["test"], device)
-        _write_json(out / "metrics.json", {"test_accuracy": acc, "best_step": history.best_step})
-        print(f"test accuracy {acc:.4f}; wrote {out}")
+    settings = _settings(config, args.seed)
+    resume = folder.begin(settings, resume=args.resume, overwrite=args.overwrite)
+    schedule = _library_call("schedule", Schedule, **config["schedule"])
+    weights = _library_call("loss_weights", LossWeights, **config["loss_weights"])
+    data, loaders = _data(config)
+    model = _new_model(config, data.n_classes, args.seed)
+    info = rt.setup_distributed(device)
+    try:
+        if info.enabled:
+            torch.distributed.barrier()  # every rank has read run.json before it is written
+        if info.is_main:
+            if args.overwrite:
+                for name in OUTPUTS:
+                    folder.path(name).unlink(missing_ok=True)
+            folder.record(settings, args.argv)
+        history = fit(
+            model,
+            loaders["train"],
+            val_loader=loaders["val"],
+            push_loader=loaders["push"],
+            schedule=schedule,
+            loss_weights=weights,
+            device=device,
+            checkpoint=folder.path("checkpoint.pt"),
+            resume=resume,
+            overwrite=args.overwrite,
+            seed=args.seed,
+            **config["fit"],
+        )
+    finally:
+        if info.created_group:
+            torch.distributed.destroy_process_group()
+    if info.is_main:
+        save_checkpoint(folder.path("model.pt"), model)
+        rows = history.rows()
+        cli.write_json(folder.path("history.json"), rows)
+        cli.write_csv(folder.path("history.csv"), rows)
+        acc = _test_accuracy(model, data, config)
+        cli.write_json(
+            folder.path("metrics.json"), {"test_accuracy": acc, "best_step": history.best_step}
+        )
+        print(f"test accuracy {acc:.4f}; wrote {folder.root}")
     return 0
 
 
-def cmd_push(config, out: Path, args) -> int:
+def cmd_push(config, folder: cli.RunFolder, args, device) -> int:
     from .checkpoint import save_checkpoint
     from .push import push
 
-    device = _device(args.device)
-    model = _load_model(out / "model.pt", device)
-    dl = loaders(datasets(config["data"]), config["data"])
-    result = push(model, dl["push"])
-    save_checkpoint(out / "pushed.pt", model)
-    acc = accuracy(model, dl["test"], device)
+    folder.check(_settings(config, args.seed))
+    data, loaders = _data(config)
+    model = _load_model(folder.path("model.pt"), device)
+    result = push(model, loaders["push"], progress=config["fit"]["progress"])
+    save_checkpoint(folder.path("pushed.pt"), model)
+    acc = _test_accuracy(model, data, config)
     summary = {
         "test_accuracy": acc,
         "duplicate_groups": result.duplicates(),
@@ -296,119 +288,110 @@ def cmd_push(config, out: Path, args) -> int:
         "box_xyxy": result.box.tolist(),
         "activation_box_xyxy": result.activation_box.tolist(),
     }
-    _write_json(out / "push.json", summary)
+    cli.write_json(folder.path("push.json"), summary)
     print(f"pushed {model.prototypes.shape[0]} prototypes; test accuracy {acc:.4f}")
     return 0
 
 
-def cmd_prune(config, out: Path, args) -> int:
+def cmd_prune(config, folder: cli.RunFolder, args, device) -> int:
     from .checkpoint import save_checkpoint
     from .prune import prune, retrain_last_layer
 
-    device = _device(args.device)
-    source = out / "pushed.pt" if (out / "pushed.pt").is_file() else out / "model.pt"
-    model = _load_model(source, device)
-    dl = loaders(datasets(config["data"]), config["data"])
-    before = accuracy(model, dl["test"], device)
-    result = prune(model, dl["push"], **config["prune"])
-    retrain_last_layer(model, dl["push"])
-    after = accuracy(model, dl["test"], device)
-    save_checkpoint(out / "pruned.pt", model)
-    _write_json(
-        out / "prune.json",
+    folder.check(_settings(config, args.seed))
+    data, loaders = _data(config)
+    pushed = folder.path("pushed.pt")
+    model = _load_model(pushed if pushed.is_file() else folder.path("model.pt"), device)
+    before = _test_accuracy(model, data, config)
+    result = _library_call("prune", prune, model, loaders["push"], **config["prune"])
+    _library_call("retrain", retrain_last_layer, model, loaders["push"], **config["retrain"])
+    after = _test_accuracy(model, data, config)
+    save_checkpoint(folder.path("pruned.pt"), model)
+    cli.write_json(
+        folder.path("prune.json"),
         {
             "removed": [int(i) for i in result.removed],
             "accuracy_before": before,
             "accuracy_after": after,
+            "settings": {"prune": config["prune"], "retrain": config["retrain"]},
         },
     )
     print(f"pruned {len(result.removed)} prototypes; test accuracy {before:.4f} -> {after:.4f}")
     return 0
 
 
-def cmd_explain(config, out: Path, args) -> int:
-    from .._plumbing import require
+def cmd_explain(config, folder: cli.RunFolder, args, device) -> int:
+    from .._plumbing import atomic_write, require
     from .explain import explain
 
-    plt = require("matplotlib.pyplot", "python -m interp_lib.protopnet explain")
+    plt = require("matplotlib.pyplot", "interp-lib-protopnet explain")
     from ..viz.protopnet import plot_scoring_sheet
 
-    device = _device(args.device)
-    source = next(
-        (out / f for f in ("pruned.pt", "pushed.pt", "model.pt") if (out / f).is_file()), None
-    )
+    folder.check(_settings(config, args.seed))
+    names = ("pruned.pt", "pushed.pt", "model.pt")
+    source = next((folder.path(f) for f in names if folder.path(f).is_file()), None)
     if source is None:
-        raise FileNotFoundError(f"no model in {str(out)!r}: run `train` first.")
+        raise FileNotFoundError(f"no model in {str(folder.root)!r}: run `train` to the end first.")
     model = _load_model(source, device)
-    test = datasets(config["data"])["test"]
-    folder = out / "explanations"
-    folder.mkdir(exist_ok=True)
-    n = min(int(args.n_images), len(test))
+    data, _ = _data(config)
+    test = data.test
+    n = min(args.n_images, len(test))
     index = torch.linspace(0, len(test) - 1, n).round().long().tolist() if n else []
     rows = []
     for i in index:
         x, y = test[i][0], int(test[i][1])
         (e,) = explain(model, x.unsqueeze(0).to(device), top_k=args.top_k)
         fig = plot_scoring_sheet(e)
-        fig.savefig(folder / f"test_{i:05d}.png", dpi=100, bbox_inches="tight")
+        atomic_write(
+            folder.path("explanations", f"test_{i:05d}.png"),
+            lambda f, fig=fig: fig.savefig(f, format="png", dpi=100, bbox_inches="tight"),
+        )
         plt.close(fig)
         rows.append({"index": i, "label": y, "predicted": e.predicted_class, "logit": e.logit})
-    _write_json(folder / "explanations.json", rows)
-    print(f"wrote {len(rows)} scoring sheets to {folder}")
+    cli.write_json(folder.path("explanations", "explanations.json"), rows)
+    print(f"wrote {len(rows)} scoring sheets to {folder.path('explanations')}")
     return 0
 
 
 COMMANDS = {"train": cmd_train, "push": cmd_push, "prune": cmd_prune, "explain": cmd_explain}
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m interp_lib.protopnet",
-        description="Train, push, prune and explain a ProtoPNet from a config file.",
+def parser() -> cli.ArgumentParser:
+    """The command line (see the module docstring)."""
+    p = cli.ArgumentParser(
+        prog="interp-lib-protopnet",
+        description="Train, push, prune and explain a ProtoPNet from a TOML config.",
     )
-    p.add_argument("command", choices=sorted(COMMANDS))
+    p.add_argument("command", choices=list(COMMANDS))
     p.add_argument(
-        "config", help="TOML or JSON config ([data], [model], [schedule], [fit], [prune])"
+        "config",
+        help="TOML config: [data] [model] [schedule] [fit] [loss_weights] [prune] [retrain]",
     )
-    p.add_argument("--out", required=True, help="output folder (created)")
-    p.add_argument("--resume", action="store_true", help="train: continue from out/checkpoint.pt")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if any)")
-    p.add_argument("--n-images", type=int, default=8, help="explain: number of test images")
-    p.add_argument("--top-k", type=int, default=5, help="explain: prototypes per sheet")
+    cli.add_common_flags(p, resume_help="train: continue the run in --out (same settings)")
+    p.add_argument("--n-images", type=cli.positive_int, default=8, help="explain: test images")
+    p.add_argument(
+        "--top-k", type=cli.positive_int, default=5, help="explain: prototypes per sheet"
+    )
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _main(argv: Sequence[str]) -> int:
     args = parser().parse_args(argv)
+    args.argv = list(argv)
+    if args.command != "train" and (args.resume or args.overwrite):
+        raise cli.UsageError(f"--resume and --overwrite are options of train, not {args.command}.")
+    cli.apply_threads(args.threads)
+    device = cli.resolve_device(args.device)
     config = load_config(args.config)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    if _is_main() and args.command == "train":
-        _write_json(out / "config.json", config)
-    created = _start_process_group(args)
-    try:
-        return COMMANDS[args.command](config, out, args)
-    finally:
-        if created:
-            torch.distributed.destroy_process_group()
+    folder = cli.RunFolder(args.out)
+    return COMMANDS[args.command](config, folder, args, device)
 
 
-def _start_process_group(args) -> bool:
-    """Under ``torchrun`` (any number of processes), join its process group for ``train``:
-    nccl on CUDA, gloo on the CPU. ``fit`` then shards data and wraps the model in DDP
-    when there is more than one process."""
-    import torch.distributed as dist
-
-    if args.command != "train" or "LOCAL_RANK" not in os.environ or not dist.is_available():
-        return False
-    if dist.is_initialized():
-        return False
-    device = _device(args.device)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return True
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``interp-lib-protopnet`` and ``python -m interp_lib.protopnet``;
+    returns the exit status (2 after a user error, printed as one line; see
+    :mod:`interp_lib.cli.errors`)."""
+    return cli.run_command(
+        _main,
+        argv,
+        interrupted="interrupted: `train` continues from the last step with --resume",
+    )
