@@ -35,7 +35,8 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from interp_lib.baselines import METHODS, attribute, deletion, get_method, insertion  # noqa: E402
-from interp_lib.protopnet import ProtoPNet, small_cnn  # noqa: E402
+from interp_lib.networks import small_cnn  # noqa: E402
+from interp_lib.protopnet import ProtoPNet  # noqa: E402
 
 LAYER = "features.conv3"
 

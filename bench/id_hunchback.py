@@ -17,7 +17,7 @@ set as the chapter "The ID of a network's layers") and 100 test images per class
 Architectures (``make_net``): ``vgg8`` (4 stages x 2 convs with BatchNorm, fc 128-64:
 the chapter's network; seed 0 is the chapter's network exactly), ``vgg4`` (the same
 with 1 conv per stage: shallower), ``resnet`` (stem + 4 residual stages of one block,
-:func:`interp_lib.studies.residual_classifier`: 9 convs with skips). All trained with
+:func:`interp_lib.networks.residual_classifier`: 9 convs with skips). All trained with
 Adam, lr 5e-4, 12 epochs, batches of 64, weights and batch order seeded by the seed.
 
 Reported per architecture (printed, and under ``"summary"`` in the JSON): the mean
@@ -56,8 +56,9 @@ from pathlib import Path
 import torch
 
 from interp_lib.datasets import birds
-from interp_lib.models import accuracy, cnn_classifier, train_classifier
-from interp_lib.studies import ClassProfiles, class_profiles, hunchback, residual_classifier
+from interp_lib.models import accuracy, train_classifier
+from interp_lib.networks import cnn_classifier, residual_classifier
+from interp_lib.studies import ClassProfiles, class_profiles, hunchback
 
 WIDTHS = (16, 32, 64, 128)
 ARCHS = ("vgg8", "vgg4", "resnet")

@@ -338,7 +338,8 @@ def _activations():
     import torch
 
     from interp_lib.datasets.digits import digits_tensors
-    from interp_lib.models import cnn_classifier, train_classifier
+    from interp_lib.models import train_classifier
+    from interp_lib.networks import cnn_classifier
 
     torch.manual_seed(0)
     x, y = digits_tensors(image_size=32)

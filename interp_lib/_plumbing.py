@@ -39,7 +39,6 @@ __all__ = [
     "atomic_save",
     "atomic_write",
     "check_device",
-    "check_images",
     "check_writable",
     "current_umask",
     "evaluating",
@@ -195,23 +194,6 @@ def train_device(model: nn.Module, device: torch.device | str | None) -> torch.d
 
 
 # ------------------------------------------------------------------ images and targets
-
-
-def check_images(inputs: torch.Tensor, name: str = "inputs") -> torch.Tensor:
-    """Check that ``inputs`` is a floating tensor of shape ``(N, C, H, W)``."""
-    if not isinstance(inputs, torch.Tensor):
-        raise TypeError(
-            f"{name} must be a torch.Tensor of shape (N, C, H, W), got "
-            f"{type(inputs).__name__}. Convert it with torch.as_tensor(...)."
-        )
-    if inputs.ndim != 4:
-        raise ValueError(
-            f"{name} must have shape (N, C, H, W), got {inputs.ndim}-D shape "
-            f"{tuple(inputs.shape)}. Add a batch axis with x.unsqueeze(0) for one image."
-        )
-    if not inputs.is_floating_point():
-        raise TypeError(f"{name} must be floating point, got dtype {inputs.dtype}.")
-    return inputs
 
 
 @torch.no_grad()
@@ -442,12 +424,30 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
 
 
 def progress(iterable: Iterable, enabled: bool, desc: str, *, total: int | None = None) -> Iterable:
-    """``iterable`` wrapped in a tqdm bar when ``enabled`` (the bar is cleared at the end)."""
+    """``iterable`` wrapped in a tqdm bar when ``enabled`` (the bar is cleared at the end).
+
+    The bar only displays: it iterates ``iterable`` once, when it is itself iterated, and
+    draws no random number, so a run gives the same results with and without it.
+    (``tqdm.auto``'s bar calls ``iter()`` on what it wraps as soon as it is made; for a
+    ``DataLoader`` that draws a worker seed from the loader's generator or torch's global
+    one, which would move every later shuffle and augmentation. It is handed a generator
+    that starts ``iterable`` only when the bar is iterated.)
+    """
     if not enabled:
         return iterable
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, desc=desc, total=total, leave=False)
+    if total is None:
+        try:
+            total = len(iterable)  # type: ignore[arg-type]
+        except (TypeError, AttributeError):  # no length: a bar without a total
+            total = None
+    return tqdm(_started_when_iterated(iterable), desc=desc, total=total, leave=False)
+
+
+def _started_when_iterated(iterable: Iterable) -> Iterator:
+    """A generator over ``iterable``: ``iter(iterable)`` runs at the first ``next``."""
+    yield from iterable
 
 
 # -------------------------------------------------------------- optional dependencies

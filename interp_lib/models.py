@@ -1,16 +1,15 @@
-"""Small image classifiers and a plain training loop, for the ID experiments.
+"""A plain training loop for image classifiers, and their accuracy.
 
 The ID chapters train many small networks on CPU (different widths, depths, label
-noise, training lengths). Their architecture follows the paper's checkpoints: a VGG-style
-convolutional trunk (conv blocks, each ending in a max-pool), then fully connected
-layers, then the output. Layer names are stable (``features.pool1``, ``fc1``, ...),
-so :func:`interp_lib.profile.layer_ids` finds the paper's checkpoints by default.
+noise, training lengths) with :func:`train_classifier`; the architectures live in
+:mod:`interp_lib.networks` (:func:`~interp_lib.networks.cnn_classifier`,
+:func:`~interp_lib.networks.residual_classifier`). ProtoPNet's warm start trains its
+trunk with the same loop.
 """
 
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -28,57 +27,8 @@ from ._plumbing import (
 )
 from ._plumbing import progress as progress_bar
 from ._validation import check_bool, check_int, make_generator
-from .nn import small_cnn
 
-__all__ = ["TrainHistory", "accuracy", "cnn_classifier", "train_classifier"]
-
-
-def cnn_classifier(
-    n_classes: int,
-    *,
-    in_channels: int = 3,
-    image_size: int = 32,
-    widths: Sequence[int] = (16, 32, 64),
-    convs_per_stage: int = 1,
-    hidden: Sequence[int] = (128,),
-    batch_norm: bool = False,
-) -> nn.Sequential:
-    """A VGG-style CNN: ``features`` (conv stages with max-pools), ``fc1..``, ``out``.
-
-    Parameters
-    ----------
-    n_classes : int
-    in_channels : int, default 3
-    image_size : int, default 32
-        Input height = width; must be divisible by ``2 ** len(widths)``.
-    widths : sequence of int
-        Channels of each convolutional stage (one max-pool per stage).
-    convs_per_stage : int, default 1
-    hidden : sequence of int
-        Widths of the fully connected hidden layers (each followed by ReLU).
-    batch_norm : bool, default False
-
-    Returns
-    -------
-    torch.nn.Sequential
-        Input ``(N, in_channels, image_size, image_size)``, output logits ``(N, n_classes)``.
-    """
-    n_classes = check_int(n_classes, "n_classes", minimum=2)
-    stages = len(widths)
-    if image_size % (2**stages):
-        raise ValueError(
-            f"image_size={image_size} must be divisible by 2**{stages} (one pool per stage)."
-        )
-    trunk = small_cnn(in_channels, widths, convs_per_stage, batch_norm)
-    side = image_size // 2**stages
-    layers: OrderedDict[str, nn.Module] = OrderedDict(features=trunk, flatten=nn.Flatten())
-    width = trunk.out_channels * side * side
-    for i, h in enumerate(hidden, start=1):
-        layers[f"fc{i}"] = nn.Linear(width, int(h))
-        layers[f"relu_fc{i}"] = nn.ReLU()
-        width = int(h)
-    layers["out"] = nn.Linear(width, n_classes)
-    return nn.Sequential(layers)
+__all__ = ["TrainHistory", "accuracy", "train_classifier"]
 
 
 @dataclass

@@ -249,7 +249,7 @@ def test_the_graph_reader_sees_a_planted_cycle():
 
 def test_the_graph_has_the_known_edges():
     graph = import_graph()
-    assert "interp_lib.nn" in graph["interp_lib.models"]
+    assert "interp_lib.networks" in graph["interp_lib.protopnet.model"]
     assert "interp_lib.protopnet.model" in graph["interp_lib.protopnet.push"]
     assert "interp_lib._plumbing" in graph["interp_lib.protopnet.push"]
 
@@ -330,7 +330,13 @@ def test_viz_does_not_import_profile():
 
 def test_models_and_protopnet_are_not_in_a_circle():
     graph = subpackage_graph()
-    assert "protopnet" not in graph["models"] and "protopnet" not in graph["nn"]
+    assert "protopnet" not in graph["models"] and "protopnet" not in graph["networks"]
+
+
+def test_networks_is_the_bottom_layer():
+    """The architectures import no other subpackage: models, protopnet, studies and the
+    zoo all build on them."""
+    assert subpackage_graph()["networks"] <= {"_validation"}
 
 
 def _imported_by(statement: str) -> set[str]:
@@ -346,4 +352,5 @@ def test_models_does_not_import_protopnet():
     loaded = _imported_by("import interp_lib.models")
     assert "interp_lib.protopnet.train" not in loaded
     assert not any(m.startswith("interp_lib.protopnet") for m in loaded), sorted(loaded)
-    assert "interp_lib.nn" in loaded
+    networks = _imported_by("import interp_lib.networks")
+    assert {m.split(".")[1] for m in networks if m != PACKAGE} == {"networks", "_validation"}

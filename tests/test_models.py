@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from interp_lib.models import accuracy, cnn_classifier, train_classifier
+from interp_lib.models import accuracy, train_classifier
+from interp_lib.networks import cnn_classifier
 from interp_lib.profile import default_checkpoints
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread

@@ -8,8 +8,20 @@ import pytest
 import torch
 from torch import nn
 
-from interp_lib import networks
-from interp_lib.networks import build, load_weights, read_weights, resolve_weights
+from interp_lib.networks import (
+    FeatureInfo,
+    FeatureStage,
+    Trunk,
+    build,
+    build_backbone,
+    cnn_classifier,
+    load_weights,
+    pooled_classifier,
+    read_weights,
+    residual_classifier,
+    resolve_weights,
+    small_cnn,
+)
 
 
 def _net() -> nn.Sequential:
@@ -111,8 +123,117 @@ def test_build_loads_weights_by_path_or_torchvision_name(tmp_path, monkeypatch):
         build("collections:OrderedDict")
 
 
-def test_networks_is_a_lazy_subpackage():
+def test_every_public_part_of_interp_lib_is_a_lazy_attribute():
+    """``interp_lib.<part>`` works for every public subpackage and top-level module (the
+    list once left out studies, zoo and the networks' home)."""
+    import importlib
+    from pathlib import Path
+
     import interp_lib
 
-    assert interp_lib.networks is networks
-    assert "networks" in dir(interp_lib)
+    root = Path(interp_lib.__file__).parent
+    public = {
+        p.stem if p.suffix == ".py" else p.name
+        for p in root.iterdir()
+        if not p.name.startswith("_") and (p.suffix == ".py" or (p / "__init__.py").is_file())
+    }
+    assert public == set(interp_lib._SUBMODULES)
+    assert public <= set(dir(interp_lib))
+    for name in ("networks", "studies", "zoo"):
+        assert getattr(interp_lib, name) is importlib.import_module(f"interp_lib.{name}")
+    with pytest.raises(AttributeError, match="no attribute 'nn'"):
+        interp_lib.nn  # noqa: B018 -- the old name reads like torch.nn: gone
+
+
+# ----------------------------------------------------------------------- architectures
+
+
+def _stage_shapes(net: nn.Module, info: FeatureInfo, x: torch.Tensor) -> list[tuple]:
+    shapes = {}
+    modules = dict(net.named_modules())
+
+    def record(name):
+        def hook(_module, _inputs, out):
+            shapes.setdefault(name, tuple(out.shape))  # the first call: a ReLU runs once
+
+        return hook
+
+    hooks = [modules[name].register_forward_hook(record(name)) for name in info.module_name()]
+    with torch.no_grad():
+        net.eval()(x)
+    for h in hooks:
+        h.remove()
+    return [shapes[name] for name in info.module_name()]
+
+
+ARCHS = {
+    "small_cnn": lambda: small_cnn(widths=(4, 8, 16)),
+    "small_cnn_no_last_pool": lambda: small_cnn(1, (4, 8), 2, False, pool_last=False),
+    "cnn_classifier": lambda: cnn_classifier(3, image_size=64, widths=(4, 8), hidden=(8,)),
+    "residual_classifier": lambda: residual_classifier(3, image_size=32, widths=(4, 8, 16)),
+    "pooled_classifier": lambda: pooled_classifier(small_cnn(widths=(4, 8)), 3),
+    "vgg11": lambda: build_backbone("vgg11"),
+    "resnet18": lambda: build_backbone("resnet18"),
+    "densenet121": lambda: build_backbone("densenet121"),
+}
+
+
+@pytest.mark.parametrize("name", list(ARCHS))
+def test_feature_info_matches_the_feature_maps(name):
+    torch.manual_seed(0)
+    net = ARCHS[name]()
+    info = net.feature_info
+    assert isinstance(info, FeatureInfo) and len(info) >= 1
+    in_channels = 1 if name == "small_cnn_no_last_pool" else 3
+    side = 64
+    shapes = _stage_shapes(net, info, torch.rand(2, in_channels, side, side))
+    for (module, channels, reduction), shape in zip(info, shapes, strict=True):
+        assert shape == (2, channels, side // reduction, side // reduction), module
+    if isinstance(net, Trunk):  # the last stage is the trunk's declared output
+        assert (info.channels(-1), info.reduction(-1)) == (net.out_channels, net.reduction)
+
+
+def test_feature_info_reads_like_timms():
+    info = small_cnn(widths=(4, 8, 16), pool_last=False).feature_info
+    assert info.channels() == [4, 8, 16] and info.reduction() == [2, 4, 4]
+    assert info.module_name() == ["pool1", "pool2", "relu3"]
+    assert info.channels(-1) == 16 and info.module_name(0) == "pool1"
+    assert info[1] == FeatureStage("pool2", 8, 4)
+    assert residual_classifier(3, image_size=32, widths=(4, 8)).feature_info.module_name() == [
+        "stem.pool", "layer1", "layer2"]  # fmt: skip
+    assert cnn_classifier(3, image_size=16, widths=(4,)).feature_info.module_name() == [
+        "features.pool1"]  # fmt: skip
+    assert pooled_classifier(nn.Conv2d(3, 4, 3), 2).feature_info is None  # declares nothing
+
+
+def test_feature_info_and_trunk_refuse_inconsistent_stages():
+    with pytest.raises(ValueError, match="at least one stage"):
+        FeatureInfo([])
+    with pytest.raises(ValueError, match="must not decrease"):
+        FeatureInfo([("a", 4, 4), ("b", 8, 2)])
+    with pytest.raises(TypeError, match="str name"):
+        FeatureInfo([(0, 4, 2)])
+    with pytest.raises(ValueError, match="must agree"):
+        Trunk(nn.Conv2d(3, 4, 3), out_channels=4, reduction=2, feature_info=[("0", 8, 2)])
+    trunk = Trunk(OrderedDict(conv=nn.Conv2d(3, 4, 3)), out_channels=4, reduction=1)
+    assert trunk.feature_info == FeatureInfo([("conv", 4, 1)])  # one stage by default
+    assert Trunk(nn.Conv2d(3, 4, 3), out_channels=4).feature_info is None
+
+
+def test_state_dict_names_are_stable():
+    """The zoo stores state dicts keyed by module names: renaming a module would orphan
+    every cached network."""
+    assert list(small_cnn(widths=(4, 8)).state_dict()) == [
+        f"{m}{i}.{p}" for i in (1, 2) for m, ps in (("conv", ["weight"]), ("bn", [
+            "weight", "bias", "running_mean", "running_var", "num_batches_tracked"]))
+        for p in ps
+    ]  # fmt: skip
+    assert list(cnn_classifier(3, image_size=8, widths=(2,), hidden=(4,)).state_dict()) == [
+        "features.conv1.weight", "features.conv1.bias", "fc1.weight", "fc1.bias",
+        "out.weight", "out.bias"]  # fmt: skip
+    keys = list(residual_classifier(3, image_size=8, widths=(2, 4)).state_dict())
+    assert keys[:2] == ["stem.conv.weight", "stem.bn.weight"]
+    assert "layer2.0.shortcut.0.weight" in keys and "layer1.0.shortcut.0.weight" not in keys
+    assert keys[-2:] == ["out.weight", "out.bias"]
+    assert list(pooled_classifier(small_cnn(widths=(2,)), 3).state_dict())[-2:] == [
+        "head.weight", "head.bias"]  # fmt: skip

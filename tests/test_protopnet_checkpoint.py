@@ -42,7 +42,8 @@ def test_roundtrip_rebuilds_the_same_model(tmp_path):
 
 
 def test_custom_backbone_needs_the_module(tmp_path):
-    from interp_lib.protopnet import ProtoPNet, small_cnn
+    from interp_lib.networks import small_cnn
+    from interp_lib.protopnet import ProtoPNet
 
     trunk = small_cnn(widths=(4,), batch_norm=False)
     model = ProtoPNet(trunk, n_classes=2, n_prototypes_per_class=1, prototype_dim=4)

@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from interp_lib.protopnet import ProtoPNet, add_on_layers, build_backbone, trunk_info
+from interp_lib.networks import build_backbone, trunk_info
+from interp_lib.protopnet import ProtoPNet, add_on_layers
 from interp_lib.protopnet.functional import similarity
 
 SMALL = {"widths": (4, 8)}

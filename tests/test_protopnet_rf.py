@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from interp_lib.protopnet.backbones import (
+from interp_lib.networks import (
     TORCHVISION_INFO,
     available_backbones,
     build_backbone,

@@ -9,15 +9,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from interp_lib.datasets.birds import birds
 from interp_lib.models import accuracy
-from interp_lib.protopnet import (
-    ProtoPNet,
-    Schedule,
-    fit,
-    pooled_classifier,
-    pretrain_backbone,
-    seed_prototypes,
-    small_cnn,
-)
+from interp_lib.networks import pooled_classifier, small_cnn
+from interp_lib.protopnet import ProtoPNet, Schedule, fit, pretrain_backbone, seed_prototypes
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread
 

@@ -8,13 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from interp_lib.studies import (
-    ImageCentering,
-    class_profiles,
-    correlation_bootstrap,
-    paired_interval,
-    residual_classifier,
-)
+from interp_lib.networks import ImageCentering, residual_classifier
+from interp_lib.studies import class_profiles, correlation_bootstrap, paired_interval
 
 
 def test_paired_interval_matches_a_hand_computed_t_interval():

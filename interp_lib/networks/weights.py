@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-__all__ = ["WeightsLike", "load_weights", "read_weights", "resolve_weights"]
+__all__ = ["load_weights", "read_weights", "resolve_weights"]
 
 #: A weights argument: a path to a state-dict file, a torchvision weight name (for
 #: torchvision architectures), or ``None`` (keep the random initial weights).

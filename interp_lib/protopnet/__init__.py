@@ -5,7 +5,6 @@
 :class:`ProtoPNetOutput`           logits, distances, similarity maps, latent
 :class:`LossWeights`               CE, cluster, separation and L1 weights
 :func:`protopnet_loss`             the paper's objective for one batch
-:func:`build_backbone`             small CNN, VGG, ResNet and DenseNet trunks
 :func:`add_on_layers`              the "regular" or the original's "bottleneck" add-on
 :class:`ReceptiveField`            geometry of a latent map in image space
 :func:`push`                       project prototypes onto own-class training patches
@@ -20,11 +19,12 @@
 =================================  ===============================================
 
 The pure math (distances, similarities, costs) lives in
-:mod:`interp_lib.protopnet.functional` and :mod:`interp_lib.protopnet.losses`.
+:mod:`interp_lib.protopnet.functional` and :mod:`interp_lib.protopnet.losses`; the trunks
+(:func:`~interp_lib.networks.build_backbone`: small CNN, VGG, ResNet and DenseNet) in
+:mod:`interp_lib.networks`.
 """
 
 from .._plumbing import NonFiniteLossError
-from .backbones import available_backbones, build_backbone, small_cnn, trunk_info
 from .boxes import boxes_to_masks
 from .checkpoint import CorruptCheckpointError, load_checkpoint, save_checkpoint
 from .evidence import EvidenceShare, evidence_share, off_class_weight_stats
@@ -51,7 +51,7 @@ from .push import PushResult, push
 from .receptive_field import ReceptiveField, module_receptive_field, receptive_field_box
 from .stages import Schedule, Stage
 from .train import fit
-from .warmstart import PretrainedBackbone, pooled_classifier, pretrain_backbone, seed_prototypes
+from .warmstart import PretrainedBackbone, pretrain_backbone, seed_prototypes
 
 __all__ = [
     "CorruptCheckpointError",
@@ -73,10 +73,8 @@ __all__ = [
     "Schedule",
     "Stage",
     "add_on_layers",
-    "available_backbones",
     "average_separation",
     "boxes_to_masks",
-    "build_backbone",
     "cluster_cost",
     "evidence_share",
     "explain",
@@ -87,7 +85,6 @@ __all__ = [
     "module_receptive_field",
     "nearest_patches",
     "off_class_weight_stats",
-    "pooled_classifier",
     "pretrain_backbone",
     "protopnet_loss",
     "prototype_placement",
@@ -98,6 +95,4 @@ __all__ = [
     "save_checkpoint",
     "seed_prototypes",
     "separation_cost",
-    "small_cnn",
-    "trunk_info",
 ]

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from .._plumbing import NonFiniteLossError, evaluating, to_device, unpack_batch
 from .._plumbing import progress as progress_bar
@@ -52,6 +53,26 @@ class ForwardAll(nn.Module):
 
     def forward(self, x: torch.Tensor):
         return self.model.forward_all(x)
+
+
+@contextlib.contextmanager
+def apart_from_training(loader: Iterable, *, one_draw: bool) -> Iterator[None]:
+    """Make a pass over ``loader`` that only evaluates, pushes or reads similarities
+    RNG-neutral: the global generators are restored after it
+    (:func:`~interp_lib.protopnet._runtime.rng_untouched`), so nothing the loader draws (a
+    shuffle, an augmentation, worker seeds) moves the training batches that follow, and a
+    resume that reads the loader once more repeats the run exactly.
+
+    With ``one_draw``, torch's global generator then advances by one draw whatever the
+    loader drew, if ``loader`` is a ``DataLoader`` without its own ``generator``: the draw
+    (a worker seed) that making its iterator took before passes were isolated, kept so
+    that a run with such loaders trains the same weights as before. A pass that a resume
+    may add (the similarities of the push images, recomputed after a push) makes none.
+    """
+    with rt.rng_untouched():
+        yield
+    if one_draw and isinstance(loader, DataLoader) and loader.generator is None:
+        torch.empty((), dtype=torch.int64).random_()
 
 
 def autocast(device: torch.device, amp: str | None):
@@ -206,7 +227,7 @@ def evaluate(
     """The loss terms and accuracy of ``model`` (eval mode) over ``loader``."""
     n_classes = model.class_identity.shape[1]
     sums = TermSums(ctx.device)
-    with evaluating(model):
+    with evaluating(model), apart_from_training(loader, one_draw=True):
         for x, y in labelled_batches(loader, n_classes, ctx):
             with autocast(ctx.device, ctx.amp):
                 out = model.forward_all(x)
@@ -230,8 +251,9 @@ def push_pass(
     """
     from .push import _push
 
-    result, latents, labels = _push(model, loader, device=ctx.device, progress=False,
-                                    keep_latents=keep_last_layer_inputs)  # fmt: skip
+    with apart_from_training(loader, one_draw=True):
+        result, latents, labels = _push(model, loader, device=ctx.device, progress=False,
+                                        keep_latents=keep_last_layer_inputs)  # fmt: skip
     if ctx.dist.enabled:  # every rank pushed the same data; make the prototypes identical
         torch.distributed.broadcast(model.prototypes.data, src=0)
     inputs = None
@@ -259,7 +281,7 @@ def last_layer_inputs(
     )
     labels = []
     try:
-        with evaluating(model):
+        with evaluating(model), apart_from_training(loader, one_draw=False):
             for x, y in labelled_batches(loader, n_classes, ctx):
                 model(x)
                 labels.append(y)

@@ -5,9 +5,11 @@ Nothing here knows about ProtoPNet's math.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -192,6 +194,19 @@ def set_rng_state(state: dict[str, Any], loader: DataLoader | None = None) -> No
             g = _gen(obj)
             if g is not None and name in state:
                 g.set_state(state[name])
+
+
+@contextlib.contextmanager
+def rng_untouched() -> Iterator[None]:
+    """Run a block without moving the global generators: Python's, NumPy's and torch's
+    (every initialised CUDA device) are restored as they were when it ends, however it
+    ends. What the block draws (a loader's shuffle, augmentation or worker seeds) then
+    never reaches what is drawn after it."""
+    state = get_rng_state()
+    try:
+        yield
+    finally:
+        set_rng_state(state)
 
 
 def gather_objects(obj: Any, info: DistInfo) -> list[Any]:

@@ -333,7 +333,7 @@ def _check_config(config: Any, path: Path) -> None:
             f"({str(config['backbone_weights'])[:80]!r}); a checkpoint's config may not make "
             "the loader read another file (the trunk's weights are in its state_dict)."
         )
-    from .backbones import check_backbone_kwargs
+    from ..networks import check_backbone_kwargs
 
     name = config.get("backbone")
     try:

@@ -12,9 +12,9 @@ from torch import nn
 
 from .._plumbing import check_images
 from .._validation import check_choice, check_int, check_real
-from ..nn import trunk_info
+from ..networks import build_backbone, trunk_info
+from ..networks.weights import WeightsLike
 from . import functional as PF
-from .backbones import WeightsLike, build_backbone
 from .receptive_field import (
     ReceptiveField,
     layer_receptive_field,
@@ -128,7 +128,7 @@ class ProtoPNet(nn.Module):
     ----------
     backbone : str or nn.Module
         A trunk mapping ``(N, 3, H, W)`` to ``(N, C, H', W')``, or a name understood by
-        :func:`interp_lib.protopnet.build_backbone` (``"small_cnn"``,
+        :func:`interp_lib.networks.build_backbone` (``"small_cnn"``,
         ``"vgg16"``, ``"resnet34"``, ``"densenet121"``...).
     n_classes : int
         ``K``.

@@ -50,21 +50,17 @@ and then calls :func:`~interp_lib.protopnet.fit`:
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
 from .._plumbing import check_device, evaluating
-from .._validation import check_choice, check_int, make_generator
+from .._validation import make_generator
 from ..models import TrainHistory, train_classifier
-from ..nn import infer_out_channels
-from .backbones import build_backbone
+from ..networks import build_backbone, infer_out_channels, pooled_classifier
 
-__all__ = ["PretrainedBackbone", "pooled_classifier", "pretrain_backbone", "seed_prototypes"]
-
-_POOLS = {"max": nn.AdaptiveMaxPool2d, "avg": nn.AdaptiveAvgPool2d}
+__all__ = ["PretrainedBackbone", "pretrain_backbone", "seed_prototypes"]
 
 
 class PretrainedBackbone(NamedTuple):
@@ -74,48 +70,13 @@ class PretrainedBackbone(NamedTuple):
     ----------
     classifier : nn.Sequential
         ``features`` (the trunk) -> ``pool`` -> ``flatten`` -> ``head`` (see
-        :func:`pooled_classifier`), trained, in eval mode.
+        :func:`~interp_lib.networks.pooled_classifier`), trained, in eval mode.
     history : interp_lib.models.TrainHistory
         Per-epoch loss and accuracies (``test_accuracy`` holds the ``val`` accuracies).
     """
 
     classifier: nn.Sequential
     history: TrainHistory
-
-
-def pooled_classifier(trunk: nn.Module, n_classes: int, pool: str = "max") -> nn.Sequential:
-    """``trunk -> global max (or average) pool -> Flatten -> Linear(C, n_classes)``.
-
-    Parameters
-    ----------
-    trunk : nn.Module
-        Maps images ``(N, 3, H, W)`` to a feature map ``(N, C, H', W')``; ``C`` is the
-        ``out_channels`` it declares (:class:`interp_lib.nn.Trunk`), guessed from its
-        last convolution / batch norm only if it declares nothing.
-    n_classes : int
-        ``K``.
-    pool : {"max", "avg"}
-        Global max pooling (default) or global average pooling (CAM's head).
-
-    Returns
-    -------
-    nn.Sequential
-        Modules ``features`` (the same ``trunk`` object, not a copy), ``pool``,
-        ``flatten``, ``head``; maps images to logits ``(N, K)``.
-    """
-    if not isinstance(trunk, nn.Module):
-        raise TypeError(f"trunk must be an nn.Module, got {type(trunk).__name__}.")
-    n_classes = check_int(n_classes, "n_classes", minimum=2)
-    check_choice(pool, "pool", tuple(_POOLS))
-    channels = infer_out_channels(trunk)
-    return nn.Sequential(
-        OrderedDict(
-            features=trunk,
-            pool=_POOLS[pool](1),
-            flatten=nn.Flatten(),
-            head=nn.Linear(channels, n_classes),
-        )
-    )
 
 
 def pretrain_backbone(
@@ -135,13 +96,14 @@ def pretrain_backbone(
     backbone_kwargs: dict[str, Any] | None = None,
     channels_last: bool = False,
 ) -> PretrainedBackbone:
-    """Train a trunk as a globally pooled linear classifier (see :func:`pooled_classifier`).
+    """Train a trunk as a globally pooled linear classifier
+    (:func:`~interp_lib.networks.pooled_classifier`).
 
     Parameters
     ----------
     backbone : str or nn.Module
         A trunk (trained in place and returned) or a name for
-        :func:`~interp_lib.protopnet.build_backbone` (``"small_cnn"``...).
+        :func:`~interp_lib.networks.build_backbone` (``"small_cnn"``...).
     train : Dataset or (images, labels) tuple
         Yields ``(x, y, ...)`` with images ``(C, H, W)`` and integer labels in
         ``[0, n_classes)``: the same (normalised, possibly augmented) images that
@@ -151,7 +113,7 @@ def pretrain_backbone(
     epochs : int
         Passes over ``train``.
     pool : {"max", "avg"}
-        Global pooling of the head (see :func:`pooled_classifier`).
+        Global pooling of the head (see :func:`~interp_lib.networks.pooled_classifier`).
     lr, weight_decay, batch_size : training settings
         Adam with cross-entropy (see :func:`interp_lib.models.train_classifier`).
     val : Dataset or (images, labels) tuple, optional

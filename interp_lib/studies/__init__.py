@@ -19,8 +19,6 @@ last-hidden ID vs test error    :func:`generalisation_study` ->
                                 trained by :func:`train_to_criterion`; IDs from
                                 :func:`last_hidden_ids`; the task :func:`birds_task`
 shuffled labels, MNIST*         :func:`shuffled_label_study`, :func:`mnist_star_study`
-a small residual network        :func:`residual_classifier` (ResNet-like stages)
-per-image brightness centring   :class:`ImageCentering` (a first layer for MNIST*)
 ==============================  =====================================================
 """
 
@@ -39,7 +37,6 @@ from .generalisation import (
     train_to_criterion,
 )
 from .hunchback import Hunchback, hunchback
-from .nets import ImageCentering, ResidualBlock, residual_classifier
 from .per_class import ClassProfiles, class_indices, class_profiles
 from .stats import CorrelationResult, PairedInterval, correlation_bootstrap, paired_interval
 
@@ -53,9 +50,7 @@ __all__ = [
     "FitRecord",
     "GeneralisationStudy",
     "Hunchback",
-    "ImageCentering",
     "PairedInterval",
-    "ResidualBlock",
     "birds_task",
     "class_indices",
     "class_profiles",
@@ -68,7 +63,6 @@ __all__ = [
     "mnist_star_study",
     "paired_interval",
     "profile_table",
-    "residual_classifier",
     "shuffled_label_study",
     "train_to_criterion",
 ]

@@ -42,7 +42,7 @@ from torch import nn
 
 from .._plumbing import NonFiniteLossError, evaluating, require
 from .._validation import check_int, make_generator
-from .nets import residual_classifier
+from ..networks import cnn_classifier, residual_classifier
 from .stats import correlation_bootstrap
 
 __all__ = [
@@ -68,9 +68,9 @@ class Architecture:
     ----------
     name : str
     kind : {"vgg", "resnet"}
-        ``"vgg"``: :func:`interp_lib.models.cnn_classifier` (conv stages with max-pools,
+        ``"vgg"``: :func:`interp_lib.networks.cnn_classifier` (conv stages with max-pools,
         then ``hidden`` fully connected layers); ``"resnet"``:
-        :func:`interp_lib.studies.residual_classifier` (its last hidden layer is the
+        :func:`interp_lib.networks.residual_classifier` (its last hidden layer is the
         global average pool, of width ``widths[-1]``).
     widths : tuple of int
         Channels per stage.
@@ -122,8 +122,6 @@ class Architecture:
         """A freshly initialised network, its weights drawn after ``torch.manual_seed(seed)``
         inside :func:`torch.random.fork_rng` (the caller's global random state is left as
         it was)."""
-        from ..models import cnn_classifier
-
         seed = check_int(seed, "seed", minimum=0)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)

@@ -41,7 +41,7 @@ SOURCES = (
     *(
         f"interp_lib.protopnet.{m}"
         for m in (
-            "_loops _runtime backbones boxes checkpoint functional history last_layer "
+            "_loops _runtime boxes checkpoint functional history last_layer "
             "losses model push receptive_field stages train warmstart"
         ).split()
     ),
@@ -65,14 +65,8 @@ def schedule_of(p: dict[str, Any]):
 def _build(p: dict[str, Any], progress: bool, retrain: bool) -> dict[str, Any]:
     from ..datasets.augment import AugmentedDataset, RandomAffine
     from ..models import accuracy
-    from ..protopnet import (
-        ProtoPNet,
-        build_backbone,
-        fit,
-        pooled_classifier,
-        push,
-        seed_prototypes,
-    )  # fmt: skip
+    from ..networks import build_backbone, pooled_classifier
+    from ..protopnet import ProtoPNet, fit, push, seed_prototypes
 
     # one tick per phase; iter() because a tqdm bar is iterable but not an iterator
     bar = iter(progress_bar(range(3), progress, "zoo: ProtoPNet birds", total=3))

@@ -24,10 +24,10 @@ _BIRD_SOURCES = (
     "interp_lib.zoo._cache",
     "interp_lib.zoo.bird_classifiers",
     "interp_lib.models",
-    "interp_lib.nn",
+    "interp_lib.networks.classifiers",
+    "interp_lib.networks.trunks",
     "interp_lib.datasets._base",
     "interp_lib.datasets.birds",
-    "interp_lib.studies.nets",
 )
 
 
@@ -53,8 +53,7 @@ _BIRD_WIDTHS = (16, 32, 64, 128)
 
 
 def _bird_net(arch: str, n_classes: int, image_size: int, seed: int) -> nn.Module:
-    from ..models import cnn_classifier
-    from ..studies.nets import residual_classifier
+    from ..networks import cnn_classifier, residual_classifier
 
     torch.manual_seed(seed)
     if arch in ("vgg8", "vgg4"):
@@ -88,7 +87,7 @@ def birds_classifier(
     ``n_val`` (seed 2) and test ``n_test`` (seed 1). Network (``arch``): ``"vgg8"``, four
     stages of two convolutions with BatchNorm and fully connected layers 128-64
     (``cnn_classifier``); ``"vgg4"``, the same with one convolution per stage;
-    ``"resnet"``, :func:`interp_lib.studies.residual_classifier`; widths 16-32-64-128,
+    ``"resnet"``, :func:`interp_lib.networks.residual_classifier`; widths 16-32-64-128,
     weights seeded by ``seed``. Adam, lr ``lr``, ``epochs`` epochs, batches of
     ``batch_size`` (order seeded by ``seed``); the weights of the epoch with the best
     validation accuracy are kept (``restore_best``), and the test accuracy is measured

@@ -11,10 +11,10 @@ The recipe (all seeded by ``seed``):
    rotation, +-10 degree shear, reflected border), for both networks alike. Seeding,
    push, validation and test read the un-augmented images.
 3. **CNN** (the baseline, and the warm start that stands in for ImageNet pretraining):
-   the small CNN trunk (:func:`interp_lib.nn.small_cnn`; by default without the max-pool
+   the small CNN trunk (:func:`interp_lib.networks.small_cnn`; by default without the max-pool
    of its last stage, ``pool_last=False``: a 20 x 20 map with an 18-pixel receptive field
    and a 4-pixel stride at 80 pixels) under a global max pool and a linear head
-   (:func:`interp_lib.protopnet.pooled_classifier`), Adam lr ``cnn_lr``, trained for
+   (:func:`interp_lib.networks.pooled_classifier`), Adam lr ``cnn_lr``, trained for
    ``warm_epochs`` epochs; its trunk is copied into the ProtoPNet at that point, and the
    CNN itself goes on for as many epochs as the ProtoPNet trains, so both networks see the
    same number of augmented images from the same starting trunk. Those CNN epochs get the
@@ -219,7 +219,8 @@ def placement(push_result, masks: torch.Tensor, rf, *, near: int = 2, part_names
 
 def _rebuild(p: dict[str, Any], payload: dict[str, Any], hit: bool) -> BirdsModels:
     from ..models import TrainHistory
-    from ..protopnet import History, ProtoPNet, PushResult, build_backbone, pooled_classifier
+    from ..networks import build_backbone, pooled_classifier
+    from ..protopnet import History, ProtoPNet, PushResult
 
     def trunk() -> nn.Module:
         return build_backbone("small_cnn", widths=tuple(p["widths"]), pool_last=p["pool_last"])
@@ -312,7 +313,7 @@ def protopnet_birds(
         Channels of the small CNN trunk's stages (one max-pool each).
     pool_last : bool
         Whether the trunk's last stage ends with its max-pool
-        (:func:`interp_lib.nn.small_cnn`); ``False`` gives ProtoPNet a grid of patches
+        (:func:`interp_lib.networks.small_cnn`); ``False`` gives ProtoPNet a grid of patches
         twice as fine. The CNN computes the same function either way (a global max pool
         after a max-pool is the global max).
     n_prototypes_per_class, prototype_dim : int

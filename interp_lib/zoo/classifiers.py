@@ -1,6 +1,6 @@
 """Zoo recipes for the small CNNs of the intrinsic-dimension chapters.
 
-Both train :func:`interp_lib.models.cnn_classifier` with
+Both train :func:`interp_lib.networks.cnn_classifier` with
 :func:`interp_lib.models.train_classifier` (Adam, cross-entropy, constant learning rate),
 exactly as the chapters do inline: ``torch.manual_seed(seed)`` before building the
 network, the batch order seeded by ``seed``.
@@ -26,7 +26,8 @@ _SOURCES = (
     "interp_lib.zoo._cache",
     "interp_lib.zoo.classifiers",
     "interp_lib.models",
-    "interp_lib.nn",
+    "interp_lib.networks.classifiers",
+    "interp_lib.networks.trunks",
     "interp_lib.datasets._base",
     "interp_lib.datasets.digits",
     "interp_lib.datasets.objects",
@@ -40,7 +41,7 @@ class TrainedClassifier:
     Attributes
     ----------
     model : nn.Sequential
-        The trained :func:`~interp_lib.models.cnn_classifier`, in eval mode, on CPU.
+        The trained :func:`~interp_lib.networks.cnn_classifier`, in eval mode, on CPU.
     train, test : TensorImageDataset
         The splits it was trained and tested on (``test`` never trained on).
     history : interp_lib.models.TrainHistory
@@ -83,7 +84,8 @@ def _train_cnn(
     retrain: bool,
     progress: bool,
 ) -> TrainedClassifier:
-    from ..models import TrainHistory, accuracy, cnn_classifier, train_classifier
+    from ..models import TrainHistory, accuracy, train_classifier
+    from ..networks import cnn_classifier
 
     n_classes = int(train.n_classes)
 

@@ -1,8 +1,10 @@
-"""Convolutional trunks for ProtoPNet: a small CPU-friendly CNN and torchvision models.
+"""Trunks by name: the small CPU-friendly CNN and torchvision's VGG, ResNet and DenseNet.
 
 Every trunk maps images ``(N, 3, H, W)`` to a feature map ``(N, C, H', W')`` and declares
-its geometry (:class:`interp_lib.nn.Trunk`: ``out_channels = C``, ``reduction``,
-``in_channels``); torchvision trunks take theirs from the table :data:`TORCHVISION_INFO`. torchvision trunks are built with random weights unless you pass
+its geometry (:class:`~interp_lib.networks.Trunk`: ``out_channels = C``, ``reduction``,
+``in_channels`` and the per-stage ``feature_info``); torchvision trunks take their output
+geometry from the table :data:`TORCHVISION_INFO`. ProtoPNet builds its trunk here, and so
+does its warm start. torchvision trunks are built with random weights unless you pass
 ``weights=``: a local state-dict file, or the name of a torchvision weight enum
 (``"IMAGENET1K_V1"``, ``"DEFAULT"``) whose file is already in the torch hub cache.
 Nothing is ever downloaded.
@@ -15,19 +17,15 @@ from typing import Any
 
 from torch import nn
 
-from ..networks.weights import WeightsLike, load_weights, read_weights, resolve_weights
-from ..nn import Trunk, TrunkInfo, infer_out_channels, small_cnn, trunk_info
+from .trunks import FeatureStage, Trunk, small_cnn
+from .weights import WeightsLike, load_weights, read_weights, resolve_weights
 
 __all__ = [
+    "SMALL_CNN_LIMITS",
     "TORCHVISION_INFO",
-    "Trunk",
-    "TrunkInfo",
     "available_backbones",
     "build_backbone",
     "check_backbone_kwargs",
-    "infer_out_channels",
-    "small_cnn",
-    "trunk_info",
 ]
 
 _VGG = tuple(f"vgg{d}{bn}" for d in (11, 13, 16, 19) for bn in ("", "_bn"))  # vgg11 ... vgg19_bn
@@ -55,15 +53,54 @@ def available_backbones() -> tuple[str, ...]:
     return ("small_cnn", *_VGG, *_RESNET, *_DENSENET)
 
 
+def _stages(layers: OrderedDict[str, nn.Module], arch: str) -> list[FeatureStage]:
+    """The stages of a torchvision trunk: VGG's max-pools, ResNet's ``layer1..4``,
+    DenseNet's dense blocks (the last one through ``norm5`` and the ReLU)."""
+    if arch in _VGG:
+        stages, channels = [], 3
+        for name, layer in layers.items():
+            if isinstance(layer, nn.Conv2d):
+                channels = layer.out_channels
+            elif isinstance(layer, nn.MaxPool2d):
+                stages.append(FeatureStage(name, channels, 2 ** (len(stages) + 1)))
+        return stages
+    if arch in _RESNET:
+        return [
+            FeatureStage(f"layer{i}", _last_channels(layers[f"layer{i}"]), 2 ** (i + 1))
+            for i in range(1, 5)
+        ]
+    features = layers["features"]
+    stages = [
+        FeatureStage(
+            f"features.denseblock{i}",
+            features.get_submodule(f"transition{i}.norm").num_features,
+            2 ** (i + 1),
+        )
+        for i in range(1, 4)
+    ]
+    return [*stages, FeatureStage("relu", features.norm5.num_features, 32)]
+
+
+def _last_channels(module: nn.Module) -> int:
+    return [m for m in module.modules() if isinstance(m, nn.BatchNorm2d)][-1].num_features
+
+
 def _torchvision_trunk(arch: str, net: nn.Module) -> Trunk:
     channels, reduction = TORCHVISION_INFO[arch]
-    info = {"out_channels": channels, "reduction": reduction, "in_channels": 3}
     if arch in _VGG:
-        return Trunk(*net.features, **info)
-    if arch in _RESNET:
+        layers = OrderedDict((str(i), m) for i, m in enumerate(net.features))
+    elif arch in _RESNET:
         names = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
-        return Trunk(OrderedDict((n, getattr(net, n)) for n in names), **info)
-    return Trunk(OrderedDict(features=net.features, relu=nn.ReLU(inplace=True)), **info)
+        layers = OrderedDict((n, getattr(net, n)) for n in names)
+    else:
+        layers = OrderedDict(features=net.features, relu=nn.ReLU(inplace=True))
+    return Trunk(
+        layers,
+        out_channels=channels,
+        reduction=reduction,
+        in_channels=3,
+        feature_info=_stages(layers, arch),
+    )
 
 
 #: Bounds of the small CNN's arguments (a config cannot build an unbounded trunk).
