@@ -77,6 +77,7 @@ def test_masks_inside_image_with_clutter():
     assert not bird[:, :, 0].any() and not bird[:, :, -1].any()
 
 
+@pytest.mark.slow  # 40 images at 64 px and two cross-validated logistic regressions
 def test_class_not_in_mean_colour_but_in_parts():
     ds = birds(40, image_size=64, seed=0, difficulty=0.5)
     y = ds.labels.numpy()

@@ -75,6 +75,7 @@ def test_numpy_and_integer_input():
     torch.testing.assert_close(d[:, 0], torch.full((10,), np.sqrt(27.0), dtype=torch.float64))
 
 
+@pytest.mark.fuzz
 @settings(max_examples=40, deadline=None)
 @given(
     arrays(

@@ -66,7 +66,14 @@ REFERENCE_N1000 = {
 }  # fmt: skip
 
 
-@pytest.mark.parametrize(("kind", "d"), list(REFERENCE_N1000))
+@pytest.mark.parametrize(
+    ("kind", "d"),
+    # the torus cases compute five 1000 x 1000 periodic distance matrices: seconds
+    [
+        pytest.param(*case, marks=pytest.mark.slow if case[0] == "torus" else ())
+        for case in REFERENCE_N1000
+    ],
+)
 def test_reference_table(kind, d):
     """Calibrated: the means measured here lie within 4 % of the table (2.1 % worst);
     the tolerance of 7 % still catches a wrong fraction, F_emp offset or kept ties."""

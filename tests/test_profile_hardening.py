@@ -143,6 +143,7 @@ def test_missing_optional_dependency_names_the_extra(monkeypatch, module, method
         getattr(prof, method)()
 
 
+@pytest.mark.slow  # a fresh interpreter imports torch
 def test_profile_does_not_import_viz_or_matplotlib():
     import subprocess
 
