@@ -113,15 +113,18 @@ def test_end_to_end_matches_layer_ids_and_resumes(folder, weights, tmp_path, mon
     monkeypatch.setattr(
         per_class, "layer_ids", lambda *a, **k: calls.append(k["label"]) or real(*a, **k)
     )
-    again = cli.run(args(folder, out, weights))
+    again = cli.run(args(folder, out, weights, "--resume"))
     assert calls == ["n03"]
     assert again["id_mean"] == summary["id_mean"]
     for c in ("n01", "n02"):
         assert (out / "classes" / f"{c}.json").stat().st_mtime_ns == before[c]
 
     # other settings in the same folder are refused
-    with pytest.raises(ValueError, match=r"settings differ in \['n_resamples'\]"):
-        cli.run(args(folder, out, weights, "--n-resamples", "4"))
+    with pytest.raises(ValueError, match=r"other settings: n_resamples \(3 -> 4\)"):
+        cli.run(args(folder, out, weights, "--n-resamples", "4", "--resume"))
+    # without --resume a finished run is not silently continued
+    with pytest.raises(FileExistsError, match="--resume to continue"):
+        cli.run(args(folder, out, weights))
 
 
 @pytest.mark.slow
@@ -140,7 +143,7 @@ def test_an_interrupted_run_keeps_finished_classes(folder, weights, tmp_path, mo
     assert sorted(p.name for p in (out / "classes").iterdir()) == ["n01.json"]  # no temp file
     assert not (out / "profile.json").exists()
     monkeypatch.setattr(per_class, "layer_ids", real)
-    summary = cli.run(args(folder, out, weights, "--no-figure", "--max-classes", "2"))
+    summary = cli.run(args(folder, out, weights, "--no-figure", "--max-classes", "2", "--resume"))
     assert list(summary["classes"]) == ["n01", "n02"]
 
 
@@ -157,7 +160,7 @@ def test_torchvision_name_and_clear_errors(folder, tmp_path, capsys):
         build("test_profile_cli:tiny_net", bad)
     assert cli.main(["test_profile_cli:tiny_net", str(folder), "--out", str(tmp_path / "o"),
                      "--n-per-class", "0"]) == 2  # fmt: skip
-    assert "--n-per-class must be at least 1" in capsys.readouterr().err
+    assert "--n-per-class: expected an integer >= 1, got 0" in capsys.readouterr().err
     assert cli.main(["test_profile_cli:tiny_net", str(folder), "--out", str(tmp_path / "o"),
                      "--classes", "n09"]) == 2  # fmt: skip
     assert "not folders" in capsys.readouterr().err
@@ -185,3 +188,54 @@ def test_numbers_are_bit_identical_to_the_command_before_the_merge(
     summary = cli.run(args(folder, tmp_path / "run", weights, *extra))
     summary.pop("config")
     assert summary == golden[f"cli_{estimator}"]
+
+
+PROFILE_USER_ERRORS = [
+    (["--n-resamples", "-1"], "--n-resamples: expected an integer >= 0"),
+    (["--subsample", "2"], "--subsample must lie in"),
+    (["--model-kwargs", "[1]"], "--model-kwargs must be a JSON object"),
+    (["--resume", "--overwrite"], "pick one"),
+    (["--device", "tpu9"], "not a device name"),
+    (["--threads", "0"], "--threads"),
+    (["--layers"], "--layers"),
+]
+
+
+@pytest.mark.parametrize(("extra", "message"), PROFILE_USER_ERRORS)
+def test_user_errors_are_one_line_and_exit_2(folder, weights, tmp_path, capsys, extra, message):
+    out = tmp_path / "run"
+    assert cli.main(args(folder, out, weights, "--no-figure", *extra)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+    assert not (out / "run.json").exists()
+
+
+def test_bad_inputs_leave_no_settings_behind(folder, weights, tmp_path, capsys):
+    out = tmp_path / "run"
+    bad = tmp_path / "bad.pt"
+    torch.save({"weight": torch.zeros(2)}, bad)
+    argv = args(folder, out, weights, "--no-figure")
+    argv[argv.index(str(weights))] = str(bad)
+    assert cli.main(argv) == 2 and "do not fit the model" in capsys.readouterr().err
+    assert cli.main(args(tmp_path / "no_such_folder", out, weights, "--no-figure")) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert not (out / "run.json").exists() and not (out / "config.json").exists()
+    (tmp_path / "file").write_text("")
+    assert cli.main(args(folder, tmp_path / "file", weights)) == 2
+    assert "is a file" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert cli.main(args(folder, out, weights, "--device", "cuda")) == 2
+        assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_overwrite_starts_over_and_old_outputs_are_not_reused(folder, weights, tmp_path):
+    out = tmp_path / "run"
+    (out / "classes").mkdir(parents=True)
+    (out / "classes" / "n01.json").write_text("{}")  # a profile of unknown settings
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        cli.run(args(folder, out, weights, "--no-figure", "--max-classes", "1"))
+    summary = cli.run(args(folder, out, weights, "--no-figure", "--max-classes", "1",
+                           "--overwrite", "--n-resamples", "0"))  # fmt: skip
+    assert list(summary["classes"]) == ["n01"]
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["settings"]["n_resamples"] == 0 and meta["settings"]["seed"] == 0

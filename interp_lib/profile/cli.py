@@ -1,4 +1,5 @@
-"""``python -m interp_lib.profile``: the ID profile of a network at paper scale.
+"""``interp-lib-profile`` (or ``python -m interp_lib.profile``): the ID profile of a network
+at paper scale.
 
 Ansuini et al. (2019) measure the hunchback on **single-class** image sets: about 500
 training images of one ImageNet category, the network in eval mode, activations
@@ -7,12 +8,18 @@ TwoNN ID (least squares, 90 % of the ratios) of each layer is the **mean over ra
 subsamples** and its error bar their standard deviation; the profiles of the categories
 are then averaged (their ``scripts/pretrained/hunchback.py``: ``--nsamples 500``,
 ``--res 50``, ``Resize(256)``, ``CenterCrop(224)``, ImageNet normalisation). This command
-runs that protocol on any ``ImageFolder`` (``root/<class>/<image>``)::
+runs that protocol on any ``ImageFolder`` (``root/<class>/<image>``), as a thin shell over
+one library function, :func:`interp_lib.studies.class_profiles` (``choose="random"``)::
 
-    python -m interp_lib.profile vgg16 /data/imagenet_single_objects --out runs/vgg16 \\
-        --weights vgg16-397923af.pth --device cuda
-    python -m interp_lib.profile mypkg.nets:make_net /data/folder --out runs/mine \\
+    interp-lib-profile vgg16 /data/imagenet_single_objects --out runs/vgg16 \\
+        --weights vgg16-397923af.pth
+    interp-lib-profile mypkg.nets:make_net /data/folder --out runs/mine \\
         --model-kwargs '{"n_classes": 10}' --image-size 64 --layers input features.3 fc
+
+The flags shared with ``interp-lib-protopnet`` (``--device auto``: CUDA if there is one;
+``--seed``, which draws the class subsets and the subsamples; ``--resume``,
+``--overwrite``, ``--threads``, ``--debug``) are those of :mod:`interp_lib.cli.flags`; a
+user error prints one line and exits with status 2 (:mod:`interp_lib.cli.errors`).
 
 ``MODEL`` is a torchvision model name (built with ``weights=None``: nothing is
 downloaded; pass the weights file with ``--weights``) or ``module:factory``, a function
@@ -21,9 +28,12 @@ returning an ``nn.Module``. ``--weights`` is a state dict (or a checkpoint dict 
 
 Outputs in ``--out``:
 
-- ``config.json``: the settings of the run (a rerun with other settings is refused);
+- ``run.json``: the settings of the run, the versions and the command line
+  (:class:`interp_lib.cli.RunFolder`; written once the model and the data are loaded; a
+  rerun with other settings is refused, naming them; the class selection may change);
 - ``classes/<class>.json``: one file per class, written atomically when the class is
-  done; **a rerun skips finished classes**, so an interrupted run resumes;
+  done; **a rerun with** ``--resume`` **skips finished classes**, so an interrupted run
+  continues (``--overwrite`` starts over);
 - ``profile.json``: per layer, the mean and standard deviation over classes of the
   per-class ID, with every class's numbers;
 - ``profile.png``: the mean profile against relative depth (needs matplotlib,
@@ -34,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,7 +51,8 @@ from typing import Any
 
 import torch
 
-from .._plumbing import require
+from .. import cli
+from .._plumbing import atomic_write, require
 from ..networks import build
 
 __all__ = ["main", "run"]
@@ -50,95 +60,101 @@ __all__ = ["main", "run"]
 VERSION = 1
 
 
-# ------------------------------------------------------------------------- results
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as JSON atomically: a temporary file renamed over ``path``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-# ----------------------------------------------------------------------------- run
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m interp_lib.profile",
+def _parser() -> cli.ArgumentParser:
+    p = cli.ArgumentParser(
+        prog="interp-lib-profile",
         description="Per-class intrinsic-dimension profile of a network (Ansuini et al. 2019).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("model", help="torchvision model name (e.g. vgg16) or module:factory")
     p.add_argument("data", help="ImageFolder root: one sub-folder of images per class")
-    p.add_argument("--out", required=True, help="output folder (created; resumable)")
+    cli.add_common_flags(p, resume_help="continue the run in --out: finished classes are kept")
     p.add_argument("--weights", help="state dict file, loaded with weights_only=True")
     p.add_argument("--model-kwargs", default="{}", help="JSON keyword arguments of the factory")
     p.add_argument(
         "--layers", nargs="+", help="dotted layer names (default: the paper's checkpoints)"
     )
     p.add_argument("--classes", nargs="+", help="class folder names (default: all)")
-    p.add_argument("--max-classes", type=int, help="only the first N classes (sorted by name)")
-    p.add_argument("--n-per-class", type=int, default=500, help="images per class (paper: ~500)")
     p.add_argument(
-        "--n-resamples", type=int, default=50, help="90%% subsamples per class and layer"
+        "--max-classes", type=cli.positive_int, help="only the first N classes (sorted by name)"
     )
-    p.add_argument("--subsample", type=float, default=0.9, help="subsample share")
+    p.add_argument("--n-per-class", type=cli.positive_int, default=500,
+                   help="images per class (paper: ~500)")  # fmt: skip
+    p.add_argument("--n-resamples", type=cli.non_negative_int, default=50,
+                   help="90%% subsamples per class and layer")  # fmt: skip
+    p.add_argument("--subsample", type=float, default=0.9, help="subsample share, in (0, 1]")
     p.add_argument("--estimator", default="twonn", choices=["twonn", "mle", "pca"])
-    p.add_argument("--image-size", type=int, default=224, help="centre crop side (pixels)")
+    p.add_argument("--image-size", type=cli.positive_int, default=224,
+                   help="centre crop side (pixels)")  # fmt: skip
     p.add_argument("--no-normalize", action="store_true", help="skip ImageNet normalisation")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--batch-size", type=cli.positive_int, default=64)
+    p.add_argument("--num-workers", type=cli.non_negative_int, default=0,
+                   help="DataLoader worker processes")  # fmt: skip
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
                    help="storage type of the activations")  # fmt: skip
-    p.add_argument("--max-bytes", type=int, help="memory budget for activations (bytes)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the subsets and subsamples")
+    p.add_argument("--max-bytes", type=cli.positive_int,
+                   help="memory budget for activations (bytes)")  # fmt: skip
     p.add_argument("--no-figure", action="store_true", help="do not draw profile.png")
     p.add_argument("--progress", action="store_true", help="show progress bars")
     return p
 
 
-def _config(args: argparse.Namespace, class_names: list[str]) -> dict[str, Any]:
-    keys = ("model", "weights", "layers", "n_per_class", "n_resamples", "subsample",
-            "estimator", "image_size", "no_normalize", "dtype", "seed")  # fmt: skip
-    config = {k: getattr(args, k) for k in keys}
-    config["model_kwargs"] = json.loads(args.model_kwargs)
-    config["data"] = str(Path(args.data).resolve())
-    config["weights"] = None if args.weights is None else str(Path(args.weights).resolve())
-    config["classes"] = class_names
-    return config
-
-
-def _check_args(args: argparse.Namespace) -> None:
-    for name in ("n_per_class", "n_resamples", "image_size", "batch_size", "max_classes",
-                 "max_bytes", "num_workers"):  # fmt: skip
-        value = getattr(args, name)
-        minimum = 0 if name in ("n_resamples", "num_workers") else 1
-        if value is not None and value < minimum:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least {minimum}, got {value}.")
-    if not 0 < args.subsample <= 1:
-        raise ValueError(f"--subsample must lie in (0, 1], got {args.subsample}.")
+def _model_kwargs(text: str) -> dict[str, Any]:
     try:
-        kwargs = json.loads(args.model_kwargs)
+        kwargs = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValueError(
-            f"--model-kwargs must be a JSON object, got {args.model_kwargs!r} ({exc})."
-        ) from exc
+        raise cli.UsageError(
+            f"--model-kwargs must be a JSON object, got {text!r} ({exc})."
+        ) from None
     if not isinstance(kwargs, dict):
-        raise ValueError(f"--model-kwargs must be a JSON object, got {args.model_kwargs!r}.")
+        raise cli.UsageError(f"--model-kwargs must be a JSON object, got {text!r}.")
+    return kwargs
+
+
+def _settings(args) -> dict[str, Any]:
+    """What the numbers depend on (compared with ``run.json`` on a rerun; ``--classes``
+    and ``--max-classes`` choose which classes run, not what a class gives)."""
+    keys = ("model", "layers", "n_per_class", "n_resamples", "subsample", "estimator",
+            "image_size", "no_normalize", "dtype", "seed")  # fmt: skip
+    settings = {k: getattr(args, k) for k in keys}
+    settings["model_kwargs"] = _model_kwargs(args.model_kwargs)
+    settings["data"] = str(Path(args.data).resolve())
+    settings["weights"] = None if args.weights is None else str(Path(args.weights).resolve())
+    return settings
+
+
+def _finished(folder: cli.RunFolder, wanted: Sequence[str]) -> dict[str, Any]:
+    done = {}
+    for name in wanted:
+        path = folder.path("classes", f"{name}.json")
+        if path.exists():  # finished by an earlier run
+            try:
+                done[name] = json.loads(path.read_text(encoding="utf-8"))
+            except (ValueError, UnicodeDecodeError) as exc:  # damaged
+                raise ValueError(
+                    f"{str(path)!r} is damaged ({exc}); delete it to profile class {name!r} again."
+                ) from None
+            print(f"{name}: done before, skipped", file=sys.stderr)
+    return done
 
 
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Run the command (see the module docstring); returns the summary of ``profile.json``."""
+    """Run the command (see the module docstring); returns the summary of ``profile.json``.
+
+    Errors propagate (:func:`main` prints user errors as one line).
+    """
     args = _parser().parse_args(argv)
-    _check_args(args)
+    if not 0 < args.subsample <= 1:
+        raise cli.UsageError(f"--subsample must lie in (0, 1], got {args.subsample}.")
+    cli.apply_threads(args.threads)
+    device = cli.resolve_device(args.device)
+    settings = _settings(args)
+    folder = cli.RunFolder(args.out)
+    resume = folder.begin(settings, resume=args.resume, overwrite=args.overwrite)
     if not args.no_figure:
-        require("matplotlib", "python -m interp_lib.profile (profile.png; or pass --no-figure)")
+        require("matplotlib", "interp-lib-profile (profile.png; or pass --no-figure)")
     from ..datasets import image_folder, imagenet_transform
+    from ..studies import ClassProfiles, class_profiles
 
     dataset = image_folder(
         args.data, transform=imagenet_transform(args.image_size, normalize=not args.no_normalize)
@@ -148,45 +164,28 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.classes:
         unknown = [c for c in args.classes if c not in dataset.class_to_idx]
         if unknown:
-            raise ValueError(
+            raise cli.UsageError(
                 f"--classes {unknown} are not folders of {args.data!r}; it has {names[:10]}..."
             )
         wanted = list(args.classes)
     if args.max_classes:
         wanted = wanted[: args.max_classes]
-    config = _config(args, wanted)
-    out = Path(args.out)
-    (out / "classes").mkdir(parents=True, exist_ok=True)
-    config_file = out / "config.json"
-    if config_file.exists():
-        saved = json.loads(config_file.read_text())
-        # the class selection may change between runs: per-class results do not depend on it
-        keys = (set(saved) | set(config)) - {"classes"}
-        diff = sorted(k for k in keys if saved.get(k) != config.get(k))
-        if diff:
-            raise ValueError(
-                f"{str(out)!r} holds results of another run (settings differ in {diff}). "
-                "Pass another --out, or delete the folder to start afresh."
-            )
-    else:
-        _write_json(config_file, config)
-    model = build(args.model, args.weights, **config["model_kwargs"]).to(args.device)
-    from ..studies import ClassProfiles, class_profiles
-
-    done = {}
-    for name in wanted:
-        path = out / "classes" / f"{name}.json"
-        if path.exists():  # finished by an earlier run
-            try:
-                done[name] = json.loads(path.read_text())
-            except (ValueError, UnicodeDecodeError) as exc:  # truncated or damaged
-                raise ValueError(
-                    f"{str(path)!r} is damaged ({exc}); delete it to profile class {name!r} again."
-                ) from None
-            print(f"{name}: done before, skipped", file=sys.stderr)
+    model = build(args.model, args.weights, **settings["model_kwargs"]).to(device)
+    outputs = [folder.path("classes", f"{n}.json") for n in names]
+    outputs += [folder.path("profile.json"), folder.path("profile.png")]
+    if args.overwrite:  # the outputs of the run it replaces
+        for path in outputs:
+            path.unlink(missing_ok=True)
+    elif not resume and any(path.exists() for path in outputs):
+        raise FileExistsError(
+            f"--out {args.out!r} holds profiles without {cli.METADATA}; pass --overwrite to "
+            "replace them, or another --out."
+        )
+    folder.record(settings, argv)
+    done = _finished(folder, wanted)
 
     def save(record: dict[str, Any]) -> None:
-        _write_json(out / "classes" / f"{record['class']}.json", record)
+        cli.write_json(folder.path("classes", f"{record['class']}.json"), record)
         ids = ", ".join(f"{v:.1f}" for v in record["id"] if v is not None)
         print(f"{record['class']}: {record['n_images']} images, ID {ids}", file=sys.stderr)
 
@@ -197,27 +196,32 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         batch_size=args.batch_size, num_workers=args.num_workers, dtype=getattr(torch, args.dtype),
         max_bytes=args.max_bytes, progress=args.progress, done=done, on_class=save,
     )  # fmt: skip
+    config = {**settings, "classes": wanted}
     summary = {"version": VERSION, "config": config, **profiles.summary()}
-    _write_json(out / "profile.json", summary)
+    cli.write_json(folder.path("profile.json"), summary)
     if not args.no_figure:
         require("matplotlib", "profile.png").use("Agg")
         from ..viz import plot_profile
 
         title = f"{args.model}: {len(profiles.classes)} classes x {args.n_per_class} images"
         fig = plot_profile(profiles.mean_profile(), annotate=True, title=title)
-        fig.savefig(out / "profile.png", dpi=120)
+        atomic_write(folder.path("profile.png"), lambda f: fig.savefig(f, format="png", dpi=120))
     return summary
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m interp_lib.profile``; errors print as one line."""
-    try:
-        summary = run(argv)
-    except (ValueError, TypeError, FileNotFoundError, ModuleNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+def _main(argv: Sequence[str]) -> int:
+    summary = run(argv)
     rows = zip(summary["layers"], summary["id_mean"], summary["id_sd_over_classes"], strict=True)
     for layer, m, s in rows:
         print(f"{layer:>24}  {m if m is not None else float('nan'):8.2f} ± "
               f"{s if s is not None else float('nan'):.2f}")  # fmt: skip
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``interp-lib-profile`` and ``python -m interp_lib.profile``; returns
+    the exit status (2 after a user error, printed as one line; see
+    :mod:`interp_lib.cli.errors`)."""
+    return cli.run_command(
+        _main, argv, interrupted="interrupted: finished classes are kept; rerun with --resume"
+    )
