@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Sequence
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -100,25 +101,90 @@ def as_points(
     return t
 
 
-def check_fraction(value: float, name: str) -> float:
-    """Check that ``value`` is a real number in ``(0, 1]``."""
+def check_fraction(
+    value: float, name: str, *, inclusive_low: bool = False, inclusive_high: bool = True
+) -> float:
+    """Check that ``value`` is a real number in ``(0, 1]``.
+
+    Parameters
+    ----------
+    value : float
+    name : str
+        The argument's name, for the messages.
+    inclusive_low, inclusive_high : bool
+        Whether 0 and 1 are allowed: ``inclusive_low=True`` accepts ``[0, 1]`` (a share
+        that may be empty), ``inclusive_high=False`` accepts ``(0, 1)`` (a confidence
+        level).
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not a real number (``bool`` included).
+    ValueError
+        If it lies outside the interval; the message writes the interval.
+    """
+    interval = f"{'[' if inclusive_low else '('}0, 1{']' if inclusive_high else ')'}"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a float in (0, 1], got {type(value).__name__}.")
+        raise TypeError(f"{name} must be a number in {interval}, got {type(value).__name__}.")
     value = float(value)
-    if not 0.0 < value <= 1.0:
-        raise ValueError(f"{name} must lie in (0, 1], got {value}.")
+    low_ok = value >= 0.0 if inclusive_low else value > 0.0
+    high_ok = value <= 1.0 if inclusive_high else value < 1.0
+    if not (low_ok and high_ok):  # NaN fails both
+        raise ValueError(f"{name} must lie in {interval}, got {value}.")
     return value
 
 
-def check_real(value: float, name: str, *, positive: bool = False) -> float:
-    """Check that ``value`` is a finite real number (``> 0`` if ``positive``)."""
+def check_real(
+    value: float,
+    name: str,
+    *,
+    positive: bool = False,
+    minimum: float | None = None,
+    maximum: float | None = None,
+) -> float:
+    """Check that ``value`` is a finite real number, ``> 0`` if ``positive``, and within
+    ``[minimum, maximum]`` for the bounds given.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not a real number (``bool`` included).
+    ValueError
+        If it is NaN, infinite or out of its bounds; the message writes the bounds, e.g.
+        ``"percentile must lie in [0, 100], got 120.0."``.
+    """
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}.")
     value = float(value)
-    if not math.isfinite(value) or (positive and value <= 0):
-        need = "a finite number > 0" if positive else "a finite number"
-        raise ValueError(f"{name} must be {need}, got {value}.")
+    if minimum is not None and maximum is not None:
+        need = f"lie in [{minimum:g}, {maximum:g}]"
+    elif minimum is not None:
+        need = f"be a finite number >= {minimum:g}"
+    elif maximum is not None:
+        need = f"be a finite number <= {maximum:g}"
+    else:
+        need = "be a finite number > 0" if positive else "be a finite number"
+    if (
+        not math.isfinite(value)
+        or (positive and value <= 0)
+        or (minimum is not None and value < minimum)
+        or (maximum is not None and value > maximum)
+    ):
+        if positive and (minimum is not None or maximum is not None):
+            need += " and > 0"
+        raise ValueError(f"{name} must {need}, got {value}.")
     return value
+
+
+def check_float_dtype(dtype: Any, name: str = "dtype") -> torch.dtype:
+    """Check that ``dtype`` is a real floating-point ``torch.dtype`` (an integer dtype
+    would round continuous values)."""
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(
+            f"{name} must be a floating-point torch.dtype (e.g. torch.float32), got "
+            f"{dtype!r}; integer dtypes would round every coordinate."
+        )
+    return dtype
 
 
 def _valid_devices() -> list[str]:
@@ -188,10 +254,86 @@ def check_bool(value: bool, name: str) -> bool:
     return value
 
 
-def check_choice(value: str, name: str, choices: tuple[str, ...]) -> str:
-    """Check that ``value`` is one of ``choices``."""
+def check_choice(
+    value: str | None, name: str, choices: tuple[str, ...], *, allow_none: bool = False
+) -> str | None:
+    """Check that ``value`` is one of ``choices`` (or ``None`` with ``allow_none``)."""
+    if value is None and allow_none:
+        return None
     if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}.")
+        also = " or None" if allow_none else ""
+        raise ValueError(f"{name} must be one of {list(choices)}{also}, got {value!r}.")
+    return value
+
+
+def check_module(model: object, name: str = "model") -> torch.nn.Module:
+    """Raise ``TypeError`` unless ``model`` is a ``torch.nn.Module``."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(
+            f"{name} must be a torch.nn.Module, got {type(model).__name__}. "
+            "Pass the network itself (e.g. torchvision.models.resnet18()), not its "
+            "state_dict or a function that builds it."
+        )
+    return model
+
+
+def check_images(
+    inputs: Any, name: str = "inputs", *, nonempty: bool = False, finite: bool = False
+) -> torch.Tensor:
+    """Check that ``inputs`` is a floating tensor of shape ``(N, C, H, W)``.
+
+    Parameters
+    ----------
+    inputs : Tensor, shape (N, C, H, W)
+    name : str
+        The argument's name, for the messages.
+    nonempty : bool, default False
+        Also require ``N, C, H, W >= 1``.
+    finite : bool, default False
+        Also refuse NaN and infinity (reads every value: one host sync on a GPU).
+
+    Raises
+    ------
+    TypeError
+        Not a tensor, or not floating point.
+    ValueError
+        Not 4-D; with the options, an empty batch or image, or NaN/infinity in an image.
+    """
+    if not isinstance(inputs, torch.Tensor):
+        raise TypeError(
+            f"{name} must be a torch.Tensor of shape (N, C, H, W), got "
+            f"{type(inputs).__name__}. Convert it with torch.as_tensor(...)."
+        )
+    if inputs.ndim != 4:
+        raise ValueError(
+            f"{name} must have shape (N, C, H, W), got {inputs.ndim}-D shape "
+            f"{tuple(inputs.shape)}. Add a batch axis with x.unsqueeze(0) for one image."
+        )
+    if not inputs.is_floating_point():
+        raise TypeError(f"{name} must be floating point, got dtype {inputs.dtype}.")
+    if nonempty and 0 in inputs.shape:
+        raise ValueError(
+            f"{name} is empty (shape {tuple(inputs.shape)}); pass at least one image with "
+            "at least one channel and one pixel."
+        )
+    if finite and not bool(torch.isfinite(inputs).all()):
+        bad = int((~torch.isfinite(inputs)).flatten(1).any(1).sum())
+        raise ValueError(
+            f"{name} contains NaN or infinity in {bad} of its {inputs.shape[0]} images; "
+            "results on such inputs are meaningless. Clean or drop those images first."
+        )
+    return inputs
+
+
+def check_tensor_ndim(value: Any, name: str, shape: str) -> torch.Tensor:
+    """``value`` if it is a tensor with as many axes as ``shape`` names, else ``ValueError``.
+
+    ``shape`` is written as in the message, e.g. ``"(N, C, H, W)"`` or ``"(C, H, W)"``.
+    """
+    ndim = len(shape.strip("()").split(","))
+    if not isinstance(value, torch.Tensor) or value.ndim != ndim:
+        got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+        raise ValueError(f"{name} must be a tensor of shape {shape}, got {got}.")
     return value
 
 
@@ -298,6 +440,51 @@ def check_labels(
     return y.long()
 
 
+def check_split_labels(labels: Any) -> torch.Tensor:
+    """Class labels of a data set to split: a non-empty 1-D int64 CPU tensor; whole-number
+    floats are accepted (a label column read from a table)."""
+    t = as_real_tensor(
+        labels, "labels", must="must be integers", ragged="a 1-D sequence of integers"
+    ).cpu()
+    if t.ndim != 1:
+        raise ValueError(
+            f"labels must be 1-D with one class per sample, got shape {tuple(t.shape)}."
+        )
+    if t.numel() == 0:
+        raise ValueError("labels is empty: there are no samples to split.")
+    if t.is_floating_point() and not bool((torch.isfinite(t) & (t == t.round())).all()):
+        raise ValueError(
+            "labels must be whole numbers (class indices); got non-integer or non-finite "
+            "values. Map the classes to integers first."
+        )
+    return t.long()
+
+
+def check_split_fractions(fractions: Any) -> list[float]:
+    """Shares of a split: at least two positive, finite numbers summing to 1 (within
+    1e-6), as a list of floats."""
+    if isinstance(fractions, torch.Tensor | np.ndarray) and fractions.ndim == 1:
+        fractions = fractions.tolist()
+    if isinstance(fractions, str | bytes) or not isinstance(fractions, Sequence):
+        raise TypeError(
+            f"fractions must be a sequence of floats such as (0.8, 0.2), got "
+            f"{type(fractions).__name__}."
+        )
+    for f in fractions:
+        if isinstance(f, bool) or not isinstance(f, numbers.Real):
+            raise TypeError(f"fractions must hold real numbers, got {list(fractions)!r}.")
+    fr = [float(f) for f in fractions]
+    if (
+        len(fr) < 2
+        or any(not (0 < f <= 1) or not math.isfinite(f) for f in fr)
+        or abs(sum(fr) - 1.0) > 1e-6
+    ):
+        raise ValueError(
+            f"fractions must hold at least two positive numbers summing to 1, got {fr}."
+        )
+    return fr
+
+
 def make_generator(seed: int | torch.Generator | None) -> torch.Generator:
     """A CPU ``torch.Generator`` from a seed (``None`` draws a fresh random seed)."""
     if isinstance(seed, torch.Generator):
@@ -314,3 +501,50 @@ def make_generator(seed: int | torch.Generator | None) -> torch.Generator:
     else:
         g.manual_seed(int(seed))
     return g
+
+
+def check_neighbors(neighbors: Any, n_points: int, k: int, needed_by: str) -> torch.Tensor:
+    """Check a precomputed neighbours object; the first ``k`` columns of its distances.
+
+    Parameters
+    ----------
+    neighbors : interp_lib.id.Neighbors
+        From :func:`interp_lib.id.nearest_neighbors`: ``distances`` and ``indices`` (N, k').
+    n_points : int
+        ``N``, the number of points the estimator was given.
+    k : int
+        Neighbours per point the estimator reads.
+    needed_by : str
+        The estimator's name, for the message.
+
+    Returns
+    -------
+    torch.Tensor, shape (N, k), float64, on the device of ``neighbors``
+
+    Raises
+    ------
+    TypeError
+        Not a neighbours object.
+    ValueError
+        Neighbours of another number of points, or fewer than ``k`` per point.
+    """
+    dist = getattr(neighbors, "distances", None)
+    if not isinstance(dist, torch.Tensor) or not isinstance(
+        getattr(neighbors, "indices", None), torch.Tensor
+    ):
+        raise TypeError(
+            "neighbors must be the interp_lib.id.Neighbors of nearest_neighbors(X, k), got "
+            f"{type(neighbors).__name__}."
+        )
+    if dist.ndim != 2 or dist.shape[0] != n_points:
+        raise ValueError(
+            f"neighbors holds the lists of {dist.shape[0] if dist.ndim else 0} points, but "
+            f"{needed_by} was given {n_points}; compute them on the same points, "
+            "nearest_neighbors(X, k)."
+        )
+    if dist.shape[1] < k:
+        raise ValueError(
+            f"{needed_by} needs {k} neighbours per point, but neighbors holds {dist.shape[1]}; "
+            f"compute them with nearest_neighbors(X, k={k}) (or more)."
+        )
+    return dist[:, :k]

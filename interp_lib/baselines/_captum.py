@@ -28,14 +28,6 @@ def default_stdev(inputs: torch.Tensor) -> float:
     return 0.15 * span if span > 0 else 0.15
 
 
-def check_noise_tunnel(noise_tunnel: str | None) -> None:
-    """Raise ``ValueError`` unless ``noise_tunnel`` is ``None`` or one of :data:`NT_TYPES`."""
-    if noise_tunnel is not None and noise_tunnel not in NT_TYPES:
-        raise ValueError(
-            f"noise_tunnel must be one of {list(NT_TYPES)} or None, got {noise_tunnel!r}."
-        )
-
-
 def run(
     algo: Any,
     inputs: torch.Tensor,

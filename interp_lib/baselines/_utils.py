@@ -9,7 +9,6 @@ arguments and return the same ``(N, 1, H, W)`` map. Layers are resolved by
 from __future__ import annotations
 
 import copy
-import numbers
 import warnings
 from typing import Any
 
@@ -17,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._plumbing import check_images, forward_logits
+from .._plumbing import forward_logits
 from .._validation import as_tensor, check_choice
 from ..profile.capture import capture
 from ..profile.layers import LayerRef, list_layers, resolve_layer
@@ -27,32 +26,6 @@ REDUCTIONS = ("sum", "abs_sum", "max_abs", "l2")
 
 
 # ----------------------------------------------------------------------- inputs, maps
-
-
-def check_batch(inputs: Any, name: str = "inputs") -> torch.Tensor:
-    """Check a batch of images to explain: floating ``(N, C, H, W)``, ``N, H, W >= 1``, finite.
-
-    Raises
-    ------
-    TypeError
-        Not a floating-point tensor.
-    ValueError
-        Not 4-D, an empty batch or image, or NaN/infinity in the images.
-    """
-    check_images(inputs, name)
-    n, c, h, w = inputs.shape
-    if n == 0 or c == 0 or h == 0 or w == 0:
-        raise ValueError(
-            f"{name} is empty (shape {tuple(inputs.shape)}); pass at least one image with "
-            "at least one channel and one pixel."
-        )
-    if not bool(torch.isfinite(inputs).all()):
-        bad = int((~torch.isfinite(inputs)).flatten(1).any(1).sum())
-        raise ValueError(
-            f"{name} contains NaN or infinity in {bad} of its {n} images; explanations of "
-            "such inputs are meaningless. Clean or drop those images first."
-        )
-    return inputs
 
 
 def as_map(saliency: Any, name: str = "saliency") -> torch.Tensor:
@@ -100,15 +73,6 @@ def check_map(
             "maps at input resolution."
         )
     return saliency
-
-
-def check_percentile(value: Any, name: str = "percentile") -> float:
-    """Check that ``value`` is a real number in ``[0, 100]``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number in [0, 100], got {type(value).__name__}.")
-    if not 0.0 <= float(value) <= 100.0:
-        raise ValueError(f"{name} must lie in [0, 100], got {value}.")
-    return float(value)
 
 
 # ----------------------------------------------------------------------------- model

@@ -25,12 +25,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._validation import check_choice, check_int
+from .._validation import check_choice, check_images, check_int
 from . import _captum
 from ._utils import (
     INTERPOLATE_MODES,
     REDUCTIONS,
-    check_batch,
     find_layer,
     without_inplace,
 )
@@ -111,8 +110,8 @@ def attribute(
         For a captum method when captum is missing (``pip install "interp_lib[captum]"``).
     """
     spec = get_method(method)
-    check_batch(inputs)
-    _captum.check_noise_tunnel(noise_tunnel)
+    check_images(inputs, nonempty=True, finite=True)
+    check_choice(noise_tunnel, "noise_tunnel", _captum.NT_TYPES, allow_none=True)
     if noise_tunnel is not None and not spec.captum:
         raise ValueError(f"noise_tunnel applies to captum methods only, not to {method!r}.")
     check_choice(reduce, "reduce", REDUCTIONS)

@@ -18,11 +18,10 @@ import torch
 from torch import nn
 
 from .._plumbing import resolve_target
-from .._validation import check_choice
+from .._validation import check_choice, check_images
 from . import _captum
 from ._utils import (
     INTERPOLATE_MODES,
-    check_batch,
     find_layer,
     layer_forward,
     warn_if_training,
@@ -86,7 +85,7 @@ def cam(
         A missing or unknown layer, a layer without a spatial output, an ``fc`` whose
         input width differs from the layer's channels, or a target out of range.
     """
-    check_batch(inputs)
+    check_images(inputs, nonempty=True, finite=True)
     check_choice(interpolate_mode, "interpolate_mode", INTERPOLATE_MODES)
     warn_if_training(model)
     name = find_layer(model, layer, method="cam")
@@ -168,9 +167,9 @@ def grad_cam(
     ModuleNotFoundError
         captum is not installed (``pip install "interp_lib[captum]"``).
     """
-    check_batch(inputs)
+    check_images(inputs, nonempty=True, finite=True)
     check_choice(interpolate_mode, "interpolate_mode", INTERPOLATE_MODES)
-    _captum.check_noise_tunnel(noise_tunnel)
+    check_choice(noise_tunnel, "noise_tunnel", _captum.NT_TYPES, allow_none=True)
     warn_if_training(model)
     name = find_layer(model, layer, method="grad_cam")
     logits, _ = layer_forward(model, inputs, name, method="grad_cam")

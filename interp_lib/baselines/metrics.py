@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._plumbing import evaluating, resolve_target
-from .._validation import as_tensor, check_choice, check_int
-from ._utils import as_map, check_batch, check_map, model_logits
+from .._validation import as_tensor, check_choice, check_images, check_int
+from ._utils import as_map, check_map, model_logits
 
 KINDS = ("deletion", "insertion")
 
@@ -111,7 +111,7 @@ def perturbation_curve(
     batch_size: int = 64,
 ) -> PerturbationCurve:
     """Shared engine of :func:`deletion` and :func:`insertion` (``kind`` picks which)."""
-    check_batch(inputs)
+    check_images(inputs, nonempty=True, finite=True)
     check_choice(kind, "kind", KINDS)
     saliency = check_map(saliency, inputs.shape).to(inputs.device)
     n, _, h, w = inputs.shape

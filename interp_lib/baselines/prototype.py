@@ -24,11 +24,9 @@ from interp_lib.protopnet.boxes import boxes_to_masks, percentile_box, upsample_
 from interp_lib.protopnet.model import is_protopnet
 
 from .._plumbing import resolve_target
-from .._validation import check_choice
+from .._validation import check_choice, check_images, check_real
 from ._utils import (
     INTERPOLATE_MODES,
-    check_batch,
-    check_percentile,
     warn_if_training,
 )
 
@@ -68,10 +66,10 @@ def prototype_attribution(
         Detached map. Only the target class's own prototypes contribute (their
         connections to other classes are ignored, as in FunnyBirds).
     """
-    check_batch(inputs)
+    check_images(inputs, nonempty=True, finite=True)
     check_choice(mode, "mode", MODES)
     check_choice(interpolate_mode, "interpolate_mode", INTERPOLATE_MODES)
-    percentile = check_percentile(percentile)
+    percentile = check_real(percentile, "percentile", minimum=0, maximum=100)
     if not is_protopnet(protopnet):
         raise TypeError(
             f"prototype_attribution needs a ProtoPNet (interp_lib.protopnet.ProtoPNet), got "

@@ -29,8 +29,8 @@ from torch import nn
 from interp_lib.protopnet.boxes import upsample_maps
 from interp_lib.protopnet.model import is_protopnet
 
-from .._validation import check_choice, check_fraction, check_int, make_generator
-from ._utils import INTERPOLATE_MODES, check_batch
+from .._validation import check_choice, check_fraction, check_images, check_int, make_generator
+from ._utils import INTERPOLATE_MODES
 
 _INTS = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
@@ -80,15 +80,6 @@ def _check_classes(value: object, name: str, n: int, what: str) -> torch.Tensor:
     if value.shape[0] != n:
         raise ValueError(f"{name} must have one class per {what} ({n}), got {value.shape[0]}.")
     return value
-
-
-def _check_fraction0(value: object, name: str) -> float:
-    """A real number in ``[0, 1]``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number in [0, 1], got {type(value).__name__}.")
-    if not 0.0 <= float(value) <= 1.0:
-        raise ValueError(f"{name} must lie in [0, 1], got {value}.")
-    return float(value)
 
 
 def default_box_size(height: int, width: int) -> int:
@@ -176,7 +167,7 @@ def box_part_presence(
     if h == 0 or w == 0:
         raise ValueError(f"part_masks has empty images (shape {tuple(part_masks.shape)}).")
     size = default_box_size(h, w) if box_size is None else check_int(box_size, "box_size")
-    overlap = _check_fraction0(overlap, "overlap")
+    overlap = check_fraction(overlap, "overlap", inclusive_low=True)
     half = size // 2
     # Summed-area table with a zero border: box sums by four lookups.
     sat = torch.zeros(n, j, h + 1, w + 1, device=part_masks.device, dtype=torch.long)
@@ -360,7 +351,7 @@ def prototype_part_metrics(
             "prototype_part_metrics needs a ProtoPNet (interp_lib.protopnet.ProtoPNet), got "
             f"{type(protopnet).__name__}."
         )
-    check_batch(images, "images")
+    check_images(images, "images", nonempty=True, finite=True)
     if (
         not isinstance(part_masks, torch.Tensor)
         or part_masks.ndim != 4

@@ -30,10 +30,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._plumbing import model_device, require, resolve_target
-from .._validation import check_choice, check_int, make_generator
+from .._validation import check_choice, check_images, check_int, make_generator
 from ..profile.layers import resolve_layer
 from ..protopnet.model import is_protopnet
-from ._utils import as_map, check_batch, model_logits, warn_if_training
+from ._utils import as_map, model_logits, warn_if_training
 from .attribution import attribute
 
 __all__ = [
@@ -318,7 +318,7 @@ def model_randomisation(
     ValueError
         Unknown method, measure, order or layer, or bad inputs (as :func:`interp_lib.baselines.attribute`).
     """
-    check_batch(inputs)
+    check_images(inputs, nonempty=True, finite=True)
     check_choice(order, "order", ORDERS)
     measures = list(measures)
     for m in measures:

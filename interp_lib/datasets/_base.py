@@ -7,15 +7,12 @@ masks, angles...) as tensors, so a split is a cheap index and the extras stay al
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Callable, Sequence
 
-import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .._validation import as_real_tensor, make_generator
+from .._validation import check_split_fractions, check_split_labels, make_generator
 
 __all__ = ["TensorImageDataset", "stratified_split", "train_val_test_split"]
 
@@ -53,8 +50,8 @@ def stratified_split(
     TypeError
         Labels or fractions that are not numbers.
     """
-    labels = _check_labels(labels)
-    fr = _check_fractions(fractions)
+    labels = check_split_labels(labels)
+    fr = check_split_fractions(fractions)
     g = make_generator(seed)
     groups: list[list[torch.Tensor]] = [[] for _ in fr]
     bounds = torch.cumsum(torch.tensor(fr, dtype=torch.float64), 0)
@@ -65,49 +62,6 @@ def stratified_split(
         for k in range(len(fr)):
             groups[k].append(idx[cuts[k] : cuts[k + 1]])
     return [torch.sort(torch.cat(gr)).values for gr in groups]
-
-
-def _check_labels(labels: torch.Tensor | Sequence[int]) -> torch.Tensor:
-    """Class labels as a 1-D int64 CPU tensor; whole-number floats are accepted."""
-    t = as_real_tensor(
-        labels, "labels", must="must be integers", ragged="a 1-D sequence of integers"
-    ).cpu()
-    if t.ndim != 1:
-        raise ValueError(
-            f"labels must be 1-D with one class per sample, got shape {tuple(t.shape)}."
-        )
-    if t.numel() == 0:
-        raise ValueError("labels is empty: there are no samples to split.")
-    if t.is_floating_point() and not bool((torch.isfinite(t) & (t == t.round())).all()):
-        raise ValueError(
-            "labels must be whole numbers (class indices); got non-integer or non-finite "
-            "values. Map the classes to integers first."
-        )
-    return t.long()
-
-
-def _check_fractions(fractions: Sequence[float]) -> list[float]:
-    """At least two positive, finite shares summing to 1 (within 1e-6)."""
-    if isinstance(fractions, torch.Tensor | np.ndarray) and fractions.ndim == 1:
-        fractions = fractions.tolist()
-    if isinstance(fractions, str | bytes) or not isinstance(fractions, Sequence):
-        raise TypeError(
-            f"fractions must be a sequence of floats such as (0.8, 0.2), got "
-            f"{type(fractions).__name__}."
-        )
-    for f in fractions:
-        if isinstance(f, bool) or not isinstance(f, numbers.Real):
-            raise TypeError(f"fractions must hold real numbers, got {list(fractions)!r}.")
-    fr = [float(f) for f in fractions]
-    if (
-        len(fr) < 2
-        or any(not (0 < f <= 1) or not math.isfinite(f) for f in fr)
-        or abs(sum(fr) - 1.0) > 1e-6
-    ):
-        raise ValueError(
-            f"fractions must hold at least two positive numbers summing to 1, got {fr}."
-        )
-    return fr
 
 
 class TensorImageDataset(Dataset):

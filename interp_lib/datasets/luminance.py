@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .._validation import make_generator
+from .._validation import check_real, make_generator
 
 __all__ = ["GradientParameters", "luminance_gradient", "luminance_offset"]
 
@@ -53,14 +53,6 @@ class GradientParameters:
     angle: torch.Tensor
     amplitude: torch.Tensor
     offset: torch.Tensor
-
-
-def _check_number(value: float, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}.")
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
-    return float(value)
 
 
 def luminance_gradient(
@@ -111,8 +103,8 @@ def luminance_gradient(
         raise TypeError(
             f"images must be floating point, got {images.dtype}; convert with .float()."
         )
-    strength = _check_number(strength, "strength")
-    offset = _check_number(offset, "offset")
+    strength = check_real(strength, "strength", minimum=0)
+    offset = check_real(offset, "offset", minimum=0)
     n, _, h, w = images.shape
     gen = make_generator(seed)
     angle = torch.rand(n, generator=gen, dtype=torch.float64) * (2 * math.pi)
@@ -192,7 +184,7 @@ def luminance_offset(
             f"[{float(images.min()):.3g}, {float(images.max()):.3g}]; divide bytes by 255 "
             "and apply any normalisation afterwards."
         )
-    lam = _check_number(lam, "lam")
+    lam = check_real(lam, "lam", minimum=0)
     gen = make_generator(seed)
     u = torch.rand(images.shape[0], generator=gen, dtype=torch.float64) * lam
     out = images.double() + u.to(images.device)[:, None, None, None]

@@ -23,11 +23,10 @@ generator                   ID           ambient dimension ``D``
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 
-from .._validation import as_points, check_int, make_generator
+from .._validation import as_points, check_float_dtype, check_int, check_real, make_generator
 
 __all__ = [
     "MANIFOLDS",
@@ -46,34 +45,13 @@ Seed = int | torch.Generator | None
 _MAX_SIZE = 2**31 - 1
 
 
-def _check_real(value: float, name: str, *, positive: bool = False) -> float:
-    """A finite real number, ``>= 0`` (or ``> 0`` with ``positive``)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}.")
-    value = float(value)
-    if not math.isfinite(value) or value < 0 or (positive and value == 0):
-        bound = "> 0" if positive else ">= 0"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value}.")
-    return value
-
-
-def _check_dtype(dtype: torch.dtype) -> torch.dtype:
-    """A real floating dtype: the points are continuous, an integer dtype would round them."""
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError(
-            f"dtype must be a floating-point torch.dtype (e.g. torch.float32), got {dtype!r}; "
-            "integer dtypes would round every coordinate."
-        )
-    return dtype
-
-
 def _start(
     n: int, noise: float, seed: Seed, dtype: torch.dtype
 ) -> tuple[int, float, torch.Generator, torch.dtype]:
     """Validate the arguments every generator shares (before drawing anything)."""
     n = check_int(n, "n", maximum=_MAX_SIZE)
-    noise = _check_real(noise, "noise")
-    return n, noise, make_generator(seed), _check_dtype(dtype)
+    noise = check_real(noise, "noise", minimum=0)
+    return n, noise, make_generator(seed), check_float_dtype(dtype)
 
 
 def _finish(
@@ -82,15 +60,6 @@ def _finish(
     if noise:
         Z = Z + noise * torch.randn(Z.shape, generator=gen, dtype=Z.dtype)
     return Z.to(dtype)
-
-
-def _check_ambient(D: int | None, d: int) -> None:
-    """The ambient dimension ``D`` of a rotated embedding: ``None`` or an int ``>= d``."""
-    if D is None:
-        return
-    D = check_int(D, "D", maximum=_MAX_SIZE)
-    if D < d:
-        raise ValueError(f"the ambient dimension D={D} must be at least {d}.")
 
 
 def _rotate(Z: torch.Tensor, D: int | None, gen: torch.Generator) -> torch.Tensor:
@@ -107,7 +76,8 @@ def _rotated_normal(
 ) -> torch.Tensor:
     """``n`` standard normal points in ``R^k`` (scaled onto the unit sphere with ``unit``),
     rotated into ``D`` dimensions, then noised: shape ``(n, D or k)``."""
-    _check_ambient(D, k)
+    if D is not None:
+        check_int(D, "the ambient dimension D", minimum=k, maximum=_MAX_SIZE)
     n, noise, gen, dtype = _start(n, noise, seed, dtype)
     Z = torch.randn(n, k, generator=gen, dtype=torch.float64)
     if unit:
@@ -162,7 +132,7 @@ def periodic_distances(
         Use with ``metric="precomputed"``.
     """
     X = as_points(X, min_samples=1).to(torch.float64)
-    box = _check_real(box, "box", positive=True)
+    box = check_real(box, "box", positive=True)
     chunk_size = check_int(chunk_size, "chunk_size")
     X = X.remainder(box)  # wrap into the box, so that every |delta| < box
     n = X.shape[0]
@@ -254,7 +224,7 @@ def curved_manifold(
     d, D = check_int(d, "d", maximum=_MAX_SIZE), check_int(D, "D", maximum=_MAX_SIZE)
     if D < 2 * d or D % 2:
         raise ValueError(f"D must be even and at least 2 d = {2 * d}, got D={D}.")
-    curvature = _check_real(curvature, "curvature")
+    curvature = check_real(curvature, "curvature", minimum=0)
     n, noise, gen, dtype = _start(n, noise, seed, dtype)
     t = torch.rand(n, d, generator=gen, dtype=torch.float64)
     W = math.pi * curvature * torch.randn(d, D // 2, generator=gen, dtype=torch.float64)

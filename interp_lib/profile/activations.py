@@ -27,10 +27,10 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from .._plumbing import check_device, unpack_batch
 from .._plumbing import progress as progress_bar
-from .._validation import as_device, check_choice, check_int
+from .._validation import as_device, check_choice, check_int, check_module
 from .capture import capture
 from .checkpoints import checkpoints_from_trace
-from .layers import INPUT, OUTPUT, LayerRef, check_module, resolve_layers
+from .layers import INPUT, OUTPUT, LayerRef, resolve_layers
 from .trace import trace_model
 
 __all__ = ["ActivationCollector", "collect_activations"]

@@ -23,7 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .layers import INPUT, LayerRef, check_module, get_layer, resolve_layers
+from .._validation import check_module
+from .layers import INPUT, LayerRef, get_layer, resolve_layers
 
 __all__ = ["Captured", "capture", "first_tensor", "hooks_installed", "model_lock"]
 

@@ -41,7 +41,8 @@ import torch
 from torch import nn
 from torch.nn.modules import conv, pooling
 
-from .layers import INPUT, OUTPUT, check_module, resolve_layers
+from .._validation import check_module
+from .layers import INPUT, OUTPUT, resolve_layers
 from .trace import ModuleTrace, trace_model
 
 __all__ = [

@@ -22,12 +22,13 @@ from collections.abc import Mapping, Sequence
 
 from torch import nn
 
+from .._validation import check_module
+
 __all__ = [
     "INPUT",
     "OUTPUT",
     "PSEUDO_LAYERS",
     "LayerRef",
-    "check_module",
     "get_layer",
     "list_layers",
     "resolve_layer",
@@ -40,17 +41,6 @@ PSEUDO_LAYERS = (INPUT, OUTPUT)
 
 #: One layer: its dotted name (or a pseudo-layer) or the submodule object itself.
 LayerRef = str | nn.Module
-
-
-def check_module(model: object, name: str = "model") -> nn.Module:
-    """Raise ``TypeError`` unless ``model`` is a ``torch.nn.Module``."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(
-            f"{name} must be a torch.nn.Module, got {type(model).__name__}. "
-            "Pass the network itself (e.g. torchvision.models.resnet18()), not its "
-            "state_dict or a function that builds it."
-        )
-    return model
 
 
 def list_layers(model: nn.Module, types: type | tuple[type, ...] | None = None) -> list[str]:

@@ -14,8 +14,9 @@ import torch
 from torch import nn
 from torch.nn.modules.conv import _ConvNd
 
+from .._validation import check_module
 from .capture import first_tensor, hooks_installed
-from .layers import INPUT, OUTPUT, check_module
+from .layers import INPUT, OUTPUT
 
 __all__ = ["ModuleTrace", "trace_model"]
 

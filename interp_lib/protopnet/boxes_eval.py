@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .._validation import check_int, make_generator
+from .._validation import check_int, check_tensor_ndim, make_generator
 
 __all__ = [
     "VariantSharing",
@@ -73,13 +73,6 @@ def box_area_share(boxes: torch.Tensor, image_size: int | tuple[int, int]) -> to
     return (width * height / (h * w)).float()
 
 
-def _check_masks(part_masks: object) -> torch.Tensor:
-    if not isinstance(part_masks, torch.Tensor) or part_masks.ndim != 4:
-        got = tuple(part_masks.shape) if isinstance(part_masks, torch.Tensor) else part_masks
-        raise ValueError(f"part_masks must be a tensor (N, parts, H, W), got {got}.")
-    return part_masks
-
-
 def parts_at_box_centres(
     part_masks: torch.Tensor, sample_index: torch.Tensor, boxes: torch.Tensor
 ) -> torch.Tensor:
@@ -99,7 +92,7 @@ def parts_at_box_centres(
     Tensor of long, shape (...)
         Index into the part axis, or ``-1`` where no part covers the centre.
     """
-    part_masks = _check_masks(part_masks)
+    part_masks = check_tensor_ndim(part_masks, "part_masks", "(N, parts, H, W)")
     boxes = _boxes(boxes).long()
     sample_index = torch.as_tensor(sample_index).long()
     if tuple(sample_index.shape) != tuple(boxes.shape[:-1]):
@@ -133,7 +126,7 @@ def random_box_centre_parts(
     -------
     Tensor of long, shape (n_draws, ...)
     """
-    part_masks = _check_masks(part_masks)
+    part_masks = check_tensor_ndim(part_masks, "part_masks", "(N, parts, H, W)")
     boxes = _boxes(boxes).long()
     n_draws = check_int(n_draws, "n_draws")
     g = make_generator(seed)

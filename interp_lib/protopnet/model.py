@@ -10,8 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._plumbing import check_images
-from .._validation import check_choice, check_int, check_real
+from .._validation import check_choice, check_images, check_int, check_real
 from ..networks import build_backbone, trunk_info
 from ..networks.weights import WeightsLike
 from . import functional as PF

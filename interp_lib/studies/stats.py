@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .._plumbing import require
-from .._validation import check_int, make_generator
+from .._validation import check_fraction, check_int, make_generator
 
 __all__ = ["CorrelationResult", "PairedInterval", "correlation_bootstrap", "paired_interval"]
 
@@ -40,12 +40,6 @@ def _vector(values, name: str) -> torch.Tensor:
     if not torch.isfinite(t).all():
         raise ValueError(f"{name} has NaN or infinite values; drop them first.")
     return t
-
-
-def _check_confidence(confidence: float) -> float:
-    if not isinstance(confidence, (int, float)) or not 0 < confidence < 1:
-        raise ValueError(f"confidence must lie in (0, 1), got {confidence!r}.")
-    return float(confidence)
 
 
 @dataclass(frozen=True)
@@ -104,7 +98,7 @@ def paired_interval(a, b, *, confidence: float = 0.95) -> PairedInterval:
     from scipy.stats import t as student_t
 
     a, b = _vector(a, "a"), _vector(b, "b")
-    confidence = _check_confidence(confidence)
+    confidence = check_fraction(confidence, "confidence", inclusive_high=False)
     if a.shape != b.shape:
         raise ValueError(
             f"a and b must pair up one to one, got {a.numel()} and {b.numel()} values."
@@ -229,7 +223,7 @@ def correlation_bootstrap(
     if n < 3:
         raise ValueError(f"need at least 3 networks for a correlation, got {n}.")
     n_resamples = check_int(n_resamples, "n_resamples", minimum=1)
-    confidence = _check_confidence(confidence)
+    confidence = check_fraction(confidence, "confidence", inclusive_high=False)
     gen = make_generator(seed)
     if groups is None:
         members = [torch.tensor([i]) for i in range(n)]

@@ -14,7 +14,7 @@ import torch
 
 from .._plumbing import require
 
-__all__ = ["check_image_tensor", "draw_box", "image_getter", "show_image", "to_rgb"]
+__all__ = ["draw_box", "image_getter", "show_image", "to_rgb"]
 
 
 def to_rgb(image: torch.Tensor) -> torch.Tensor:
@@ -39,18 +39,6 @@ def to_rgb(image: torch.Tensor) -> torch.Tensor:
     if lo < 0.0 or hi > 1.0:  # e.g. normalised inputs
         x = (x - lo) / max(hi - lo, 1e-12)
     return x.permute(1, 2, 0)
-
-
-def check_image_tensor(value: Any, name: str, shape: str) -> torch.Tensor:
-    """``value`` if it is a tensor with as many axes as ``shape`` names, else ``ValueError``.
-
-    ``shape`` is written as in the message, e.g. ``"(N, C, H, W)"`` or ``"(C, H, W)"``.
-    """
-    ndim = len(shape.strip("()").split(","))
-    if not isinstance(value, torch.Tensor) or value.ndim != ndim:
-        got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-        raise ValueError(f"{name} must be a tensor of shape {shape}, got {got}.")
-    return value
 
 
 def image_getter(images: Any) -> Callable[[int], torch.Tensor]:

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .._plumbing import require
-from ._image import check_image_tensor, to_rgb
+from .._validation import check_tensor_ndim
+from ._image import to_rgb
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -57,7 +58,7 @@ def plot_attributions(
     matplotlib.figure.Figure
     """
     plt = require("matplotlib.pyplot", "plot_attributions")
-    check_image_tensor(images, "images", "(N, C, H, W)")
+    check_tensor_ndim(images, "images", "(N, C, H, W)")
     n, _, h, w = images.shape
     for name, m in maps.items():
         if tuple(m.shape) not in ((n, 1, h, w), (n, h, w)):

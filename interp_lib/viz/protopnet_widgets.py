@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .._plumbing import require
-from ._image import check_image_tensor, draw_box, image_getter, show_image, to_rgb, wrap_label
+from .._validation import check_tensor_ndim
+from ._image import draw_box, image_getter, show_image, to_rgb, wrap_label
 from .widgets import precomputed_explorer
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -76,7 +77,7 @@ def decision_figure(
     matplotlib.figure.Figure
     """
     plt = require("matplotlib.pyplot", "decision_figure")
-    check_image_tensor(image, "image", "(C, H, W)")
+    check_tensor_ndim(image, "image", "(C, H, W)")
     if not explanation.evidence:
         raise ValueError("the explanation lists no prototype; call explain() with top_k >= 1.")
     get = image_getter(source_images)
@@ -155,7 +156,7 @@ def decision_explorer(
     ipywidgets.VBox
         See :func:`interp_lib.viz.precomputed_explorer`.
     """
-    check_image_tensor(images, "images", "(N, C, H, W)")
+    check_tensor_ndim(images, "images", "(N, C, H, W)")
     if len(explanations) != images.shape[0]:
         raise ValueError(
             f"got {len(explanations)} explanations for {images.shape[0]} images; pass one "
@@ -258,7 +259,7 @@ def attribution_explorer(
     ipywidgets.VBox
         See :func:`interp_lib.viz.precomputed_explorer`.
     """
-    check_image_tensor(images, "images", "(N, C, H, W)")
+    check_tensor_ndim(images, "images", "(N, C, H, W)")
     n, _, h, w = images.shape
     _check_maps(maps, n, h, w)
     if titles is not None and len(titles) != n:
