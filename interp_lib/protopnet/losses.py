@@ -7,11 +7,13 @@ wrong values once distances exceed ``max_dist = D s^2``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+
+from .._validation import check_real
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model import ProtoPNet, ProtoPNetOutput
@@ -113,13 +115,18 @@ class LossWeights:
 
     ``loss = ce * CE + clst * Clst + sep * Sep + l1 * L1`` (``sep`` is negative, so a
     larger separation lowers the loss). For last-layer training use
-    ``LossWeights(clst=0, sep=0)``.
+    ``LossWeights(clst=0, sep=0)``. Every weight must be a finite number (``ValueError``
+    naming the field otherwise).
     """
 
     ce: float = 1.0
     clst: float = 0.8
     sep: float = -0.08
     l1: float = 1e-4
+
+    def __post_init__(self) -> None:
+        for f in fields(self):  # a NaN or inf weight would only show as a NaN loss later
+            check_real(getattr(self, f.name), f"LossWeights.{f.name}")
 
     def to_dict(self) -> dict[str, float]:
         """The weights as a plain dict."""

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from .._validation import check_choice, check_int
+from .._validation import check_choice, check_int, check_real
 
 __all__ = [
     "PAPER_STEPS_PER_EPOCH",
@@ -236,8 +236,8 @@ class Schedule:
                 f.name in ("weight_decay", "lr_gamma", "last_layer_l2")
             ):
                 v = getattr(self, f.name)
-                if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
-                    raise ValueError(f"{f.name} must be a non-negative number, got {v!r}.")
+                if check_real(v, f.name) < 0:  # refuses NaN, inf and non-numbers too
+                    raise ValueError(f"{f.name} must be a finite number >= 0, got {v!r}.")
 
     @classmethod
     def quick(cls, epochs: int = 10, **overrides) -> Schedule:

@@ -36,7 +36,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
-from .._plumbing import NonFiniteLossError
+from .._plumbing import NonFiniteLossError, check_writable
 from .._plumbing import progress as progress_bar
 from .._validation import check_choice, make_generator
 from . import _runtime as rt
@@ -220,6 +220,8 @@ def _prepare(
     run_seed = _fresh_run_seed(seed)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     info = rt.setup_distributed(device)
+    if ckpt is not None and info.is_main:  # fail now, not after the first step's training
+        check_writable(ckpt, "checkpoint")
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -460,10 +462,14 @@ def fit(
         ``DistributedSampler`` (``shuffle`` kept), unless it already has one.
     val_loader : DataLoader, optional
         The validation split, evaluated after every step; the state with the best
-        validation accuracy is kept (model selection never looks at a test set).
+        validation accuracy is kept (model selection never looks at a test set). What
+        it draws (a shuffle, an augmentation) never reaches the training batches: the
+        global generators are restored after every evaluation.
     push_loader : DataLoader, optional
         Un-augmented training images, ``shuffle=False``; needed if the schedule pushes.
-        The convex last-layer stage solves on these images too.
+        The convex last-layer stage solves on these images too (a run resumed right
+        after a push reads them again, so they must not be augmented). Read, like
+        ``val_loader``, without moving the training's random streams.
     schedule : Schedule, optional
         Default ``Schedule()`` (the paper's epochs, learning rates and pushes, for its
         ~2250 optimizer steps per epoch: see :meth:`Schedule.scaled` for a smaller
@@ -485,11 +491,14 @@ def fit(
         recent GPUs and on most CPUs; ``bench/protopnet.py --channels-last`` measures it).
     checkpoint : path, optional
         Written atomically after every step (rank 0 only) with everything needed to
-        resume, and a SHA-256 of its contents that every read verifies.
+        resume, and a SHA-256 of its contents that every read verifies. Checked to be
+        writable before training starts.
     resume : bool
         Continue from ``checkpoint`` if it exists (else start afresh): a run killed at any
-        moment and resumed ends with the same weights as an uninterrupted one (same
-        device, deterministic kernels). A damaged checkpoint raises
+        moment (inside an epoch, or at any stage boundary: after a warm-up or joint epoch,
+        right after a push, after a last-layer step) and resumed ends with the same
+        weights, optimiser states and history as an uninterrupted one (same device,
+        deterministic kernels). A damaged checkpoint raises
         :class:`~interp_lib.protopnet.checkpoint.CorruptCheckpointError`; it is never
         continued from.
     overwrite : bool
@@ -497,7 +506,8 @@ def fit(
     restore_best : bool
         Leave the model in the best validation state (default) rather than the last.
     progress : bool
-        Show tqdm progress bars (rank 0 only).
+        Show tqdm progress bars (rank 0 only). They only display: the weights and the
+        history are the same, bit for bit, with or without them.
     seed : int, torch.Generator or None
         Seeds Python, NumPy and torch's global generators at the start of a fresh run
         (not on resume, which restores the saved RNG states); a Generator provides that
@@ -523,6 +533,9 @@ def fit(
         (a ``ValueError``) If ``resume`` finds a damaged or unverifiable checkpoint.
     FileExistsError
         If ``checkpoint`` exists, ``resume=False`` and ``overwrite=False``.
+    OSError
+        If ``checkpoint`` cannot be written (its folder is a file or read-only, the path
+        is a folder), before any training.
 
     Notes
     -----
