@@ -19,9 +19,22 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+#: Markers of tests outside the fast suite besides ``slow``, which each implies
+#: (:func:`mark_slow_kinds`; registered in ``pyproject.toml``, described in CONTRIBUTING).
+IMPLY_SLOW = ("book", "fuzz", "distributed")
+
 #: ``CI=true`` (set by CI services and ``.ci/run``'s environment): a test that needs a
 #: missing component (the built book, Chromium, an optional package) fails instead of skipping.
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def mark_slow_kinds(items) -> None:
+    """Add ``slow`` to each collected item that carries a marker of :data:`IMPLY_SLOW`, so
+    that ``-m "not slow"`` leaves out book, fuzz and distributed tests (``conftest.py``
+    calls it before ``-m`` selects)."""
+    for item in items:
+        if any(item.get_closest_marker(m) for m in IMPLY_SLOW):
+            item.add_marker(pytest.mark.slow)
 
 
 def require(ok: bool, why: str) -> None:

@@ -8,18 +8,12 @@ import sys
 from collections.abc import Callable
 
 import pytest
-from _helpers import labelled_images, single_thread, tiny_protopnet
-
-#: Markers that put a test outside the fast suite: each implies ``slow`` (see CONTRIBUTING).
-IMPLY_SLOW = ("book", "fuzz", "distributed")
+from _helpers import labelled_images, mark_slow_kinds, single_thread, tiny_protopnet
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m selects: it must see the added marks
 def pytest_collection_modifyitems(config, items):
-    # A book, fuzz or distributed test is also slow, so `-m "not slow"` is the fast suite.
-    for item in items:
-        if any(item.get_closest_marker(m) for m in IMPLY_SLOW):
-            item.add_marker(pytest.mark.slow)
+    mark_slow_kinds(items)  # book, fuzz and distributed tests are also slow
     # scikit-learn's array-API check only applies to estimators that declare
     # array_api_support; ours don't, and the check would be reported as skipped.
     kept = [i for i in items if "check_array_api_input" not in i.nodeid]
