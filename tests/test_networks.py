@@ -178,7 +178,11 @@ ARCHS = {
 }
 
 
-@pytest.mark.parametrize("name", list(ARCHS))
+@pytest.mark.parametrize(
+    "name",
+    # VGG-11 takes a second to build and run at 64 px
+    [pytest.param(n, marks=pytest.mark.slow if n == "vgg11" else ()) for n in ARCHS],
+)
 def test_feature_info_matches_the_feature_maps(name):
     torch.manual_seed(0)
     net = ARCHS[name]()

@@ -129,6 +129,7 @@ def reference(tmp_path_factory):
     return model, history, read_checkpoint(path)
 
 
+@pytest.mark.slow  # trains a tiny ProtoPNet twice
 @pytest.mark.parametrize("own_generator", [False, True])
 def test_the_progress_bar_never_changes_the_model(tmp_path, own_generator):
     """``progress`` only displays: the same seed gives the same weights and logs with the
@@ -141,6 +142,7 @@ def test_the_progress_bar_never_changes_the_model(tmp_path, own_generator):
     _assert_same(read_checkpoint(tmp_path / "off.pt"), read_checkpoint(tmp_path / "on.pt"))
 
 
+@pytest.mark.slow  # trains a tiny ProtoPNet twice
 def test_what_the_validation_loader_draws_never_reaches_training(tmp_path):
     """A validation loader that shuffles and augments from torch's global generator trains
     the same weights as one that does not: evaluation is RNG-neutral."""
