@@ -354,3 +354,81 @@ def test_models_does_not_import_protopnet():
     assert not any(m.startswith("interp_lib.protopnet") for m in loaded), sorted(loaded)
     networks = _imported_by("import interp_lib.networks")
     assert {m.split(".")[1] for m in networks if m != PACKAGE} == {"networks", "_validation"}
+
+
+#: The project's shared private top-level modules: any part may import them.
+SHARED_PRIVATE = {f"{PACKAGE}._plumbing", f"{PACKAGE}._validation"}
+
+
+def _is_private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def private_imports_across_parts() -> list[tuple[str, str]]:
+    """``(module, what)`` for every import, deferred ones included, of a private module or
+    a private name of **another** part of interp_lib: ``from interp_lib.<pkg>._<x>``,
+    ``from ..<pkg>._<x> import y``, ``from ..<pkg>.<mod> import _<name>``,
+    ``from ..<pkg> import _<x>`` (:data:`SHARED_PRIVATE` excepted)."""
+    found = []
+    for name, path in _modules().items():
+        parts = name.split(".")
+        own = parts[1] if len(parts) > 1 else None
+        here = parts if path.name == "__init__.py" else parts[:-1]
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in _all_imports(tree):
+            if isinstance(node, ast.Import):
+                pairs = [(alias.name, None) for alias in node.names]
+            else:
+                if node.level:
+                    base = here[: len(here) - (node.level - 1)]
+                    module = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    module = node.module or ""
+                pairs = [(module, alias.name) for alias in node.names]
+            for module, imported in pairs:
+                if not (module == PACKAGE or module.startswith(PACKAGE + ".")):
+                    continue
+                full = module if imported is None else f"{module}.{imported}"
+                target = full.split(".")
+                if len(target) < 2 or target[1] == own or ".".join(target[:2]) in SHARED_PRIVATE:
+                    continue
+                if any(_is_private(p) for p in target[1:]):
+                    found.append((name, full))
+    return sorted(set(found))
+
+
+def test_the_private_import_reader_sees_planted_cases(tmp_path, monkeypatch):
+    pkg = tmp_path / PACKAGE
+    files = {
+        "__init__.py": "",
+        "_plumbing.py": "",
+        "a/__init__.py": "",
+        "a/_x.py": "",
+        "a/m.py": "_y = 1\nz = 2\n",
+        "a/inner.py": "from ._x import q\nfrom .m import _y\n",  # own part: fine
+        "b/__init__.py": "",
+        "b/one.py": "from ..a._x import q\n",
+        "b/two.py": "def f():\n    from interp_lib.a.m import _y\n",
+        "b/three.py": "from ..a import _x\nimport interp_lib.a._x\n",
+        "b/fine.py": "from ..a.m import z\nfrom .._plumbing import p\nfrom ..a import __doc__\n",
+    }
+    for rel, body in files.items():
+        (pkg / rel).parent.mkdir(parents=True, exist_ok=True)
+        (pkg / rel).write_text(body)
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", pkg)
+    assert private_imports_across_parts() == [
+        (f"{PACKAGE}.b.one", f"{PACKAGE}.a._x.q"),
+        (f"{PACKAGE}.b.three", f"{PACKAGE}.a._x"),
+        (f"{PACKAGE}.b.two", f"{PACKAGE}.a.m._y"),
+    ]
+
+
+def test_no_part_imports_another_parts_private_names():
+    """A part uses another only through its public names (issue 20): a private module
+    (``id._ratios``, ``datasets._base``) or name (``neighbors._search``) is the business
+    of its own part, which may change it freely. ``_plumbing`` and ``_validation`` are the
+    shared private modules of the whole package."""
+    found = private_imports_across_parts()
+    assert not found, "imports of another part's private names: " + "; ".join(
+        f"{module} imports {what}" for module, what in found
+    )

@@ -5,7 +5,11 @@ scikit-learn estimators around them. Everything runs on CPU or GPU (the device o
 input, or ``device=``).
 
 =============================  ====================================================
-:func:`nearest_neighbors`      exact, chunked k-NN on CPU or GPU
+:func:`nearest_neighbors`      exact, chunked k-NN on CPU or GPU ->
+                               :class:`Neighbors`, computed once and passed as
+                               ``neighbors=`` to the estimators below
+:func:`ratio_table`            kept neighbour-distance ratios -> :class:`RatioTable`
+                               (duplicates and ties dropped); :func:`length_scale`
 :func:`twonn`                  TwoNN (least squares, MLE, Bayesian), error bars
 :func:`gride`                  Gride: multi-scale MLE over neighbour ranks
 :func:`block_analysis`         ID against sample size (Ansuini's block analysis)
@@ -26,6 +30,7 @@ ratio (``scale="mean"``). The Bayesian TwoNN's prior is a parameter, vague by de
 (DADApy's is ``prior=(2, 5)``).
 """
 
+from ._ratios import RatioTable, length_scale, ratio_table
 from .gride import GrideResult, gride, gride_mle
 from .neighbors import Neighbors, nearest_neighbors
 from .pca import participation_ratio, pca_dim, pca_dim_from_spectrum, pca_spectrum
@@ -48,6 +53,7 @@ __all__ = [
     "GrideResult",
     "Neighbors",
     "PCADim",
+    "RatioTable",
     "ScalingResult",
     "TwoNN",
     "TwoNNResult",
@@ -56,11 +62,13 @@ __all__ = [
     "gaussian_surrogate",
     "gride",
     "gride_mle",
+    "length_scale",
     "nearest_neighbors",
     "participation_ratio",
     "pca_dim",
     "pca_dim_from_spectrum",
     "pca_spectrum",
+    "ratio_table",
     "subsample_estimates",
     "twonn",
     "twonn_ls",

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .._validation import ArrayLike, as_real_tensor, check_choice
+from .._validation import ArrayLike, as_real_tensor, check_choice, check_int
+from .neighbors import Neighbors
 
 METRICS = ("euclidean", "precomputed")
 
@@ -139,23 +140,47 @@ class RatioTable:
 
 
 def ratio_table(
-    distances: torch.Tensor, n1: int = 1, n2: int = 2, *, points: torch.Tensor | None = None
+    distances: torch.Tensor | Neighbors,
+    n1: int = 1,
+    n2: int = 2,
+    *,
+    points: torch.Tensor | None = None,
 ) -> RatioTable:
     """The kept ratios ``r_n2 / r_n1`` from sorted neighbour distances.
 
-    Duplicates and ties are judged up to the float64 rounding of the distances
-    (:func:`keep_mask`, :func:`rounding_bound`): with ``points``, from their norms and
-    dimension; without (a precomputed distance matrix), from the distances alone.
+    Duplicates and ties are judged up to the float64 rounding of the distances (the
+    private ``keep_mask`` and ``rounding_bound`` of this module): with ``points``, from
+    their norms and dimension; without (a precomputed distance matrix), from the
+    distances alone. This
+    is the table behind :func:`interp_lib.id.twonn` (ranks 1, 2, with the points) and
+    :func:`interp_lib.id.gride` (ranks ``n1, 2 n1``).
 
     Parameters
     ----------
-    distances : torch.Tensor, shape (N, k), ``k >= n2``
-        Distances to the 1st..k-th neighbours, ascending (from the neighbour search).
+    distances : torch.Tensor, shape (N, k), or Neighbors
+        Distances to the 1st..k-th neighbours, ascending, ``k >= n2``: the
+        :class:`interp_lib.id.Neighbors` of :func:`interp_lib.id.nearest_neighbors`, or
+        their ``distances``.
     n1, n2 : int
         1-based neighbour ranks, ``n1 < n2``.
     points : torch.Tensor, shape (N, D), optional
         The points the distances were computed from.
+
+    Raises
+    ------
+    ValueError
+        Fewer than ``n2`` neighbours per point, or ranks not ``1 <= n1 < n2``.
     """
+    if isinstance(distances, Neighbors):
+        distances = distances.distances
+    n1 = check_int(n1, "n1")
+    n2 = check_int(n2, "n2", minimum=2)
+    if n2 <= n1 or distances.ndim != 2 or distances.shape[1] < n2:
+        raise ValueError(
+            f"ratio_table needs ranks 1 <= n1 < n2 and distances (N, k) with k >= n2, got "
+            f"n1={n1}, n2={n2} and shape {tuple(distances.shape)}; compute the neighbours "
+            f"with nearest_neighbors(X, k={max(n2, 2)})."
+        )
     dist = distances.cpu()
     r1, r2 = dist[:, n1 - 1], dist[:, n2 - 1]
     norms = point_norms(points)

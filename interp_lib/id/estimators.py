@@ -15,7 +15,12 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import validate_data
 
 from .._validation import as_points, check_fraction
-from .pca import _eigenvalues, _participation, _ratios, pca_dim_from_spectrum
+from .pca import (
+    covariance_eigenvalues,
+    explained_ratios,
+    participation_from_eigenvalues,
+    pca_dim_from_spectrum,
+)
 from .twonn import twonn
 
 __all__ = ["PCADim", "TwoNN"]
@@ -129,9 +134,9 @@ class PCADim(BaseEstimator):
         """Compute the spectrum of ``X`` (shape (n_samples, n_features))."""
         variance = check_fraction(self.variance, "variance")
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
-        ev = _eigenvalues(as_points(X, min_samples=2), self.standardize)  # one SVD
-        ratios = _ratios(ev)
+        ev = covariance_eigenvalues(as_points(X, min_samples=2), self.standardize)  # one SVD
+        ratios = explained_ratios(ev)
         self.dimension_ = pca_dim_from_spectrum(ratios, variance)
         self.explained_variance_ratio_ = ratios.numpy()
-        self.participation_ratio_ = _participation(ev)
+        self.participation_ratio_ = participation_from_eigenvalues(ev)
         return self

@@ -20,14 +20,14 @@ from dataclasses import dataclass
 
 import torch
 
-from .._validation import ArrayLike, as_points, check_int
+from .._validation import ArrayLike, as_points, check_int, check_neighbors
 from ._ratios import (
     as_ratios,
     check_scale,
     length_scale,
     ratio_table,
 )
-from .neighbors import check_options, knn
+from .neighbors import Neighbors, check_options, knn
 
 __all__ = ["GrideResult", "gride", "gride_mle"]
 
@@ -133,6 +133,7 @@ def gride(
     metric: str = "euclidean",
     chunk_size: int = 4096,
     device: torch.device | str | None = None,
+    neighbors: Neighbors | None = None,
 ) -> GrideResult:
     """Gride estimates of the intrinsic dimension at growing neighbourhood scales.
 
@@ -154,10 +155,19 @@ def gride(
         ``scipy.spatial.distance.cdist(X, X, metric="cosine")``.
     chunk_size, device
         As in :func:`interp_lib.id.nearest_neighbors`.
+    neighbors : Neighbors, optional
+        The neighbours of ``X`` computed once by :func:`interp_lib.id.nearest_neighbors`
+        with ``k >= min(max_rank, N - 1)``: the search is skipped, with the same result.
 
     Returns
     -------
     GrideResult
+
+    Raises
+    ------
+    ValueError
+        ``neighbors`` of other points, or with fewer than ``min(max_rank, N - 1)``
+        neighbours per point.
     """
     metric, chunk_size, _ = check_options(metric, chunk_size)
     check_scale(scale)
@@ -165,7 +175,10 @@ def gride(
     X = as_points(X, device=device)
     n = X.shape[0]
     max_rank = min(max_rank, n - 1)
-    dist = knn(X, max_rank, metric=metric, chunk_size=chunk_size).distances.cpu()
+    if neighbors is None:
+        dist = knn(X, max_rank, metric=metric, chunk_size=chunk_size).distances.cpu()
+    else:
+        dist = check_neighbors(neighbors, n, max_rank, "gride").cpu()
     rows = []
     n1 = 1
     while 2 * n1 <= max_rank:

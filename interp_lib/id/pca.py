@@ -14,6 +14,10 @@ Ansuini et al. draw: PC-ID is in the hundreds where TwoNN finds a few tens.
   count of the components that carry the variance.
 - :func:`pca_dim_from_spectrum`: PC-ID from explained-variance ratios already computed
   (one SVD for all three, as :class:`interp_lib.id.PCADim` and the figures use it).
+
+``covariance_eigenvalues``, ``explained_ratios`` and ``participation_from_eigenvalues``
+are the steps of these, shared with :mod:`interp_lib.id.estimators` (one SVD for
+:class:`interp_lib.id.PCADim`); they are not exported by :mod:`interp_lib.id`.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ __all__ = ["participation_ratio", "pca_dim", "pca_dim_from_spectrum", "pca_spect
 CONSTANT_RTOL = 64 * torch.finfo(torch.float64).eps
 
 
-def _eigenvalues(X: torch.Tensor, standardize: bool) -> torch.Tensor:
+def covariance_eigenvalues(X: torch.Tensor, standardize: bool) -> torch.Tensor:
     """Covariance eigenvalues, descending, float64, from the singular values."""
     X = X.to(torch.float64)
     if standardize:
@@ -70,15 +74,16 @@ def pca_spectrum(X: ArrayLike, *, standardize: bool = False) -> torch.Tensor:
     torch.Tensor, shape (min(N, D),), float64
         Ratios in descending order, summing to 1.
     """
-    return _ratios(_eigenvalues(as_points(X, min_samples=2), standardize))
+    return explained_ratios(covariance_eigenvalues(as_points(X, min_samples=2), standardize))
 
 
-def _ratios(ev: torch.Tensor) -> torch.Tensor:
+def explained_ratios(ev: torch.Tensor) -> torch.Tensor:
     """Explained-variance ratios from covariance eigenvalues, on the CPU."""
     return (ev / ev.sum()).cpu()
 
 
-def _participation(ev: torch.Tensor) -> float:
+def participation_from_eigenvalues(ev: torch.Tensor) -> float:
+    """``ev.sum()**2 / (ev**2).sum()``: the participation ratio of eigenvalues ``ev``."""
     return float(ev.sum() ** 2 / (ev**2).sum())
 
 
@@ -171,4 +176,6 @@ def participation_ratio(X: ArrayLike, *, standardize: bool = False) -> float:
     -------
     float
     """
-    return _participation(_eigenvalues(as_points(X, min_samples=2), standardize))
+    return participation_from_eigenvalues(
+        covariance_eigenvalues(as_points(X, min_samples=2), standardize)
+    )

@@ -24,11 +24,12 @@ from .._validation import (
     check_choice,
     check_fraction,
     check_int,
+    check_neighbors,
     make_generator,
 )
 from ._ratios import check_prior, check_scale, length_scale, ratio_table
-from .neighbors import knn
-from .twonn import METHODS, _estimate
+from .neighbors import Neighbors, knn
+from .twonn import METHODS, fit_ratios
 
 __all__ = ["ScalingResult", "block_analysis", "decimation"]
 
@@ -68,6 +69,8 @@ def _scaling(
     scale: str,
     seed: int | torch.Generator | None,
     device: torch.device | str | None,
+    neighbors: Neighbors | None,
+    name: str,
 ) -> ScalingResult:
     check_choice(method, "method", METHODS)
     check_scale(scale)
@@ -78,6 +81,7 @@ def _scaling(
     n = X.shape[0]
     if n < min_size:
         raise ValueError(f"need at least min_size={min_size} points, got {n}.")
+    full = None if neighbors is None else check_neighbors(neighbors, n, 2, name)
     gen = make_generator(seed)
     perm = torch.randperm(n, generator=gen).to(X.device)
     rows = []
@@ -88,9 +92,13 @@ def _scaling(
         dims, scales = [], []
         for i in blocks:
             sub = X[perm[i * size : (i + 1) * size]]
-            table = ratio_table(knn(sub, 2).distances, points=sub)
+            if size == n and full is not None:  # the whole set, in the order of sub
+                dist = full[perm.to(full.device)]
+            else:
+                dist = knn(sub, 2).distances
+            table = ratio_table(dist, points=sub)
             if table.mu.numel() >= 3:
-                dims.append(_estimate(table.mu, method, fraction, prior)[0])
+                dims.append(fit_ratios(table.mu, method, fraction, prior)[0])
                 scales.append(length_scale(table, scale))
         if dims:
             d = torch.tensor(dims, dtype=torch.float64)
@@ -122,6 +130,7 @@ def block_analysis(
     scale: str = "mean",
     seed: int | torch.Generator | None = 0,
     device: torch.device | str | None = None,
+    neighbors: Neighbors | None = None,
 ) -> ScalingResult:
     """Ansuini's block analysis: TwoNN on ``b`` disjoint blocks, ``b = 1, 2, 4, ...``.
 
@@ -139,15 +148,26 @@ def block_analysis(
     seed : int, torch.Generator or None
         Seed of the shuffle.
     device : torch.device or str, optional
+    neighbors : Neighbors, optional
+        The neighbours of ``X`` computed once by :func:`interp_lib.id.nearest_neighbors`
+        (``k >= 2``): they serve the whole set (``b = 1``), with the same result; the
+        smaller blocks search inside themselves.
 
     Returns
     -------
     ScalingResult
         One row per block size, from ``N`` down to about ``min_size``.
+
+    Raises
+    ------
+    ValueError
+        ``neighbors`` of other points or with ``k < 2``; fewer than ``min_size`` points.
     """
     return _scaling(
         X,
         all_blocks=True,
+        neighbors=neighbors,
+        name="block_analysis",
         min_size=min_size,
         method=method,
         fraction=fraction,
@@ -168,14 +188,18 @@ def decimation(
     scale: str = "mean",
     seed: int | torch.Generator | None = 0,
     device: torch.device | str | None = None,
+    neighbors: Neighbors | None = None,
 ) -> ScalingResult:
     """TwoNN on one random subset of ``N / 2^i`` points per scale (as DADApy does).
 
-    Parameters and returns as :func:`block_analysis`; ``errors`` are 0.
+    Parameters and returns as :func:`block_analysis` (``neighbors`` serve the first scale,
+    the whole set); ``errors`` are 0.
     """
     return _scaling(
         X,
         all_blocks=False,
+        neighbors=neighbors,
+        name="decimation",
         min_size=min_size,
         method=method,
         fraction=fraction,

@@ -16,9 +16,16 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .._validation import ArrayLike, as_points, check_choice, check_fraction, check_int
+from .._validation import (
+    ArrayLike,
+    as_points,
+    check_choice,
+    check_fraction,
+    check_int,
+    check_neighbors,
+)
 from ._ratios import as_ratios, check_prior, ratio_table
-from .neighbors import check_options, knn
+from .neighbors import Neighbors, check_options, knn
 from .resample import subsample_estimates
 
 __all__ = [
@@ -184,10 +191,13 @@ class TwoNNResult:
         return _fit_points(self.mu, self.fraction)
 
 
-def _estimate(
+def fit_ratios(
     mu: torch.Tensor, method: str, fraction: float, prior: tuple[float, float]
 ) -> tuple[float, float]:
-    """``(dimension, error)`` of one of :data:`METHODS` on ratios ``mu``."""
+    """``(dimension, error)`` of one of :data:`METHODS` on ratios ``mu``.
+
+    Shared by :func:`twonn` and the scale analyses of :mod:`interp_lib.id.scaling`.
+    """
     if method == "ls":
         return twonn_ls(mu, fraction)
     if method == "mle":
@@ -212,6 +222,7 @@ def twonn(
     metric: str = "euclidean",
     chunk_size: int = 4096,
     device: torch.device | str | None = None,
+    neighbors: Neighbors | None = None,
 ) -> TwoNNResult:
     """Estimate the intrinsic dimension of a point cloud with TwoNN.
 
@@ -242,6 +253,10 @@ def twonn(
     chunk_size : int, default 4096
         Block size of the neighbour search (memory about ``chunk_size**2``).
     device : torch.device or str, optional
+    neighbors : Neighbors, optional
+        The neighbours of ``X`` computed once by :func:`interp_lib.id.nearest_neighbors`
+        (``k >= 2``): the search on ``X`` is skipped, with the same result. The
+        subsamples of ``n_resamples`` still search inside themselves.
 
     Returns
     -------
@@ -253,7 +268,7 @@ def twonn(
         When duplicates (``r1 == 0``) or ties (``r1 == r2``) are dropped; their count is
         given. They are removed before counting ``N``, as in Ansuini et al. Both are
         judged up to the float64 rounding of the distances
-        (``interp_lib.id._ratios.rounding_bound``: the rounding of the coordinates,
+        (see :func:`interp_lib.id.ratio_table`: the rounding of the coordinates,
         relative to the points' norms, and of the arithmetic): the points of a lattice
         at spacing 0.1 or 0.3 are ties, as those of the integer lattice are, not ratios
         of :math:`1 + 10^{-15}` (a dimension of :math:`10^{15}`). float32 points are
@@ -266,7 +281,7 @@ def twonn(
     ValueError
         Fewer than 3 points, NaN/inf, wrong shape, all points identical, a metric other
         than "euclidean"/"precomputed", a precomputed matrix that is not one of
-        distances, bad options.
+        distances, bad options, ``neighbors`` of other points or with ``k < 2``.
     TypeError
         Non-numeric input.
 
@@ -289,7 +304,11 @@ def twonn(
         )
     X = as_points(X, device=device)
     points = None if metric == "precomputed" else X
-    table = ratio_table(_neighbor_distances(X, metric, chunk_size), points=points)
+    if neighbors is None:
+        dist = _neighbor_distances(X, metric, chunk_size)
+    else:
+        dist = check_neighbors(neighbors, X.shape[0], 2, "twonn").cpu()
+    table = ratio_table(dist, points=points)
     mu, n_dup, n_tie = table.mu, table.n_duplicates, table.n_ties
     n_dropped = n_dup + n_tie
     if mu.numel() < 3:
@@ -307,14 +326,14 @@ def twonn(
             UserWarning,
             stacklevel=2,
         )
-    dimension, error = _estimate(mu, method, fraction, prior)
+    dimension, error = fit_ratios(mu, method, fraction, prior)
     error_kind = "analytic"
     resamples = None
     if n_resamples:
 
         def on_subset(Xs: torch.Tensor) -> float | None:
             sub = ratio_table(_neighbor_distances(Xs, metric, chunk_size), points=Xs).mu
-            return _estimate(sub, method, fraction, prior)[0] if sub.numel() >= 3 else None
+            return fit_ratios(sub, method, fraction, prior)[0] if sub.numel() >= 3 else None
 
         resamples = subsample_estimates(
             X, on_subset, n_resamples=n_resamples, subsample=subsample, seed=seed

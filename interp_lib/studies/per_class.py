@@ -52,9 +52,15 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from .._plumbing import require
 from .._validation import as_points, check_choice, check_fraction, check_int
-from ..id import gride_mle, pca_dim, subsample_estimates, twonn_ls
-from ..id._ratios import length_scale, ratio_table
-from ..id.neighbors import knn
+from ..id import (
+    gride_mle,
+    length_scale,
+    nearest_neighbors,
+    pca_dim,
+    ratio_table,
+    subsample_estimates,
+    twonn_ls,
+)
 from ..profile import LayerProfile, layer_ids
 from ..profile.activations import ActivationCollector
 from ..profile.checkpoints import depths_from_trace
@@ -403,14 +409,14 @@ def _layer_estimates(
     X = as_points(X)
     n = X.shape[0]
     k = min(n - 1, max(2, max_rank or 2))
-    dist, idx = knn(X, k)
+    dist, idx = nearest_neighbors(X, k)
     dist, idx = dist.cpu(), idx.cpu()
     full = twonn_ls(ratio_table(dist[:, :2]).mu)[0]
 
     def on_subset(sub: torch.Tensor) -> float | None:
         d2 = _first_two_surviving(dist, idx, sub)
         if d2 is None:  # a point lost its k neighbours: search inside the subsample
-            d2 = knn(X[sub], 2).distances.cpu()
+            d2 = nearest_neighbors(X[sub], 2).distances.cpu()
         mu = ratio_table(d2).mu
         return twonn_ls(mu)[0] if mu.numel() >= 3 else None
 

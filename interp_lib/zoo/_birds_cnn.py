@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch.utils.data import TensorDataset
 
-from ..datasets._base import TensorImageDataset
+from ..datasets import TensorImageDataset
 from ._cache import cached
 
 #: The recipe arguments that the data and the CNN depend on.

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .._validation import check_int
-from ..datasets._base import TensorImageDataset
+from ..datasets import TensorImageDataset
 from ._cache import cached
 from .classifiers import TrainedClassifier, _history_state
 

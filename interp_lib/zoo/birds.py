@@ -71,7 +71,7 @@ from torch import nn
 
 from .._plumbing import require
 from .._validation import check_bool, check_choice, check_int
-from ..datasets._base import TensorImageDataset
+from ..datasets import TensorImageDataset
 from ._birds_cnn import splits
 from ._birds_protopnet import LAST_LAYER_SCHEDULE, PROTOTYPE_INITS, entry
 

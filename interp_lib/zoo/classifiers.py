@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .._validation import check_int
-from ..datasets._base import TensorImageDataset
+from ..datasets import TensorImageDataset
 from ._cache import cached
 
 __all__ = ["TrainedClassifier", "digits_cnn", "objects_cnn"]
