@@ -15,6 +15,11 @@ markdown table (one row per entry of every summary: twonn, layer_profile, then t
 others by name, or the files given) and, under it, the date, machine, threads and load
 of each summary.
 
+A summary's ``table`` is a list of rows, or (``bench/protopnet_birds.py --variants``) a
+``{variant: {"summary": {...}}}`` dict, rendered as one row per variant from its means,
+standard deviations and t-interval. The summaries in :data:`BOOK_ONLY` have another
+format, read by their chapter; they are left out of the README.
+
     python bench/report.py                                  # bench/summaries/*.json
     python bench/report.py bench/summaries/twonn.json --readme README.md
     python bench/report.py --print                          # to stdout only
@@ -31,6 +36,10 @@ HERE = Path(__file__).resolve().parent
 START = "<!-- bench:start -->"
 END = "<!-- bench:end -->"
 ORDER = ("twonn", "layer_profile")  # these summaries first, then the others by name
+#: Summaries that only their book chapter reads (no README rows), and why.
+BOOK_ONLY = {
+    "id_generalisation": "the chapter id_generalisation reads its per-network rows",
+}
 COLUMNS = ("what", "setting", "ours", "peer", "ratio")
 HEADER = "| what | setting | ours | peer or reference | ratio (peer / ours) | source |"
 ALIGN = "|---|---|---:|---:|---:|---|"
@@ -38,6 +47,30 @@ ALIGN = "|---|---|---:|---:|---:|---|"
 
 def _cell(value) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ") if value is not None else ""
+
+
+def _variant_rows(s: dict) -> list[dict]:
+    """README rows of a variants summary (``bench/protopnet_birds.py --variants``): per
+    variant, ProtoPNet against its same-trunk CNN over the seeds."""
+    default = s.get("zoo_default", {})
+    default = f"{default.get('last_layer')}/{default.get('prototype_init')}"
+    rows = []
+    for name, entry in s["table"].items():
+        m = entry["summary"]
+        rows.append(
+            {
+                "what": f"ProtoPNet vs its same-trunk CNN, procedural birds: {name}"
+                + (" (zoo default)" if name == default else ""),
+                "setting": f"{m['n_seeds']} seeds, {s.get('threads', '?')} thread(s) per run",
+                "ours": f"ProtoPNet {m['protopnet']:.3f} ± {m['protopnet_std']:.3f}; own-class "
+                f"evidence {m['evidence']:.2f}; on bird {m['on_bird']:.2f} "
+                f"(chance {m['chance']:.2f})",
+                "peer": f"CNN {m['cnn']:.3f} ± {m['cnn_std']:.3f}",
+                "ratio": f"gap {100 * m['diff']:+.1f} points, 95 % t-interval "
+                f"[{100 * m['diff_low']:+.1f}, {100 * m['diff_high']:+.1f}]",
+            }
+        )
+    return rows
 
 
 def render(summaries: list[dict]) -> str:
@@ -57,10 +90,11 @@ def render(summaries: list[dict]) -> str:
                 "with the bench script's --json option."
             )
         tag = f"[{i}]"
-        for entry in s["table"]:
+        entries = _variant_rows(s) if isinstance(s["table"], dict) else s["table"]
+        for entry in entries:
             cells = [_cell(entry.get(c)) for c in COLUMNS]
             rows.append("| " + " | ".join(cells) + f" | `{s['script']}` {tag} |")
-        load = ""
+        load = f", load average {s['load']}" if s.get("load") else ""
         if s.get("load_before") or s.get("load_after"):
             load = f", load average {s.get('load_before', '?')} before, "
             load += f"{s.get('load_after', '?')} after"
@@ -90,6 +124,15 @@ def replace_between_markers(text: str, table: str) -> str:
     return text[: a + len(START)] + "\n" + table + text[b:]
 
 
+def default_paths(folder: Path = HERE / "summaries") -> list[Path]:
+    """The README's summaries in ``folder``, in table order (:data:`ORDER` first, then by
+    name), without those of :data:`BOOK_ONLY`."""
+    return sorted(
+        (p for p in folder.glob("*.json") if p.stem not in BOOK_ONLY),
+        key=lambda p: (ORDER.index(p.stem) if p.stem in ORDER else len(ORDER), p.name),
+    )
+
+
 def load(paths: list[Path]) -> list[dict]:
     return [json.loads(Path(p).read_text()) for p in paths]
 
@@ -100,10 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--readme", default=str(HERE.parent / "README.md"))
     ap.add_argument("--print", action="store_true", help="print the table, leave the README")
     args = ap.parse_args(argv)
-    paths = args.summaries or sorted(
-        (HERE / "summaries").glob("*.json"),
-        key=lambda p: (ORDER.index(p.stem) if p.stem in ORDER else len(ORDER), p.name),
-    )
+    paths = args.summaries or default_paths()
     if not paths:
         sys.exit("no summaries: run the bench scripts with --json bench/summaries/NAME.json")
     table = render(load(paths))

@@ -106,3 +106,58 @@ def test_the_readme_has_the_markers():
     report = _report()
     assert text.count(report.START) == 1 and text.count(report.END) == 1
     assert text.index(report.START) < text.index(report.END)
+
+
+VARIANTS = {
+    "script": "bench/protopnet_birds.py",
+    "date": "2026-12-07 09:04 UTC",
+    "machine": "vm (EPYC, 2 cores, Linux)",
+    "threads": 1,
+    "load": "2.60 3.22 4.52",
+    "zoo_default": {"last_layer": "convex_nonpositive", "prototype_init": "cnn"},
+    "table": {
+        name: {
+            "summary": {
+                "n_seeds": 5,
+                "protopnet": p,
+                "protopnet_std": 0.019,
+                "cnn": 0.977,
+                "cnn_std": 0.013,
+                "diff": p - 0.977,
+                "diff_low": p - 0.997,
+                "diff_high": p - 0.957,
+                "evidence": 1.0,
+                "on_bird": 0.764,
+                "chance": 0.107,
+            },
+            "rows": [],
+        }
+        for name, p in (("convex_nonpositive/cnn", 0.958), ("adam/cnn", 0.785))
+    },
+}
+
+
+def test_a_variants_summary_renders_one_row_per_variant():
+    lines = _report().render([VARIANTS]).splitlines()
+    rows = [line for line in lines[2:] if line.startswith("|")]
+    assert len(rows) == 2
+    assert "convex_nonpositive/cnn (zoo default)" in rows[0] and "(zoo default)" not in rows[1]
+    assert "ProtoPNet 0.958 ± 0.019" in rows[0] and "CNN 0.977 ± 0.013" in rows[0]
+    assert "gap -1.9 points, 95 % t-interval [-3.9, +0.1]" in rows[0]
+    assert any(line.endswith("load average 2.60 3.22 4.52.") for line in lines)
+
+
+def test_the_readme_table_is_rendered_from_the_tracked_summaries():
+    """The README's figures are the summaries', never a hand-typed copy: the part between
+    the markers is exactly what bench/report.py renders from bench/summaries/."""
+    report = _report()
+    summaries = ROOT / "bench" / "summaries"
+    paths = report.default_paths(summaries)
+    assert {p.stem for p in summaries.glob("*.json")} - {p.stem for p in paths} == set(
+        report.BOOK_ONLY
+    )
+    text = (ROOT / "README.md").read_text()
+    block = text[text.index(report.START) + len(report.START) + 1 : text.index(report.END)]
+    assert block == report.render(report.load(paths)), (
+        "the README's benchmark table differs from bench/summaries: run python bench/report.py"
+    )
