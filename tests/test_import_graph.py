@@ -21,6 +21,7 @@ The graphs are read from the source (the AST of every module), not by importing.
 from __future__ import annotations
 
 import ast
+import functools
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +42,31 @@ def _modules() -> dict[str, Path]:
             parts = parts[:-1]
         out[".".join(parts)] = path
     return out
+
+
+@functools.cache
+def _parse_version(path: Path, mtime_ns: int, size: int) -> ast.Module:
+    return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+
+
+def _parse(path: Path) -> ast.Module:
+    """The syntax tree of ``path``, parsed once per version of the file: the graphs read
+    every module of interp_lib several times per test (the trees are only read)."""
+    stat = path.stat()
+    return _parse_version(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.cache
+def _imports_in(tree: ast.Module, deferred: bool) -> tuple[ast.Import | ast.ImportFrom, ...]:
+    """:func:`_all_imports` (``deferred``) or :func:`_module_level_imports` of a tree from
+    :func:`_parse`, found once."""
+    return tuple((_all_imports if deferred else _module_level_imports)(tree))
+
+
+@functools.cache
+def _deferred_in(tree: ast.Module) -> tuple:
+    """:func:`_deferred_imports` of a tree from :func:`_parse`, found once."""
+    return tuple(_deferred_imports(tree))
 
 
 def _is_type_checking(test: ast.expr) -> bool:
@@ -89,10 +115,10 @@ def import_graph(*, deferred: bool = False) -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for name, path in modules.items():
         is_pkg = path.name == "__init__.py"
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        tree = _parse(path)
         here = name.split(".") if is_pkg else name.split(".")[:-1]  # package of `name`
         targets: list[str] = []
-        for node in walk(tree):
+        for node in _imports_in(tree, deferred):
             if isinstance(node, ast.Import):
                 targets += [alias.name for alias in node.names]
                 continue
@@ -197,8 +223,8 @@ def _lazy_viz_sites() -> set[tuple[str, str]]:
         if len(parts) > 1 and parts[1] in ({"viz"} | APP_PARTS):
             continue
         here = parts if path.name == "__init__.py" else parts[:-1]
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-        sites |= {(name, fn) for fn, node in _deferred_imports(tree) if _targets_viz(node, here)}
+        tree = _parse(path)
+        sites |= {(name, fn) for fn, node in _deferred_in(tree) if _targets_viz(node, here)}
     return sites
 
 
