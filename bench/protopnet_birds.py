@@ -54,13 +54,9 @@ by side on the 2-core machine under a load of 3-9; the rows are kept in
 ``bench/summaries/protopnet_variants_rows.txt`` and summarised with
 ``python bench/protopnet_birds.py --seeds 0 1 2 3 4 --from-rows
 bench/summaries/protopnet_variants_rows.txt --json
-bench/summaries/protopnet_variants.json``)::
-
-    variant (rule/start)       seeds  gap [95 % t-interval]   ProtoPNet  own-class   off |w|>0.1  off w>0  on bird
-    convex_nonpositive/cnn     5      -1.8 [-3.8, +0.1]       0.958      1.000       0.55         0.00     0.76
-    convex/cnn                 5      -1.1 [-2.7, +0.6]       0.966      0.401       0.62         0.32     0.78
-    adam/cnn                   5      -19.2 [-25.0, -13.3]    0.785      1.000       1.00         0.00     0.80
-    convex_nonpositive/random  5      -4.0 [-5.2, -2.8]       0.937      1.000       0.47         0.00     0.32
+bench/summaries/protopnet_variants.json``). The table is that summary's: the README shows
+it (``bench/report.py``), the book with ``interp_lib.zoo.birds.variants_table``; what
+follows reads it.
 
 (CNN 0.977 +- 0.013, the same entry for every variant of a seed; own-class = mean share of
 a correct test decision's positive points from the predicted class's prototypes; chance
