@@ -101,8 +101,8 @@ VARIANTS_SUMMARY = (
 #: The default last-layer rule: the convex optimum with off-class weights ``<= 0``.
 #: Chosen by the rule declared in ``bench/protopnet_birds.py`` (own-class positive
 #: evidence >= 90 % on correct test decisions and the gap to the CNN within 3 points,
-#: over 5 seeds); the measured table of the three rules is in that script and in
-#: ``bench/summaries/protopnet_variants.json``.
+#: over 5 seeds); the measured table of the three rules is
+#: ``bench/summaries/protopnet_variants.json`` (:func:`variants_table`).
 DEFAULT_LAST_LAYER = "convex_nonpositive"
 
 DEFAULT_SCHEDULE: dict[str, Any] = {
