@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # override on another machine, e.g. `make test TORCH="torch torchvision"`.
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install book test lint format bench clean chromium notebooks
+.PHONY: install book test test-fast lint format bench clean chromium notebooks
 
 install: $(STAMP)
 
@@ -30,6 +30,10 @@ test: $(STAMP)
 	book needs Chromium: install Debian's with \`apt-get install chromium\` (or set CHROMIUM=/path); \
 	without it that test skips locally and fails in CI"
 	$(BIN)/python -m pytest
+
+# The fast suite (under a minute on 2 cores): no book, fuzz, distributed or other slow tests.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
 
 # CI only (.ci/run): install Debian's Chromium for the browser test when it is missing
 # (Playwright's own browser download does not work offline). Needs root.
