@@ -450,6 +450,20 @@ def _started_when_iterated(iterable: Iterable) -> Iterator:
     yield from iterable
 
 
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run a block under ``torch.set_num_threads(n)`` and restore the caller's setting
+    afterwards (``None``: leave it as it is). The thread count changes the order of
+    floating-point sums, so a training run repeats exactly only under the same count."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 # -------------------------------------------------------------- optional dependencies
 
 #: Which extra of ``pip install "interp_lib[extra]"`` provides each optional package.

@@ -485,6 +485,28 @@ def check_split_fractions(fractions: Any) -> list[float]:
     return fr
 
 
+def check_seed(seed: Any, name: str = "seed") -> int:
+    """Check that ``seed`` is an integer seed in ``[-2**63, 2**64)`` (what
+    ``torch.manual_seed`` takes) and return it as an ``int``.
+
+    Raises
+    ------
+    TypeError
+        If ``seed`` is not an integer: a float such as ``1.5`` (which ``int()`` would
+        silently truncate to another seed's run), a ``bool``, a string.
+    ValueError
+        If it lies outside ``[-2**63, 2**64)``.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(
+            f"{name} must be an integer, got {type(seed).__name__} {seed!r}; pass a whole "
+            "number such as 0 (a float is not rounded for you: 1.5 is not seed 1)."
+        )
+    if not -(2**63) <= seed < 2**64:
+        raise ValueError(f"{name} must lie in [-2**63, 2**64), got {seed}.")
+    return int(seed)
+
+
 def make_generator(seed: int | torch.Generator | None) -> torch.Generator:
     """A CPU ``torch.Generator`` from a seed (``None`` draws a fresh random seed)."""
     if isinstance(seed, torch.Generator):
@@ -493,13 +515,11 @@ def make_generator(seed: int | torch.Generator | None) -> torch.Generator:
         raise TypeError(
             f"seed must be an int, a torch.Generator or None, got {type(seed).__name__}."
         )
-    if seed is not None and not -(2**63) <= seed < 2**64:
-        raise ValueError(f"seed must lie in [-2**63, 2**64), got {seed}.")
     g = torch.Generator()
     if seed is None:
         g.seed()
     else:
-        g.manual_seed(int(seed))
+        g.manual_seed(check_seed(seed))
     return g
 
 

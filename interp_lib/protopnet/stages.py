@@ -235,9 +235,7 @@ class Schedule:
             if f.name.endswith(("_lr", "_lr_add_on", "_lr_prototypes", "_lr_features")) or (
                 f.name in ("weight_decay", "lr_gamma", "last_layer_l2")
             ):
-                v = getattr(self, f.name)
-                if check_real(v, f.name) < 0:  # refuses NaN, inf and non-numbers too
-                    raise ValueError(f"{f.name} must be a finite number >= 0, got {v!r}.")
+                check_real(getattr(self, f.name), f.name, minimum=0.0)  # finite, >= 0
 
     @classmethod
     def quick(cls, epochs: int = 10, **overrides) -> Schedule:

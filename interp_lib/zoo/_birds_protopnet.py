@@ -13,12 +13,14 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
 
 from .._plumbing import progress as progress_bar
+from .._plumbing import torch_threads
 from ._birds_cnn import CNN_SOURCES, cnn_entry, normalised, splits
 from ._cache import cached
 
@@ -151,17 +153,19 @@ def _push_state(result) -> dict[str, Any]:
     return out
 
 
-def entry(p: dict[str, Any], progress: bool, retrain: bool) -> tuple[dict[str, Any], bool]:
+def entry(
+    p: dict[str, Any],
+    progress: bool,
+    retrain: bool,
+    load: Callable[[dict[str, Any], bool], Any] | None = None,
+) -> tuple[Any, bool]:
     """The ``protopnet_birds`` payload of recipe ``p`` (trained under ``p["threads"]``
-    torch threads, restored afterwards)."""
+    torch threads, restored afterwards), or ``load(payload, from_cache)``: a cached
+    payload that ``load`` cannot read (a missing key, a tensor of the wrong shape) is
+    warned about and retrained (the ``load`` hook of ``_cache.cached``)."""
 
     def build() -> dict[str, Any]:
-        before = torch.get_num_threads()
-        torch.set_num_threads(p["threads"])
-        try:
-            with torch.random.fork_rng(devices=[]):
-                return _build(p, progress, retrain)
-        finally:
-            torch.set_num_threads(before)
+        with torch_threads(p["threads"]), torch.random.fork_rng(devices=[]):
+            return _build(p, progress, retrain)
 
-    return cached("protopnet_birds", p, build, sources=SOURCES, retrain=retrain)
+    return cached("protopnet_birds", p, build, sources=SOURCES, retrain=retrain, load=load)

@@ -13,7 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._validation import check_int
+from .._plumbing import torch_threads
+from .._validation import check_int, check_seed
 from ..datasets import TensorImageDataset
 from ._cache import cached
 from .classifiers import TrainedClassifier, _history_state
@@ -76,6 +77,7 @@ def birds_classifier(
     lr: float = 5e-4,
     batch_size: int = 64,
     seed: int = 0,
+    threads: int | None = 1,
     progress: bool = True,
     retrain: bool = False,
 ) -> TrainedBirdClassifier:
@@ -96,6 +98,13 @@ def birds_classifier(
     The untrained twin of a network is ``torch.manual_seed(seed)`` followed by the same
     constructor: the same initial weights.
 
+    Trained under ``threads`` torch threads (default 1; ``None``: the current setting;
+    the caller's setting is restored afterwards), which is part of the cache key, as in
+    :func:`~interp_lib.zoo.protopnet_birds`: the thread count changes the order of
+    floating-point sums, so a build under another count ends with other weights. The
+    cache key holds every argument except ``progress`` (which only displays) and
+    ``retrain``.
+
     Returns
     -------
     TrainedBirdClassifier
@@ -105,6 +114,7 @@ def birds_classifier(
     from ..datasets import birds
     from ..models import TrainHistory, accuracy, train_classifier
 
+    seed = check_seed(seed)
     if arch not in BIRD_ARCHS:
         raise ValueError(f"arch must be one of {', '.join(BIRD_ARCHS)}; got {arch!r}.")
     data = {"image_size": check_int(image_size, "image_size", minimum=16),
@@ -123,21 +133,24 @@ def birds_classifier(
         "lr": float(lr),
         "batch_size": check_int(batch_size, "batch_size"),
         "seed": int(seed),
+        "threads": torch.get_num_threads() if threads is None else check_int(threads, "threads"),
     }
 
     def build() -> dict[str, Any]:
-        net = _bird_net(arch, n_classes, image_size, seed)
-        t0 = time.perf_counter()
-        hist = train_classifier(net, (train.images, train.labels),
-                                test=(val.images, val.labels), epochs=params["epochs"],
-                                lr=params["lr"], batch_size=params["batch_size"], seed=seed,
-                                restore_best=True, device="cpu", progress=progress)  # fmt: skip
-        seconds = time.perf_counter() - t0
+        with torch_threads(params["threads"]):
+            net = _bird_net(arch, n_classes, image_size, seed)
+            t0 = time.perf_counter()
+            hist = train_classifier(net, (train.images, train.labels),
+                                    test=(val.images, val.labels), epochs=params["epochs"],
+                                    lr=params["lr"], batch_size=params["batch_size"], seed=seed,
+                                    restore_best=True, device="cpu", progress=progress)  # fmt: skip
+            seconds = time.perf_counter() - t0
+            test_accuracy = accuracy(net, (test.images, test.labels))
         best = max(range(len(hist.test_accuracy)), key=hist.test_accuracy.__getitem__)
         return {
             "state_dict": net.state_dict(),
             "history": _history_state(hist),
-            "test_accuracy": accuracy(net, (test.images, test.labels)),
+            "test_accuracy": test_accuracy,
             "train_seconds": seconds,
             "best_epoch": best + 1,
         }

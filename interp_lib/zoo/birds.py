@@ -70,7 +70,7 @@ import torch
 from torch import nn
 
 from .._plumbing import require
-from .._validation import check_bool, check_choice, check_int
+from .._validation import check_bool, check_choice, check_int, check_seed
 from ..datasets import TensorImageDataset
 from ._birds_cnn import splits
 from ._birds_protopnet import LAST_LAYER_SCHEDULE, PROTOTYPE_INITS, entry
@@ -359,7 +359,7 @@ def protopnet_birds(
     """
     p = {
         "n_classes": check_int(n_classes, "n_classes", minimum=2),
-        "seed": int(seed),
+        "seed": check_seed(seed),
         "n_per_class": check_int(n_per_class, "n_per_class"),
         "val_per_class": check_int(val_per_class, "val_per_class"),
         "test_per_class": check_int(test_per_class, "test_per_class"),
@@ -383,8 +383,9 @@ def protopnet_birds(
         "threads": torch.get_num_threads() if threads is None else check_int(threads, "threads"),
     }
 
-    payload, hit = entry(p, progress, retrain)
-    return _rebuild(p, payload, hit)
+    # an entry that _rebuild cannot read (a missing key, wrong shapes) is warned about and
+    # retrained by the cache, as a corrupt one is
+    return entry(p, progress, retrain, load=lambda payload, hit: _rebuild(p, payload, hit))[0]
 
 
 def load_variants_summary(path: str | Path | None = None) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._validation import check_int
+from .._validation import check_int, check_seed
 from ..datasets import TensorImageDataset
 from ._cache import cached
 
@@ -186,6 +186,7 @@ def digits_cnn(
     """
     from ..datasets import digits
 
+    seed = check_seed(seed)
     image_size = check_int(image_size, "image_size", minimum=8)
     train = digits("train", image_size=image_size, normalize=True)
     test = digits("test", image_size=image_size, normalize=True)
@@ -246,6 +247,7 @@ def objects_cnn(
     """
     from ..datasets import rotating_objects
 
+    seed = check_seed(seed)
     n_objects = check_int(n_objects, "n_objects", minimum=2)
     n_poses = check_int(n_poses, "n_poses", minimum=2)
     if not 0.0 < float(train_fraction) < 1.0:
