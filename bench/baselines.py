@@ -121,8 +121,8 @@ def birds_comparison(
     from torch.utils.data import DataLoader
 
     from interp_lib.baselines import compare, summarize
-    from interp_lib.baselines.prototype_metrics import prototype_part_metrics
     from interp_lib.datasets.birds import birds
+    from interp_lib.protopnet import prototype_part_metrics
     from interp_lib.protopnet.stages import Schedule
     from interp_lib.protopnet.train import fit
 

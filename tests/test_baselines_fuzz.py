@@ -32,7 +32,7 @@ from interp_lib.baselines import (
     pointing_game,
     prototype_attribution,
 )
-from interp_lib.baselines.prototype_metrics import (
+from interp_lib.protopnet.prototype_metrics import (
     activation_peaks,
     box_part_presence,
     consistency,

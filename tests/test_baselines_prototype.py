@@ -10,14 +10,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from interp_lib.baselines import attribute, prototype_attribution
-from interp_lib.baselines.prototype_metrics import (
+from interp_lib.protopnet import ProtoPNet
+from interp_lib.protopnet.prototype_metrics import (
     box_part_presence,
     consistency,
     prototype_part_metrics,
     purity,
     stability,
 )
-from interp_lib.protopnet import ProtoPNet
 
 
 def tiny_protopnet(seed: int = 0) -> ProtoPNet:

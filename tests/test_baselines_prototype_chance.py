@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from interp_lib.baselines import (
-    energy_in_mask,
-    mask_share,
+from interp_lib.baselines import energy_in_mask, mask_share
+from interp_lib.protopnet import (
     prototype_part_metrics,
     random_box_part_metrics,
     untrained_protopnet,

@@ -18,6 +18,7 @@ from interp_lib.networks import (
     load_weights,
     pooled_classifier,
     read_weights,
+    resettable_layers,
     residual_classifier,
     resolve_weights,
     small_cnn,
@@ -241,3 +242,11 @@ def test_state_dict_names_are_stable():
     assert keys[-2:] == ["out.weight", "out.bias"]
     assert list(pooled_classifier(small_cnn(widths=(2,)), 3).state_dict())[-2:] == [
         "head.weight", "head.bias"]  # fmt: skip
+
+
+def test_resettable_layers_are_the_layers_with_own_weights_last_first():
+    net = cnn_classifier(3, image_size=8, widths=(2,), hidden=(4,), batch_norm=True)
+    assert resettable_layers(net) == ["out", "fc1", "features.bn1", "features.conv1"]
+    assert resettable_layers(nn.Sequential(nn.ReLU(), nn.MaxPool2d(2))) == []
+    with pytest.raises(TypeError, match=r"torch\.nn\.Module"):
+        resettable_layers("net")

@@ -86,11 +86,33 @@ def test_duplicates_near_and_bad_input():
 
 
 def test_with_a_real_push_result():
-    # a PushResult as push() returns it (fields it declares), through the zoo's wrapper
-    from interp_lib.zoo.birds import placement
-
+    # a PushResult as push() returns it (fields it declares)
     fields = PushResult.__dataclass_fields__
     assert {"sample_index", "location"} <= set(fields)
     push = _push([0, 1], [[1, 1], [0, 3]])
-    out = placement(push, _masks(), RF, part_names=NAMES)
+    out = prototype_placement(push, _masks(), RF, part_names=NAMES)
     assert out.part.tolist() == [2, 1] and out.on_bird_fraction == 1.0
+
+
+def test_placement_counts_centres_on_and_near_the_bird():
+    """The hand-built case of the zoo's former wrapper (zoo.birds.placement)."""
+    masks = torch.zeros(2, 7, 16, 16, dtype=torch.bool)
+    masks[0, 2, 4:8, 4:8] = True  # image 0: body at rows/columns 4..7
+    masks[1, 0, 12, 12] = True  # image 1: one leg pixel
+    rf = SimpleNamespace(start=0.5, jump=4)  # centres at 0.5 + 4 * location
+    location = torch.tensor([[1, 1], [2, 2], [0, 0], [3, 3]])  # pixels 4, 8, 0, 12
+    sample = torch.tensor([0, 0, 0, 1])
+
+    def duplicates():
+        return []
+
+    push = SimpleNamespace(sample_index=sample, location=location, duplicates=duplicates)
+    out = prototype_placement(push, masks, rf)
+    assert out["on_bird"].tolist() == [True, False, False, True]
+    assert out["part"].tolist() == [2, -1, -1, 0]
+    assert out["on_bird_fraction"] == 0.5
+    assert out["near_bird_fraction"] == 0.75  # (8, 8) is 1 px from the body, (0, 0) 4 px
+    assert prototype_placement(push, masks, rf, near=0)["near_bird_fraction"] == 0.5
+    with pytest.raises(ValueError, match="near"):
+        prototype_placement(push, masks, rf, near=-1)
+    assert out["distinct_fraction"] == 1.0

@@ -7,12 +7,9 @@
 - :mod:`interp_lib.baselines.metrics` -- deletion/insertion (RISE), pointing game,
   energy inside a mask; :func:`keypoints_to_masks` and :func:`boxes_to_region_masks` turn
   CUB keypoints and boxes into masks.
-- :mod:`interp_lib.baselines.prototype_metrics` -- prototype consistency and stability
-  (Huang et al. 2023) and purity (PIP-Net) from part masks
-  (:func:`prototype_part_metrics` computes all three); their chance levels:
-  :func:`random_box_part_metrics` (boxes at random positions) and
-  :func:`untrained_protopnet` (random prototypes on a random trunk);
-  :func:`mask_share` is the chance level of the energy inside a mask.
+- :func:`mask_share` -- the chance level of the energy inside a mask. The prototype
+  scores (consistency, stability, purity from part masks, and their chance levels) are
+  ProtoPNet evaluation: :mod:`interp_lib.protopnet.prototype_metrics`.
 - :func:`compare` -- run several methods over a dataset into a
   :class:`ComparisonResult` (tidy records, ``to_pandas()``); :func:`summarize`.
 - :mod:`interp_lib.baselines.sanity` -- :func:`model_randomisation` (Adebayo et al. 2018):
@@ -25,7 +22,7 @@ captum is imported only when a captum method runs (``pip install "interp_lib[cap
 
 from __future__ import annotations
 
-from . import methods, metrics, prototype_metrics, sanity
+from . import methods, metrics, sanity
 from .attribution import attribute
 from .cam import cam, grad_cam
 from .compare import ComparisonResult, compare, summarize
@@ -33,11 +30,6 @@ from .masks import boxes_to_region_masks, keypoints_to_masks
 from .methods import METHODS, Method, get_method
 from .metrics import deletion, energy_in_mask, insertion, mask_share, pointing_game
 from .prototype import prototype_attribution
-from .prototype_metrics import (
-    prototype_part_metrics,
-    random_box_part_metrics,
-    untrained_protopnet,
-)
 from .sanity import RandomisationResult, model_randomisation
 
 __all__ = [
@@ -61,10 +53,6 @@ __all__ = [
     "model_randomisation",
     "pointing_game",
     "prototype_attribution",
-    "prototype_metrics",
-    "prototype_part_metrics",
-    "random_box_part_metrics",
     "sanity",
     "summarize",
-    "untrained_protopnet",
 ]

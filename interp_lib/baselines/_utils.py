@@ -20,8 +20,8 @@ from .._plumbing import forward_logits
 from .._validation import as_tensor, check_choice
 from ..profile.capture import capture
 from ..profile.layers import LayerRef, list_layers, resolve_layer
+from ..protopnet.boxes import INTERPOLATE_MODES
 
-INTERPOLATE_MODES = ("bilinear", "bicubic", "nearest")
 REDUCTIONS = ("sum", "abs_sum", "max_abs", "l2")
 
 

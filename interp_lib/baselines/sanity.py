@@ -31,6 +31,7 @@ from torch import nn
 
 from .._plumbing import model_device, require, resolve_target
 from .._validation import check_choice, check_images, check_int, make_generator
+from ..networks import resettable_layers
 from ..profile.layers import resolve_layer
 from ..protopnet.model import is_protopnet
 from ._utils import as_map, model_logits, warn_if_training
@@ -167,17 +168,12 @@ _MEASURES: dict[str, Callable[[torch.Tensor, torch.Tensor, bool], torch.Tensor]]
 def randomisable_layers(model: nn.Module) -> list[str]:
     """The layers that :func:`interp_lib.baselines.model_randomisation` re-initialises, top-down.
 
-    Every submodule with a ``reset_parameters`` method and parameters (or buffers) of its
-    own, last registered first; for a ProtoPNet, ``"prototypes"`` (its prototype vectors)
+    :func:`interp_lib.networks.resettable_layers` (every submodule with a
+    ``reset_parameters`` method and parameters of its own, last registered first); for a
+    ProtoPNet, ``"prototypes"`` (its prototype vectors)
     comes right after its last layer. The order is Quantus' ``top_down``.
     """
-    names = [
-        name
-        for name, m in model.named_modules()
-        if callable(getattr(m, "reset_parameters", None))
-        and any(True for _ in m.parameters(recurse=False))
-    ]
-    names.reverse()
+    names = resettable_layers(model)
     if is_protopnet(model):
         at = names.index("last_layer") + 1 if "last_layer" in names else 0
         names.insert(at, PROTOTYPES)

@@ -17,6 +17,7 @@ total stride of each stage's output).
 :func:`load_weights`                   a state-dict file (or dict) into a model, exact fit
 :func:`read_weights`                   the state dict in a file (``weights_only=True``)
 :func:`resolve_weights`                a path, or a torchvision weight name in the hub cache
+:func:`resettable_layers`              the layers that can draw fresh weights, top-down
 =====================================  =================================================
 
 Training lives in :mod:`interp_lib.models` (``train_classifier``, ``accuracy``); the
@@ -47,7 +48,7 @@ from .trunks import (
     small_cnn,
     trunk_info,
 )
-from .weights import load_weights, read_weights, resolve_weights
+from .weights import load_weights, read_weights, resettable_layers, resolve_weights
 
 __all__ = [
     "SMALL_CNN_LIMITS",
@@ -67,6 +68,7 @@ __all__ = [
     "load_weights",
     "pooled_classifier",
     "read_weights",
+    "resettable_layers",
     "residual_classifier",
     "resolve_weights",
     "small_cnn",

@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-__all__ = ["load_weights", "read_weights", "resolve_weights"]
+__all__ = ["load_weights", "read_weights", "resettable_layers", "resolve_weights"]
 
 #: A weights argument: a path to a state-dict file, a torchvision weight name (for
 #: torchvision architectures), or ``None`` (keep the random initial weights).
@@ -189,3 +189,28 @@ def load_weights(
             f"{result.missing_keys[:5]}, unexpected keys {result.unexpected_keys[:5]}. {hint}"
         )
     return model
+
+
+def resettable_layers(model: nn.Module) -> list[str]:
+    """The layers that can draw fresh weights, last registered first.
+
+    Every submodule with a ``reset_parameters`` method and parameters of its own, in
+    reverse registration order (Quantus' ``top_down``): the order in which
+    :func:`interp_lib.baselines.model_randomisation` and
+    :func:`interp_lib.protopnet.untrained_protopnet` re-initialise a network.
+
+    Returns
+    -------
+    list of str
+        Module names as in ``model.named_modules()``.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
+    names = [
+        name
+        for name, m in model.named_modules()
+        if callable(getattr(m, "reset_parameters", None))
+        and any(True for _ in m.parameters(recurse=False))
+    ]
+    names.reverse()
+    return names

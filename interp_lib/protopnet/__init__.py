@@ -16,7 +16,15 @@
 :func:`seed_prototypes`            start prototypes where the warm head sees the class
 :func:`evidence_share`             share of a decision's positive points from own prototypes
 :func:`prototype_placement`        the part under each prototype, against part-area chance
+:func:`prototype_part_metrics`     consistency, stability and purity from part masks, with
+                                   :func:`random_box_part_metrics` and
+                                   :func:`untrained_protopnet` as chance levels
 =================================  ===============================================
+
+Evaluation lives in :mod:`~interp_lib.protopnet.placement`,
+:mod:`~interp_lib.protopnet.evidence`, :mod:`~interp_lib.protopnet.prototype_metrics` and
+:mod:`~interp_lib.protopnet.boxes_eval`; none of them trains, so none is part of the
+zoo's code hash.
 
 The pure math (distances, similarities, costs) lives in
 :mod:`interp_lib.protopnet.functional` and :mod:`interp_lib.protopnet.losses`; the trunks
@@ -46,6 +54,7 @@ from .losses import (
 )
 from .model import ProtoPNet, ProtoPNetOutput, add_on_layers, is_protopnet
 from .placement import Placement, prototype_placement
+from .prototype_metrics import prototype_part_metrics, random_box_part_metrics, untrained_protopnet
 from .prune import PruneResult, prune, retrain_last_layer
 from .push import PushResult, push
 from .receptive_field import ReceptiveField, module_receptive_field, receptive_field_box
@@ -87,12 +96,15 @@ __all__ = [
     "off_class_weight_stats",
     "pretrain_backbone",
     "protopnet_loss",
+    "prototype_part_metrics",
     "prototype_placement",
     "prune",
     "push",
+    "random_box_part_metrics",
     "receptive_field_box",
     "retrain_last_layer",
     "save_checkpoint",
     "seed_prototypes",
     "separation_cost",
+    "untrained_protopnet",
 ]

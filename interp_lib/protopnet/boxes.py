@@ -16,12 +16,16 @@ import torch.nn.functional as F
 from .._validation import check_int
 
 __all__ = [
+    "INTERPOLATE_MODES",
     "boxes_to_masks",
     "percentile_box",
     "percentile_threshold",
     "similarity_boxes",
     "upsample_maps",
 ]
+
+#: ``F.interpolate`` modes that resize a map to the image (``upsample_maps``'s ``mode``).
+INTERPOLATE_MODES = ("bilinear", "bicubic", "nearest")
 
 
 def upsample_maps(

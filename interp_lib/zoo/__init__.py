@@ -9,6 +9,7 @@ or two afterwards.
 :func:`protopnet_birds`         ProtoPNet + same-trunk CNN on the procedural birds,
                                 with data splits, push result, histories, accuracies;
                                 ``last_layer`` and ``prototype_init`` pick a variant
+:class:`BirdsRecipe`            its arguments, frozen and checked: the cache key
 :func:`digits_cnn`              small CNN on scikit-learn's handwritten digits
 :func:`objects_cnn`             small CNN on the rotating objects
 :func:`birds_classifier`        the ID chapters' bird CNNs (VGG- and ResNet-like), kept
@@ -43,11 +44,12 @@ Examples
 
 from ._cache import CacheWarning, cache_dir
 from .bird_classifiers import TrainedBirdClassifier, birds_classifier
-from .birds import BirdsModels, protopnet_birds
+from .birds import BirdsModels, BirdsRecipe, protopnet_birds
 from .classifiers import TrainedClassifier, digits_cnn, objects_cnn
 
 __all__ = [
     "BirdsModels",
+    "BirdsRecipe",
     "CacheWarning",
     "TrainedBirdClassifier",
     "TrainedClassifier",

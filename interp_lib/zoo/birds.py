@@ -61,8 +61,10 @@ part index per pixel).
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +72,7 @@ import torch
 from torch import nn
 
 from .._plumbing import require
-from .._validation import check_bool, check_choice, check_int, check_seed
+from .._validation import check_bool, check_choice, check_int, check_real, check_seed
 from ..datasets import TensorImageDataset
 from ._birds_cnn import splits
 from ._birds_protopnet import LAST_LAYER_SCHEDULE, PROTOTYPE_INITS, entry
@@ -80,6 +82,7 @@ __all__ = [
     "DEFAULT_SCHEDULE",
     "VARIANTS_SUMMARY",
     "BirdsModels",
+    "BirdsRecipe",
     "load_variants_summary",
     "protopnet_birds",
     "variants_table",
@@ -113,6 +116,176 @@ DEFAULT_SCHEDULE: dict[str, Any] = {
     "joint_lr_features": 2e-3,
     "lr_step_size": 8,
 }
+
+
+class _ReadOnlyDict(dict):
+    """A dict that refuses changes: a frozen recipe's ``schedule``."""
+
+    def _refuse(self, *args: Any, **kwargs: Any):
+        raise TypeError("a BirdsRecipe's schedule is read-only; use recipe.replace(schedule=...).")
+
+    __setitem__ = __delitem__ = __ior__ = _refuse
+    clear = pop = popitem = setdefault = update = _refuse
+
+    def __reduce__(self):
+        return type(self), (dict(self),)
+
+
+@dataclass(frozen=True)
+class BirdsRecipe:
+    """The arguments of :func:`protopnet_birds`: what is trained, and the zoo's cache key.
+
+    Frozen and checked when made (:meth:`replace` checks a changed copy again; the
+    ``schedule`` is a read-only dict). :meth:`asdict` (or ``dataclasses.asdict``) is the
+    cache key of the ``protopnet_birds`` entry (with a hash of the
+    code that trains it): two equal recipes read the same entry, and a change of any
+    field trains a new one.
+
+    Parameters
+    ----------
+    n_classes : int
+        Bird classes (:func:`interp_lib.datasets.bird_classes`).
+    seed : int
+        Seeds the data, augmentation, weights and batch order.
+    n_per_class, val_per_class, test_per_class : int
+        Images per class in each split.
+    image_size : int
+        Image side in pixels.
+    difficulty : float
+        Pose range and clutter of the birds (see :func:`interp_lib.datasets.birds`).
+    crop : bool
+        Crop every image to its bird's bounding box, as ProtoPNet crops CUB-200-2011
+        (:func:`interp_lib.datasets.crop_to_birds`). Off by default: tried with the
+        default recipe and with 64 px and the last pool, it gave no more prototypes on
+        the bird and no smaller gap to the CNN (see ``bench/protopnet_birds.py``).
+    widths : tuple of int
+        Channels of the small CNN trunk's stages (one max-pool each).
+    pool_last : bool
+        Whether the trunk's last stage ends with its max-pool
+        (:func:`interp_lib.networks.small_cnn`); ``False`` gives ProtoPNet a grid of patches
+        twice as fine. The CNN computes the same function either way (a global max pool
+        after a max-pool is the global max).
+    n_prototypes_per_class, prototype_dim : int
+        ProtoPNet's prototypes per class and latent depth.
+    batch_size, cnn_lr : training settings
+        Batch size of both networks; Adam learning rate of the CNN.
+    warm_epochs : int
+        CNN epochs before the ProtoPNet branches off.
+    degrees, shift, shear : float
+        Augmentation ranges (``interp_lib.datasets.augment.RandomAffine``).
+    schedule : mapping, optional
+        Overrides of :meth:`interp_lib.protopnet.Schedule.cpu_birds` (default
+        ``DEFAULT_SCHEDULE``; ``{}`` for the preset itself), except the last-layer
+        solver and passes, which ``last_layer`` sets.
+    last_layer : {"convex_nonpositive", "convex", "adam"}
+        The last-layer rule after every push (:mod:`interp_lib.protopnet.last_layer`):
+        the convex optimum with every off-class weight kept ``<= 0`` (default, see
+        ``DEFAULT_LAST_LAYER``), the unconstrained convex optimum, or the released code's
+        20 Adam passes (lr 1e-4, from ``+1`` / ``-0.5``, L1 1e-4), run on the push
+        images' similarities in batches of ``batch_size``.
+    prototype_init : {"cnn", "random"}
+        Where the prototypes start: ``"cnn"`` (default) on the latent patch where the
+        warm CNN's head sees the class (:func:`interp_lib.protopnet.seed_prototypes`, a
+        CAM-like rule: the on-bird share partly comes from it); ``"random"``: uniform in
+        ``[0, 1)`` as the original draws them (``torch.rand``).
+    channels_last : bool
+        Train both networks in the channels-last memory format (the same functions,
+        faster on CPU; the float rounding differs, so it is part of the cache key).
+    threads : int or None, default 1
+        ``torch.set_num_threads`` while training (restored afterwards); ``None``: the
+        setting when the recipe is made (the recipe holds that number). Part of the cache key: the thread count changes the order of
+        floating-point sums, and the run then ends as far from the same run at another
+        thread count as from another seed. One thread gives the same entry on every
+        machine of the same CPU kind and torch version, the bench's and the book's.
+
+    Examples
+    --------
+    >>> recipe = BirdsRecipe(seed=1)
+    >>> recipe.replace(n_classes=4).asdict()["n_classes"], recipe.widths
+    (4, (16, 32, 64))
+    """
+
+    n_classes: int = 10
+    seed: int = 0
+    n_per_class: int = 150
+    val_per_class: int = 20
+    test_per_class: int = 50
+    image_size: int = 80
+    difficulty: float = 0.5
+    crop: bool = False
+    widths: tuple[int, ...] = (16, 32, 64)
+    pool_last: bool = False
+    n_prototypes_per_class: int = 5
+    prototype_dim: int = 64
+    batch_size: int = 32
+    cnn_lr: float = 2e-3
+    warm_epochs: int = 18
+    degrees: float = 15.0
+    shift: float = 5.0
+    shear: float = 10.0
+    schedule: Mapping[str, Any] | None = None
+    last_layer: str = DEFAULT_LAST_LAYER
+    prototype_init: str = "cnn"
+    channels_last: bool = True
+    threads: int | None = 1
+
+    def __post_init__(self) -> None:
+        minimum = {"n_classes": 2, "image_size": 32}
+        ints = ("n_classes n_per_class val_per_class test_per_class image_size "
+                "n_prototypes_per_class prototype_dim batch_size warm_epochs").split()  # fmt: skip
+        checked: dict[str, Any] = {
+            name: check_int(getattr(self, name), name, minimum=minimum.get(name, 1))
+            for name in ints
+        }
+        checked["seed"] = check_seed(self.seed)
+        for name in ("crop", "pool_last", "channels_last"):
+            checked[name] = check_bool(getattr(self, name), name)
+        for name in ("difficulty", "degrees", "shift", "shear"):
+            checked[name] = float(check_real(getattr(self, name), name))
+        checked["cnn_lr"] = float(check_real(self.cnn_lr, "cnn_lr", positive=True))
+        if isinstance(self.widths, (str, bytes)) or not isinstance(self.widths, Sequence):
+            raise TypeError(f"widths must be a sequence of ints, got {self.widths!r}.")
+        if not self.widths:
+            raise ValueError("widths must name at least one stage, got an empty sequence.")
+        checked["widths"] = tuple(check_int(w, "each of widths") for w in self.widths)
+        schedule = DEFAULT_SCHEDULE if self.schedule is None else self.schedule
+        if not isinstance(schedule, Mapping) or not all(isinstance(k, str) for k in schedule):
+            raise TypeError(
+                f"schedule must be a mapping of Schedule field names, got {schedule!r:.80}."
+            )
+        checked["schedule"] = _ReadOnlyDict(schedule)
+        checked["last_layer"] = check_choice(
+            self.last_layer, "last_layer", tuple(LAST_LAYER_SCHEDULE)
+        )
+        checked["prototype_init"] = check_choice(
+            self.prototype_init, "prototype_init", PROTOTYPE_INITS
+        )
+        threads = torch.get_num_threads() if self.threads is None else self.threads
+        checked["threads"] = check_int(threads, "threads")
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
+
+    def asdict(self) -> dict[str, Any]:
+        """The recipe in plain JSON-able values (``widths`` a list, ``schedule`` a dict):
+        the cache key."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["widths"] = list(self.widths)
+        out["schedule"] = dict(self.schedule)
+        return out
+
+    def replace(self, **changes: Any) -> BirdsRecipe:
+        """A copy with ``changes`` (fields of the recipe), checked again.
+
+        Raises
+        ------
+        TypeError
+            For a name that is not a field of the recipe (the fields are named).
+        """
+        names = [f.name for f in fields(self)]
+        unknown = sorted(set(changes) - set(names))
+        if unknown:
+            raise TypeError(f"{unknown} are not fields of BirdsRecipe; its fields are {names}.")
+        return dataclasses.replace(self, **changes)
 
 
 @dataclass
@@ -196,25 +369,14 @@ class BirdsModels:
             of distinct source patches. Readable by key as the dict it replaces
             (``["on_bird_fraction"]``, ``["part"]``, ``["chance"]``...).
         """
-        return placement(
+        from ..protopnet import prototype_placement
+
+        return prototype_placement(
             self.push,
             self.train.masks,
             self.protopnet.prototype_receptive_field,
             part_names=self.train.info["part_names"],
         )
-
-
-def placement(push_result, masks: torch.Tensor, rf, *, near: int = 2, part_names=None):
-    """:func:`interp_lib.protopnet.prototype_placement` (see
-    :meth:`BirdsModels.prototype_placement`); ``masks`` (N, parts, H, W) bool in the push
-    loader's order, ``rf`` the prototypes' receptive field, ``near`` the distance in
-    pixels of ``near_bird_fraction``; ``part_names`` default to the birds' ``PARTS``."""
-    from ..datasets.birds import PARTS
-    from ..protopnet.placement import prototype_placement
-
-    if part_names is None and masks.shape[1] == len(PARTS):
-        part_names = PARTS
-    return prototype_placement(push_result, masks, rf, part_names=part_names, near=near)
 
 
 def _rebuild(p: dict[str, Any], payload: dict[str, Any], hit: bool) -> BirdsModels:
@@ -258,131 +420,54 @@ def _rebuild(p: dict[str, Any], payload: dict[str, Any], hit: bool) -> BirdsMode
 
 
 def protopnet_birds(
-    n_classes: int = 10,
-    seed: int = 0,
+    n_classes: int | None = None,
+    seed: int | None = None,
     *,
-    n_per_class: int = 150,
-    val_per_class: int = 20,
-    test_per_class: int = 50,
-    image_size: int = 80,
-    difficulty: float = 0.5,
-    crop: bool = False,
-    widths: tuple[int, ...] = (16, 32, 64),
-    pool_last: bool = False,
-    n_prototypes_per_class: int = 5,
-    prototype_dim: int = 64,
-    batch_size: int = 32,
-    cnn_lr: float = 2e-3,
-    warm_epochs: int = 18,
-    degrees: float = 15.0,
-    shift: float = 5.0,
-    shear: float = 10.0,
-    schedule: dict[str, Any] | None = None,
-    last_layer: str = DEFAULT_LAST_LAYER,
-    prototype_init: str = "cnn",
-    channels_last: bool = True,
-    threads: int | None = 1,
+    recipe: BirdsRecipe | None = None,
     progress: bool = True,
     retrain: bool = False,
+    **changes: Any,
 ) -> BirdsModels:
     """A ProtoPNet and the same-trunk CNN, trained on the procedural birds (cached).
 
     Trained on first use (see the module docstring for the recipe) and read from the
     disk cache afterwards (:func:`interp_lib.zoo.cache_dir`; a few seconds). The cache
-    key holds every argument below except ``progress`` and ``retrain``,
-    and a hash of the library code that trains it.
+    key is the recipe (:meth:`BirdsRecipe.asdict`: every field; not ``progress`` or
+    ``retrain``) and a hash of the library code that trains it.
 
     Parameters
     ----------
-    n_classes : int
-        Bird classes (:func:`interp_lib.datasets.bird_classes`).
-    seed : int
-        Seeds the data, augmentation, weights and batch order.
-    n_per_class, val_per_class, test_per_class : int
-        Images per class in each split.
-    image_size : int
-        Image side in pixels.
-    difficulty : float
-        Pose range and clutter of the birds (see :func:`interp_lib.datasets.birds`).
-    crop : bool
-        Crop every image to its bird's bounding box, as ProtoPNet crops CUB-200-2011
-        (:func:`interp_lib.datasets.crop_to_birds`). Off by default: tried with the
-        default recipe and with 64 px and the last pool, it gave no more prototypes on
-        the bird and no smaller gap to the CNN (see ``bench/protopnet_birds.py``).
-    widths : tuple of int
-        Channels of the small CNN trunk's stages (one max-pool each).
-    pool_last : bool
-        Whether the trunk's last stage ends with its max-pool
-        (:func:`interp_lib.networks.small_cnn`); ``False`` gives ProtoPNet a grid of patches
-        twice as fine. The CNN computes the same function either way (a global max pool
-        after a max-pool is the global max).
-    n_prototypes_per_class, prototype_dim : int
-        ProtoPNet's prototypes per class and latent depth.
-    batch_size, cnn_lr : training settings
-        Batch size of both networks; Adam learning rate of the CNN.
-    warm_epochs : int
-        CNN epochs before the ProtoPNet branches off.
-    degrees, shift, shear : float
-        Augmentation ranges (``interp_lib.datasets.augment.RandomAffine``).
-    schedule : dict, optional
-        Overrides of :meth:`interp_lib.protopnet.Schedule.cpu_birds` (default
-        ``DEFAULT_SCHEDULE``; ``{}`` for the preset itself), except the last-layer
-        solver and passes, which ``last_layer`` sets.
-    last_layer : {"convex_nonpositive", "convex", "adam"}
-        The last-layer rule after every push (:mod:`interp_lib.protopnet.last_layer`):
-        the convex optimum with every off-class weight kept ``<= 0`` (default, see
-        ``DEFAULT_LAST_LAYER``), the unconstrained convex optimum, or the released code's
-        20 Adam passes (lr 1e-4, from ``+1`` / ``-0.5``, L1 1e-4), run on the push
-        images' similarities in batches of ``batch_size``.
-    prototype_init : {"cnn", "random"}
-        Where the prototypes start: ``"cnn"`` (default) on the latent patch where the
-        warm CNN's head sees the class (:func:`interp_lib.protopnet.seed_prototypes`, a
-        CAM-like rule: the on-bird share partly comes from it); ``"random"``: uniform in
-        ``[0, 1)`` as the original draws them (``torch.rand``).
-    channels_last : bool
-        Train both networks in the channels-last memory format (the same functions,
-        faster on CPU; the float rounding differs, so it is part of the cache key).
-    threads : int or None, default 1
-        ``torch.set_num_threads`` while training (restored afterwards); ``None``: the
-        current setting. Part of the cache key: the thread count changes the order of
-        floating-point sums, and the run then ends as far from the same run at another
-        thread count as from another seed. One thread gives the same entry on every
-        machine of the same CPU kind and torch version, the bench's and the book's.
+    n_classes, seed : int, optional
+        Shorthands for the recipe fields of the same names (``protopnet_birds(seed=1)``,
+        ``protopnet_birds(4, 1)``).
+    recipe : BirdsRecipe, optional
+        The recipe to train (default ``BirdsRecipe()``, the book's).
     progress : bool
         Progress bars while training.
     retrain : bool
         Train again and overwrite the cached entry.
+    **changes
+        Other fields of :class:`BirdsRecipe` to change (``last_layer="adam"``,
+        ``pool_last=True``...).
 
     Returns
     -------
     BirdsModels
-    """
-    p = {
-        "n_classes": check_int(n_classes, "n_classes", minimum=2),
-        "seed": check_seed(seed),
-        "n_per_class": check_int(n_per_class, "n_per_class"),
-        "val_per_class": check_int(val_per_class, "val_per_class"),
-        "test_per_class": check_int(test_per_class, "test_per_class"),
-        "image_size": check_int(image_size, "image_size", minimum=32),
-        "difficulty": float(difficulty),
-        "crop": check_bool(crop, "crop"),
-        "widths": [int(w) for w in widths],
-        "pool_last": check_bool(pool_last, "pool_last"),
-        "n_prototypes_per_class": check_int(n_prototypes_per_class, "n_prototypes_per_class"),
-        "prototype_dim": check_int(prototype_dim, "prototype_dim"),
-        "batch_size": check_int(batch_size, "batch_size"),
-        "cnn_lr": float(cnn_lr),
-        "warm_epochs": check_int(warm_epochs, "warm_epochs"),
-        "degrees": float(degrees),
-        "shift": float(shift),
-        "shear": float(shear),
-        "schedule": dict(DEFAULT_SCHEDULE if schedule is None else schedule),
-        "last_layer": check_choice(last_layer, "last_layer", tuple(LAST_LAYER_SCHEDULE)),
-        "prototype_init": check_choice(prototype_init, "prototype_init", PROTOTYPE_INITS),
-        "channels_last": check_bool(channels_last, "channels_last"),
-        "threads": torch.get_num_threads() if threads is None else check_int(threads, "threads"),
-    }
+        Its ``recipe`` is the recipe's :meth:`BirdsRecipe.asdict`.
 
+    Raises
+    ------
+    TypeError
+        A keyword that is not a recipe field, or a ``recipe`` that is not a
+        :class:`BirdsRecipe`.
+    """
+    if recipe is None:
+        recipe = BirdsRecipe()
+    elif not isinstance(recipe, BirdsRecipe):
+        raise TypeError(f"recipe must be a BirdsRecipe, got {type(recipe).__name__}.")
+    given = {"n_classes": n_classes, "seed": seed}
+    recipe = recipe.replace(**{k: v for k, v in given.items() if v is not None}, **changes)
+    p = recipe.asdict()
     # an entry that _rebuild cannot read (a missing key, wrong shapes) is warned about and
     # retrained by the cache, as a corrupt one is
     return entry(p, progress, retrain, load=lambda payload, hit: _rebuild(p, payload, hit))[0]

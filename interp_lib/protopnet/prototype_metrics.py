@@ -17,6 +17,11 @@ Huang et al. use a 72 x 72 box at 224 px (``half_size=36``); ``box_size=None`` s
 to the image. A part "falls in" the box when more than ``overlap`` of the box area is
 covered by its mask (``overlap=0``: any pixel, which is the keypoint rule when the masks
 mark keypoints).
+
+One of ProtoPNet's evaluation modules, with :mod:`interp_lib.protopnet.placement` (the
+part under each pushed prototype), :mod:`interp_lib.protopnet.evidence` (where a
+decision's points come from) and :mod:`interp_lib.protopnet.boxes_eval` (the paper's boxes
+against part masks); none of them is part of training.
 """
 
 from __future__ import annotations
@@ -26,11 +31,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from interp_lib.protopnet.boxes import upsample_maps
-from interp_lib.protopnet.model import is_protopnet
-
 from .._validation import check_choice, check_fraction, check_images, check_int, make_generator
-from ._utils import INTERPOLATE_MODES
+from ..networks import resettable_layers
+from .boxes import INTERPOLATE_MODES, upsample_maps
+from .model import is_protopnet
 
 _INTS = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
@@ -487,8 +491,6 @@ def untrained_protopnet(protopnet: nn.Module, *, seed: int | None = 0) -> nn.Mod
     """
     import copy
 
-    from .sanity import randomisable_layers
-
     if not is_protopnet(protopnet):
         raise TypeError(f"untrained_protopnet needs a ProtoPNet, got {type(protopnet).__name__}.")
     model = copy.deepcopy(protopnet)
@@ -496,9 +498,7 @@ def untrained_protopnet(protopnet: nn.Module, *, seed: int | None = 0) -> nn.Mod
     with torch.random.fork_rng(devices=devices), torch.no_grad():
         if seed is not None:
             torch.manual_seed(int(seed))
-        for name in randomisable_layers(model):
-            if name == "prototypes" or not hasattr(model.get_submodule(name), "reset_parameters"):
-                continue
+        for name in resettable_layers(model):
             model.get_submodule(name).reset_parameters()
         model.prototypes.uniform_()
     return model.eval()
