@@ -278,33 +278,6 @@ def test_protopnet_birds_thread_count_is_part_of_the_key(cache):
         zoo.protopnet_birds(**TINY_BIRDS, threads=0)
 
 
-def test_placement_counts_centres_on_and_near_the_bird():
-    from types import SimpleNamespace
-
-    from interp_lib.zoo.birds import placement
-
-    masks = torch.zeros(2, 7, 16, 16, dtype=torch.bool)
-    masks[0, 2, 4:8, 4:8] = True  # image 0: body at rows/columns 4..7
-    masks[1, 0, 12, 12] = True  # image 1: one leg pixel
-    rf = SimpleNamespace(start=0.5, jump=4)  # centres at 0.5 + 4 * location
-    location = torch.tensor([[1, 1], [2, 2], [0, 0], [3, 3]])  # pixels 4, 8, 0, 12
-    sample = torch.tensor([0, 0, 0, 1])
-
-    def duplicates():
-        return []
-
-    push = SimpleNamespace(sample_index=sample, location=location, duplicates=duplicates)
-    out = placement(push, masks, rf)
-    assert out["on_bird"].tolist() == [True, False, False, True]
-    assert out["part"].tolist() == [2, -1, -1, 0]
-    assert out["on_bird_fraction"] == 0.5
-    assert out["near_bird_fraction"] == 0.75  # (8, 8) is 1 px from the body, (0, 0) 4 px
-    assert placement(push, masks, rf, near=0)["near_bird_fraction"] == 0.5
-    with pytest.raises(ValueError, match="near"):
-        placement(push, masks, rf, near=-1)
-    assert out["distinct_fraction"] == 1.0
-
-
 @pytest.mark.slow
 def test_protopnet_birds_variants_share_one_cnn_entry(cache):
     """Another last-layer rule or prototype start trains the ProtoPNet only: the data
