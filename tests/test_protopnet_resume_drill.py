@@ -9,6 +9,8 @@ weights, optimiser states and history as the uninterrupted run, bit for bit.
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 from _protopnet_toy import Jitter, one_thread, squares, tiny_model, with_push
@@ -167,7 +169,6 @@ def test_what_the_validation_loader_draws_never_reaches_training(tmp_path):
 )
 def test_resume_from_every_stage_boundary_is_bit_exact(tmp_path, reference, kill_after,
                                                        die_after):  # fmt: skip
-    ref_model, ref_history, ref_ckpt = reference
     path = tmp_path / "run.pt"
     with pytest.raises(_Kill):
         _run(path, kill_after=kill_after, die_after=die_after)
@@ -178,11 +179,55 @@ def test_resume_from_every_stage_boundary_is_bit_exact(tmp_path, reference, kill
         model_seed = 0  # from the model the script builds
     else:
         assert read_checkpoint(path)["next_step"] == (done if done is not None else 4)
+    _assert_resumes_like(reference, path, model_seed)
+
+
+def _assert_resumes_like(reference, path, model_seed: int = 99) -> None:
+    """Resume the run at ``path``: it ends exactly as the uninterrupted ``reference``."""
+    ref_model, ref_history, ref_ckpt = reference
     model, history = _run(path, resume=True, model_seed=model_seed)
     _assert_same_model(ref_model, model)
     assert _records(history) == _records(ref_history)
     # weights, optimiser and scheduler states, RNG states, best state, history
     _assert_same(ref_ckpt, read_checkpoint(path))
+
+
+class _KillOnCall:
+    """Wraps a function; its call number ``n + 1`` raises: a kill at that moment."""
+
+    def __init__(self, real, n: int) -> None:
+        self.real, self.left = real, n
+
+    def __call__(self, *args, **kwargs):
+        self.left -= 1
+        if self.left < 0:
+            raise _Kill
+        return self.real(*args, **kwargs)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("module", "name", "calls", "next_step"),
+    [
+        # the first convex solve, right after the first push (step 2 is checkpointed)
+        pytest.param("interp_lib.protopnet.last_layer", "fit_last_layer", 0, 3,
+                     id="inside_last_layer_solve"),
+        # the save of step 4 dies before its rename: step 3's checkpoint stays
+        pytest.param("os", "replace", 4, 4, id="inside_a_save"),
+    ],
+)  # fmt: skip
+def test_resume_after_a_kill_inside_the_last_layer_solve_or_a_save(
+    tmp_path, reference, monkeypatch, module, name, calls, next_step
+):
+    target = importlib.import_module(module)
+    monkeypatch.setattr(target, name, _KillOnCall(getattr(target, name), calls))
+    path = tmp_path / "run.pt"
+    with pytest.raises(_Kill):
+        _run(path)
+    monkeypatch.undo()
+    assert read_checkpoint(path)["next_step"] == next_step
+    assert [p.name for p in tmp_path.iterdir()] == ["run.pt"]  # no temporary file left
+    _assert_resumes_like(reference, path)
 
 
 @pytest.mark.slow
