@@ -31,7 +31,7 @@ def test_check_seed_takes_integers_only():
             check_seed(bad)
     with pytest.raises(ValueError, match=r"\[-2\*\*63, 2\*\*64\)"):
         check_seed(2**64)
-    with pytest.raises(TypeError, match="my_seed must be an integer, got float 1.5"):
+    with pytest.raises(TypeError, match=r"my_seed must be an integer, got float 1\.5"):
         check_seed(1.5, "my_seed")
     with pytest.raises(ValueError, match=r"\[-2\*\*63, 2\*\*64\)"):
         make_generator(-(2**63) - 1)  # make_generator checks through it
