@@ -164,15 +164,15 @@ def torchrun_check(n_per_class: int, size: int) -> None:
                 folder = root / split / f"class_{y:02d}"
                 folder.mkdir(parents=True, exist_ok=True)
                 save_image(img, folder / f"{i:05d}.png")
-        config = Path(tmp) / "run.json"
-        config.write_text(json.dumps({
-            "data": {"kind": "folder", "root": str(root), "image_size": size, "batch_size": 64,
-                     "eval_batch_size": 128, "augment": False},
-            "model": {"backbone": "small_cnn"},
-            "schedule": {"epochs": 4, "warmup_epochs": 1, "push_start": 2, "push_every": 2,
-                         "steps_per_epoch": None},
-            "fit": {"amp": "bf16", "channels_last": True, "progress": False},
-        }))  # fmt: skip
+        config = Path(tmp) / "run.toml"
+        config.write_text(
+            f'[data]\nkind = "folder"\nroot = {json.dumps(str(root))}\nimage_size = {size}\n'
+            "batch_size = 64\neval_batch_size = 128\naugment = false\n"
+            '[model]\nbackbone = "small_cnn"\n'
+            "[schedule]\nepochs = 4\nwarmup_epochs = 1\npush_start = 2\npush_every = 2\n"
+            f"steps_per_epoch = {max(1, -(-len(list((root / 'train').rglob('*.png'))) // 64))}\n"
+            '[fit]\namp = "bf16"\nchannels_last = true\nprogress = false\n'
+        )
         out = Path(tmp) / "out"
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=1",
                "-m", "interp_lib.protopnet", "train", str(config), "--out", str(out),

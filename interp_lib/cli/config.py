@@ -9,7 +9,7 @@ reads a file and checks it: an unknown table or key, a wrong type (``epochs = "2
 ``2.5`` for an integer, ``true`` for a number) or a value out of range is one
 ``ValueError`` naming ``table.key``, what was expected and what was got.
 
-TOML is read with :mod:`tomllib` (Python >= 3.11) or the ``tomli`` package it grew out
+TOML is read with ``tomllib`` (Python >= 3.11) or the ``tomli`` package it grew out
 of (a dependency on Python 3.10).
 """
 
@@ -57,7 +57,8 @@ class Key:
         Among ``int``, ``float`` (an integer is accepted too), ``bool``, ``str``,
         ``dict`` (a TOML table) and ``list`` (an array).
     default : Any
-        The value when the key is absent; :data:`REQUIRED` makes the key mandatory.
+        The value when the key is absent; ``REQUIRED`` (``inspect.Parameter.empty``)
+        makes the key mandatory.
     minimum, maximum : float, optional
         Inclusive bounds of a number.
     choices : tuple, optional
@@ -89,7 +90,7 @@ class Key:
         return words
 
     def accepts(self, value: Any) -> bool:
-        """Whether ``value`` has one of :attr:`types` and lies in range."""
+        """Whether ``value`` has one of the ``types`` and lies in range."""
         if not any(_is(value, t) for t in self.types):
             return False
         if self.items is not None and isinstance(value, list):

@@ -4,7 +4,7 @@ A user error is a mistake the person at the terminal can fix from the message al
 missing or malformed config, a value out of range, a missing data folder, a run folder
 that holds another run. The library raises those as ``ValueError``, ``TypeError``,
 ``FileNotFoundError``, ``NotADirectoryError``, ``FileExistsError`` or, for a missing
-optional package, the ``ModuleNotFoundError`` of :func:`interp_lib._plumbing.require`;
+optional package, the ``ModuleNotFoundError`` of ``interp_lib._plumbing.require``;
 the command line adds :class:`UsageError`. :func:`run_command` prints each as one line
 ``error: ...`` on stderr and returns exit status 2; ``--debug`` shows the traceback
 instead. ``Ctrl-C`` returns 130 with a one-line note. Anything else is a bug and keeps

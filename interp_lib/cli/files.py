@@ -1,4 +1,4 @@
-"""JSON and CSV files written atomically and fsynced, on :func:`interp_lib._plumbing.atomic_write`.
+"""JSON and CSV files written atomically and fsynced (on ``_plumbing.atomic_write``).
 
 A reader (or a run killed mid-write and resumed) sees the old file or the new one, never
 half a file. Non-finite floats are written as ``null`` (JSON has no NaN).

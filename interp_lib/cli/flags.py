@@ -28,7 +28,7 @@ __all__ = ["ArgumentParser", "add_common_flags", "apply_threads", "non_negative_
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """An ``argparse.ArgumentParser`` whose errors raise :class:`UsageError` (printed as
+    """An ``argparse.ArgumentParser`` whose errors raise :class:`~interp_lib.cli.errors.UsageError` (printed as
     one line by :func:`~interp_lib.cli.errors.run_command`) instead of exiting."""
 
     def error(self, message: str) -> NoReturn:

@@ -1,4 +1,5 @@
-"""``python -m interp_lib.profile MODEL DATA --out DIR``: see :mod:`interp_lib.profile.cli`."""
+"""``python -m interp_lib.profile MODEL DATA --out DIR``, the same as the
+``interp-lib-profile`` command: see ``interp_lib.profile.cli``."""
 
 import sys
 

@@ -1,4 +1,5 @@
-"""``python -m interp_lib.protopnet train|push|prune|explain CONFIG --out DIR``."""
+"""``python -m interp_lib.protopnet train|push|prune|explain CONFIG --out DIR``, the same
+as the ``interp-lib-protopnet`` command: see ``interp_lib.protopnet.cli``."""
 
 import sys
 
