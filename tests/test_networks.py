@@ -250,3 +250,15 @@ def test_resettable_layers_are_the_layers_with_own_weights_last_first():
     assert resettable_layers(nn.Sequential(nn.ReLU(), nn.MaxPool2d(2))) == []
     with pytest.raises(TypeError, match=r"torch\.nn\.Module"):
         resettable_layers("net")
+
+
+def test_backbone_weights_go_through_the_one_loader(tmp_path):
+    """build_backbone reads weights as the profile command line does: a checkpoint dict
+    or a DataParallel state dict loads, a misfit is a ValueError naming the keys."""
+    torch.manual_seed(2)
+    trunk = small_cnn(widths=(4, 8))
+    torch.save({"state_dict": {f"module.{k}": v for k, v in trunk.state_dict().items()}},
+               tmp_path / "ckpt.pt")  # fmt: skip
+    assert _same(trunk, build_backbone("small_cnn", weights=tmp_path / "ckpt.pt", widths=(4, 8)))
+    with pytest.raises(ValueError, match="do not fit the model"):
+        build_backbone("small_cnn", weights=tmp_path / "ckpt.pt", widths=(4, 8, 16))
