@@ -188,6 +188,7 @@ USER_ERRORS = [
     ("--out is a file", "out-file", ["train"], "is a file"),
     ("train again without --resume", "done", ["train"], "--resume to continue"),
     ("other settings", "other-seed", ["train", "--resume"], "other settings: seed \\(1 -> 0\\)"),
+    ("checkpoint without run.json", "orphan", ["train", "--resume"], "without run.json"),
     ("--resume with --overwrite", None, ["train", "--resume", "--overwrite"], "pick one"),
     ("--resume on push", None, ["push", "--resume"], "options of train"),
     ("--device cuda without CUDA", "no-cuda", ["train", "--device", "cuda"],
@@ -223,6 +224,9 @@ def test_every_user_error_is_one_line_and_exit_2(config, tmp_path, capsys, edit,
         _fake_run(config, out)
     elif edit == "other-seed":
         _fake_run(config, out, seed=1)
+    elif edit == "orphan":
+        out.mkdir()
+        (out / "checkpoint.pt").write_bytes(b"a run of the old command line")
     elif edit == "no-cuda":
         _no_cuda()
     command, *flags = argv
@@ -231,6 +235,7 @@ def test_every_user_error_is_one_line_and_exit_2(config, tmp_path, capsys, edit,
     assert err.count("\n") == 1 and err.startswith("error: "), err
     assert re.search(message, err), err
     assert "Traceback" not in err
+    assert edit in ("done", "other-seed") or not (out / "run.json").exists()
 
 
 def test_debug_shows_the_traceback(config, tmp_path):

@@ -228,6 +228,11 @@ def cmd_train(config, folder: cli.RunFolder, args, device) -> int:
 
     settings = _settings(config, args.seed)
     resume = folder.begin(settings, resume=args.resume, overwrite=args.overwrite)
+    if not resume and not args.overwrite and folder.path("checkpoint.pt").exists():
+        raise FileExistsError(
+            f"--out {args.out!r} holds a checkpoint without {cli.METADATA} (a run of another "
+            "version?); pass --overwrite to replace it, or another --out."
+        )
     schedule = _library_call("schedule", Schedule, **config["schedule"])
     weights = _library_call("loss_weights", LossWeights, **config["loss_weights"])
     data, loaders = _data(config)
