@@ -40,7 +40,6 @@ DOMAIN_CHECKS = {
     ("interp_lib.profile.activations", "_check_float16"): "a result's range, not an argument",
     ("interp_lib.profile.activations", "ActivationCollector._check_batch"): "collector state",
     ("interp_lib.profile.activations", "ActivationCollector._check_same"): "collector state",
-    ("interp_lib.profile.cli", "_check_args"): "the profile command's flags",
     ("interp_lib.protopnet._runtime", "_check_rebuildable"): "a loader under DDP",
     ("interp_lib.protopnet.prototype_metrics", "_check_presence"): "box_part_presence output",
     ("interp_lib.protopnet.prototype_metrics", "_check_classes"): "labels against prototypes",
