@@ -42,12 +42,25 @@ The search never trusts a fast, rounded distance without proof. It works in four
 The point itself is excluded **by index**, never by value, so exact duplicates are
 reported as neighbours at distance 0. Among exactly tied distances the order of the
 candidates is kept.
+
+**Threads.** On the CPU the search runs single-threaded (a scoped
+``torch.set_num_threads(1)``, the caller's setting restored on exit and on errors),
+except the large products of the full-space search (at least
+:data:`_MIN_PARALLEL_FLOPS` floating-point operations each), which get the caller's
+thread count. Every other step is a pass over at most a few megabytes: split over
+threads it is too short to pay for the fork and join, and torch's OpenMP workers spin
+while they wait for work, so on a machine whose cores are busy the extra threads only
+burn CPU and delay the main thread. The thread count changes no result (the distances
+are exact; the products are the same products).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import numbers
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -65,6 +78,13 @@ _WINDOW_ROWS = 512  # rows per block of the windowed search
 _MIN_ROWS_PROJECTED = 4096  # below, one or a few products in the full space are cheaper
 _SPLIT = 512  # float32 products of wide rows: columns per partial product (float64 sum)
 _MIN_COLS_SPLIT = 8 * _SPLIT
+#: Products of at least this many floating-point operations (``2 na nb q``) run with the
+#: caller's threads; everything else single-threaded (see "Threads" in the module doc).
+_MIN_PARALLEL_FLOPS = 1 << 28
+#: The caller's torch thread count inside :func:`_single_threaded` (0: outside it).
+_CALLER_THREADS: contextvars.ContextVar[int] = contextvars.ContextVar(
+    "interp_lib_knn_threads", default=0
+)
 
 
 @dataclass(frozen=True)
@@ -213,6 +233,48 @@ def _unit_centred(X: torch.Tensor) -> torch.Tensor:
     w = torch.full((n,), 2.0**-e / n, dtype=X.dtype, device=X.device)
     centre = torch.mv(X.T, w)
     return torch.add(centre.neg_(), X, alpha=2.0**-e)
+
+
+# ------------------------------------------------------------------------ threads
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    """``torch.set_num_threads(n)`` for the block; the previous count restored on exit
+    and on errors (nothing is changed when it is already ``n``)."""
+    before = torch.get_num_threads()
+    if n == before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def _single_threaded(device: torch.device) -> Iterator[None]:
+    """Run a CPU search with one torch thread, remembering the caller's count for the
+    large products (:func:`_product_threads`); on other devices nothing changes."""
+    if device.type != "cpu" or _CALLER_THREADS.get():
+        yield
+        return
+    token = _CALLER_THREADS.set(torch.get_num_threads())
+    try:
+        with _torch_threads(1):
+            yield
+    finally:
+        _CALLER_THREADS.reset(token)
+
+
+def _product_threads(na: int, nb: int, q: int):
+    """The thread scope of an (na, q) x (q, nb) product: the caller's threads for a large
+    one inside :func:`_single_threaded`, else the current setting."""
+    caller = _CALLER_THREADS.get()
+    if caller > 1 and 2 * na * nb * q >= _MIN_PARALLEL_FLOPS:
+        return _torch_threads(caller)
+    return contextlib.nullcontext()
 
 
 # ------------------------------------------------------------------ exact distances
@@ -456,12 +518,15 @@ def _block(
     (each slice a product in the working dtype); the result is then float64.
     """
     if not split:
-        out = torch.addmm(sqb.unsqueeze(0), Sa, Sb.T, alpha=-2.0)
+        with _product_threads(Sa.shape[0], Sb.shape[0], Sa.shape[1]):
+            out = torch.addmm(sqb.unsqueeze(0), Sa, Sb.T, alpha=-2.0)
         return out.add_(sqa.unsqueeze(1))
     g = torch.zeros((Sa.shape[0], Sb.shape[0]), dtype=torch.float64, device=Sa.device)
     part = torch.empty((Sa.shape[0], Sb.shape[0]), dtype=Sa.dtype, device=Sa.device)
     for c in range(0, Sa.shape[1], split):
-        g.add_(torch.mm(Sa[:, c : c + split], Sb[:, c : c + split].T, out=part))
+        with _product_threads(Sa.shape[0], Sb.shape[0], min(split, Sa.shape[1] - c)):
+            torch.mm(Sa[:, c : c + split], Sb[:, c : c + split].T, out=part)
+        g.add_(part)
     return g.mul_(-2.0).add_(sqb.unsqueeze(0)).add_(sqa.unsqueeze(1))
 
 
@@ -789,6 +854,6 @@ def knn(
     if metric == "precomputed":
         return _from_precomputed(X, k, chunk_size)
     m = min(X.shape[0] - 1, k + margin)
-    with torch.no_grad():
+    with torch.no_grad(), _single_threaded(X.device):
         d, i = _search(X, k, m, chunk_size)
     return Neighbors(d, i)

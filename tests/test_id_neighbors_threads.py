@@ -1,0 +1,146 @@
+"""The neighbour search's thread scope: single-threaded small steps, the caller's threads
+for the large products only, the caller's setting restored, results independent of it."""
+
+import contextlib
+
+import pytest
+import torch
+from _helpers import run_in_threads
+
+from interp_lib.id import neighbors
+from interp_lib.id.neighbors import knn
+
+
+def _rank12(n: int, d: int, seed: int = 0) -> torch.Tensor:
+    """A 12-dimensional Gaussian rotated into ``d`` dimensions (the benchmark's data)."""
+    g = torch.Generator().manual_seed(seed)
+    Q, _ = torch.linalg.qr(torch.randn(d, 12, dtype=torch.float64, generator=g))
+    return (torch.randn(n, 12, dtype=torch.float64, generator=g) @ Q.T).float()
+
+
+def _brute(X: torch.Tensor, k: int):
+    X = X.to(torch.float64)
+    D = torch.cdist(X, X, compute_mode="donot_use_mm_for_euclid_dist")
+    D.fill_diagonal_(float("inf"))
+    d, i = torch.sort(D, dim=1, stable=True)
+    return d[:, :k], i[:, :k]
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def _spy_threads(monkeypatch) -> list[tuple[str, int]]:
+    """Record the torch thread count inside the exact-distance step and inside every
+    product's thread scope."""
+    seen: list[tuple[str, int]] = []
+    product_threads = neighbors._product_threads
+    candidate_distances = neighbors._candidate_distances
+
+    @contextlib.contextmanager
+    def spy_product(na, nb, q):
+        with product_threads(na, nb, q):
+            seen.append(("product", torch.get_num_threads()))
+            yield
+
+    def spy_candidates(*args):
+        seen.append(("exact", torch.get_num_threads()))
+        return candidate_distances(*args)
+
+    monkeypatch.setattr(neighbors, "_product_threads", spy_product)
+    monkeypatch.setattr(neighbors, "_candidate_distances", spy_candidates)
+    return seen
+
+
+def test_small_steps_run_on_one_thread_large_products_on_the_callers(two_threads, monkeypatch):
+    seen = _spy_threads(monkeypatch)
+    X = torch.randn(300, 40, generator=torch.Generator().manual_seed(0))
+    knn(X, 2)  # every product is small: one thread throughout
+    assert seen and all(t == 1 for _, t in seen), seen
+    assert torch.get_num_threads() == 2
+    seen.clear()
+    monkeypatch.setattr(neighbors, "_MIN_PARALLEL_FLOPS", 1)  # every product is large
+    knn(X, 2)
+    assert {t for what, t in seen if what == "product"} == {2}
+    assert {t for what, t in seen if what == "exact"} == {1}
+    assert torch.get_num_threads() == 2
+
+
+def test_one_thread_caller_never_gets_more(monkeypatch):
+    seen = _spy_threads(monkeypatch)
+    monkeypatch.setattr(neighbors, "_MIN_PARALLEL_FLOPS", 1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        knn(torch.randn(200, 8, generator=torch.Generator().manual_seed(1)), 3)
+        assert seen and all(t == 1 for _, t in seen), seen
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_callers_threads_restored_after_an_error(two_threads, monkeypatch):
+    def boom(*args):
+        assert torch.get_num_threads() == 1  # inside the scope
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(neighbors, "_candidate_distances", boom)
+    with pytest.raises(RuntimeError, match="boom"):
+        knn(torch.randn(50, 3, generator=torch.Generator().manual_seed(2)), 2)
+    assert torch.get_num_threads() == 2
+    assert neighbors._CALLER_THREADS.get() == 0
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda: _rank12(4200, 40), id="projected-rank12"),
+        pytest.param(
+            lambda: torch.randn(700, 96, generator=torch.Generator().manual_seed(3)), id="full"
+        ),
+        pytest.param(
+            lambda: torch.randn(300, 4100, generator=torch.Generator().manual_seed(4)),
+            id="wide-split",
+        ),
+    ],
+)
+def test_results_identical_at_one_and_two_threads(make, monkeypatch):
+    X = make()
+    monkeypatch.setattr(neighbors, "_MIN_PARALLEL_FLOPS", 1)  # the products multi-threaded
+    before = torch.get_num_threads()
+    out = {}
+    try:
+        for t in (1, 2):
+            torch.set_num_threads(t)
+            out[t] = knn(X, 3)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(out[1].distances, out[2].distances)
+    assert torch.equal(out[1].indices, out[2].indices)
+    if X.shape[0] <= 1000:  # (the brute force is slow at 4200 rows on a loaded machine)
+        bd, bi = _brute(X, 3)
+        torch.testing.assert_close(out[2].distances, bd, rtol=1e-14, atol=0)
+        assert torch.equal(out[2].indices, bi)
+
+
+def test_concurrent_searches_keep_each_threads_setting(monkeypatch):
+    # torch's thread count is per OS thread (OpenMP's ICV, MKL's local setting): two
+    # searches at once, each restores its own thread's count
+    monkeypatch.setattr(neighbors, "_MIN_PARALLEL_FLOPS", 1)
+    X = torch.randn(400, 20, generator=torch.Generator().manual_seed(5))
+    want = knn(X, 2)
+    counts = [0, 0]
+
+    def work(i: int) -> None:
+        torch.set_num_threads(i + 1)
+        got = knn(X, 2)
+        counts[i] = torch.get_num_threads()
+        assert torch.equal(got.indices, want.indices)
+        assert torch.equal(got.distances, want.distances)
+
+    run_in_threads(work, 2)
+    assert counts == [1, 2]
