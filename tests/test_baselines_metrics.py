@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from interp_lib.baselines import deletion, energy_in_mask, insertion, pointing_game
@@ -93,8 +95,12 @@ def test_pointing_game_and_energy() -> None:
     masks[:2, 1:5, 1:5] = True  # image 2: empty mask
     hits = pointing_game(sal, masks)
     assert hits[:2].tolist() == [1.0, 0.0] and torch.isnan(hits[2])
-    assert pointing_game(sal, masks, tolerance=2)[:2].tolist() == [1.0, 1.0]
-    assert pointing_game(sal, masks, tolerance=1)[1].item() == 0.0
+    # image 1's maximum is 2 px from the region along both axes: Chebyshev distance 2,
+    # Euclidean sqrt(8) = 2.83
+    assert pointing_game(sal, masks, tolerance=2, rule="chebyshev")[:2].tolist() == [1.0, 1.0]
+    assert pointing_game(sal, masks, tolerance=1, rule="chebyshev")[1].item() == 0.0
+    assert pointing_game(sal, masks, tolerance=2)[1].item() == 0.0  # default: Euclidean
+    assert pointing_game(sal, masks, tolerance=3)[1].item() == 1.0
     s = torch.zeros(1, 1, 4, 4)
     s[0, 0, 0, 0], s[0, 0, 3, 3], s[0, 0, 1, 1] = 3.0, 1.0, -5.0
     m = torch.zeros(1, 1, 4, 4, dtype=torch.bool)
@@ -153,3 +159,94 @@ def test_bad_tolerance_step_and_batch_size_are_refused() -> None:
         deletion(model, x[:0], perfect[:0])
     with pytest.raises(ValueError, match="substrate tensor must broadcast"):
         deletion(model, x, perfect, substrate=torch.zeros(3, 3))
+
+
+def torchray_hit(mask: torch.Tensor, point: tuple[int, int], tolerance: int) -> bool:
+    """TorchRay's ``PointingGame.evaluate`` (Zhang et al.), written from its definition: the
+    acceptance region is the pixels at squared Euclidean distance < tolerance**2 of the
+    point ``(u, v) = (column, row)``; a hit if it meets the mask."""
+    h, w = mask.shape
+    v, u = torch.meshgrid(
+        (torch.arange(h, dtype=torch.float32) - point[1]) ** 2,
+        (torch.arange(w, dtype=torch.float32) - point[0]) ** 2,
+        indexing="ij",
+    )
+    return bool((mask & ((v + u) < tolerance**2)).any())
+
+
+@pytest.mark.parametrize("tolerance", [1, 2, 3, 5, 8])
+def test_pointing_game_euclidean_equals_torchray_rule(tolerance: int) -> None:
+    g = torch.Generator().manual_seed(tolerance)
+    n = 400
+    sal = torch.rand(n, 1, 20, 24, generator=g)  # continuous: no ties
+    masks = torch.zeros(n, 20, 24, dtype=torch.bool)
+    for i in range(n):  # small random boxes: hits, near misses and far misses
+        r, c = (
+            torch.randint(0, 18, (1,), generator=g).item(),
+            torch.randint(0, 22, (1,), generator=g).item(),
+        )
+        masks[i, r : r + 3, c : c + 2] = True
+    ours = pointing_game(sal, masks, tolerance=tolerance)
+    ref = []
+    for i in range(n):
+        row, col = divmod(int(sal[i].flatten().argmax()), 24)
+        ref.append(float(torchray_hit(masks[i], (col, row), tolerance)))
+    assert ours.tolist() == ref
+    assert 0 < sum(ref) < n  # hits and misses both checked
+    cheb = pointing_game(sal, masks, tolerance=tolerance, rule="chebyshev")
+    assert bool((cheb >= ours).all())  # the square contains the disc
+    if tolerance >= 2:
+        assert bool((cheb > ours).any())  # ... strictly: the rules differ
+
+
+def test_pointing_game_ties_take_the_first_pixel_in_row_major_order() -> None:
+    sal = torch.zeros(2, 1, 6, 6)
+    sal[:, 0, 1, 4] = sal[:, 0, 4, 1] = 1.0  # two tied maxima; (1, 4) comes first
+    masks = torch.zeros(2, 6, 6, dtype=torch.bool)
+    masks[0, 1, 4] = True  # around the first: hit
+    masks[1, 4, 1] = True  # around the second only: miss
+    assert pointing_game(sal, masks).tolist() == [1.0, 0.0]
+    with pytest.raises(ValueError, match="rule"):
+        pointing_game(sal, masks, rule="manhattan")
+
+
+def test_deletion_ties_are_broken_by_pixel_index() -> None:
+    """A constant map deletes pixels in row-major order (stable sort)."""
+    w = torch.zeros(1, 1, 4, 4)
+    w[0, 0, 0, 0] = 1.0  # the model reads the first pixel only
+    model = LinearEvidence(w * 8).eval()
+    x = torch.ones(1, 1, 4, 4)
+    c = deletion(model, x, torch.zeros(1, 1, 4, 4), step=1)
+    assert c.scores[0, 0] > 0.9 and bool((c.scores[0, 1:] < 0.2).all())  # gone at step 1
+    w2 = torch.zeros(1, 1, 4, 4)
+    w2[0, 0, 3, 3] = 1.0  # the last pixel: deleted last
+    c = deletion(LinearEvidence(w2 * 8).eval(), x, torch.zeros(1, 1, 4, 4), step=1)
+    assert bool((c.scores[0, :-1] > 0.9).all()) and c.scores[0, -1] < 0.2
+
+
+def rise_gkern(klen: int, nsig: float) -> torch.Tensor:
+    """RISE's ``gkern`` (eclique/RISE ``evaluation.py``), written out."""
+    from scipy.ndimage import gaussian_filter
+
+    inp = np.zeros((klen, klen))
+    inp[klen // 2, klen // 2] = 1
+    k = gaussian_filter(inp, nsig)
+    kern = np.zeros((3, 3, klen, klen))
+    kern[0, 0] = k
+    kern[1, 1] = k
+    kern[2, 2] = k
+    return torch.from_numpy(kern.astype("float32"))
+
+
+def test_rise_substrate_equals_rise_blur() -> None:
+    from interp_lib.baselines.metrics import rise_blur
+
+    x = torch.rand(2, 3, 20, 20, generator=torch.Generator().manual_seed(0))
+    ref = F.conv2d(x, rise_gkern(11, 5), padding=11 // 2)  # RISE's blur lambda
+    torch.testing.assert_close(rise_blur(x), ref, rtol=0, atol=1e-6)
+    # not our default "blur": RISE zero-pads (dark border) and its kernel is not a
+    # normalised sampled Gaussian
+    assert float((gaussian_blur(x) - ref).abs().max()) > 0.05
+    model, xs, perfect, _ = toy(n=2)
+    ins = insertion(model, xs, perfect, step=16, substrate="rise")
+    torch.testing.assert_close(ins.scores[:, 0], model(rise_blur(xs)).softmax(1)[:, 1])

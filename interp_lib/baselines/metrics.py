@@ -6,7 +6,17 @@ default), insertion starts from a substrate (a blurred copy by default) and puts
 original pixels back. The score at each step is the softmax probability of the class
 being explained (the originally predicted one by default); the AUC is the trapezoid rule
 over the fraction of pixels changed, on ``[0, 1]``. Lower deletion AUC and higher
-insertion AUC are better. Ties in the saliency are broken by pixel index (stable sort).
+insertion AUC are better. Ties in the saliency are broken by pixel index (stable sort):
+among equal values the pixel that comes first in row-major order is changed first. RISE's
+``np.flip(np.argsort(...))`` (quicksort, then reversed) orders ties differently, so on maps
+with flat regions (a ReLU-ed CAM) the curves may differ; on maps without ties the order is
+the same.
+
+Substrates: ``"blur"`` (insertion's default) is a separable Gaussian of size 11 and sigma 5
+with replicate padding; ``"rise"`` is RISE's own: the kernel ``gkern(11, 5)`` of its
+``evaluation.py`` (``scipy.ndimage.gaussian_filter`` of a centred delta on an 11 x 11 grid,
+so a truncated, reflected Gaussian, cast to float32) applied with zero padding of 5, which
+darkens a 5-pixel border towards 0 (in the model's input space).
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -25,6 +36,8 @@ from .._validation import as_tensor, check_choice, check_images, check_int
 from ._utils import as_map, check_map, model_logits
 
 KINDS = ("deletion", "insertion")
+#: The distance rules of :func:`pointing_game`'s ``tolerance``.
+POINTING_RULES = ("euclidean", "chebyshev")
 
 
 @dataclass
@@ -65,16 +78,58 @@ def gaussian_blur(images: torch.Tensor, kernel_size: int = 11, sigma: float = 5.
     return F.conv2d(out, k.view(1, 1, -1, 1).expand(c, 1, -1, 1).contiguous(), groups=c)
 
 
+def rise_kernel(klen: int = 11, nsig: float = 5.0) -> torch.Tensor:
+    """RISE's blur kernel ``gkern(klen, nsig)`` (``evaluation.py`` of eclique/RISE).
+
+    ``scipy.ndimage.gaussian_filter`` (reflect mode, truncated at 4 sigma) of a delta at
+    the centre of a ``klen x klen`` grid, cast to float32: with ``nsig=5`` the filter is
+    wider than the grid, so the kernel is not a sampled Gaussian (its tails fold back).
+
+    Returns
+    -------
+    Tensor, shape (klen, klen), float32
+    """
+    from scipy.ndimage import gaussian_filter
+
+    klen = check_int(klen, "klen")
+    delta = np.zeros((klen, klen))
+    delta[klen // 2, klen // 2] = 1
+    return torch.from_numpy(gaussian_filter(delta, nsig).astype("float32"))
+
+
+def rise_blur(images: torch.Tensor, klen: int = 11, nsig: float = 5.0) -> torch.Tensor:
+    """RISE's insertion substrate: ``conv2d(x, gkern(klen, nsig), padding=klen // 2)``.
+
+    Every channel is blurred by :func:`rise_kernel` with zero padding (RISE's kernel is a
+    3 x 3 diagonal stack of it; this is the same per channel, for any number of channels).
+
+    Parameters
+    ----------
+    images : Tensor, shape (N, C, H, W)
+
+    Returns
+    -------
+    Tensor, shape (N, C, H, W)
+    """
+    k = rise_kernel(klen, nsig).to(images.device, images.dtype)
+    c = images.shape[1]
+    weight = k.expand(c, 1, *k.shape).contiguous()
+    return F.conv2d(images, weight, padding=klen // 2, groups=c)
+
+
 def _substrate(inputs: torch.Tensor, substrate: Any) -> torch.Tensor:
     if isinstance(substrate, str):
         if substrate == "zeros":
             return torch.zeros_like(inputs)
         if substrate == "blur":
             return gaussian_blur(inputs)
+        if substrate == "rise":
+            return rise_blur(inputs)
         if substrate == "mean":
             return inputs.mean((2, 3), keepdim=True).expand_as(inputs)
         raise ValueError(
-            f"substrate must be 'zeros', 'blur', 'mean', a number or a tensor, got {substrate!r}."
+            "substrate must be 'zeros', 'blur', 'rise', 'mean', a number or a tensor, got "
+            f"{substrate!r}."
         )
     if isinstance(substrate, (int, float)) and not isinstance(substrate, bool):
         if not math.isfinite(substrate):
@@ -185,8 +240,9 @@ def deletion(
         Class whose probability is tracked; ``None``: the originally predicted class.
     step : int, optional
         Pixels changed per step; default the image width (RISE's 224 at 224 px).
-    substrate : {"zeros", "blur", "mean"}, float or Tensor
-        What deleted pixels become; "zeros" is 0 in the model's input space.
+    substrate : {"zeros", "blur", "rise", "mean"}, float or Tensor
+        What deleted pixels become; "zeros" is 0 in the model's input space; "blur" our
+        Gaussian (replicate padding), "rise" RISE's exact blur (:func:`rise_blur`).
     batch_size : int
         Perturbed images per forward pass.
 
@@ -220,8 +276,9 @@ def insertion(
     """RISE insertion curve: add the most salient pixels first (higher AUC is better).
 
     Starts from ``substrate`` (by default the image blurred with a Gaussian of size 11 and
-    sigma 5, as RISE) and puts back the original pixels in order of decreasing saliency.
-    Parameters and return value as :func:`deletion`.
+    sigma 5, RISE's parameters with replicate padding; ``substrate="rise"`` is RISE's exact
+    kernel and zero padding, :func:`rise_blur`) and puts back the original pixels in order
+    of decreasing saliency. Parameters and return value as :func:`deletion`.
     """
     return perturbation_curve(
         model, inputs, saliency, target, kind="insertion", substrate=substrate, step=step,
@@ -250,7 +307,7 @@ def _check_masks(masks: torch.Tensor, shape: torch.Size | tuple) -> torch.Tensor
 
 
 def pointing_game(
-    saliency: torch.Tensor, masks: torch.Tensor, *, tolerance: int = 0
+    saliency: torch.Tensor, masks: torch.Tensor, *, tolerance: int = 0, rule: str = "euclidean"
 ) -> torch.Tensor:
     """Whether each map's maximum falls in the ground-truth region (Zhang et al. 2018).
 
@@ -260,26 +317,44 @@ def pointing_game(
     masks : Tensor of bool, shape (N, 1, H, W) or (N, H, W)
         Ground-truth regions (a box, a part, the union of parts...).
     tolerance : int
-        A hit also counts within this many pixels of the region (the original uses 15 at
-        224 px); 0 (the default) demands the maximum itself be inside. Must be ``>= 0``.
+        A hit also counts within this distance (pixels) of the region (the original uses
+        15 at 224 px); 0 (the default) demands the maximum itself be inside. Must be
+        ``>= 0``.
+    rule : {"euclidean", "chebyshev"}
+        The distance of ``tolerance``. ``"euclidean"`` (default) is the reference's
+        (Zhang et al.; TorchRay's ``PointingGame.evaluate``): a hit if a pixel of the mask
+        lies at Euclidean distance ``< tolerance`` (strictly) from the maximum.
+        ``"chebyshev"``: at most ``tolerance`` pixels away along both axes (the mask grown
+        by a ``(2 t + 1)`` square; this function's rule before the option existed). At
+        ``tolerance=0`` both rules are the maximum inside the mask (TorchRay's strict
+        ``<`` would accept nothing there).
 
     Returns
     -------
     Tensor, shape (N,)
         1.0 for a hit, 0.0 for a miss, NaN where the mask is empty (use ``nanmean``).
-        Ties for the maximum: the first pixel in row-major order is taken.
+        Ties for the maximum: the first pixel in row-major order is taken (``argmax``);
+        Quantus' ``PointingGame`` counts a hit if any tied maximum is inside.
 
     Raises
     ------
     ValueError
-        Masks that do not match the maps, NaN or infinity in a map, ``tolerance < 0``.
+        Masks that do not match the maps, NaN or infinity in a map, ``tolerance < 0``,
+        an unknown ``rule``.
     """
     saliency = as_map(saliency)
     masks = _check_masks(masks, saliency.shape).to(saliency.device)
     tolerance = check_int(tolerance, "tolerance", minimum=0)
+    check_choice(rule, "rule", POINTING_RULES)
     if tolerance > 0:
         k = 2 * tolerance + 1
-        masks = F.max_pool2d(masks.float(), k, stride=1, padding=tolerance) > 0
+        if rule == "chebyshev":
+            masks = F.max_pool2d(masks.float(), k, stride=1, padding=tolerance) > 0
+        else:
+            r = torch.arange(-tolerance, tolerance + 1, device=masks.device, dtype=torch.float32)
+            disc = (r[:, None] ** 2 + r[None, :] ** 2) < tolerance**2  # TorchRay's accept
+            grown = F.conv2d(masks.float(), disc.float().view(1, 1, k, k), padding=tolerance)
+            masks = grown > 0
     top = saliency.flatten(1).argmax(1)
     hit = masks.flatten(1).gather(1, top[:, None]).squeeze(1).float()
     hit[~masks.flatten(1).any(1)] = float("nan")
