@@ -31,7 +31,7 @@ ratio (``scale="mean"``). The Bayesian TwoNN's prior is a parameter, vague by de
 """
 
 from ._ratios import RatioTable, length_scale, ratio_table
-from .gride import GrideResult, gride, gride_mle
+from .gride import GrideResult, gride, gride_mle, outlier_ratio_threshold
 from .neighbors import Neighbors, nearest_neighbors
 from .pca import participation_ratio, pca_dim, pca_dim_from_spectrum, pca_spectrum
 from .resample import subsample_estimates
@@ -64,6 +64,7 @@ __all__ = [
     "gride_mle",
     "length_scale",
     "nearest_neighbors",
+    "outlier_ratio_threshold",
     "participation_ratio",
     "pca_dim",
     "pca_dim_from_spectrum",

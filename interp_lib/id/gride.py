@@ -11,6 +11,16 @@ whose log-likelihood is concave in :math:`d`. With :math:`(n_1, n_2) = (1, 2)` i
 TwoNN's likelihood, and :func:`gride_mle` equals :func:`interp_lib.id.twonn_mle`
 exactly: both use DADApy's convention, :math:`N - 1` in place of :math:`N` in the score. Doubling the ranks (1, 2), (2, 4), (4, 8), ... probes the data at
 growing scales without throwing points away, which makes Gride robust to noise.
+
+DADApy's ``_argmax_loglik`` first drops the ratios at or above
+:math:`q_{50} + 20\,(q_{95} - q_{50})` (``_filter_mus``; ``numpy.percentile``, linear)
+as "very likely related to overlapping datapoints", then fits; its error (Fisher
+information) is computed on all the ratios. ``outlier_filter=True`` does the same
+(:func:`outlier_ratio_threshold`). Off by default: on data without near-duplicates the
+threshold, 20 times the distance from the median to the 95th percentile above the median,
+removes nothing and both agree exactly; they differ when a few points have a neighbour
+much closer than the rest (near-duplicates, quantised data), whose huge ratios pull the
+unfiltered estimate down.
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .._validation import ArrayLike, as_points, check_int, check_neighbors
+from .._validation import ArrayLike, as_points, check_bool, check_int, check_neighbors
 from ._ratios import (
     as_ratios,
     check_scale,
@@ -29,7 +39,7 @@ from ._ratios import (
 )
 from .neighbors import Neighbors, check_options, knn
 
-__all__ = ["GrideResult", "gride", "gride_mle"]
+__all__ = ["GrideResult", "gride", "gride_mle", "outlier_ratio_threshold"]
 
 
 def _score(d: float, log_mu: torch.Tensor, n1: int, n2: int) -> float:
@@ -51,7 +61,20 @@ def _check_ranks(n1: int, n2: int) -> tuple[int, int]:
     return n1, n2
 
 
-def gride_mle(mu: ArrayLike, n1: int = 1, n2: int = 2) -> tuple[float, float]:
+def outlier_ratio_threshold(mu: torch.Tensor) -> float:
+    """DADApy's cut for outlying ratios: ``q50 + 20 (q95 - q50)`` of ``mu``.
+
+    Ratios at or above it are dropped by ``gride_mle(..., outlier_filter=True)``
+    (DADApy's ``_filter_mus`` keeps ``mu < threshold``). Percentiles by linear
+    interpolation, as ``numpy.percentile``.
+    """
+    q = torch.quantile(mu.double(), torch.tensor([0.95, 0.5], dtype=torch.float64))
+    return float(20 * (q[0] - q[1]) + q[1])
+
+
+def gride_mle(
+    mu: ArrayLike, n1: int = 1, n2: int = 2, *, outlier_filter: bool = False
+) -> tuple[float, float]:
     r"""Maximum-likelihood ``d`` from ratios ``mu = r_{n2} / r_{n1}``, and its standard error.
 
     The estimate is the root of the score with :math:`N - 1` in place of :math:`N`
@@ -65,6 +88,9 @@ def gride_mle(mu: ArrayLike, n1: int = 1, n2: int = 2) -> tuple[float, float]:
         Ratios, all ``> 1``.
     n1, n2 : int
         Neighbour ranks, ``1 <= n1 < n2``.
+    outlier_filter : bool
+        Fit on the ratios below :func:`outlier_ratio_threshold` only (DADApy); the error
+        still uses all the ratios, as DADApy's.
 
     Returns
     -------
@@ -78,15 +104,21 @@ def gride_mle(mu: ArrayLike, n1: int = 1, n2: int = 2) -> tuple[float, float]:
     from scipy.optimize import brentq
 
     n1, n2 = _check_ranks(n1, n2)
-    log_mu = torch.log(as_ratios(mu))
+    mu = as_ratios(mu)
+    log_mu = torch.log(mu)
     if not bool((log_mu > 0).all()):
         raise ValueError("gride needs ratios strictly greater than 1; drop the ties first.")
+    fit = log_mu
+    if check_bool(outlier_filter, "outlier_filter"):
+        fit = log_mu[mu < outlier_ratio_threshold(mu)]
+        if fit.numel() < 3:
+            raise ValueError("gride: fewer than 3 ratios are left after the outlier filter.")
     lo, hi = 1e-6, 1.0
-    while _score(hi, log_mu, n1, n2) > 0:  # bracket the root of the decreasing score
+    while _score(hi, fit, n1, n2) > 0:  # bracket the root of the decreasing score
         hi *= 2.0
         if hi > 1e6:
             raise ValueError("gride: the likelihood has no maximum below d = 1e6.")
-    d = brentq(_score, lo, hi, args=(log_mu, n1, n2), xtol=1e-12, rtol=1e-12)
+    d = brentq(_score, lo, hi, args=(fit, n1, n2), xtol=1e-12, rtol=1e-12)
     extra = n2 - n1 - 1
     info = log_mu.numel() / d**2
     if extra:
@@ -109,7 +141,11 @@ class GrideResult:
         The length scale probed, as defined by ``gride(scale=...)``: by default the mean
         of the distances to the ``n1``-th and ``n2``-th neighbours (DADApy's).
     n_used : torch.Tensor, shape (S,), int64
-        Points with ``r_{n1} > 0`` and ``r_{n2} > r_{n1}`` at each scale.
+        Points with ``r_{n1} > 0`` and ``r_{n2} > r_{n1}`` at each scale (before the
+        outlier filter).
+    n_fitted : torch.Tensor, shape (S,), int64, or None
+        With ``outlier_filter=True``: the ratios left after the filter, which the
+        dimension is fitted on.
     """
 
     n1: torch.Tensor
@@ -118,6 +154,7 @@ class GrideResult:
     errors: torch.Tensor
     scales: torch.Tensor
     n_used: torch.Tensor
+    n_fitted: torch.Tensor | None = None
 
     @property
     def dimension(self) -> float:
@@ -134,6 +171,7 @@ def gride(
     chunk_size: int = 4096,
     device: torch.device | str | None = None,
     neighbors: Neighbors | None = None,
+    outlier_filter: bool = False,
 ) -> GrideResult:
     """Gride estimates of the intrinsic dimension at growing neighbourhood scales.
 
@@ -158,6 +196,9 @@ def gride(
     neighbors : Neighbors, optional
         The neighbours of ``X`` computed once by :func:`interp_lib.id.nearest_neighbors`
         with ``k >= min(max_rank, N - 1)``: the search is skipped, with the same result.
+    outlier_filter : bool, default False
+        Drop the ratios at or above ``q50 + 20 (q95 - q50)`` at each scale before the fit,
+        as DADApy's ``return_id_scaling_gride`` does (see the module docstring).
 
     Returns
     -------
@@ -185,8 +226,9 @@ def gride(
         n2 = 2 * n1
         table = ratio_table(dist, n1, n2, points=None if metric == "precomputed" else X)
         if table.mu.numel() >= 3:
-            d, err = gride_mle(table.mu, n1, n2)
-            rows.append((n1, n2, d, err, length_scale(table, scale), table.mu.numel()))
+            d, err = gride_mle(table.mu, n1, n2, outlier_filter=outlier_filter)
+            kept = int((table.mu < outlier_ratio_threshold(table.mu)).sum())
+            rows.append((n1, n2, d, err, length_scale(table, scale), table.mu.numel(), kept))
         n1 = n2
     if not rows:
         raise ValueError("gride: too few distinct points; every ratio was degenerate.")
@@ -198,4 +240,5 @@ def gride(
         errors=torch.tensor(cols[3], dtype=torch.float64),
         scales=torch.tensor(cols[4], dtype=torch.float64),
         n_used=torch.tensor(cols[5]),
+        n_fitted=torch.tensor(cols[6]) if outlier_filter else None,
     )
