@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 
 import pytest
 import torch
@@ -166,3 +167,13 @@ def test_argument_errors_are_usage_errors():
     p.add_argument("--k", type=cli.positive_int)
     with pytest.raises(cli.UsageError, match="--k: expected an integer >= 1, got 0"):
         p.parse_args(["--k", "0"])
+
+
+def test_help_says_each_default_once_and_none_never():
+    from interp_lib.profile.cli import _parser
+
+    text = " ".join(_parser().format_help().split())
+    assert "(default: None)" not in text and "(default: False)" not in text
+    assert "(default: the paper's checkpoints)" in text
+    assert not re.search(r"\(default: [^)]*\) \(default:", text)  # said twice
+    assert "(default: 500)" in text  # an actual default is still said

@@ -8,11 +8,13 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
 from _fake_cub import make_fake_cub
+from _helpers import require_module
 
 from interp_lib.protopnet import load_checkpoint
 from interp_lib.protopnet.cli import load_config, main
@@ -88,10 +90,43 @@ def test_train_push_prune_explain(config, tmp_path):
     assert load_checkpoint(out / "pruned.pt").prototypes.shape[0] == 6 - len(pruned["removed"])
 
     assert main(["explain", str(config), "--out", str(out), "--n-images", "2", "--top-k", "2"]) == 0
-    sheets = sorted((out / "explanations").glob("*.png"))
-    assert len(sheets) == 2
+    sheets = sorted(p.name for p in (out / "explanations").glob("*.png"))
     rows = json.loads((out / "explanations" / "explanations.json").read_text())
     assert [r["label"] for r in rows] == [0, 2]  # first and last test image
+    # per image: "this looks like that" (test image, patches, sources) and the points
+    assert sheets == [f"test_{r['index']:05d}{s}.png" for r in rows for s in ("", "_points")]
+    assert [r["label_name"] for r in rows] == ["Bird 0", "Bird 2"]  # the data set's names
+    assert all(len(r["source_images"]) == 2 for r in rows)
+
+
+def test_explain_draws_the_test_image_the_source_patches_and_class_names(monkeypatch):
+    """The figure ``explain`` writes: image panels (test image, source patch, source
+    image) and the data set's class names, not bars only and not "class 1"."""
+    matplotlib = require_module("matplotlib")
+    matplotlib.use("Agg")
+    from interp_lib.protopnet import ProtoPNet, explain
+    from interp_lib.protopnet.cli import _class_names, _provenance
+    from interp_lib.viz.protopnet import plot_explanation
+
+    class Names:
+        class_names = ("001.Black_footed_Albatross", "002.Laysan_Albatross")
+
+    names = _class_names(Names())
+    assert names == ["Black footed Albatross", "Laysan Albatross"]
+    torch.manual_seed(0)
+    model = ProtoPNet("small_cnn", n_classes=2, n_prototypes_per_class=1, prototype_dim=4,
+                      image_size=16, backbone_kwargs={"widths": [4, 4]}).eval()  # fmt: skip
+    images = torch.rand(6, 3, 16, 16)
+    push_set = torch.utils.data.TensorDataset(images, torch.tensor([0, 1] * 3))
+    loader = torch.utils.data.DataLoader(push_set, batch_size=4)
+    where = _provenance(model, loader, "cpu")
+    assert where.sample_index.shape == (2,) and where.box.shape == (2, 4)
+    (e,) = explain(model, images[:1], top_k=2)
+    fig = plot_explanation(images[0], e, where, push_set, max_rows=2, class_names=names)
+    shown = sum(len(ax.get_images()) for ax in fig.axes)
+    assert shown >= 6  # per row: test image (+ heat map), source patch, source image
+    text = " ".join(t.get_text() for t in fig.findobj(matplotlib.text.Text))
+    assert "Albatross" in text and "class 1" not in text and "class 0" not in text
 
 
 @pytest.mark.slow
@@ -107,12 +142,90 @@ def test_resume_after_finishing_changes_nothing(config, tmp_path):
 @pytest.mark.distributed
 def test_runs_under_torchrun_with_two_processes(config, tmp_path):
     out = tmp_path / "ddp"
+    far = _edit(config, tmp_path, "steps_per_epoch = 3", "steps_per_epoch = 40")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
-           "-m", "interp_lib.protopnet", "train", str(config), "--out", str(out), "--device", "cpu"]  # fmt: skip
+           "-m", "interp_lib.protopnet", "train", str(far), "--out", str(out), "--device", "cpu"]  # fmt: skip
     run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert (out / "model.pt").is_file() and (out / "history.json").is_file()
+    # the budget warning: once for the job (rank 0), in config keys, per process
+    assert run.stderr.count("steps_per_epoch = 40") == 1, run.stderr[-3000:]
+    assert "batches per epoch per process" in run.stderr and "UserWarning" not in run.stderr
+
+
+def _schedule(**changes):
+    from interp_lib.protopnet import Schedule
+
+    return Schedule(**{"epochs": 20, "warmup_epochs": 2, "push_start": 10, "push_every": 10,
+                       "steps_per_epoch": 30, **changes})  # fmt: skip
+
+
+def test_the_budget_message_names_config_keys_toml_can_write():
+    from interp_lib.protopnet.cli import budget_message
+
+    assert budget_message(_schedule(), 30) is None
+    assert budget_message(_schedule(), 16) is None  # within a factor 2
+    assert budget_message(_schedule(steps_per_epoch=None), 3) is None  # the check is off
+    text = budget_message(_schedule(), 3)
+    assert text.startswith("warning: [schedule] steps_per_epoch = 30")
+    # the scaled epoch counts (x10) and the key that keeps the epochs, as TOML lines
+    assert "epochs = 200, warmup_epochs = 20, push_start = 100, push_every = 100" in text
+    assert "write steps_per_epoch = 3." in text and "10x fewer" in text
+    assert "scaled(" not in text and "None" not in text and "Schedule(" not in text
+    # every suggestion is a valid config: the scaled one no longer warns
+    from interp_lib.protopnet.cli import schema
+
+    lines = re.search(r"write in \[schedule\]: (.+?);", text).group(1).split(", ")
+    table = {k: int(v) for k, v in (line.split(" = ") for line in lines)}
+    from interp_lib import cli
+
+    checked = cli.check_table("schedule", table, schema()["schedule"])
+    assert budget_message(_schedule(**checked), 3) is None
+
+
+@pytest.mark.slow
+def test_train_says_the_budget_in_config_keys_not_python(config, tmp_path, capsys):
+    far = _edit(config, tmp_path, "steps_per_epoch = 3", "steps_per_epoch = 40")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["train", str(far), "--out", str(tmp_path / "run"), "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning: [schedule] steps_per_epoch = 40") == 1, err
+    assert not [w for w in caught if "epoch counts were chosen" in str(w.message)]
+
+
+def test_under_torchrun_only_rank_0_shows_warnings(monkeypatch):
+    from interp_lib.protopnet.cli import _warn_once_per_job
+
+    for rank, shown in (("0", 1), ("1", 0)):
+        monkeypatch.setenv("RANK", rank)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            _warn_once_per_job()
+            warnings.warn("a warning every rank would print", UserWarning, stacklevel=1)
+        assert len(caught) == shown, rank
+
+
+def test_help_describes_the_config_and_says_each_default_once(capsys):
+    from interp_lib.protopnet.cli import parser
+
+    text = parser().format_help()
+    for table in (
+        "[data]",
+        "[model]",
+        "[schedule]",
+        "[fit]",
+        "[loss_weights]",
+        "[prune]",
+        "[retrain]",
+        "steps_per_epoch",
+        "backbone_weights",
+        "protopnet_paper_scale",
+    ):
+        assert table in text, table
+    assert "(default: None)" not in text and "(default: False)" not in text
+    assert "(default: 8)" in text  # --n-images
 
 
 def test_config_errors_are_clear(tmp_path):
@@ -235,6 +348,7 @@ def test_every_user_error_is_one_line_and_exit_2(config, tmp_path, capsys, edit,
     assert err.count("\n") == 1 and err.startswith("error: "), err
     assert re.search(message, err), err
     assert "Traceback" not in err
+    assert not re.search(r"\w=(True|False|None)\b", err), f"speaks Python, not flags: {err}"
     assert edit in ("done", "other-seed") or not (out / "run.json").exists()
 
 

@@ -23,13 +23,37 @@ import torch
 
 from .errors import UsageError
 
-__all__ = ["ArgumentParser", "add_common_flags", "apply_threads", "non_negative_int",
-           "positive_int", "resolve_device"]  # fmt: skip
+__all__ = ["ArgumentParser", "HelpFormatter", "add_common_flags", "apply_threads",
+           "non_negative_int", "positive_int", "resolve_device"]  # fmt: skip
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` with each flag's default, said once.
+
+    Adds ``(default: ...)`` to a flag's help unless the help already says its default
+    (it contains ``default``) or there is nothing to say (a default of ``None`` or
+    ``False``: an unset option, an off switch). The description and epilog keep their
+    line breaks (tables, examples)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default is None or action.default is False or "default" in text:
+            return text
+        return super()._get_help_string(action)
 
 
 class ArgumentParser(argparse.ArgumentParser):
     """An ``argparse.ArgumentParser`` whose errors raise :class:`~interp_lib.cli.errors.UsageError` (printed as
-    one line by :func:`~interp_lib.cli.errors.run_command`) instead of exiting."""
+    one line by :func:`~interp_lib.cli.errors.run_command`) instead of exiting. Its help
+    uses :class:`HelpFormatter`, also where ``formatter_class`` names one that
+    :class:`HelpFormatter` refines (``argparse.ArgumentDefaultsHelpFormatter``,
+    ``argparse.RawDescriptionHelpFormatter``); another formatter is kept."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        given = kwargs.get("formatter_class", HelpFormatter)
+        if issubclass(HelpFormatter, given):
+            kwargs["formatter_class"] = HelpFormatter
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see {self.prog} --help)")
@@ -67,7 +91,9 @@ def add_common_flags(parser: argparse.ArgumentParser, *, resume_help: str) -> No
     parser.add_argument(
         "--overwrite", action="store_true", help="replace the run in --out with a fresh one"
     )
-    parser.add_argument("--threads", type=positive_int, help="torch.set_num_threads(N)")
+    parser.add_argument(
+        "--threads", type=positive_int, help="torch.set_num_threads(N) (default: torch's choice)"
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
 
 

@@ -63,12 +63,21 @@ every later command: a run with other settings is refused, naming them),
 ``checkpoint.pt`` (resumable, written atomically after every step), ``model.pt`` (the
 final trained model), ``history.json`` and ``history.csv``, ``metrics.json`` (test
 accuracy), ``pushed.pt`` / ``push.json``, ``pruned.pt`` / ``prune.json``, and
-``explanations/*.png``. Figures need matplotlib (``pip install "interp_lib[viz]"``).
+``explanations/``: per test image, ``test_<index>.png`` ("this looks like that": the
+test image with each top prototype's similarity map and patch boxes, the prototype's
+source patch and source image from the training set, and its points;
+:func:`~interp_lib.viz.protopnet.plot_explanation`) and ``test_<index>_points.png`` (the
+scoring sheet's bars), classes named as in the data set, and ``explanations.json``.
+Figures need matplotlib (``pip install "interp_lib[viz]"``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
+import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -78,7 +87,7 @@ import torch
 from .. import cli
 from . import _runtime as rt
 
-__all__ = ["load_config", "main", "schema"]
+__all__ = ["budget_message", "load_config", "main", "schema"]
 
 #: Config keys the command line sets, and the flag that sets each.
 OWNED_BY_FLAGS = {
@@ -220,6 +229,47 @@ def _test_accuracy(model, data, config) -> float:
     return accuracy(model, data.test, batch_size=config["data"]["eval_batch_size"])
 
 
+#: The start of fit's warning about the steps per epoch; ``train`` says it in config keys.
+FIT_BUDGET_WARNING = "the schedule's epoch counts were chosen for"
+
+
+def budget_message(schedule, n_batches: int, *, per_process: bool = False) -> str | None:
+    """What ``train`` prints when the training data's batches per epoch are far from
+    ``[schedule] steps_per_epoch`` (fewer than half or more than twice): the config lines
+    that fix it. ``None`` when they agree (or the check is off).
+
+    Parameters
+    ----------
+    schedule : Schedule
+        The run's schedule (``[schedule]``).
+    n_batches : int
+        Batches per epoch of the training loader (per process under ``torchrun``).
+    per_process : bool
+        Whether ``n_batches`` is per process (said in the message).
+    """
+    ref = schedule.steps_per_epoch
+    if ref is None or ref / 2 <= n_batches <= 2 * ref:
+        return None
+    scaled = schedule.scaled(n_batches)
+    changed = [f"{f.name} = {getattr(scaled, f.name)}" for f in dataclasses.fields(scaled)
+               if getattr(scaled, f.name) != getattr(schedule, f.name)]  # fmt: skip
+    where = " per process" if per_process else ""
+    return (
+        f"warning: [schedule] steps_per_epoch = {ref}: the epoch counts are meant for {ref} "
+        f"optimizer steps per epoch, but the training data give {n_batches} batches per "
+        f"epoch{where}, so every stage gets {ref / n_batches:.3g}x "
+        f"{'fewer' if n_batches < ref else 'more'} steps than intended. To keep the intended "
+        f"steps, write in [schedule]: {', '.join(changed)}; to keep the epochs as they are, "
+        f"write steps_per_epoch = {n_batches}."
+    )
+
+
+def _warn_once_per_job() -> None:
+    """Under ``torchrun``, only rank 0 shows warnings: every rank would print the same."""
+    if int(os.environ.get("RANK", "0") or 0) != 0:
+        warnings.simplefilter("ignore")
+
+
 def cmd_train(config, folder: cli.RunFolder, args, device) -> int:
     from .checkpoint import save_checkpoint
     from .losses import LossWeights
@@ -246,20 +296,26 @@ def cmd_train(config, folder: cli.RunFolder, args, device) -> int:
                 for name in OUTPUTS:
                     folder.path(name).unlink(missing_ok=True)
             folder.record(settings, args.argv)
-        history = fit(
-            model,
-            loaders["train"],
-            val_loader=loaders["val"],
-            push_loader=loaders["push"],
-            schedule=schedule,
-            loss_weights=weights,
-            device=device,
-            checkpoint=folder.path("checkpoint.pt"),
-            resume=resume,
-            overwrite=args.overwrite,
-            seed=args.seed,
-            **config["fit"],
-        )
+            n_batches = len(rt.shard_train_loader(loaders["train"], info, args.seed))
+            message = budget_message(schedule, n_batches, per_process=info.enabled)
+            if message:
+                print(message, file=sys.stderr)
+        with warnings.catch_warnings():  # said above in config keys, not in Python
+            warnings.filterwarnings("ignore", re.escape(FIT_BUDGET_WARNING), UserWarning)
+            history = fit(
+                model,
+                loaders["train"],
+                val_loader=loaders["val"],
+                push_loader=loaders["push"],
+                schedule=schedule,
+                loss_weights=weights,
+                device=device,
+                checkpoint=folder.path("checkpoint.pt"),
+                resume=resume,
+                overwrite=args.overwrite,
+                seed=args.seed,
+                **config["fit"],
+            )
     finally:
         if info.created_group:
             torch.distributed.destroy_process_group()
@@ -324,12 +380,34 @@ def cmd_prune(config, folder: cli.RunFolder, args, device) -> int:
     return 0
 
 
+def _class_names(dataset) -> list[str] | None:
+    """Readable class names of a data set: CUB's ``class_names`` or an image folder's
+    ``classes``, without the numeric prefix and underscores (``"001.Black_footed_Albatross"``
+    -> ``"Black footed Albatross"``); ``None`` if it has neither."""
+    names = getattr(dataset, "class_names", None) or getattr(dataset, "classes", None)
+    if not names:
+        return None
+    return [re.sub(r"^\d+\.", "", str(n)).replace("_", " ").strip() or str(n) for n in names]
+
+
+def _provenance(model, loader, device):
+    """Where each prototype's patch comes from in the push images: its nearest training
+    patch (the patch itself after a push), as ``plot_explanation`` reads it."""
+    from types import SimpleNamespace
+
+    from .explain import nearest_patches
+
+    near = nearest_patches(model, loader, k=1, device=device, progress=False)
+    return SimpleNamespace(sample_index=near.sample_index[:, 0], box=near.box[:, 0],
+                           activation_box=None)  # fmt: skip
+
+
 def cmd_explain(config, folder: cli.RunFolder, args, device) -> int:
     from .._plumbing import atomic_write, require
     from .explain import explain
 
     plt = require("matplotlib.pyplot", "interp-lib-protopnet explain")
-    from ..viz.protopnet import plot_scoring_sheet
+    from ..viz.protopnet import plot_explanation, plot_scoring_sheet
 
     folder.check(_settings(config, args.seed))
     names = ("pruned.pt", "pushed.pt", "model.pt")
@@ -337,27 +415,82 @@ def cmd_explain(config, folder: cli.RunFolder, args, device) -> int:
     if source is None:
         raise FileNotFoundError(f"no model in {str(folder.root)!r}: run `train` to the end first.")
     model = _load_model(source, device)
-    data, _ = _data(config)
+    data, loaders = _data(config)
+    labels = _class_names(data.push)
+    provenance = _provenance(model, loaders["push"], device)
     test = data.test
     n = min(args.n_images, len(test))
     index = torch.linspace(0, len(test) - 1, n).round().long().tolist() if n else []
     rows = []
+
+    def save(fig, name: str) -> None:
+        atomic_write(
+            folder.path("explanations", name),
+            lambda f: fig.savefig(f, format="png", dpi=100, bbox_inches="tight"),
+        )
+        plt.close(fig)
+
     for i in index:
         x, y = test[i][0], int(test[i][1])
         (e,) = explain(model, x.unsqueeze(0).to(device), top_k=args.top_k)
-        fig = plot_scoring_sheet(e)
-        atomic_write(
-            folder.path("explanations", f"test_{i:05d}.png"),
-            lambda f, fig=fig: fig.savefig(f, format="png", dpi=100, bbox_inches="tight"),
-        )
-        plt.close(fig)
-        rows.append({"index": i, "label": y, "predicted": e.predicted_class, "logit": e.logit})
+        save(plot_explanation(x, e, provenance, data.push, max_rows=args.top_k,
+                              class_names=labels), f"test_{i:05d}.png")  # fmt: skip
+        save(plot_scoring_sheet(e, class_names=labels), f"test_{i:05d}_points.png")
+        rows.append({"index": i, "label": y, "predicted": e.predicted_class, "logit": e.logit,
+                     "prototypes": [ev.index for ev in e.evidence],
+                     "source_images": [int(provenance.sample_index[ev.index])
+                                       for ev in e.evidence]})  # fmt: skip
+        if labels is not None:
+            rows[-1].update(label_name=labels[y], predicted_name=labels[e.predicted_class])
     cli.write_json(folder.path("explanations", "explanations.json"), rows)
-    print(f"wrote {len(rows)} scoring sheets to {folder.path('explanations')}")
+    print(f"wrote {len(rows)} explanations to {folder.path('explanations')}")
     return 0
 
 
 COMMANDS = {"train": cmd_train, "push": cmd_push, "prune": cmd_prune, "explain": cmd_explain}
+
+
+#: What each table of the config feeds (``--help`` lists the keys, read from schema()).
+TABLES = {
+    "data": "protopnet_data() and ProtoPNetData.loaders()",
+    "model": "ProtoPNet(); n_classes and image_size come from [data]",
+    "schedule": "Schedule(); the paper's schedule when empty",
+    "fit": "fit(); checkpoint, resume, overwrite, device, seed are flags",
+    "loss_weights": "LossWeights() of fit",
+    "prune": "prune()",
+    "retrain": "retrain_last_layer() after pruning",
+}
+
+CONFIG_EXAMPLE = """\
+  [data]
+  kind = "cub"                       # or "folder": root/train, root/test
+  root = "/data/CUB_200_2011"
+  batch_size = 80
+  [model]
+  backbone = "vgg19"
+  backbone_weights = "/weights/vgg19-dcbb9e9d.pth"
+  [schedule]                         # empty: the paper's schedule
+  [fit]
+  amp = "bf16"
+"""
+
+
+def _config_help() -> str:
+    """The ``--help`` epilog: the config's tables, their keys and an example."""
+    import textwrap
+
+    keys = schema()
+    lines = ["config: a TOML file, one table per library call; each key is a keyword",
+             "argument of that call, checked (type, range) before anything runs. Tables",
+             "and their keys (every key is optional but [data] root):", ""]  # fmt: skip
+    for table, what in TABLES.items():
+        lines.append(f"  [{table}]  {what}")
+        body = ", ".join(keys[table])
+        lines += textwrap.wrap(body, 78, initial_indent="      ", subsequent_indent="      ")
+    lines += ["", "example:", CONFIG_EXAMPLE, "",
+              "the full reference: python -m pydoc interp_lib.protopnet.cli, and the",
+              "book's chapter 'ProtoPNet at paper scale' (book/protopnet_paper_scale.md)."]  # fmt: skip
+    return "\n".join(lines)
 
 
 def parser() -> cli.ArgumentParser:
@@ -365,6 +498,7 @@ def parser() -> cli.ArgumentParser:
     p = cli.ArgumentParser(
         prog="interp-lib-protopnet",
         description="Train, push, prune and explain a ProtoPNet from a TOML config.",
+        epilog=_config_help(),
     )
     p.add_argument("command", choices=list(COMMANDS))
     p.add_argument(
@@ -380,6 +514,7 @@ def parser() -> cli.ArgumentParser:
 
 
 def _main(argv: Sequence[str]) -> int:
+    _warn_once_per_job()
     args = parser().parse_args(argv)
     args.argv = list(argv)
     if args.command != "train" and (args.resume or args.overwrite):

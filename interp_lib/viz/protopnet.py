@@ -29,6 +29,11 @@ __all__ = ["plot_explanation", "plot_nearest_patches", "plot_scoring_sheet"]
 _getter, _box, _show = image_getter, draw_box, show_image
 
 
+def _class_label(c: int, class_names: Sequence[str] | None) -> str:
+    """``class_names[c]`` (a readable name), or ``"class c"`` without names."""
+    return str(class_names[c]) if class_names is not None else f"class {c}"
+
+
 def plot_explanation(
     image: torch.Tensor,
     explanation: Explanation,
@@ -37,6 +42,7 @@ def plot_explanation(
     *,
     max_rows: int = 3,
     heatmap_alpha: float = 0.45,
+    class_names: Sequence[str] | None = None,
 ) -> Figure:
     """The paper's "this looks like that" figure for one image, with both boxes.
 
@@ -55,13 +61,19 @@ def plot_explanation(
     explanation : Explanation
         From :func:`interp_lib.protopnet.explain` for this image.
     push_result : PushResult
-        From the last push: where each prototype comes from.
+        From the last push: where each prototype comes from. Any object with
+        ``sample_index`` (P,) and ``box`` (P, 4) serves (e.g. the nearest patches of
+        :func:`~interp_lib.protopnet.nearest_patches` with ``k=1``, columns taken); its
+        ``activation_box`` (the yellow box on the source image) may be missing or
+        ``None``.
     images : tensor, dataset or callable
         Source images in the push loader's order (see module docstring).
     max_rows : int
         Prototypes shown (at most ``len(explanation.evidence)``).
     heatmap_alpha : float
         Opacity of the similarity heat map.
+    class_names : sequence of str, optional
+        Names of the classes (default ``"class k"``).
 
     Returns
     -------
@@ -83,39 +95,45 @@ def plot_explanation(
         draw_box(ax[0], ev.rf_box, color="cyan")
         src = to_rgb(get(int(push_result.sample_index[ev.index])))
         rf = push_result.box[ev.index]
-        pct = push_result.activation_box[ev.index]
+        pct_boxes = getattr(push_result, "activation_box", None)
+        pct = None if pct_boxes is None else pct_boxes[ev.index]
         x0, y0, x1, y1 = rf.tolist()
         show_image(
             ax[1], src[y0:y1, x0:x1], "looks like that\n(receptive field)" if r == 0 else None
         )
         show_image(ax[2], src, "prototype's source image" if r == 0 else None)
-        draw_box(ax[2], pct.tolist())
+        if pct is not None:
+            draw_box(ax[2], pct.tolist())
         draw_box(ax[2], rf.tolist(), color="cyan")
-        shares = box_area_share(torch.stack((rf, pct)), size).tolist()
+        shares = box_area_share(torch.stack((rf, rf if pct is None else pct)), size).tolist()
         ax[2].set_xlabel(
-            f"cyan: receptive field {100 * shares[0]:.0f} %\n"
-            f"yellow: 95th pct. box {100 * shares[1]:.0f} %",
+            f"cyan: receptive field {100 * shares[0]:.0f} %"
+            + ("" if pct is None else f"\nyellow: 95th pct. box {100 * shares[1]:.0f} %"),
             fontsize=9,
         )
         ax[3].axis("off")
         ax[3].text(
             0.0,
             0.5,
-            f"prototype {ev.index} (class {ev.prototype_class})\n"
+            f"prototype {ev.index} ({_class_label(ev.prototype_class, class_names)})\n"
             f"similarity {ev.similarity:.3f}\nx weight {ev.weight:.3f}\n"
             f"= {ev.points:.3f} points",
             va="center",
             fontsize=11,
         )
+    target = _class_label(explanation.target_class, class_names)
+    predicted = _class_label(explanation.predicted_class, class_names)
     fig.suptitle(
-        f"class {explanation.target_class}: logit {explanation.logit:.3f} "
-        f"(predicted {explanation.predicted_class}); box areas as a share of the image"
+        f"{target}: logit {explanation.logit:.3f} "
+        f"(predicted: {predicted}); box areas as a share of the image"
     )
     fig.tight_layout()
     return fig
 
 
-def plot_scoring_sheet(explanation: Explanation, *, ax=None) -> Figure:
+def plot_scoring_sheet(
+    explanation: Explanation, *, ax=None, class_names: Sequence[str] | None = None
+) -> Figure:
     """Bar chart of the points of the top prototypes, plus the rest, summing to the logit.
 
     Parameters
@@ -123,6 +141,8 @@ def plot_scoring_sheet(explanation: Explanation, *, ax=None) -> Figure:
     explanation : Explanation
     ax : matplotlib Axes, optional
         Draw into it; a new figure otherwise.
+    class_names : sequence of str, optional
+        Names of the classes (default ``"class k"``).
 
     Returns
     -------
@@ -134,7 +154,8 @@ def plot_scoring_sheet(explanation: Explanation, *, ax=None) -> Figure:
         fig, ax = plt.subplots(figsize=(6, 0.4 * len(explanation.evidence) + 2.0))
     else:
         fig = ax.figure
-    labels = [f"p{ev.index} (class {ev.prototype_class})" for ev in explanation.evidence]
+    labels = [f"p{ev.index} ({_class_label(ev.prototype_class, class_names)})"
+              for ev in explanation.evidence]  # fmt: skip
     values = [ev.points for ev in explanation.evidence]
     colors = [
         "tab:green" if ev.prototype_class == explanation.target_class else "tab:gray"
@@ -158,7 +179,10 @@ def plot_scoring_sheet(explanation: Explanation, *, ax=None) -> Figure:
     ax.set_yticklabels(labels, fontsize=10)
     ax.axvline(0, color="black", lw=0.8)
     ax.set_xlabel("points = similarity x weight")
-    ax.set_title(f"class {explanation.target_class}: points sum to logit {explanation.logit:.3f}")
+    ax.set_title(
+        f"{_class_label(explanation.target_class, class_names)}: points sum to logit "
+        f"{explanation.logit:.3f}"
+    )
     fig.tight_layout()
     return fig
 
