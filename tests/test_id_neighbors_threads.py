@@ -105,6 +105,7 @@ def test_callers_threads_restored_after_an_error(two_threads, monkeypatch):
         pytest.param(
             lambda: torch.randn(300, 4100, generator=torch.Generator().manual_seed(4)),
             id="wide-split",
+            marks=pytest.mark.slow,  # two searches and the brute force over 4,100 columns
         ),
     ],
 )
