@@ -19,11 +19,13 @@
 :func:`prototype_part_metrics`     consistency, stability and purity from part masks, with
                                    :func:`random_box_part_metrics` and
                                    :func:`untrained_protopnet` as chance levels
+:func:`patch_visualisation_check`  the upsampling box against a gradient relevance box
+                                   (Xu-Darme et al. 2023)
 =================================  ===============================================
 
 Evaluation lives in :mod:`~interp_lib.protopnet.placement`,
-:mod:`~interp_lib.protopnet.evidence`, :mod:`~interp_lib.protopnet.prototype_metrics` and
-:mod:`~interp_lib.protopnet.boxes_eval`; none of them trains, so none is part of the
+:mod:`~interp_lib.protopnet.evidence`, :mod:`~interp_lib.protopnet.prototype_metrics`,
+:mod:`~interp_lib.protopnet.patch_check` and :mod:`~interp_lib.protopnet.boxes_eval`; none of them trains, so none is part of the
 zoo's code hash.
 
 The pure math (distances, similarities, costs) lives in
@@ -53,6 +55,7 @@ from .losses import (
     separation_cost,
 )
 from .model import ProtoPNet, ProtoPNetOutput, add_on_layers, is_protopnet
+from .patch_check import PatchCheck, patch_visualisation_check
 from .placement import Placement, prototype_placement
 from .prototype_metrics import prototype_part_metrics, random_box_part_metrics, untrained_protopnet
 from .prune import PruneResult, prune, retrain_last_layer
@@ -71,6 +74,7 @@ __all__ = [
     "LossWeights",
     "NearestPatches",
     "NonFiniteLossError",
+    "PatchCheck",
     "Placement",
     "PretrainedBackbone",
     "ProtoPNet",
@@ -94,6 +98,7 @@ __all__ = [
     "module_receptive_field",
     "nearest_patches",
     "off_class_weight_stats",
+    "patch_visualisation_check",
     "pretrain_backbone",
     "protopnet_loss",
     "prototype_part_metrics",
