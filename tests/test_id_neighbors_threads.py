@@ -145,3 +145,22 @@ def test_concurrent_searches_keep_each_threads_setting(monkeypatch):
 
     run_in_threads(work, 2)
     assert counts == [1, 2]
+
+
+def test_twonn_runs_its_passes_single_threaded(two_threads, monkeypatch):
+    import importlib
+
+    twonn_module = importlib.import_module("interp_lib.id.twonn")  # the module, not the function
+    seen = []
+    ratio_table = twonn_module.ratio_table
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return ratio_table(*args, **kwargs)
+
+    monkeypatch.setattr(twonn_module, "ratio_table", spy)
+    X = torch.randn(300, 5, generator=torch.Generator().manual_seed(6))
+    got = twonn_module.twonn(X).dimension
+    assert seen == [1] and torch.get_num_threads() == 2
+    torch.set_num_threads(1)
+    assert twonn_module.twonn(X).dimension == got  # the same at one thread

@@ -51,7 +51,10 @@ thread count. Every other step is a pass over at most a few megabytes: split ove
 threads it is too short to pay for the fork and join, and torch's OpenMP workers spin
 while they wait for work, so on a machine whose cores are busy the extra threads only
 burn CPU and delay the main thread. The thread count changes no result (the distances
-are exact; the products are the same products).
+are exact; the products are the same products). :func:`interp_lib.id.twonn` runs its
+own passes over the data (checks, ratios, fit) in the same scope. ``torch``'s thread
+setting belongs to the calling OS thread, so concurrent searches in other threads keep
+theirs.
 """
 
 from __future__ import annotations
@@ -251,6 +254,17 @@ def _torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def _target_device(X: object, device: torch.device | str | None) -> torch.device:
+    """The device a computation on ``X`` runs on: ``device``, else a tensor's own, else
+    the CPU (also for an invalid ``device``: ``as_points`` then reports it)."""
+    if device is None:
+        return X.device if isinstance(X, torch.Tensor) else torch.device("cpu")
+    try:
+        return torch.device(device)
+    except (TypeError, ValueError, RuntimeError):
+        return torch.device("cpu")
 
 
 @contextlib.contextmanager

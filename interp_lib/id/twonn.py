@@ -25,7 +25,7 @@ from .._validation import (
     check_neighbors,
 )
 from ._ratios import as_ratios, check_prior, ratio_table
-from .neighbors import Neighbors, check_options, knn
+from .neighbors import Neighbors, _single_threaded, _target_device, check_options, knn
 from .resample import subsample_estimates
 
 __all__ = [
@@ -302,54 +302,56 @@ def twonn(
             "resampling needs points, not a precomputed distance matrix; pass "
             "n_resamples=0 or the points with metric='euclidean'."
         )
-    X = as_points(X, device=device)
-    points = None if metric == "precomputed" else X
-    if neighbors is None:
-        dist = _neighbor_distances(X, metric, chunk_size)
-    else:
-        dist = check_neighbors(neighbors, X.shape[0], 2, "twonn").cpu()
-    table = ratio_table(dist, points=points)
-    mu, n_dup, n_tie = table.mu, table.n_duplicates, table.n_ties
-    n_dropped = n_dup + n_tie
-    if mu.numel() < 3:
-        raise ValueError(
-            f"only {mu.numel()} of {X.shape[0]} points are usable: {n_dup} have a "
-            f"duplicate and {n_tie} are equidistant from their two nearest neighbours (ties, "
-            "up to the float64 rounding of the distances: all points identical, a lattice, "
-            "or too few distinct points). Pass more distinct points."
-        )
-    if n_dropped:
-        warnings.warn(
-            f"TwoNN dropped {n_dropped} of {X.shape[0]} points before the fit: {n_dup} "
-            f"duplicates (r1 == 0) and {n_tie} ties (r1 == r2), up to the float64 rounding "
-            "of the distances.",
-            UserWarning,
-            stacklevel=2,
-        )
-    dimension, error = fit_ratios(mu, method, fraction, prior)
-    error_kind = "analytic"
-    resamples = None
-    if n_resamples:
+    # small passes over the data: one thread (see "Threads" in interp_lib.id.neighbors)
+    with _single_threaded(_target_device(X, device)):
+        X = as_points(X, device=device)
+        points = None if metric == "precomputed" else X
+        if neighbors is None:
+            dist = _neighbor_distances(X, metric, chunk_size)
+        else:
+            dist = check_neighbors(neighbors, X.shape[0], 2, "twonn").cpu()
+        table = ratio_table(dist, points=points)
+        mu, n_dup, n_tie = table.mu, table.n_duplicates, table.n_ties
+        n_dropped = n_dup + n_tie
+        if mu.numel() < 3:
+            raise ValueError(
+                f"only {mu.numel()} of {X.shape[0]} points are usable: {n_dup} have a "
+                f"duplicate and {n_tie} are equidistant from their two nearest neighbours (ties, "
+                "up to the float64 rounding of the distances: all points identical, a lattice, "
+                "or too few distinct points). Pass more distinct points."
+            )
+        if n_dropped:
+            warnings.warn(
+                f"TwoNN dropped {n_dropped} of {X.shape[0]} points before the fit: {n_dup} "
+                f"duplicates (r1 == 0) and {n_tie} ties (r1 == r2), up to the float64 rounding "
+                "of the distances.",
+                UserWarning,
+                stacklevel=2,
+            )
+        dimension, error = fit_ratios(mu, method, fraction, prior)
+        error_kind = "analytic"
+        resamples = None
+        if n_resamples:
 
-        def on_subset(Xs: torch.Tensor) -> float | None:
-            sub = ratio_table(_neighbor_distances(Xs, metric, chunk_size), points=Xs).mu
-            return fit_ratios(sub, method, fraction, prior)[0] if sub.numel() >= 3 else None
+            def on_subset(Xs: torch.Tensor) -> float | None:
+                sub = ratio_table(_neighbor_distances(Xs, metric, chunk_size), points=Xs).mu
+                return fit_ratios(sub, method, fraction, prior)[0] if sub.numel() >= 3 else None
 
-        resamples = subsample_estimates(
-            X, on_subset, n_resamples=n_resamples, subsample=subsample, seed=seed
+            resamples = subsample_estimates(
+                X, on_subset, n_resamples=n_resamples, subsample=subsample, seed=seed
+            )
+            error = float(resamples.std()) if resamples.numel() > 1 else float("nan")
+            error_kind = "resample"
+        elif method == "bayes":
+            error_kind = "posterior"
+        return TwoNNResult(
+            dimension=float(dimension),
+            error=float(error),
+            error_kind=error_kind,
+            n_used=int(mu.numel()),
+            n_dropped=n_dropped,
+            mu=mu,
+            method=method,
+            fraction=fraction,
+            resamples=resamples,
         )
-        error = float(resamples.std()) if resamples.numel() > 1 else float("nan")
-        error_kind = "resample"
-    elif method == "bayes":
-        error_kind = "posterior"
-    return TwoNNResult(
-        dimension=float(dimension),
-        error=float(error),
-        error_kind=error_kind,
-        n_used=int(mu.numel()),
-        n_dropped=n_dropped,
-        mu=mu,
-        method=method,
-        fraction=fraction,
-        resamples=resamples,
-    )
