@@ -21,11 +21,14 @@
                                    :func:`untrained_protopnet` as chance levels
 :func:`patch_visualisation_check`  the upsampling box against a gradient relevance box
                                    (Xu-Darme et al. 2023)
+:func:`prototype_characteristics`  how similarity responds to hue, shape, texture, contrast
+                                   and saturation changes (Nauta et al. 2021)
 =================================  ===============================================
 
 Evaluation lives in :mod:`~interp_lib.protopnet.placement`,
 :mod:`~interp_lib.protopnet.evidence`, :mod:`~interp_lib.protopnet.prototype_metrics`,
-:mod:`~interp_lib.protopnet.patch_check` and :mod:`~interp_lib.protopnet.boxes_eval`; none of them trains, so none is part of the
+:mod:`~interp_lib.protopnet.patch_check`, :mod:`~interp_lib.protopnet.characteristics`
+and :mod:`~interp_lib.protopnet.boxes_eval`; none of them trains, so none is part of the
 zoo's code hash.
 
 The pure math (distances, similarities, costs) lives in
@@ -36,6 +39,7 @@ The pure math (distances, similarities, costs) lives in
 
 from .._plumbing import NonFiniteLossError
 from .boxes import boxes_to_masks
+from .characteristics import CharacteristicImportance, prototype_characteristics
 from .checkpoint import CorruptCheckpointError, load_checkpoint, save_checkpoint
 from .evidence import EvidenceShare, evidence_share, off_class_weight_stats
 from .explain import (
@@ -66,6 +70,7 @@ from .train import fit
 from .warmstart import PretrainedBackbone, pretrain_backbone, seed_prototypes
 
 __all__ = [
+    "CharacteristicImportance",
     "CorruptCheckpointError",
     "EpochRecord",
     "EvidenceShare",
@@ -101,6 +106,7 @@ __all__ = [
     "patch_visualisation_check",
     "pretrain_backbone",
     "protopnet_loss",
+    "prototype_characteristics",
     "prototype_part_metrics",
     "prototype_placement",
     "prune",
