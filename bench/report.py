@@ -39,6 +39,7 @@ ORDER = ("twonn", "layer_profile")  # these summaries first, then the others by 
 #: Summaries that only their book chapter reads (no README rows), and why.
 BOOK_ONLY = {
     "id_generalisation": "the chapter id_generalisation reads its per-network rows",
+    "notebooks": "each chapter states its own row at its top (interp_lib.book.run_time)",
 }
 COLUMNS = ("what", "setting", "ours", "peer", "ratio")
 HEADER = "| what | setting | ours | peer or reference | ratio (peer / ours) | source |"

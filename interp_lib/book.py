@@ -11,10 +11,13 @@ chapter use it, and a figure module (:mod:`interp_lib.viz`) is not its home.
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 from typing import Any
 
-__all__ = ["BOOK_BUILD_ENV", "QUICK_ENV", "budget", "glue"]
+__all__ = ["BOOK_BUILD_ENV", "NOTEBOOK_TIMES", "QUICK_ENV", "budget", "glue", "progress",
+           "run_time"]  # fmt: skip
 
 #: Set (to any non-empty value) by ``make book`` while the book's chapters execute.
 BOOK_BUILD_ENV = "INTERP_LIB_BOOK_BUILD"
@@ -34,6 +37,76 @@ def budget(full: int, quick: int) -> int:
     12
     """
     return quick if os.environ.get(QUICK_ENV) else full
+
+
+def progress() -> bool:
+    """Whether a chapter's long calls show progress bars: ``True`` in a notebook a reader
+    runs, ``False`` in a book build (``INTERP_LIB_BOOK_BUILD``: bars would be printed into
+    the pages) and in a quick run (``INTERP_LIB_BOOK_QUICK``: the test suite's).
+
+    Progress bars only display: every ``progress=`` of the library leaves its results,
+    random streams and cache keys as they are, so the chapters' numbers do not depend on
+    this.
+
+    Examples
+    --------
+    >>> import os
+    >>> progress() == (not os.environ.get(BOOK_BUILD_ENV) and not os.environ.get(QUICK_ENV))
+    True
+    """
+    return not (os.environ.get(BOOK_BUILD_ENV) or os.environ.get(QUICK_ENV))
+
+
+#: The measured running times of the notebooks (``bench/notebook_times.py``) in a source
+#: checkout.
+NOTEBOOK_TIMES = Path(__file__).resolve().parent.parent / "bench" / "summaries" / "notebooks.json"
+
+
+def _minutes(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(1, round(seconds / 60))} min" if seconds >= 30 else "under a minute"
+    return f"{round(seconds / 60)} min"
+
+
+def run_time(chapter: str, path: str | os.PathLike | None = None) -> str:
+    """The sentence at the top of a chapter: how long its notebook takes and how much
+    memory it needs, as measured by ``bench/notebook_times.py``.
+
+    Parameters
+    ----------
+    chapter : str
+        The notebook's name, e.g. ``"id_twonn"``.
+    path : path-like, optional
+        The summary; default :data:`NOTEBOOK_TIMES`.
+
+    Returns
+    -------
+    str
+        "Running this notebook takes about N min with an empty model cache (cold) and
+        M min with the cache warm, on K CPU cores; its kernel peaks at X GB of memory
+        (measured on DATE)." -- or a sentence saying that it has not been measured (no
+        summary, as in an installed package, no row for the chapter, or only a quick run).
+    """
+    path = Path(path) if path is not None else NOTEBOOK_TIMES
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        summary = {}
+    rows = {r.get("chapter"): r for r in summary.get("table", []) if isinstance(r, dict)}
+    row = rows.get(chapter)
+    if row is None or row.get("quick") or not {"cold", "warm"} <= set(row):
+        return (f"The running time of this notebook has not been measured yet "
+                f"(`python bench/notebook_times.py {chapter}` in a clone of the repository "
+                "measures it).")  # fmt: skip
+    cold, warm = row["cold"], row["warm"]
+    peak = max(cold["peak_rss_gb"], warm["peak_rss_gb"])
+    cores = summary.get("cpu_count") or "?"
+    date = str(row.get("date", "")).split(" ")[0]
+    return (
+        f"Running this notebook takes about {_minutes(cold['wall_s'])} with an empty model "
+        f"cache (cold) and {_minutes(warm['wall_s'])} with the cache warm, on {cores} CPU "
+        f"cores; its kernel peaks at {peak:.1f} GB of memory (measured {date})."
+    )
 
 
 def glue(name: str, value: Any, display: bool = False) -> None:

@@ -66,7 +66,7 @@ accuracy), ``pushed.pt`` / ``push.json``, ``pruned.pt`` / ``prune.json``, and
 ``explanations/``: per test image, ``test_<index>.png`` ("this looks like that": the
 test image with each top prototype's similarity map and patch boxes, the prototype's
 source patch and source image from the training set, and its points;
-:func:`~interp_lib.viz.protopnet.plot_explanation`) and ``test_<index>_points.png`` (the
+:func:`~interp_lib.viz.plot_explanation`) and ``test_<index>_points.png`` (the
 scoring sheet's bars), classes named as in the data set, and ``explanations.json``.
 Figures need matplotlib (``pip install "interp_lib[viz]"``).
 """

@@ -1,0 +1,133 @@
+"""Long work in the chapters: progress bars for a reader, none in a book build, and each
+chapter's measured running time at its top (``bench/notebook_times.py`` ->
+``interp_lib.book.run_time``)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from _helpers import require_module
+
+from interp_lib import book
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _toc_chapters() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    return [Path(f).name for f in files if (ROOT / "notebooks" / f"{Path(f).name}.ipynb").exists()]
+
+
+CHAPTERS = _toc_chapters()
+
+
+def _code_cells(text: str) -> list[str]:
+    return re.findall(r"```\{code-cell\}[^\n]*\n(.*?)```", text, flags=re.S)
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location(
+        "notebook_times", ROOT / "bench" / "notebook_times.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_progress_is_on_for_a_reader_and_off_in_a_build_or_quick_run(monkeypatch):
+    monkeypatch.delenv(book.BOOK_BUILD_ENV, raising=False)
+    monkeypatch.delenv(book.QUICK_ENV, raising=False)
+    assert book.progress() is True
+    monkeypatch.setenv(book.BOOK_BUILD_ENV, "1")
+    assert book.progress() is False
+    monkeypatch.delenv(book.BOOK_BUILD_ENV)
+    monkeypatch.setenv(book.QUICK_ENV, "1")
+    assert book.progress() is False
+
+
+ROW = {"chapter": "ch", "cold": {"wall_s": 300.0, "cpu_s": 290.0, "peak_rss_gb": 1.94},
+       "warm": {"wall_s": 45.0, "cpu_s": 40.0, "peak_rss_gb": 1.2}, "date": "2026-12-07 10:00 UTC",
+       "quick": False}  # fmt: skip
+
+
+def test_run_time_states_the_measured_row(tmp_path):
+    path = tmp_path / "notebooks.json"
+    path.write_text(json.dumps({"cpu_count": 2, "table": [ROW]}))
+    text = book.run_time("ch", path)
+    assert "about 5 min with an empty model cache (cold)" in text
+    assert "1 min with the cache warm" in text and "on 2 CPU cores" in text
+    assert "peaks at 1.9 GB" in text and "2026-12-07" in text
+    # no row, a quick (smoke) row, no summary at all (an installed package): said so
+    path.write_text(json.dumps({"cpu_count": 2, "table": [{**ROW, "quick": True}]}))
+    for chapter, summary in (("ch", path), ("other", path), ("ch", tmp_path / "missing.json")):
+        assert "has not been measured" in book.run_time(chapter, summary)
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_each_chapter_says_its_running_time_at_the_top(chapter):
+    text = (ROOT / "book" / f"{chapter}.md").read_text()
+    first = _code_cells(text)[0]
+    assert f'run_time("{chapter}")' in first, f"{chapter}: the first cell states the run time"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_long_calls_in_the_chapters_show_progress_in_a_notebook(chapter):
+    """No code cell turns the bars off for good; ``progress=book.progress()`` turns them
+    off in the book build only (the paper-scale smoke check on 120 random images is too
+    short for a bar)."""
+    code = "\n".join(_code_cells((ROOT / "book" / f"{chapter}.md").read_text()))
+    allowed = 1 if chapter == "id_paper_scale" else 0
+    assert code.count("progress=False") == allowed, chapter
+
+
+def test_the_monitor_sees_a_child_process_memory_and_cpu():
+    require_module("psutil")
+    bench = _bench()
+    code = ("import time\nb = bytearray(300_000_000)\nt = time.process_time()\n"
+            "while time.process_time() - t < 0.6: pass\ntime.sleep(0.4)\n")  # fmt: skip
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import subprocess, sys; subprocess.run([sys.executable, '-c', {code!r}])",
+        ]
+    )
+    time.sleep(0.05)
+    monitor = bench.KernelMonitor(parent.pid, interval=0.05)
+    monitor.start()
+    parent.wait()
+    monitor.stop()
+    assert monitor.peak_rss > 300e6  # the child's bytearray, counted with its parent
+    assert monitor.cpu_seconds >= 0.5  # the child's busy loop
+
+
+def test_a_measured_chapter_replaces_its_row_and_keeps_the_others(tmp_path):
+    bench = _bench()
+    path = tmp_path / "notebooks.json"
+    old = {"table": [{**ROW, "chapter": "id_twonn"}, {**ROW, "chapter": "id_layers"}]}
+    path.write_text(json.dumps(old))
+    new = {**ROW, "chapter": "id_twonn", "date": "later"}
+    summary = bench.merge(path, [new])
+    rows = {r["chapter"]: r for r in summary["table"]}
+    assert rows["id_twonn"]["date"] == "later" and rows["id_layers"] == old["table"][1]
+    assert [r["chapter"] for r in summary["table"]] == ["id_layers", "id_twonn"]  # file order
+
+
+def test_binder_runs_the_chapters_at_their_quick_budget():
+    """mybinder.org gives 2 GB; ``binder/start`` (run by repo2docker before Jupyter)
+    sets the documented smaller setting and then runs the command it is given."""
+    start = ROOT / "binder" / "start"
+    assert start.stat().st_mode & 0o111, "binder/start must be executable"
+    run = subprocess.run(["bash", str(start), "env"], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert f"{book.QUICK_ENV}=1" in run.stdout.splitlines()
+    assert 'exec "$@"' in start.read_text()
