@@ -113,7 +113,7 @@ def infidelity(
     target : int, sequence, Tensor (N,), or None
         ``None``: the predicted class.
     noise_std : float
-        Standard deviation of the default Gaussian perturbation (:func:`gaussian_perturbation`).
+        Standard deviation of the default Gaussian perturbation (:func:`~interp_lib.baselines.captum_metrics.gaussian_perturbation`).
     n_perturb_samples : int
         Perturbations per image.
     normalize : bool

@@ -242,7 +242,7 @@ def deletion(
         Pixels changed per step; default the image width (RISE's 224 at 224 px).
     substrate : {"zeros", "blur", "rise", "mean"}, float or Tensor
         What deleted pixels become; "zeros" is 0 in the model's input space; "blur" our
-        Gaussian (replicate padding), "rise" RISE's exact blur (:func:`rise_blur`).
+        Gaussian (replicate padding), "rise" RISE's exact blur (:func:`~interp_lib.baselines.metrics.rise_blur`).
     batch_size : int
         Perturbed images per forward pass.
 
@@ -277,7 +277,7 @@ def insertion(
 
     Starts from ``substrate`` (by default the image blurred with a Gaussian of size 11 and
     sigma 5, RISE's parameters with replicate padding; ``substrate="rise"`` is RISE's exact
-    kernel and zero padding, :func:`rise_blur`) and puts back the original pixels in order
+    kernel and zero padding, :func:`~interp_lib.baselines.metrics.rise_blur`) and puts back the original pixels in order
     of decreasing saliency. Parameters and return value as :func:`deletion`.
     """
     return perturbation_curve(

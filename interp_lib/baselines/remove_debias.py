@@ -42,8 +42,8 @@ of the authors' ``imputations.py``), which ``tests/test_baselines_road.py`` matc
 - the score is the softmax probability of the explained class (``score="probability"``,
   their ``ClassifierOutputSoftmaxTarget``) or its logit (``score="logit"``, their
   ``ClassifierOutputTarget``). pytorch-grad-cam returns the score *change*
-  ``after - before``; :class:`ROADResult` keeps the scores and the original score, and
-  :attr:`ROADResult.combined` equals their ``ROADCombined`` (``(LeRF - MoRF) / 2`` of the
+  ``after - before``; :class:`~interp_lib.baselines.ROADResult` keeps the scores and the original score, and
+  :attr:`~interp_lib.baselines.ROADResult.combined` equals their ``ROADCombined`` (``(LeRF - MoRF) / 2`` of the
   averages, where the original score cancels).
 """
 
@@ -201,7 +201,7 @@ def noisy_linear_imputation(
     """ROAD's noisy linear imputation of the removed pixels.
 
     Each removed pixel is set to the weighted mean of its in-image neighbours
-    (:data:`NEIGHBOUR_WEIGHTS`), removed neighbours included as unknowns (one sparse
+    (:data:`~interp_lib.baselines.remove_debias.NEIGHBOUR_WEIGHTS`), removed neighbours included as unknowns (one sparse
     system per image, solved in float64), plus ``noise`` times a standard normal draw.
 
     Parameters

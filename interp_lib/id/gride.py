@@ -16,7 +16,7 @@ DADApy's ``_argmax_loglik`` first drops the ratios at or above
 :math:`q_{50} + 20\,(q_{95} - q_{50})` (``_filter_mus``; ``numpy.percentile``, linear)
 as "very likely related to overlapping datapoints", then fits; its error (Fisher
 information) is computed on all the ratios. ``outlier_filter=True`` does the same
-(:func:`outlier_ratio_threshold`). Off by default: on data without near-duplicates the
+(:func:`~interp_lib.id.outlier_ratio_threshold`). Off by default: on data without near-duplicates the
 threshold, 20 times the distance from the median to the 95th percentile above the median,
 removes nothing and both agree exactly; they differ when a few points have a neighbour
 much closer than the rest (near-duplicates, quantised data), whose huge ratios pull the
@@ -89,7 +89,7 @@ def gride_mle(
     n1, n2 : int
         Neighbour ranks, ``1 <= n1 < n2``.
     outlier_filter : bool
-        Fit on the ratios below :func:`outlier_ratio_threshold` only (DADApy); the error
+        Fit on the ratios below :func:`~interp_lib.id.outlier_ratio_threshold` only (DADApy); the error
         still uses all the ratios, as DADApy's.
 
     Returns

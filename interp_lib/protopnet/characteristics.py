@@ -23,11 +23,11 @@ The perturbations and their default levels (their ``mod_values.py``):
   ``brightness``: ``adjust_brightness(0.8)``;
 - ``shape``: their sinusoidal warp with amplitude ``A = 4`` and frequency ``w = 0.05``:
   row ``i`` is rolled along the width by ``int(A sin(pi i w))`` pixels, then column ``j``
-  along the height by ``int(A sin(pi j w))`` (:func:`sine_warp`, equal to their
+  along the height by ``int(A sin(pi j w))`` (:func:`~interp_lib.protopnet.characteristics.sine_warp`, equal to their
   ``modify_shape``);
 - ``texture``: they denoise with OpenCV's ``fastNlMeansDenoisingColored(h=4, hColor=4,
   templateWindowSize=7, searchWindowSize=21)`` on 8-bit images. OpenCV is not a
-  dependency here: :func:`non_local_means` is a plain non-local means with the same
+  dependency here: :func:`~interp_lib.protopnet.characteristics.non_local_means` is a plain non-local means with the same
   windows and ``h`` on the 0-255 scale, averaged over RGB (OpenCV denoises luminance and
   colour separately in CIELAB and uses integer arithmetic), so texture numbers are close
   in spirit, not equal to theirs.
@@ -169,7 +169,7 @@ def perturb(images: torch.Tensor, kind: str, level: Any = None) -> torch.Tensor:
         Pixel values in ``[0, 1]`` (not normalised).
     kind : {"hue", "shape", "texture", "contrast", "saturation", "brightness"}
     level : optional
-        The perturbation's parameter (default :data:`DEFAULT_LEVELS`): the factor of
+        The perturbation's parameter (default :data:`~interp_lib.protopnet.characteristics.DEFAULT_LEVELS`): the factor of
         torchvision's ``adjust_*``, ``(amplitude, frequency)`` for ``shape``, ``h`` for
         ``texture``.
 
@@ -284,9 +284,9 @@ def prototype_characteristics(
         Maps pixel images to the model's input space (e.g. the dataset's normalisation);
         default identity.
     perturbations : sequence of str or (name, callable)
-        Names from :func:`perturb`, or ``(name, f)`` with ``f(images) -> images``.
+        Names from :func:`~interp_lib.protopnet.characteristics.perturb`, or ``(name, f)`` with ``f(images) -> images``.
     levels : mapping, optional
-        Levels overriding :data:`DEFAULT_LEVELS` by name.
+        Levels overriding :data:`~interp_lib.protopnet.characteristics.DEFAULT_LEVELS` by name.
     prototypes : sequence of int or Tensor, optional
         Prototype indices (default all).
     region : Tensor of bool, shape (N, H, W), optional

@@ -1,9 +1,9 @@
 """Sanity check of ProtoPNet's patch visualisation (Xu-Darme et al. 2023).
 
 ProtoPNet shows "where a prototype is in the image" by upsampling the latent similarity
-map to the image (bicubic) and boxing its top 5 % (:func:`interp_lib.protopnet.boxes.
-percentile_box`; what :func:`interp_lib.protopnet.explain` draws). That assumes latent
-cell ``(i, j)`` sees the image region at the same relative position. Xu-Darme, Quénot,
+map to the image (bicubic) and boxing its top 5 % (``percentile_box`` of
+``interp_lib.protopnet.boxes``; what :func:`interp_lib.protopnet.explain` draws). That
+assumes latent cell ``(i, j)`` sees the image region at the same relative position. Xu-Darme, Quénot,
 Chihani and Rousset ("Sanity checks for patch visualisation in prototype-based image
 classification", XAI4CV @ CVPR 2023; longer version arXiv:2302.08508) show that it need
 not: a cell's receptive field covers most of the image and its effective support can sit
@@ -190,7 +190,7 @@ def patch_visualisation_check(
     prototypes : sequence of int or Tensor, optional
         Prototype indices to check; default all.
     method : {"gradient", "gradient_x_input", "smoothgrad"}
-        The relevance map (:data:`RELEVANCE_METHODS`).
+        The relevance map (:data:`~interp_lib.protopnet.patch_check.RELEVANCE_METHODS`).
     percentile : float
         Both boxes keep the pixels at or above this percentile of their map (95 as the
         paper's upsampling box).
