@@ -7,6 +7,7 @@ re-exported here. Every figure function returns a matplotlib object and never ca
 
 from .baselines import plot_attributions
 from .datasets import PART_COLORS, overlay_masks, sample_grid
+from .geometry import stage_explorer, stage_figure
 from .id import (
     plot_mu_histogram,
     plot_scaling,
@@ -58,6 +59,8 @@ __all__ = [
     "plot_twonn_fit",
     "precomputed_explorer",
     "sample_grid",
+    "stage_explorer",
+    "stage_figure",
     "twonn_explorer",
     "twonn_figure",
 ]

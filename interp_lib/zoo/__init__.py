@@ -14,6 +14,8 @@ or two afterwards.
 :func:`objects_cnn`             small CNN on the rotating objects
 :func:`birds_classifier`        the ID chapters' bird CNNs (VGG- and ResNet-like), kept
                                 at their best validation epoch
+:func:`protopnet_birds_stages`  a small birds ProtoPNet with its state after every
+                                training step, and its untrained twin
 :func:`cache_dir`               where the entries live (``$INTERP_LIB_CACHE``)
 ==============================  =====================================================
 
@@ -46,10 +48,13 @@ from ._cache import CacheWarning, cache_dir
 from .bird_classifiers import TrainedBirdClassifier, birds_classifier
 from .birds import BirdsModels, BirdsRecipe, protopnet_birds
 from .classifiers import TrainedClassifier, digits_cnn, objects_cnn
+from .protopnet_stages import STAGES_RECIPE, BirdsStages, protopnet_birds_stages
 
 __all__ = [
+    "STAGES_RECIPE",
     "BirdsModels",
     "BirdsRecipe",
+    "BirdsStages",
     "CacheWarning",
     "TrainedBirdClassifier",
     "TrainedClassifier",
@@ -58,4 +63,5 @@ __all__ = [
     "digits_cnn",
     "objects_cnn",
     "protopnet_birds",
+    "protopnet_birds_stages",
 ]
