@@ -29,7 +29,7 @@ returning an ``nn.Module``. ``--weights`` is a state dict (or a checkpoint dict 
 Outputs in ``--out``:
 
 - ``run.json``: the settings of the run, the versions and the command line
-  (:class:`interp_lib.cli.RunFolder`; written once the model and the data are loaded; a
+  (:class:`interp_lib.cli.outputs.RunFolder`; written once the model and the data are loaded; a
   rerun with other settings is refused, naming them; the class selection may change);
 - ``classes/<class>.json``: one file per class, written atomically when the class is
   done; **a rerun with** ``--resume`` **skips finished classes**, so an interrupted run
@@ -38,6 +38,20 @@ Outputs in ``--out``:
   per-class ID, with every class's numbers;
 - ``profile.png``: the mean profile against relative depth (needs matplotlib,
   ``pip install "interp_lib[viz]"``; ``--no-figure`` skips it).
+
+**Under torchrun.** ``torchrun --nproc_per_node=N -m interp_lib.profile ...`` (or ``torchrun
+--nproc_per_node=N $(which interp-lib-profile) ...``) shares the classes out among ``N``
+processes (:mod:`interp_lib.cli.distributed`; ``gloo`` on the CPU, ``nccl`` with one GPU
+per process, ``--device auto``). Rank 0 alone checks and writes ``run.json`` while the
+others wait; every rank then profiles its share of the classes not yet finished, a
+round-robin over their sorted names (:func:`interp_lib.studies.sharding.shard_classes`), and
+writes their ``classes/<class>.json`` files itself, so ``--resume`` skips a finished
+class whichever rank profiled it, and with any number of processes. Rank 0 merges the
+records of every rank (:func:`interp_lib.studies.sharding.merge_class_records`) and writes
+``profile.json`` and ``profile.png``: the same files as one process writes. An error on
+any rank stops every rank at its next step, with one line from rank 0 (``error: rank
+1: ...``); the finished classes are kept. ``--out`` must be a folder every rank can
+reach (one machine, or a shared file system).
 """
 
 from __future__ import annotations
@@ -53,6 +67,8 @@ import torch
 
 from .. import cli
 from .._plumbing import atomic_write, require
+from ..cli import distributed
+from ..cli.errors import USER_ERRORS
 from ..networks import build
 
 __all__ = ["main", "run"]
@@ -123,7 +139,9 @@ def _settings(args) -> dict[str, Any]:
     return settings
 
 
-def _finished(folder: cli.RunFolder, wanted: Sequence[str]) -> dict[str, Any]:
+def _finished(
+    folder: cli.RunFolder, wanted: Sequence[str], *, quiet: bool = False
+) -> dict[str, Any]:
     done = {}
     for name in wanted:
         path = folder.path("classes", f"{name}.json")
@@ -134,83 +152,134 @@ def _finished(folder: cli.RunFolder, wanted: Sequence[str]) -> dict[str, Any]:
                 raise ValueError(
                     f"{str(path)!r} is damaged ({exc}); delete it to profile class {name!r} again."
                 ) from None
-            print(f"{name}: done before, skipped", file=sys.stderr)
+            if not quiet:
+                print(f"{name}: done before, skipped", file=sys.stderr)
     return done
 
 
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the command (see the module docstring); returns the summary of ``profile.json``.
 
-    Errors propagate (:func:`main` prints user errors as one line).
+    Under ``torchrun`` every rank runs it and returns the summary (see "Under torchrun"
+    in the module docstring). Errors propagate (:func:`main` prints user errors as one
+    line); on a rank other than 0, an error that rank 0 reports is
+    :class:`interp_lib.cli.distributed.RankStopped`.
     """
-    args = _parser().parse_args(argv)
-    if not 0 < args.subsample <= 1:
-        raise cli.UsageError(f"--subsample must lie in (0, 1], got {args.subsample}.")
-    cli.apply_threads(args.threads)
-    device = cli.resolve_device(args.device)
-    settings = _settings(args)
-    folder = cli.RunFolder(args.out)
-    resume = folder.begin(settings, resume=args.resume, overwrite=args.overwrite)
-    if not args.no_figure:
-        require("matplotlib", "interp-lib-profile (profile.png; or pass --no-figure)")
-    from ..datasets import image_folder, imagenet_transform
-    from ..studies import ClassProfiles, class_profiles
-
-    dataset = image_folder(
-        args.data, transform=imagenet_transform(args.image_size, normalize=not args.no_normalize)
-    )
-    names = list(dataset.classes)
-    wanted = names
-    if args.classes:
-        unknown = [c for c in args.classes if c not in dataset.class_to_idx]
-        if unknown:
-            raise cli.UsageError(
-                f"--classes {unknown} are not folders of {args.data!r}; it has {names[:10]}..."
-            )
-        wanted = list(args.classes)
-    if args.max_classes:
-        wanted = wanted[: args.max_classes]
-    model = build(args.model, args.weights, **settings["model_kwargs"]).to(device)
-    outputs = [folder.path("classes", f"{n}.json") for n in names]
-    outputs += [folder.path("profile.json"), folder.path("profile.png")]
-    if args.overwrite:  # the outputs of the run it replaces
-        for path in outputs:
-            path.unlink(missing_ok=True)
-    elif not resume and any(path.exists() for path in outputs):
-        raise FileExistsError(
-            f"--out {args.out!r} holds profiles without {cli.METADATA}; pass --overwrite to "
-            "replace them, or another --out."
-        )
-    folder.record(settings, argv)
-    done = _finished(folder, wanted)
-
-    def save(record: dict[str, Any]) -> None:
-        cli.write_json(folder.path("classes", f"{record['class']}.json"), record)
-        ids = ", ".join(f"{v:.1f}" for v in record["id"] if v is not None)
-        print(f"{record['class']}: {record['n_images']} images, ID {ids}", file=sys.stderr)
-
-    profiles: ClassProfiles = class_profiles(
-        model, dataset, layers=args.layers, choose="random", n_per_class=args.n_per_class,
-        classes=wanted, shared_search=False, estimator=args.estimator, pca=False,
-        max_rank=None, n_resamples=args.n_resamples, subsample=args.subsample, seed=args.seed,
-        batch_size=args.batch_size, num_workers=args.num_workers, dtype=getattr(torch, args.dtype),
-        max_bytes=args.max_bytes, progress=args.progress, done=done, on_class=save,
-    )  # fmt: skip
-    config = {**settings, "classes": wanted}
-    summary = {"version": VERSION, "config": config, **profiles.summary()}
-    cli.write_json(folder.path("profile.json"), summary)
-    if not args.no_figure:
+    try:
+        args = _parser().parse_args(argv)
+        if not 0 < args.subsample <= 1:
+            raise cli.UsageError(f"--subsample must lie in (0, 1], got {args.subsample}.")
+        cli.apply_threads(args.threads)
+        device = cli.resolve_device(args.device)
+    except USER_ERRORS as exc:  # the same on every rank: rank 0 reports it
+        if distributed.quiet_rank():
+            raise distributed.RankStopped(str(exc)) from exc
+        raise
+    ranks = distributed.start(device)
+    try:
+        summary, profiles = _run(args, argv, device, ranks)
+    finally:
+        distributed.stop(ranks)
+    if ranks.is_main and not args.no_figure:  # after profile.json, as one process does
         require("matplotlib", "profile.png").use("Agg")
         from ..viz import plot_profile
 
         title = f"{args.model}: {len(profiles.classes)} classes x {args.n_per_class} images"
         fig = plot_profile(profiles.mean_profile(), annotate=True, title=title)
-        atomic_write(folder.path("profile.png"), lambda f: fig.savefig(f, format="png", dpi=120))
+        path = cli.RunFolder(args.out).path("profile.png")
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
     return summary
 
 
+def _run(args, argv: Sequence[str] | None, device: torch.device, ranks: distributed.Ranks):
+    from ..datasets import image_folder, imagenet_transform
+    from ..studies import ClassProfiles, class_profiles
+    from ..studies.sharding import merge_class_records, shard_classes
+
+    main = ranks.is_main
+
+    def prepare():  # every rank loads the data and the model; rank 0 alone keeps run.json
+        settings = _settings(args)
+        folder = cli.RunFolder(args.out)
+        resume = main and folder.begin(settings, resume=args.resume, overwrite=args.overwrite)
+        if main and not args.no_figure:
+            require("matplotlib", "interp-lib-profile (profile.png; or pass --no-figure)")
+        transform = imagenet_transform(args.image_size, normalize=not args.no_normalize)
+        dataset = image_folder(args.data, transform=transform)
+        names = list(dataset.classes)
+        wanted = names
+        if args.classes:
+            unknown = [c for c in args.classes if c not in dataset.class_to_idx]
+            if unknown:
+                raise cli.UsageError(
+                    f"--classes {unknown} are not folders of {args.data!r}; it has {names[:10]}..."
+                )
+            wanted = list(args.classes)
+        if args.max_classes:
+            wanted = wanted[: args.max_classes]
+        model = build(args.model, args.weights, **settings["model_kwargs"]).to(device)
+        if main:
+            outputs = [folder.path("classes", f"{n}.json") for n in names]
+            outputs += [folder.path("profile.json"), folder.path("profile.png")]
+            if args.overwrite:  # the outputs of the run it replaces
+                for path in outputs:
+                    path.unlink(missing_ok=True)
+            elif not resume and any(path.exists() for path in outputs):
+                raise FileExistsError(
+                    f"--out {args.out!r} holds profiles without {cli.METADATA}; pass "
+                    "--overwrite to replace them, or another --out."
+                )
+            folder.record(settings, argv)
+        return settings, folder, dataset, wanted, model
+
+    # a collective: the other ranks go on once rank 0 has written run.json
+    settings, folder, dataset, wanted, model = distributed.together(ranks, prepare)
+    done = distributed.together(ranks, lambda: _finished(folder, wanted, quiet=not main))
+    todo = [c for c in wanted if c not in done]
+    share = set(shard_classes(todo, ranks.rank, ranks.world_size))
+    mine = [c for c in todo if c in share]  # in the order asked for
+    records: list[dict[str, Any]] = []
+
+    def save(record: dict[str, Any]) -> None:
+        cli.write_json(folder.path("classes", f"{record['class']}.json"), record)
+        records.append(record)
+        ids = ", ".join(f"{v:.1f}" for v in record["id"] if v is not None)
+        print(f"{record['class']}: {record['n_images']} images, ID {ids}", file=sys.stderr)
+
+    def profile() -> None:
+        if not mine:  # more ranks than classes to do
+            return
+        class_profiles(
+            model, dataset, layers=args.layers, choose="random", n_per_class=args.n_per_class,
+            classes=mine, shared_search=False, estimator=args.estimator, pca=False,
+            max_rank=None, n_resamples=args.n_resamples, subsample=args.subsample,
+            seed=args.seed, batch_size=args.batch_size, num_workers=args.num_workers,
+            dtype=getattr(torch, args.dtype), max_bytes=args.max_bytes, progress=args.progress,
+            on_class=save,
+        )  # fmt: skip
+
+    distributed.together(ranks, profile)
+    parts = distributed.gather(records, ranks)
+
+    def merge() -> tuple[dict[str, Any], ClassProfiles]:
+        merged = merge_class_records([done.values(), *parts], wanted)
+        profiles = ClassProfiles.from_records(merged, estimator=args.estimator)
+        config = {**settings, "classes": wanted}
+        summary = {"version": VERSION, "config": config, **profiles.summary()}
+        if main:
+            cli.write_json(folder.path("profile.json"), summary)
+        return summary, profiles
+
+    return distributed.together(ranks, merge)
+
+
 def _main(argv: Sequence[str]) -> int:
-    summary = run(argv)
+    try:
+        summary = run(argv)
+    except distributed.RankStopped as exc:  # rank 0 reports the error
+        return exc.status
+    if distributed.quiet_rank():
+        return 0
     rows = zip(summary["layers"], summary["id_mean"], summary["id_sd_over_classes"], strict=True)
     for layer, m, s in rows:
         print(f"{layer:>24}  {m if m is not None else float('nan'):8.2f} ± "
