@@ -128,7 +128,9 @@ class ROADResult:
     @property
     def combined(self) -> torch.Tensor:
         """``(LeRF mean - MoRF mean) / 2``, shape (N,): pytorch-grad-cam's ``ROADCombined``
-        (higher is better; the original score cancels)."""
+        (higher is better; the original score cancels). Their noise runs on from LeRF into
+        MoRF where ours restarts from ``seed`` for each order, so the two agree to the
+        noise's effect unless the draws are aligned (``tests/test_baselines_road.py``)."""
         return (self.lerf_mean - self.morf_mean) / 2
 
 
