@@ -89,6 +89,7 @@ def test_long_calls_in_the_chapters_show_progress_in_a_notebook(chapter):
     assert code.count("progress=False") == allowed, chapter
 
 
+@pytest.mark.slow  # a child interpreter allocates 300 MB and burns CPU
 def test_the_monitor_sees_a_child_process_memory_and_cpu():
     require_module("psutil")
     bench = _bench()

@@ -127,6 +127,7 @@ def test_marker_reader_relies_on_the_marker(marked):
     assert removed.shape == ds.images.shape
 
 
+@pytest.mark.slow  # attributions and bootstrapped rank correlations: seconds
 def test_a_perfect_map_ranks_first_and_a_random_map_last(marked):
     ds = marked
     model = MarkerReader(3).eval()
@@ -234,6 +235,7 @@ def _quadrants(n: int = 40, side: int = 8, seed: int = 0):
     return x, cf, regions
 
 
+@pytest.mark.slow  # attributions and bootstrapped rank correlations: seconds
 def test_counterfactual_faithfulness_ranks_the_perfect_map_first():
     x, cf, regions = _quadrants()
     model = QuadrantReader().eval()

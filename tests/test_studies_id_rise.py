@@ -184,6 +184,7 @@ def test_id_rise_net_variants(cache):
         id_rise_net("other", **kw)
 
 
+@pytest.mark.slow  # trains two seeds of the networks
 def test_id_rise_study_tiny(cache):
     study = id_rise_study(seeds=(0, 1), n_per_class=12, max_rank=4, epochs=1)
     assert isinstance(study, IdRiseStudy)
