@@ -42,6 +42,7 @@ def region_world(n: int = 4):
     return RegionReader(region).eval(), x, perfect, random
 
 
+@pytest.mark.slow  # 216 sparse solves (~1.5 s)
 def test_road_ranks_perfect_random_inverted() -> None:
     model, x, perfect, random = region_world()
     assert bool((model(x).argmax(1) == 1).all())

@@ -86,7 +86,7 @@ class HueTrunk(nn.Module):
         return self.pool(o / o.norm(dim=1, keepdim=True).clamp(min=1e-8))
 
 
-def test_hue_only_prototype_responds_to_hue_only() -> None:
+def hue_model_and_images():
     torch.manual_seed(0)
     model = ProtoPNet(HueTrunk(), n_classes=2, n_prototypes_per_class=1, prototype_dim=4,
                       image_size=16).eval()  # fmt: skip
@@ -96,6 +96,11 @@ def test_hue_only_prototype_responds_to_hue_only() -> None:
         z = model.latent(x)
         model.prototypes[0] = z[0, :, 0, 0, None, None] + 0.01  # near image 0's colour
         model.prototypes[1] = z[1, :, 0, 0, None, None] + 0.01
+    return model, x
+
+
+def test_hue_only_prototype_responds_to_hue_only() -> None:
+    model, x = hue_model_and_images()
     perts = ["hue", "shape", "texture", "contrast", "saturation", "brightness"]
     res = prototype_characteristics(model, x, perturbations=perts)
     assert res.delta.shape == (6, 3, 2) and res.similarity.shape == (3, 2)
@@ -109,12 +114,25 @@ def test_hue_only_prototype_responds_to_hue_only() -> None:
     part = prototype_characteristics(model, x, perturbations=[("hue", lambda t: perturb(t, "hue"))],
                                      region=left)  # fmt: skip
     assert bool((part.delta.abs() <= res.delta[:1].abs() + 1e-6).all())
+
+
+@pytest.mark.slow  # imports pandas
+def test_to_pandas() -> None:
+    model, x = hue_model_and_images()
+    res = prototype_characteristics(model, x, perturbations=["hue", "contrast"])
     df = res.to_pandas()
-    assert len(df) == 12 and set(df.columns) == {"prototype", "perturbation", "importance"}
+    assert len(df) == 4 and set(df.columns) == {"prototype", "perturbation", "importance"}
+    assert df["importance"].tolist() == pytest.approx(res.importance.flatten().tolist())
     local = res.to_pandas(per_image=True)
-    assert len(local) == 36 and local["delta"].abs().max() == pytest.approx(
-        float(res.delta.abs().max())
-    )
+    assert len(local) == 12 and list(local.columns) == [
+        "image",
+        "prototype",
+        "perturbation",
+        "delta",
+        "orig_similarity",
+    ]
+    row = local[(local.image == 1) & (local.prototype == 0) & (local.perturbation == "hue")]
+    assert float(row["delta"].iloc[0]) == pytest.approx(float(res.delta[0, 1, 0]))
 
 
 def test_bad_inputs() -> None:

@@ -73,6 +73,7 @@ def test_shifted_model_box_shows_the_wrong_place(method: str) -> None:
     torch.testing.assert_close(res.occluded_similarity, res.similarity)
 
 
+@pytest.mark.slow  # imports pandas
 def test_box_iou_pairs_and_to_pandas() -> None:
     a = torch.tensor([[0, 0, 4, 4], [0, 0, 2, 2]])
     b = torch.tensor([[2, 2, 6, 6], [4, 4, 6, 6]])
