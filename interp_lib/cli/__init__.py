@@ -13,6 +13,8 @@ share lives here, one concept per module:
   run's settings in ``run.json``, checked on resume;
 - :mod:`interp_lib.cli.errors` -- one line and exit status 2 for a user error, a traceback
   only with ``--debug``, 130 after ``Ctrl-C``.
+- :mod:`interp_lib.cli.distributed` -- a command under ``torchrun``: the process group,
+  every rank stopped (one line from rank 0) when one fails, gathering.
 """
 
 from .config import Key, check_table, keys_of, load_config, read_toml
