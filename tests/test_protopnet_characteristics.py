@@ -143,3 +143,27 @@ def test_bad_inputs() -> None:
         prototype_characteristics(model, torch.full((1, 3, 16, 16), 2.0))
     with pytest.raises(ValueError, match="perturbation must be one of"):
         prototype_characteristics(model, torch.rand(1, 3, 16, 16), perturbations=["blur"])
+
+
+@pytest.mark.slow  # imports OpenCV (installed with grad-cam in the test extra)
+def test_non_local_means_near_opencv() -> None:
+    """Measured: on a smooth image with 8-bit noise of std 7.6, OpenCV's
+    fastNlMeansDenoisingColored(h=4, hColor=4) leaves a residual std of 4.5, ours 5.1; the
+    mean |ours - OpenCV| is 3.3 grey levels where the input differs from OpenCV by 5.0."""
+    from _helpers import require_module
+
+    cv2 = require_module("cv2")
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:64, :64]
+    base = np.stack([0.5 + 0.3 * np.sin(xx / 7), 0.4 + 0.3 * np.cos(yy / 9),
+                     0.5 + 0.2 * np.sin((xx + yy) / 11)], -1)  # fmt: skip
+    u8 = (np.clip(base + 0.03 * rng.standard_normal((64, 64, 3)), 0, 1) * 255).round()
+    u8 = u8.astype(np.uint8)
+    ref = cv2.fastNlMeansDenoisingColored(u8, None, h=4, hColor=4, templateWindowSize=7,
+                                          searchWindowSize=21).astype(float)  # fmt: skip
+    x = torch.from_numpy(u8.astype(np.float32) / 255).permute(2, 0, 1)[None]
+    ours = non_local_means(x)[0].permute(1, 2, 0).numpy().astype(float) * 255
+    u = u8.astype(float)
+    assert np.abs(ours - ref).mean() < 0.75 * np.abs(u - ref).mean()
+    noise_in, noise_cv, noise_ours = ((a - base * 255).std() for a in (u, ref, ours))
+    assert noise_ours < 0.75 * noise_in and noise_ours < 1.25 * noise_cv

@@ -27,10 +27,10 @@ The perturbations and their default levels (their ``mod_values.py``):
   ``modify_shape``);
 - ``texture``: they denoise with OpenCV's ``fastNlMeansDenoisingColored(h=4, hColor=4,
   templateWindowSize=7, searchWindowSize=21)`` on 8-bit images. OpenCV is not a
-  dependency here: :func:`~interp_lib.protopnet.characteristics.non_local_means` is a plain non-local means with the same
-  windows and ``h`` on the 0-255 scale, averaged over RGB (OpenCV denoises luminance and
-  colour separately in CIELAB and uses integer arithmetic), so texture numbers are close
-  in spirit, not equal to theirs.
+  dependency here: :func:`~interp_lib.protopnet.characteristics.non_local_means` follows
+  its algorithm (CIELAB, lightness and colour denoised apart, the same windows and
+  strengths) in floating point; ``tests/test_protopnet_characteristics.py`` measures how
+  close it comes to OpenCV's.
 
 Levels are the perturbation's parameter (``levels={"hue": 0.2}``); a custom perturbation
 is any callable ``images (N, 3, H, W) in [0, 1] -> images``.
@@ -56,9 +56,11 @@ __all__ = [
     "DEFAULT_LEVELS",
     "PERTURBATIONS",
     "CharacteristicImportance",
+    "lab8_to_rgb",
     "non_local_means",
     "perturb",
     "prototype_characteristics",
+    "rgb_to_lab8",
     "sine_warp",
 ]
 
@@ -110,41 +112,53 @@ def sine_warp(images: torch.Tensor, amplitude: float = 4, frequency: float = 0.0
     return out.gather(-2, src.expand(*images.shape[:-2], h, w))
 
 
-def non_local_means(
-    images: torch.Tensor, h: float = 4.0, template: int = 7, search: int = 21
-) -> torch.Tensor:
-    """Non-local means denoising (Buades et al. 2005) of images in ``[0, 1]``.
+_RGB2XYZ = torch.tensor(
+    [[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]]
+)
+_WHITE = torch.tensor([0.950456, 1.0, 1.088754])
 
-    Each pixel becomes the mean of the pixels in its ``search x search`` window, weighted
-    by ``exp(-d2 / h^2)`` where ``d2`` is the mean squared difference (over the
-    ``template x template`` patches and the channels, on the 0-255 scale) between the
-    two pixels' patches. Borders are reflected. Removes fine texture and keeps edges.
 
-    Parameters
-    ----------
-    images : Tensor, shape (N, C, H, W)
-    h : float
-        Filter strength on the 0-255 scale (OpenCV's ``h``; 4 in Nauta et al.).
-    template, search : int
-        Odd window sides (OpenCV's defaults 7 and 21).
+def _lab_f(t: torch.Tensor) -> torch.Tensor:
+    return torch.where(t > 0.008856, t.clamp(min=1e-12) ** (1 / 3), 7.787 * t + 16 / 116)
 
-    Returns
-    -------
-    Tensor, shape (N, C, H, W)
-    """
-    check_images(images, "images", nonempty=True)
-    template = check_int(template, "template")
-    search = check_int(search, "search")
-    if template % 2 == 0 or search % 2 == 0:
-        raise ValueError(f"template and search must be odd, got {template} and {search}.")
-    n, _, hh, ww = images.shape
-    x = images * 255.0
+
+def rgb_to_lab8(images: torch.Tensor) -> torch.Tensor:
+    """sRGB in ``[0, 1]`` to OpenCV's 8-bit CIELAB scale (``L * 255 / 100``, ``a + 128``,
+    ``b + 128``; D65 white), as floats. Shape ``(N, 3, H, W)`` both ways."""
+    lin = torch.where(images <= 0.04045, images / 12.92, ((images + 0.055) / 1.055) ** 2.4)
+    m = _RGB2XYZ.to(images)
+    xyz = torch.einsum("ij,njhw->nihw", m, lin) / _WHITE.to(images)[:, None, None]
+    fx, fy, fz = _lab_f(xyz[:, 0]), _lab_f(xyz[:, 1]), _lab_f(xyz[:, 2])
+    y = xyz[:, 1]
+    big_l = torch.where(y > 0.008856, 116 * fy - 16, 903.3 * y)
+    return torch.stack([big_l * 255 / 100, 500 * (fx - fy) + 128, 200 * (fy - fz) + 128], 1)
+
+
+def lab8_to_rgb(lab: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`rgb_to_lab8` (clamped to ``[0, 1]``)."""
+    big_l = lab[:, 0] * 100 / 255
+    fy = (big_l + 16) / 116
+    fx = fy + (lab[:, 1] - 128) / 500
+    fz = fy - (lab[:, 2] - 128) / 200
+
+    def inv(f: torch.Tensor) -> torch.Tensor:
+        return torch.where(f > 0.206893, f**3, (f - 16 / 116) / 7.787)
+
+    y = torch.where(big_l > 903.3 * 0.008856, fy**3, big_l / 903.3)
+    xyz = torch.stack([inv(fx), y, inv(fz)], 1) * _WHITE.to(lab)[:, None, None]
+    lin = torch.einsum("ij,njhw->nihw", torch.linalg.inv(_RGB2XYZ.double()).to(lab), xyz)
+    lin = lin.clamp(0, 1)
+    rgb = torch.where(lin <= 0.0031308, 12.92 * lin, 1.055 * lin ** (1 / 2.4) - 0.055)
+    return rgb.clamp(0, 1)
+
+
+def _nlm(x: torch.Tensor, h: float, template: int, search: int) -> torch.Tensor:
+    """Non-local means of ``(N, C, H, W)`` values on the 0-255 scale: weights
+    ``exp(-d2 / h^2)`` with ``d2`` the mean squared difference over the template and the
+    channels, weights below 0.001 dropped (OpenCV's ``WEIGHT_THRESHOLD``)."""
+    n, _, hh, ww = x.shape
     r, t = search // 2, template // 2
     pad = r + t
-    if pad >= min(hh, ww):
-        raise ValueError(
-            f"images of {hh}x{ww} are too small for search={search} and template={template}."
-        )
     xp = F.pad(x, (pad, pad, pad, pad), mode="reflect")
     centre = xp[..., r : r + hh + 2 * t, r : r + ww + 2 * t]
     num = torch.zeros_like(x)
@@ -155,9 +169,61 @@ def non_local_means(
             d2 = ((centre - other) ** 2).mean(1, keepdim=True)
             d2 = F.avg_pool2d(d2, template, stride=1)  # mean over the template
             wgt = torch.exp(-d2 / (h * h))
+            wgt = torch.where(wgt < 1e-3, torch.zeros_like(wgt), wgt)
             num += wgt * other[..., t : t + hh, t : t + ww]
             den += wgt
-    return (num / den / 255.0).clamp(0, 1)
+    return num / den
+
+
+def non_local_means(
+    images: torch.Tensor,
+    h: float = 4.0,
+    h_color: float | None = None,
+    template: int = 7,
+    search: int = 21,
+) -> torch.Tensor:
+    """Non-local means denoising of colour images in ``[0, 1]``, after OpenCV's
+    ``fastNlMeansDenoisingColored``.
+
+    As OpenCV: the image goes to 8-bit-scaled CIELAB (:func:`rgb_to_lab8`); the lightness
+    is denoised with strength ``h`` and the two colour channels together with
+    ``h_color`` (default ``h``); each pixel becomes the mean of the pixels of its
+    ``search x search`` window weighted by ``exp(-d2 / h^2)``, ``d2`` the mean squared
+    difference between the two pixels' ``template x template`` patches (and channels),
+    weights below 0.001 dropped; back to sRGB. Unlike OpenCV: floating point throughout
+    (OpenCV rounds to 8 bits and tabulates the weights), exact patch distances, and
+    reflected borders. Removes fine texture and keeps edges.
+
+    Parameters
+    ----------
+    images : Tensor, shape (N, 3, H, W)
+    h, h_color : float
+        Filter strengths on the 0-255 scale (OpenCV's ``h`` and ``hColor``; both 4 in
+        Nauta et al.).
+    template, search : int
+        Odd window sides (OpenCV's defaults 7 and 21).
+
+    Returns
+    -------
+    Tensor, shape (N, 3, H, W)
+    """
+    check_images(images, "images", nonempty=True)
+    if images.shape[1] != 3:
+        raise ValueError(f"images must have 3 (RGB) channels, got {images.shape[1]}.")
+    template = check_int(template, "template")
+    search = check_int(search, "search")
+    if template % 2 == 0 or search % 2 == 0:
+        raise ValueError(f"template and search must be odd, got {template} and {search}.")
+    hh, ww = images.shape[-2:]
+    if search // 2 + template // 2 >= min(hh, ww):
+        raise ValueError(
+            f"images of {hh}x{ww} are too small for search={search} and template={template}."
+        )
+    h_color = h if h_color is None else h_color
+    lab = rgb_to_lab8(images.clamp(0, 1))
+    light = _nlm(lab[:, :1], float(h), template, search)
+    colour = _nlm(lab[:, 1:], float(h_color), template, search)
+    return lab8_to_rgb(torch.cat([light, colour], 1)).to(images.dtype)
 
 
 def perturb(images: torch.Tensor, kind: str, level: Any = None) -> torch.Tensor:
@@ -191,7 +257,7 @@ def perturb(images: torch.Tensor, kind: str, level: Any = None) -> torch.Tensor:
     if kind == "shape":
         amplitude, frequency = level
         return sine_warp(images, amplitude, frequency)
-    return non_local_means(images, float(level))
+    return non_local_means(images, float(level), float(level))
 
 
 @dataclass
