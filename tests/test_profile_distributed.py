@@ -25,6 +25,9 @@ from interp_lib import cli as app
 from interp_lib.cli import distributed
 from interp_lib.id import Neighbors, nearest_neighbors
 from interp_lib.id.distributed import (
+    _prepare,
+    _search_rows,
+    _unsorted,
     block_nearest_neighbors,
     distributed_nearest_neighbors,
     order_ties,
@@ -256,6 +259,23 @@ def test_block_search_is_exact_with_ties_by_index(name):
         assert torch.equal(torch.cat([p.distances for p in parts]), whole.distances)
     alone = distributed_nearest_neighbors(X, k, chunk_size=chunk_size)  # no process group
     assert torch.equal(alone.indices, whole.indices)
+
+
+@pytest.mark.slow
+def test_the_windowed_search_split_over_ranks_is_the_block_search():
+    # low-rank data: sorted along the first principal coordinate, each rank a contiguous
+    # block of that order searched through windows (ranks emulated in one process)
+    X, k, chunk_size = knn_cases()["low_rank_k2"]
+    prep = _prepare(X, k, chunk_size, 2, sort=True)
+    assert prep.space.rank > 0 and prep.order is not None  # the projected space
+    whole = block_nearest_neighbors(X, k, chunk_size=chunk_size)
+    for world in (1, 3):
+        parts = [_search_rows(prep, k, *row_block(len(X), r, world), chunk_size)
+                 for r in range(world)]  # fmt: skip
+        got = _unsorted(prep, torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
+        assert torch.equal(got.distances, whole.distances)
+        assert torch.equal(got.indices, whole.indices)
+    _check_against_references(X, k, whole)
 
 
 def test_duplicates_beyond_the_candidates_are_the_lowest_indices():

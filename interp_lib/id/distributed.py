@@ -1,15 +1,19 @@
 """The exact k-NN search of one very large point set, split over ``torch.distributed`` ranks.
 
 Every rank holds all ``N`` points and searches the neighbours of **its block of query
-rows** (rows ``r N / W`` to ``(r + 1) N / W`` of ``W`` ranks) against all of them; only
-the ``(N, k)`` neighbour distances and indices are gathered (an ``all_gather`` of each
-rank's ``(N / W, k)`` block), never a distance matrix. The search of a block is that of
-:func:`interp_lib.id.nearest_neighbors` (see the module documentation of ``interp_lib.id.neighbors``): the data at
-unit scale, the same search space (a projection for low-rank data, else the data), the
-same rounded products, ``k + margin`` candidates per row measured exactly in float64 by
-direct differences, the same rounding-error certificate, and the same exhaustive recheck
-of the rows it cannot certify. So the result is exact, and its distances are bit for bit
-those of :func:`~interp_lib.id.nearest_neighbors`.
+rows** (positions ``r N / W`` to ``(r + 1) N / W`` of the search order, for rank ``r`` of
+``W``) against all of them; only the ``(N, k)`` neighbour distances and indices are
+gathered (an ``all_gather`` of each rank's ``(N / W, k)`` block), never a distance
+matrix. The search of a block is that of :func:`interp_lib.id.nearest_neighbors` (see the
+module documentation of ``interp_lib.id.neighbors``): the data at unit scale, the same
+search space, the same rounded products, ``k + margin`` candidates per row measured
+exactly in float64 by direct differences, the same rounding-error certificate, and the
+same exhaustive recheck of the rows it cannot certify. For low-rank data (the projected
+space) the rows are sorted by their first principal coordinate, as ``nearest_neighbors``
+sorts them, each rank takes a contiguous block of that order, and each block of 512 rows
+is compared only with the rows within reach along that coordinate (the windowed search);
+in the full space each block of rows is compared with all rows. So the result is exact,
+and its distances are bit for bit those of :func:`~interp_lib.id.nearest_neighbors`.
 
 **Ties.** Among exactly tied distances (duplicate points, lattices) any choice is exact.
 :func:`~interp_lib.id.nearest_neighbors` keeps the candidates its blocked search met
@@ -26,37 +30,46 @@ exactly tied; a tied group can be represented by other members.
 float32, 8 for float64), ``k`` neighbours, ``m = k + margin`` candidates, blocks of
 ``c = chunk_size`` rows and ``W`` ranks:
 
-- the points, ``N D b``, and the search space: a centred copy, ``N D b`` more, in the
-  full space, or ``N (p + 1) b`` with ``p <= 32`` for low-rank data; plus ``5 N`` float64
-  bookkeeping values (norms, rounding bounds, ``40 N`` bytes);
-- one block of rounded squared distances, ``c^2 b`` (64 MiB for ``c = 4096``, float32),
-  and its ``c m`` best values and indices;
-- the rank's candidates and their exact distances, ``(N / W) m (b + 16)``, and two
+- the points, ``N D b``, and a second ``N D b``: their centred copy (the full space) or
+  the points in search order (the projected space, plus ``N (p + 1) b`` coordinates,
+  ``p <= 32``); plus about ``5 N`` float64 values (norms, rounding bounds: ``40 N``
+  bytes);
+- one block of rounded squared distances, at most ``c^2 b`` (64 MiB for ``c = 4096`` in
+  float32; ``512 x 2048`` values in the windowed search), with the ``c m`` best values
+  and indices of its rows and their exact distances, ``c m (b + 24)`` bytes, and two
   8 MiB float64 work buffers;
-- the gathered result, ``N k 16`` bytes (float64 distances, int64 indices) on every rank.
+- the rank's result, ``16 N k / W`` bytes, and the gathered one, ``16 N k`` (float64
+  distances and int64 indices), with as much again for the gather's receive buffers.
 
-About ``2 N D b + c^2 b + (N / W) m (b + 16) + 16 N k`` bytes: only the candidates shrink
-with ``W``; the points themselves are on every rank (at ``N = 10^6``, ``D = 1024``,
-float32: 8 GiB per rank). The products, ``N^2 q / W`` multiply-adds per rank (``q = D``
-or ``p + 1``), shrink with ``W``; one process searching all rows uses the symmetry of the
-distances and does about ``N^2 q / 2``, so ``W`` ranks divide the time by about ``W / 2``
-in the full space.
+About ``2 N D b + c^2 b + 32 N k + 40 N`` bytes plus 16 MiB, whatever ``W``: the points
+are on every rank and dominate (``N = 10^6``, ``D = 1024``, float32: 8 GiB per rank); a
+search whose points do not fit one rank would have to pass blocks of columns around the
+ranks, which this one does not. What ``W`` divides is the work: ``N^2 q / W``
+multiply-adds per rank in the full space (``q = D``), where one process searching all
+rows uses the symmetry of the distances and does about ``N^2 q / 2`` (so ``W`` ranks take
+about ``2 / W`` of its time); the windowed search of low-rank data has no such symmetry
+and its work is divided by about ``W``.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
 from .._validation import ArrayLike, as_points, check_int
 from .neighbors import (
+    _WINDOW_ROWS,
     Neighbors,
+    _below,
     _block,
     _exponent,
     _ldexp,
+    _merge_sparse,
     _pair_distances,
-    _recheck,
     _search_space,
+    _Space,
     _unit_centred,
     check_options,
 )
@@ -88,8 +101,9 @@ def order_ties(neighbors: Neighbors) -> Neighbors:
 
 
 def row_block(n: int, rank: int, world_size: int) -> tuple[int, int]:
-    """``(start, stop)``: the rows rank ``rank`` of ``world_size`` searches, a contiguous
-    block of ``n // world_size`` or one more rows (``n * rank // world_size`` on)."""
+    """``(start, stop)``: the positions of the search order that rank ``rank`` of
+    ``world_size`` searches, a contiguous block of ``n // world_size`` or one more
+    (``n * rank // world_size`` on)."""
     world_size = check_int(world_size, "world_size")
     rank = check_int(rank, "rank", minimum=0, maximum=world_size - 1)
     return n * rank // world_size, n * (rank + 1) // world_size
@@ -104,52 +118,161 @@ def _checked(X: ArrayLike, k: int, chunk_size: int, margin: int, device) -> tupl
     return X, k, chunk_size, margin
 
 
-def _search_rows(
-    X: torch.Tensor, k: int, start: int, stop: int, chunk_size: int, margin: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact k nearest of rows ``start:stop`` of ``X`` among all rows, ties by index."""
-    n = X.shape[0]
-    m = min(n - 1, k + margin)
-    e = _exponent(X)
+@dataclass
+class _Prepared:
+    """The search space of all rows (in search order), the rows in that order and the
+    original index of each (``order``; ``None``: the input order)."""
+
+    space: _Space
+    Xp: torch.Tensor
+    order: torch.Tensor | None
+    e: int
+    m: int
+
+
+def _prepare(X: torch.Tensor, k: int, chunk_size: int, margin: int, *, sort: bool) -> _Prepared:
+    """The search space of :func:`interp_lib.id.nearest_neighbors`; with ``sort`` and a
+    projected space, rows sorted by their first principal coordinate (the windowed
+    search), as ``nearest_neighbors`` does."""
+    m = min(X.shape[0] - 1, k + margin)
     space = _search_space(_unit_centred(X), k, m, chunk_size)
-    S, sq, split = space.S, space.sq, space.split
-    dev = X.device
-    rows = stop - start
-    out_d = torch.empty((rows, k), dtype=torch.float64, device=dev)
-    out_i = torch.empty((rows, k), dtype=torch.long, device=dev)
-    for a in range(start, stop, chunk_size):
-        ra = slice(a, min(stop, a + chunk_size))
-        t = ra.stop - a
-        best_d = best_i = None
-        for b in range(0, n, chunk_size):  # the m smallest rounded values of every row
-            rb = slice(b, min(n, b + chunk_size))
-            blk = _block(S[ra], sq[ra], S[rb], sq[rb], split)
-            lo, hi = max(a, b), min(ra.stop, rb.stop)
-            if lo < hi:  # the point itself, excluded by index
-                own = torch.arange(lo, hi, device=dev)
-                blk[own - a, own - b] = float("inf")
-            d, j = torch.topk(blk, min(m, blk.shape[1]), dim=1, largest=False, sorted=True)
-            j += b
-            if best_d is not None:
-                d, j = torch.cat([best_d, d], 1), torch.cat([best_i, j], 1)
-                d, pos = torch.topk(d, m, dim=1, largest=False, sorted=True)
-                j = torch.gather(j, 1, pos)
-            best_d, best_i = d, j
-        assert best_d is not None and best_i is not None
-        query = torch.arange(a, ra.stop, device=dev).repeat_interleave(m)
-        exact = _pair_distances(X, query, best_i.reshape(-1)).view(t, m)
-        found = order_ties(Neighbors(exact, best_i))
+    if not (sort and space.rank):
+        return _Prepared(space, X, None, _exponent(X), m)
+    order = torch.argsort(space.z1, stable=True)
+    sp = _Space(space.S[order], space.sq[order], space.slack[order], space.z1[order],
+                space.z1_err[order], space.rank, space.split)  # fmt: skip
+    return _Prepared(sp, X[order], order, _exponent(X), m)
+
+
+def _candidates_all(prep: _Prepared, a: int, b: int, chunk_size: int):
+    """The ``m`` smallest rounded values of rows ``a:b`` against every row, (b - a, m)."""
+    S, sq, split, m = prep.space.S, prep.space.sq, prep.space.split, prep.m
+    n, dev = S.shape[0], S.device
+    best_d = best_i = None
+    for c in range(0, n, chunk_size):
+        rc = slice(c, min(n, c + chunk_size))
+        blk = _block(S[a:b], sq[a:b], S[rc], sq[rc], split)
+        lo, hi = max(a, c), min(b, rc.stop)
+        if lo < hi:  # the point itself, excluded by index
+            own = torch.arange(lo, hi, device=dev)
+            blk[own - a, own - c] = float("inf")
+        d, j = torch.topk(blk, min(m, blk.shape[1]), dim=1, largest=False, sorted=True)
+        j += c
+        if best_d is not None:
+            d, j = torch.cat([best_d, d], 1), torch.cat([best_i, j], 1)
+            d, pos = torch.topk(d, m, dim=1, largest=False, sorted=True)
+            j = torch.gather(j, 1, pos)
+        best_d, best_i = d, j
+    return best_d, best_i
+
+
+def _candidates_windowed(prep: _Prepared, a0: int, b0: int, chunk_size: int):
+    """``_top_m_windowed`` of :mod:`interp_lib.id.neighbors` for the rows ``a0:b0`` of
+    the sorted order only: each block of rows compared with the rows around it, then
+    only with the columns within reach along the first principal coordinate."""
+    space, m = prep.space, prep.m
+    S, sq, z1, err = space.S, space.sq, space.z1, space.z1_err
+    n, dev = S.shape[0], S.device
+    rows = max(1, min(chunk_size, _WINDOW_ROWS))
+    width = min(n, max(min(chunk_size, _WINDOW_ROWS * 4), m + 1))
+    err_max = float(err.max())
+    inf = torch.tensor(float("inf"), dtype=S.dtype, device=dev)
+    best_d = torch.empty((b0 - a0, m), dtype=S.dtype, device=dev)
+    best_i = torch.empty((b0 - a0, m), dtype=torch.long, device=dev)
+    for a in range(a0, b0, rows):
+        ta = min(rows, b0 - a)
+        ra = slice(a, a + ta)
+        c0 = max(0, min(a - (width - ta) // 2, n - width))
+        c1 = c0 + width
+        sqa = sq[ra].unsqueeze(1)
+        blk = torch.addmm(sq[c0:c1].unsqueeze(0), S[ra], S[c0:c1].T, alpha=-2.0)
+        r = torch.arange(ta, device=dev)
+        blk[r, r + a - c0] = float("inf")  # the point itself, by index
+        d, j = torch.topk(blk, m, dim=1, largest=False, sorted=True)
+        d, j = d + sqa, j + c0
+        lo, hi = c0, c1
+        za, ea = z1[ra], err[ra] + err_max
+        while True:
+            reach = d[:, -1].to(torch.float64).clamp_min(0).sqrt() + ea
+            j0 = int(torch.searchsorted(z1, (za - reach).min().unsqueeze(0)))
+            j1 = int(torch.searchsorted(z1, (za + reach).max().unsqueeze(0), right=True))
+            spans = []
+            if lo > j0:
+                spans.append((max(j0, lo - width), lo))
+                lo = spans[-1][0]
+            if hi < j1:
+                spans.append((hi, min(j1, hi + width)))
+                hi = spans[-1][1]
+            if not spans:
+                break
+            for s0, s1 in spans:
+                blk = torch.addmm(sq[s0:s1].unsqueeze(0), S[ra], S[s0:s1].T, alpha=-2.0)
+                limit = torch.nextafter(d[:, -1:] - sqa, inf)
+                r, c = _below(blk, limit)
+                if r.numel():
+                    _merge_sparse(d, j, r, blk[r, c] + sqa[r, 0], c + s0)
+        best_d[a - a0 : a - a0 + ta], best_i[a - a0 : a - a0 + ta] = d, j
+    return best_d, best_i
+
+
+def _lowest(
+    rows: torch.Tensor, d: torch.Tensor, idx: torch.Tensor, n_rows: int, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row ``0 <= r < n_rows``, the ``k`` smallest ``(distance, index)`` pairs of the
+    entries ``(rows, d, idx)`` (each row has at least ``k``)."""
+    order = torch.argsort(idx, stable=True)
+    order = order[torch.argsort(d[order], stable=True)]
+    order = order[torch.argsort(rows[order], stable=True)]
+    r = rows[order]
+    counts = torch.bincount(r, minlength=n_rows)
+    rank = torch.arange(r.numel(), device=r.device) - (torch.cumsum(counts, 0) - counts)[r]
+    keep = rank < k
+    out_d = torch.empty((n_rows, k), dtype=torch.float64, device=d.device)
+    out_i = torch.empty((n_rows, k), dtype=torch.long, device=d.device)
+    out_d[r[keep], rank[keep]] = d[order][keep]
+    out_i[r[keep], rank[keep]] = idx[order][keep]
+    return out_d, out_i
+
+
+def _search_rows(
+    prep: _Prepared, k: int, start: int, stop: int, chunk_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact k nearest of the rows ``start:stop`` of the search order among all rows:
+    distances and original indices, ties by original index."""
+    space, Xp, m = prep.space, prep.Xp, prep.m
+    n, dev = Xp.shape[0], Xp.device
+    orig = (lambda i: i) if prep.order is None else (lambda i: prep.order[i])
+    out_d = torch.empty((stop - start, k), dtype=torch.float64, device=dev)
+    out_i = torch.empty((stop - start, k), dtype=torch.long, device=dev)
+    step = chunk_size if prep.order is None else max(chunk_size, _WINDOW_ROWS)
+    for a in range(start, stop, step):
+        b = min(stop, a + step)
+        if prep.order is None:
+            best_d, best_i = _candidates_all(prep, a, b, chunk_size)
+        else:
+            best_d, best_i = _candidates_windowed(prep, a, b, chunk_size)
+        query = torch.arange(a, b, device=dev).repeat_interleave(m)
+        exact = _pair_distances(Xp, query, best_i.reshape(-1)).view(b - a, m)
+        found = order_ties(Neighbors(exact, orig(best_i)))
         d, idx = found.distances[:, :k].contiguous(), found.indices[:, :k].contiguous()
         if m < n - 1:  # the certificate of nearest_neighbors, strict: ties at the k-th
-            dk2 = _ldexp(d[:, k - 1], -e).square()  # distance are all among the candidates
-            floor = best_d[:, -1].to(torch.float64) - space.slack[ra]
+            dk2 = _ldexp(d[:, k - 1], -prep.e).square()  # distance are all candidates
+            floor = best_d[:, -1].to(torch.float64) - space.slack[a:b]
             bad = (dk2 >= floor).nonzero().squeeze(1)
-            if bad.numel():
-                bound = dk2[bad] + space.slack[ra][bad]
-                rd, ri = _recheck(space, X, bad + a, bound, k, chunk_size)
-                again = order_ties(Neighbors(rd, ri))
-                d[bad], idx[bad] = again.distances, again.indices
-        out_d[a - start : ra.stop - start], out_i[a - start : ra.stop - start] = d, idx
+            if bad.numel():  # every row within reach: the recheck of nearest_neighbors
+                bound = dk2[bad] + space.slack[a:b][bad]
+                rows = bad + a
+                per = max(1, (chunk_size * chunk_size) // n)
+                for s in range(0, rows.numel(), per):
+                    r = rows[s : s + per]
+                    blk = _block(space.S[r], space.sq[r], space.S, space.sq, space.split)
+                    blk = blk.to(torch.float64)
+                    blk[torch.arange(r.numel(), device=dev), r] = float("inf")
+                    ri, cj = (blk <= bound[s : s + per].unsqueeze(1)).nonzero().unbind(1)
+                    dd = _pair_distances(Xp, r[ri], cj)
+                    rd, rx = _lowest(ri, dd, orig(cj), r.numel(), k)
+                    d[bad[s : s + per]], idx[bad[s : s + per]] = rd, rx
+        out_d[a - start : b - start], out_i[a - start : b - start] = d, idx
     return out_d, out_i
 
 
@@ -165,9 +288,11 @@ def block_nearest_neighbors(
 ) -> Neighbors:
     """Exact ``k`` nearest other rows of rows ``start:stop`` of ``X``, among all rows.
 
-    The search of :func:`interp_lib.id.nearest_neighbors` for a block of query rows
-    (see the module documentation); among exactly tied distances the lowest indices, in
-    ascending order. Its rows are those of :func:`distributed_nearest_neighbors`.
+    The search of :func:`interp_lib.id.nearest_neighbors` for any block of query rows in
+    the input order, each compared with all rows in the search space (no windows: see
+    the module documentation); among exactly tied distances the lowest indices, in
+    ascending order. Its rows are those of :func:`distributed_nearest_neighbors`, which
+    splits the search order instead.
 
     Parameters
     ----------
@@ -198,7 +323,8 @@ def block_nearest_neighbors(
     stop = n if stop is None else check_int(stop, "stop", minimum=0, maximum=n)
     start = check_int(start, "start", minimum=0, maximum=stop)
     with torch.no_grad():
-        return Neighbors(*_search_rows(X, k, start, stop, chunk_size, margin))
+        prep = _prepare(X, k, chunk_size, margin, sort=False)
+        return Neighbors(*_search_rows(prep, k, start, stop, chunk_size))
 
 
 def distributed_nearest_neighbors(
@@ -213,9 +339,10 @@ def distributed_nearest_neighbors(
     """:func:`interp_lib.id.nearest_neighbors` of one point set, the rows split over ranks.
 
     A collective: every rank of ``group`` calls it with the same ``X`` (all ``N``
-    points) and gets the whole result. Rank ``r`` of ``W`` searches the rows
-    :func:`row_block` gives it against all points; the ``(N, k)`` distances and indices
-    are all-gathered. Without an initialised process group (or with one rank) it runs
+    points) and gets the whole result. Rank ``r`` of ``W`` searches the positions
+    :func:`row_block` gives it in the search order (the input order, or the rows sorted
+    by their first principal coordinate for low-rank data) against all points; the
+    ``(N, k)`` distances and indices are all-gathered and put back in the input order. Without an initialised process group (or with one rank) it runs
     alone. See the module documentation for exactness, ties and the memory per rank.
 
     Parameters
@@ -248,9 +375,10 @@ def distributed_nearest_neighbors(
     rank, world = (0, 1) if alone else (dist.get_rank(group), dist.get_world_size(group))
     start, stop = row_block(n, rank, world)
     with torch.no_grad():
-        d, i = _search_rows(X, k, start, stop, chunk_size, margin)
+        prep = _prepare(X, k, chunk_size, margin, sort=True)
+        d, i = _search_rows(prep, k, start, stop, chunk_size)
     if world == 1:
-        return Neighbors(d, i)
+        return _unsorted(prep, d, i)
     # all_gather needs equal shapes: pad every block to the largest, then trim
     size = -(-n // world)
     on = X.device if dist.get_backend(group) == "nccl" else torch.device("cpu")
@@ -262,5 +390,13 @@ def distributed_nearest_neighbors(
         dist.all_gather(parts, padded, group=group)
         spans = [row_block(n, r, world) for r in range(world)]
         blocks.append(torch.cat([p[: b - a] for p, (a, b) in zip(parts, spans, strict=True)]))
-    blocks = [t.to(X.device) for t in blocks]
-    return Neighbors(blocks[0], blocks[1])
+    return _unsorted(prep, blocks[0].to(X.device), blocks[1].to(X.device))
+
+
+def _unsorted(prep: _Prepared, d: torch.Tensor, i: torch.Tensor) -> Neighbors:
+    """The rows of the search order back in the input order."""
+    if prep.order is None:
+        return Neighbors(d, i)
+    out_d, out_i = torch.empty_like(d), torch.empty_like(i)
+    out_d[prep.order], out_i[prep.order] = d, i
+    return Neighbors(out_d, out_i)
