@@ -208,9 +208,13 @@ def test_id_rise_study_tiny(cache):
     b = study.profiles["blurred_input"][0]
     assert not torch.allclose(b.twonn[:, 0], t.twonn[:, 0])
     assert torch.allclose(b.twonn[:, 0], study.profiles["low_pass"][0].twonn[:, 0])
-    # without relu1, relu1 is the identity: its ID equals bn1's
+    # the settings whose controls read pool1 only are profiled at the input and pool1
+    assert study.profiles["no_relu"][0].layers == ("input", "pool1")
+    assert study.profiles["untrained"][0].layers == ("input", "bn1", "relu1", "pool1")
+    # without relu1 the trained network's pool1 changes, its input does not
     nr = study.profiles["no_relu"][0]
-    assert torch.allclose(nr.twonn[:, 1], nr.twonn[:, 2])
+    assert torch.equal(nr.twonn[:, 0], t.twonn[:, 0])
+    assert not torch.allclose(nr.twonn[:, 1], t.twonn[:, 3])
     table = study.table()
     assert list(table.index) == list(CONTROLS)
     assert study.interval("baseline", over="seeds").n == 2

@@ -76,6 +76,11 @@ CONTROLS: dict[str, tuple[str, str]] = {
 
 Scale = str | int
 
+#: The settings profiled at every layer of ``RISE_LAYERS``; the others only at the input
+#: and ``pool1``, the layers their controls read (the 16-channel full-resolution layers
+#: ``bn1`` and ``relu1`` cost most of the neighbour searches).
+_ALL_LAYERS = ("trained", "untrained", "low_pass")
+
 
 def without_module(model: nn.Module, name: str = "relu1") -> nn.Module:
     """A deep copy of ``model`` with the submodule ``name`` replaced by ``nn.Identity``.
@@ -254,7 +259,9 @@ def id_rise_study(
     network without ``relu1`` (:func:`without_module`). Each is profiled with
     :func:`~interp_lib.studies.class_profiles` on its own training images (the low-pass
     network on the low-pass images; the trained network also on the low-pass images),
-    one class at a time, at ``RISE_LAYERS``: TwoNN on all images of the class
+    one class at a time, at ``RISE_LAYERS`` (the trained network, its untrained twin and
+    the low-pass network; the other settings at ``input`` and ``pool1`` only): TwoNN on
+    all images of the class
     (``n_resamples=0``: the intervals are over seeds and classes) and Gride at ranks 2,
     4, ..., ``max_rank``.
 
@@ -294,10 +301,11 @@ def id_rise_study(
             "shuffled": (nets["shuffled"].model, x),
         }
         for setting, (model, images) in models.items():
+            layers = RISE_LAYERS if setting in _ALL_LAYERS else ("input", "pool1")
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*dropped.*")
                 profiles[setting].append(
-                    class_profiles(model, images, y, list(RISE_LAYERS), label=setting, **kw)
+                    class_profiles(model, images, y, list(layers), label=setting, **kw)
                 )
         if log is not None:
             r = profiles["trained"][-1]
