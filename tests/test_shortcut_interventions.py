@@ -311,6 +311,7 @@ def test_prototype_response_reads_the_changed_part(make_protopnet):
 # ------------------------------------------------------------------ the zoo entry
 
 
+@pytest.mark.slow  # trains a tiny zoo entry
 def test_zoo_shortcut_entry_trains_caches_and_paints(tmp_path, monkeypatch):
     from interp_lib.zoo.shortcut import ShortcutRecipe, shortcut_birds_models
 
