@@ -132,3 +132,15 @@ def test_binder_runs_the_chapters_at_their_quick_budget():
     assert run.returncode == 0, run.stderr
     assert f"{book.QUICK_ENV}=1" in run.stdout.splitlines()
     assert 'exec "$@"' in start.read_text()
+
+
+def test_binder_image_holds_the_protopnet_chapters_cached_networks():
+    """``binder/postBuild`` trains, at image build time, the zoo entry the ProtoPNet
+    chapters read at their quick budget, so a session starts warm (cold, training in the
+    kernel takes it past 2 GB)."""
+    post = ROOT / "binder" / "postBuild"
+    assert post.stat().st_mode & 0o111, "binder/postBuild must be executable"
+    assert subprocess.run(["bash", "-n", str(post)], timeout=60).returncode == 0
+    call = re.search(r"zoo\.(protopnet_birds\(seed=0)", post.read_text()).group(1)
+    for chapter in ("protopnet_intro", "protopnet_decisions", "protopnet_compare"):
+        assert call in (ROOT / "book" / f"{chapter}.md").read_text(), chapter
