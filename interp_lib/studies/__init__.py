@@ -19,6 +19,11 @@ last-hidden ID vs test error    :func:`generalisation_study` ->
                                 trained by :func:`train_to_criterion`; IDs from
                                 :func:`last_hidden_ids`; the task :func:`birds_task`
 shuffled labels, MNIST*         :func:`shuffled_label_study`, :func:`mnist_star_study`
+a prototype network's geometry  :func:`geometry_study` -> :class:`GeometryStudy`
+                                (ProtoPNet vs same-trunk CNN, paired by layer),
+                                :func:`prototype_space_study`, :func:`stage_study`;
+                                :class:`ProtoPNetLayers` names the distance map and
+                                the similarity vector for the profiler
 ==============================  =====================================================
 """
 
@@ -38,6 +43,17 @@ from .generalisation import (
 )
 from .hunchback import Hunchback, hunchback
 from .per_class import ClassProfiles, class_indices, class_profiles
+from .protopnet_geometry import (
+    GeometryStudy,
+    ProtoPNetLayers,
+    PrototypeSpaceStudy,
+    StageStudy,
+    cnn_layers,
+    geometry_study,
+    protopnet_layers,
+    prototype_space_study,
+    stage_study,
+)
 from .stats import CorrelationResult, PairedInterval, correlation_bootstrap, paired_interval
 
 __all__ = [
@@ -49,20 +65,29 @@ __all__ = [
     "CorrelationResult",
     "FitRecord",
     "GeneralisationStudy",
+    "GeometryStudy",
     "Hunchback",
     "PairedInterval",
+    "ProtoPNetLayers",
+    "PrototypeSpaceStudy",
+    "StageStudy",
     "birds_task",
     "class_indices",
     "class_profiles",
+    "cnn_layers",
     "compare_to_summary",
     "correlation_bootstrap",
     "generalisation_study",
+    "geometry_study",
     "hunchback",
     "last_hidden_ids",
     "load_generalisation_summary",
     "mnist_star_study",
     "paired_interval",
     "profile_table",
+    "protopnet_layers",
+    "prototype_space_study",
     "shuffled_label_study",
+    "stage_study",
     "train_to_criterion",
 ]
