@@ -33,6 +33,7 @@ from interp_lib.studies.interventions import (
     prototype_response_table,
 )
 from interp_lib.studies.shortcut import (
+    box_coverage,
     explanation_maps,
     marker_prototypes,
     marker_reliance,
@@ -166,6 +167,17 @@ def test_proxy_metrics_of_the_marker_reader(marked):
     assert mean.loc["perfect", "deletion"] < mean.loc["bird only", "deletion"]
     assert mean.loc["perfect", "road_morf"] < mean.loc["bird only", "road_morf"]
     assert mean.loc["perfect", "road_combined"] > mean.loc["bird only", "road_combined"]
+
+
+def test_box_coverage():
+    region = torch.zeros(2, 8, 8, dtype=torch.bool)
+    region[0, 2:4, 2:4] = True
+    boxes = torch.tensor([[[0, 0, 3, 3], [0, 0, 8, 8]], [[0, 0, 8, 8], [0, 0, 1, 1]]])
+    out = box_coverage(boxes, region)
+    assert out[0].tolist() == [0.25, 1.0]
+    assert bool(out[1].isnan().all())  # no region in image 1
+    with pytest.raises(ValueError, match="boxes"):
+        box_coverage(boxes[0], region)
 
 
 def test_shortcut_scores_refuse_bad_masks(marked):

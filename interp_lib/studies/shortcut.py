@@ -35,6 +35,7 @@ __all__ = [
     "LAYER_METHODS",
     "MarkerPrototypes",
     "ShortcutScores",
+    "box_coverage",
     "explanation_maps",
     "marker_prototypes",
     "marker_reliance",
@@ -415,3 +416,35 @@ def proxy_scores(
                 "road_lerf": float(r.lerf_mean[i]), "road_combined": float(r.combined[i]),
             })  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def box_coverage(boxes: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    """Share of each image's region (e.g. its marker) inside each of its boxes.
+
+    Parameters
+    ----------
+    boxes : torch.Tensor, shape (N, P, 4), long
+        ``(x0, y0, x1, y1)`` per image and prototype, end exclusive (the boxes of
+        :func:`interp_lib.protopnet.patch_visualisation_check`).
+    region : torch.Tensor, shape (N, H, W), bool
+
+    Returns
+    -------
+    torch.Tensor, shape (N, P), float64
+        NaN where the region is empty.
+    """
+    region = check_tensor_ndim(region, "region", "(N, H, W)").bool()
+    if boxes.ndim != 3 or boxes.shape[-1] != 4 or boxes.shape[0] != region.shape[0]:
+        raise ValueError(
+            f"boxes must have shape (N, P, 4) for N = {region.shape[0]}, got {tuple(boxes.shape)}."
+        )
+    h, w = region.shape[-2:]
+    rows = torch.arange(h).view(1, 1, -1, 1)
+    cols = torch.arange(w).view(1, 1, 1, -1)
+    x0, y0, x1, y1 = (boxes[..., k, None, None] for k in range(4))
+    inside = (rows >= y0) & (rows < y1) & (cols >= x0) & (cols < x1)  # (N, P, H, W)
+    total = region.flatten(1).sum(1).double()  # (N,)
+    covered = (inside & region[:, None]).flatten(2).sum(2).double()
+    out = covered / total[:, None].clamp_min(1)
+    out[total == 0] = math.nan
+    return out
