@@ -1,6 +1,6 @@
 """Zoo recipe: a CNN and a ProtoPNet on birds with a planted shortcut (small, cached).
 
-The recipe is the birds recipe of :mod:`interp_lib.zoo.birds` scaled down to run in
+The recipe is the birds recipe (:func:`interp_lib.zoo.protopnet_birds`) scaled down to run in
 well under a CPU-minute per seed, on :func:`interp_lib.datasets.shortcut.shortcut_birds`:
 
 1. **Data**: ``n_per_class`` training, ``val_per_class`` validation and
@@ -79,11 +79,17 @@ class ShortcutRecipe:
         (:func:`interp_lib.datasets.shortcut.shortcut_birds`); ``None``: no marker (plain birds).
     marker_size : int
         Side of the square marker in pixels.
-    n_classes, seed, n_per_class, val_per_class, test_per_class, image_size, difficulty
+    n_classes, seed, n_per_class, val_per_class, test_per_class : int
         The data (as in :class:`interp_lib.zoo.BirdsRecipe`).
-    widths, pool_last, n_prototypes_per_class, prototype_dim, batch_size, cnn_lr,
-    warm_epochs, degrees, shift, shear, last_layer, channels_last, threads
-        As in :class:`interp_lib.zoo.BirdsRecipe`.
+    image_size : int
+    difficulty : float
+    widths : tuple of int
+        As in :class:`interp_lib.zoo.BirdsRecipe`, and so are the fields below but
+        ``schedule``.
+    pool_last, channels_last : bool
+    n_prototypes_per_class, prototype_dim, batch_size, warm_epochs, threads : int
+    cnn_lr, degrees, shift, shear : float
+    last_layer : str
     schedule : mapping, optional
         Overrides of :meth:`~interp_lib.protopnet.Schedule.cpu_birds` (default
         ``SHORTCUT_SCHEDULE``).
