@@ -55,14 +55,19 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 
 # Benchmarks against peers measured in the same run (minutes; DADApy gets its own venv),
-# every method at BENCH_THREADS threads. The TwoNN and profiling summaries go to
-# bench/summaries/, and bench/report.py rewrites the README's one benchmark table from
-# them (between <!-- bench:start --> and <!-- bench:end -->, with date and machine).
+# every method at BENCH_THREADS threads; the TwoNN and profiling benches at
+# BENCH_SETTINGS_THREADS (one thread and each library's default) and BENCH_LOADS (no added
+# load, and bench/_load.py's 2 busy processes per core). The TwoNN and profiling summaries
+# go to bench/summaries/, and bench/report.py rewrites the README's one benchmark table
+# from them (between <!-- bench:start --> and <!-- bench:end -->, with date and machine).
 BENCH_THREADS ?= 1
+BENCH_SETTINGS_THREADS ?= 1,default
+BENCH_LOADS ?= idle,loaded
 bench: $(STAMP)
-	$(BIN)/python bench/twonn.py --threads $(BENCH_THREADS) --json bench/summaries/twonn.json
-	$(BIN)/python bench/layer_profile.py --threads $(BENCH_THREADS) \
-	  --json bench/summaries/layer_profile.json
+	$(BIN)/python bench/twonn.py --threads $(BENCH_SETTINGS_THREADS) --loads $(BENCH_LOADS) \
+	  --json bench/summaries/twonn.json
+	$(BIN)/python bench/layer_profile.py --threads $(BENCH_SETTINGS_THREADS) \
+	  --loads $(BENCH_LOADS) --json bench/summaries/layer_profile.json
 	$(BIN)/python bench/protopnet.py --threads $(BENCH_THREADS) --json bench/summaries/protopnet.json
 	$(BIN)/python bench/baselines.py
 	$(BIN)/python bench/protopnet_birds.py

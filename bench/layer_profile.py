@@ -16,11 +16,22 @@ set-up (imports, model, loader):
   layers are processed in groups, re-running the (early-stopped) forward pass.
 
 Both ID paths are exact, so their estimates must agree; the largest difference is
-printed. Torch runs with ``--threads`` threads (2 by default) in every subprocess.
+printed.
+
+Settings (issue 26): every approach runs under each ``--threads`` setting (default
+``1,default``: one thread for torch, OpenMP, MKL and OpenBLAS alike, and nothing set,
+each library's default, the ``*_NUM_THREADS`` variables removed) and each ``--loads``
+setting (default ``idle,loaded``: no added load, and ``bench/_load.py``'s 2 busy
+processes per core started before and ended after each run). Rounds interleave the
+settings and the approaches; every ratio is between runs of the same round and setting,
+and "ours at 1 thread" compares ours at one thread with ours at the default under the
+same load. Each table and README row carries its thread count and the range of the
+1-minute load average read before its runs.
 
     python bench/layer_profile.py                         # 1000 images, 224 px
     python bench/layer_profile.py --n 300 --rounds 3      # quicker; 3 interleaved rounds
     python bench/layer_profile.py --approaches naive interp_lib --image-size 112
+    python bench/layer_profile.py --n 200 --image-size 112 --threads default --loads idle
 
 One run (2026-11-24, 2 CPU cores, quiet machine; "peak MB" is peak RSS above the set-up):
 
@@ -88,6 +99,7 @@ import time
 from pathlib import Path
 
 from _common import load, machine, now, write_summary
+from _load import LOADS, background_load, describe
 
 HERE = Path(__file__).resolve().parent
 # this file is named like the standard library's `profile`, which torch imports (via
@@ -165,7 +177,7 @@ def _naive(model, loader, layers: list[str]) -> dict[str, float]:
     return ids
 
 
-def worker(approach: str, n: int, threads: int, image_size: int = 224) -> None:
+def worker(approach: str, n: int, threads: str, image_size: int = 224) -> None:
     # everything either approach imports is imported here, before the clock starts
     import sklearn.neighbors  # noqa: F401
     import torch
@@ -174,7 +186,8 @@ def worker(approach: str, n: int, threads: int, image_size: int = 224) -> None:
     import interp_lib.id  # noqa: F401
     from interp_lib.profile import default_checkpoints, layer_ids
 
-    torch.set_num_threads(threads)
+    if threads != "default":
+        torch.set_num_threads(int(threads))
     torch.manual_seed(0)
     model = torchvision.models.resnet18(weights=None).eval()
     loader = _loader(n, image_size)
@@ -196,18 +209,30 @@ def worker(approach: str, n: int, threads: int, image_size: int = 224) -> None:
         ids = dict(zip(prof.layers, prof.dimensions, strict=True))
     dt, cpu = time.perf_counter() - t, time.process_time() - cpu
     # "time" is CPU seconds (all threads): a shared machine's waits do not count
-    print(json.dumps({"time": cpu, "wall": dt, "peak_mb": _peak_rss_mb() - base, "ids": ids}))
+    peak = _peak_rss_mb() - base
+    out = {"time": cpu, "wall": dt, "peak_mb": peak, "ids": ids}
+    print(json.dumps(out | {"threads": torch.get_num_threads()}))
 
 
-def _run(approach: str, args: argparse.Namespace) -> dict:
+def _environment(threads: str) -> dict:
+    """Every library in the worker (torch, scikit-learn's OpenMP, BLAS) gets ``threads``
+    threads, or its own default (``"default"``: the variables removed)."""
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        if threads == "default":
+            env.pop(var, None)
+        else:
+            env[var] = threads
+    return env
+
+
+def _run(approach: str, args: argparse.Namespace, threads: str) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", approach]
-    cmd += ["--n", str(args.n), "--threads", str(args.threads)]
+    cmd += ["--n", str(args.n), "--threads", threads]
     cmd += ["--image-size", str(args.image_size)]
-    # every library in the worker (torch, scikit-learn's OpenMP, BLAS) gets the same threads
-    threads = str(args.threads)
-    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
-    env["OPENBLAS_NUM_THREADS"] = threads
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, check=False, env=_environment(threads)
+    )
     if out.returncode != 0:
         sys.exit(f"{approach} failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -217,7 +242,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1000, help="number of images")
     parser.add_argument("--image-size", type=int, default=224, help="image side in pixels")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads per run")
+    parser.add_argument(
+        "--threads",
+        default="1,default",
+        help="thread settings: comma-separated counts or 'default'",
+    )
+    parser.add_argument("--loads", default="idle,loaded", help="load settings (bench/_load.py)")
     parser.add_argument(
         "--rounds", type=int, default=1, help="interleaved rounds (medians are reported)"
     )
@@ -233,34 +263,69 @@ def main() -> None:
     if "naive" not in args.approaches:
         args.approaches.insert(0, "naive")
     load_before = load()
-    runs: dict[str, list[dict]] = {a: [] for a in args.approaches}
+    settings = [(t, ld) for ld in args.loads.split(",") for t in args.threads.split(",")]
+    runs: dict = {(a, s): [] for a in args.approaches for s in settings}
+    loadavg: dict = {s: [] for s in settings}
     for r in range(args.rounds):  # interleaved: a loaded machine slows every approach alike
-        for approach in args.approaches:
-            runs[approach].append(_run(approach, args))
-            t = runs[approach][-1]["time"]
-            print(f"round {r + 1}: {approach} {t:.1f} s", file=sys.stderr)
+        for s in settings[r % len(settings) :] + settings[: r % len(settings)]:
+            for approach in args.approaches:
+                loadavg[s].append(os.getloadavg()[0])
+                with background_load(LOADS[s[1]]):
+                    runs[approach, s].append(_run(approach, args, s[0]))
+                t = runs[approach, s][-1]["time"]
+                print(
+                    f"round {r + 1}, {s[0]} thread(s), {s[1]}: {approach} {t:.1f} s",
+                    file=sys.stderr,
+                )
     med = statistics.median
-    results = {
-        a: {
-            "time": med(x["time"] for x in rs),
-            "peak_mb": med(x["peak_mb"] for x in rs),
-            "ids": rs[0]["ids"],
+    results, ratios = {}, {}
+    for s in settings:
+        res = {
+            a: {
+                "time": med(x["time"] for x in runs[a, s]),
+                "wall": med(x["wall"] for x in runs[a, s]),
+                "peak_mb": med(x["peak_mb"] for x in runs[a, s]),
+                "threads": runs[a, s][0]["threads"],
+                "ids": runs[a, s][0]["ids"],
+            }
+            for a in args.approaches
         }
-        for a, rs in runs.items()
-    }
-    # ratio to the naive run of the same round, then the median over rounds
-    ratio = {
-        a: med(x["time"] / nv["time"] for x, nv in zip(rs, runs["naive"], strict=True))
-        for a, rs in runs.items()
-    }
+        # ratio to the naive run of the same round and setting, then the median over rounds
+        ratio = {
+            a: med(
+                x["time"] / nv["time"] for x, nv in zip(runs[a, s], runs["naive", s], strict=True)
+            )
+            for a in args.approaches
+        }
+        key = f"{s[0]} thread(s), {s[1]}"
+        results[key], ratios[key] = res, ratio
+        _print_table(args, s, res, ratio, loadavg[s])
+    one = {}  # ours at one thread / ours at another setting, same load (CPU and wall)
+    for t, ld in settings:
+        a = "interp_lib"
+        if t != "1" and ("1", ld) in loadavg and a in args.approaches:
+            x, y = results[f"1 thread(s), {ld}"][a], results[f"{t} thread(s), {ld}"][a]
+            one[f"{t} thread(s), {ld}"] = (x["time"] / y["time"], x["wall"] / y["wall"])
+            verdict = "met" if x["wall"] >= y["wall"] else "NOT met"
+            print(
+                f"# ours at 1 thread / ours at {t}, {ld}: {x['time'] / y['time']:.2f}x CPU, "
+                f"{x['wall'] / y['wall']:.2f}x wall (never slower, wall >= 1x: {verdict})"
+            )
+    if args.json:
+        summarise(args, results, ratios, one, loadavg, load_before)
+
+
+def _print_table(args, setting, results: dict, ratio: dict, loadavg: list[float]) -> None:
     fwd = results.get("forward")
     naive = results["naive"]
+    threads = results["naive"]["threads"]
     print(
         f"\nResNet-18 (untrained), {args.image_size} px, {args.n} images, default checkpoints, "
-        f"{args.threads} torch threads, {args.rounds} interleaved round(s), medians\n"
+        f"{setting[0]} thread(s) ({threads}), {describe(setting[1])}, 1-min load average "
+        f"{min(loadavg):.1f}-{max(loadavg):.1f}, {args.rounds} interleaved round(s), medians\n"
     )
     header = (
-        f"| {'approach':<22} | {'CPU s':>8} | {'x forward':>9} | {'x naive':>7} | "
+        f"| {'approach':<22} | {'CPU s':>8} | {'wall s':>8} | {'x forward':>9} | {'x naive':>7} | "
         f"{'peak MB':>8} | {'mem x naive':>11} |"
     )
     print(header)
@@ -271,7 +336,7 @@ def main() -> None:
 
     for approach, r in results.items():
         print(
-            f"| {approach:<22} | {r['time']:8.1f} | {x_forward(r):>9} | "
+            f"| {approach:<22} | {r['time']:8.1f} | {r['wall']:8.1f} | {x_forward(r):>9} | "
             f"{ratio[approach]:7.2f} | {r['peak_mb']:8.0f} | "
             f"{r['peak_mb'] / naive['peak_mb']:11.2f} |"
         )
@@ -282,39 +347,58 @@ def main() -> None:
             diff = max(abs(got[k] - ref[k]) for k in ref)
             print(f"\nmax |ID {approach} - ID naive| over {len(ref)} layers: {diff:.3g}")
     print("IDs (naive): " + ", ".join(f"{k} {v:.1f}" for k, v in ref.items()))
-    if args.json:
-        summarise(args, results, ratio, load_before)
 
 
-def summarise(args, results: dict, ratio: dict, load_before: str) -> None:
-    """The summary read by ``bench/report.py``: one README table row per approach."""
-    naive = results["naive"]
-    setting = f"{args.n} images at {args.image_size} px, {args.rounds} round(s)"
+def summarise(
+    args, results: dict, ratios: dict, one: dict, loadavg: dict, load_before: str
+) -> None:
+    """The summary read by ``bench/report.py``: one README table row per approach and
+    setting (threads, load)."""
     table = []
-    for approach, r in results.items():
-        if approach == "naive":
-            continue
-        table.append(
-            {
-                "what": f"layer profile of ResNet-18: {approach}",
-                "setting": setting,
-                "ours": f"{r['time']:.1f} CPU s, peak {r['peak_mb']:.0f} MB",
-                "peer": f"naive hooks + scikit-learn {naive['time']:.1f} CPU s, "
-                f"peak {naive['peak_mb']:.0f} MB",
-                "ratio": f"{1 / ratio[approach]:.2f}x time; "
-                f"{naive['peak_mb'] / max(r['peak_mb'], 1e-9):.2f}x memory",
-            }
+    for key, res in results.items():
+        t, ld = key.split(" thread(s), ")
+        avg = loadavg[t, ld]
+        naive = res["naive"]
+        threads = f"default ({naive['threads']})" if t == "default" else t
+        setting = (
+            f"{args.n} images at {args.image_size} px, {args.rounds} round(s), {threads} "
+            f"thread(s), {describe(ld)}, load average {min(avg):.1f}-{max(avg):.1f}"
         )
+        for approach, r in res.items():
+            if approach == "naive":
+                continue
+            extra = ""
+            if approach == "interp_lib" and key in one:
+                extra = f"; ours at 1 thread {one[key][0]:.2f}x ({one[key][1]:.2f}x wall)"
+            table.append(
+                {
+                    "what": f"layer profile of ResNet-18: {approach}",
+                    "setting": setting,
+                    "ours": f"{r['time']:.1f} CPU s ({r['wall']:.1f} s wall), "
+                    f"peak {r['peak_mb']:.0f} MB",
+                    "peer": f"naive hooks + scikit-learn {naive['time']:.1f} CPU s "
+                    f"({naive['wall']:.1f} s wall), peak {naive['peak_mb']:.0f} MB",
+                    "ratio": f"{1 / ratios[key][approach]:.2f}x time "
+                    f"({naive['wall'] / r['wall']:.2f}x wall); "
+                    f"{naive['peak_mb'] / max(r['peak_mb'], 1e-9):.2f}x memory" + extra,
+                }
+            )
+    n_default = next(
+        (r["naive"]["threads"] for key, r in results.items() if key.startswith("default")), "?"
+    )
     summary = {
         "script": "bench/layer_profile.py",
         "date": now(),
         "machine": machine(),
-        "threads": args.threads,
+        "threads": " and ".join(
+            f"default ({n_default})" if t == "default" else t for t in args.threads.split(",")
+        ),
         "load_before": load_before,
         "load_after": load(),
         "table": table,
         "results": results,
-        "ratio_to_naive": ratio,
+        "ratio_to_naive": ratios,
+        "one_thread_over_setting": one,
     }
     write_summary(args.json, summary)
 

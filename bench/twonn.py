@@ -1,4 +1,5 @@
-"""Benchmark: interp_lib's TwoNN against DADApy, scikit-dimension, scikit-learn and torch.
+"""Benchmark: interp_lib's TwoNN against DADApy, scikit-dimension, scikit-learn, FAISS,
+torchid and torch, at one thread and at the default thread count, idle and loaded.
 
 Every (method, N, D) runs in a fresh subprocess on the same saved data, so the timings
 and the peak memory (the peak resident set during the estimate above the resident set
@@ -6,26 +7,47 @@ before it) are not polluted by each other. The methods of one size run interleav
 ``--repeats`` times in a rotating order, so that a load on a shared machine hits them
 alike; the table gives the median CPU time (``process_time``: all threads, not inflated
 by waiting for a busy core) and the ratio of medians, ``peer / ours`` (> 1: ours is
-faster), with the spread of the per-round ratios and the median wall time. The date, the machine, the torch
-threads and the load average before and after are printed with it.
+faster), with the spread of the per-round ratios, the median wall time and the ratio of
+median wall times. The date, the machine and the load average before and after are
+printed with it, and every row carries its thread setting, its load setting and the
+range of the 1-minute load average read just before its runs.
 
 Methods: ``interp_lib`` (``twonn``), ``previous`` (``twonn`` on the neighbour search of
 an earlier commit, ``--previous``, loaded from git: the "before" column), ``dadapy``
 (``Data.compute_id_2NN``), ``skdim`` (``skdim.id.TwoNN``), ``sklearn_3nn``
-(brute-force ``NearestNeighbors(n_neighbors=3)``, neighbours only) and ``naive_torch``
-(full distance matrix). DADApy pins numpy < 2 and pulls in jax, so it runs in its own
-throw-away virtual environment (``bench/.venvs/dadapy``, created on first use; pass
-``--no-dadapy`` to skip it).
+(brute-force ``NearestNeighbors(n_neighbors=3)``, neighbours only), ``faiss`` (FAISS
+exact search, ``IndexFlatL2``, 3 neighbours of every row, neighbours only), ``torchid``
+(``torchid.estimators.TwoNN``, FAISS underneath on the CPU; it needs Python >= 3.13 and
+is skipped where it is not installed) and ``naive_torch`` (full distance matrix). DADApy
+pins numpy < 2 and pulls in jax, so it runs in its own throw-away virtual environment
+(``bench/.venvs/dadapy``, created on first use; pass ``--no-dadapy`` to skip it).
 
-    python bench/twonn.py                        # the default sizes, 3 rounds, 1 thread
-    python bench/twonn.py --sizes 5000x100 --repeats 1
+Near-duplicates: ours measures every reported distance by float64 differences and proves
+the order with a rounding bound; DADApy, scikit-dimension and scikit-learn's brute force
+use the expansion ``|x|^2 + |y|^2 - 2 x.y`` in the data's float type (float64 for DADApy,
+which converts), clamped at 0; FAISS uses direct float32 differences below
+``faiss.cvar.distance_compute_blas_threshold`` query rows (20 in older releases, 128,000
+in recent ones) and the float32 expansion above it, where points closer than about
+``sqrt(eps) |x|`` all get distance 0 and the point itself need not come first
+(``tests/test_id_neighbors_faiss.py`` shows a case); torchid inherits FAISS's behaviour
+and then excludes the point by index.
+
+    python bench/twonn.py                        # the default sizes and settings, 3 rounds
+    python bench/twonn.py --sizes 5000x100 --repeats 1 --threads default --loads idle
     python bench/twonn.py --spectrum             # pruning gain against the spectrum
     python bench/twonn.py --json bench/summaries/twonn.json   # also a summary for the README
 
-Every method runs with ``--threads`` threads (1 by default: torch, OpenMP, MKL and
-OpenBLAS alike), so that a shared machine's other jobs matter less. The last lines give
-the ratios issue 14 asks for: DADApy / ours at N = 20,000, D = 1,000 (target 3x) and
-scikit-learn brute 3-NN / ours at N = 10,000, D = 512 (target 2x).
+Settings (issue 26): ``--threads 1,default`` runs every method with one thread (torch,
+OpenMP, MKL, OpenBLAS and FAISS alike) and with nothing set (each library's default: what
+a user gets; the ``*_NUM_THREADS`` variables are removed from the workers' environment);
+``--loads idle,loaded`` runs each measurement with no added load and inside
+``bench/_load.py``'s background load (2 busy processes per core, started before and
+ended after each measurement). The rounds interleave the settings and the methods. All
+ratios are between runs of the same setting in this run; "ours at 1 thread / ours at
+the default" compares the two thread settings under the same load. The last lines give
+the targets: DADApy / ours at N = 20,000, D = 1,000 (3x) and scikit-learn brute 3-NN /
+ours at N = 10,000, D = 512 (2x) in every setting, and ours at the default thread count
+never slower than ours at one thread.
 
 The data: a 12-dimensional Gaussian rotated into D dimensions (float32).
 """
@@ -33,6 +55,7 @@ The data: a 12-dimensional Gaussian rotated into D dimensions (float32).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -43,15 +66,19 @@ import time
 from pathlib import Path
 
 from _common import load, machine, now, write_summary
+from _load import LOADS, background_load, describe
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DADAPY_VENV = HERE / ".venvs" / "dadapy"
-PREVIOUS = "66f5764"  # the neighbour search before the threshold filtering (issue 14)
+PREVIOUS = "07630bb"  # the neighbour search before the single-threaded scope (issue 26)
 # sizes and the methods run at each (the largest only for ours: time and peak memory)
 DEFAULT_SIZES = "20000x1000,10000x512,100000x128"
-ALL = ("interp_lib", "previous", "dadapy", "skdim", "sklearn_3nn", "naive_torch")
+ALL = ("interp_lib", "previous", "dadapy", "skdim", "sklearn_3nn", "faiss", "torchid")
+ALL += ("naive_torch",)
 ONLY_OURS = ("interp_lib", "previous")
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+THREAD_VARS += ("NUMEXPR_NUM_THREADS",)
 
 
 def _peak_rss_mb() -> float:
@@ -85,22 +112,30 @@ def _previous_knn(commit: str):
     return mod.knn
 
 
-def worker(method: str, path: str, previous: str, threads: int = 1) -> None:
+def worker(method: str, path: str, previous: str, threads: str = "1") -> None:
     import numpy as np
 
-    if method in ("interp_lib", "previous", "naive_torch"):
+    if method in ("interp_lib", "previous", "naive_torch", "torchid") and threads != "default":
         import torch
 
-        torch.set_num_threads(threads)
+        torch.set_num_threads(int(threads))
+    if method in ("faiss", "torchid") and threads != "default":
+        import faiss
+
+        faiss.omp_set_num_threads(int(threads))
 
     X = np.load(path)
     if method in ("interp_lib", "previous"):
         from interp_lib.id import twonn
 
         if method == "previous":
-            import interp_lib.id.twonn as twonn_module
+            import contextlib
+            import importlib
 
+            twonn_module = importlib.import_module("interp_lib.id.twonn")
             twonn_module.knn = _previous_knn(previous)
+            # the previous twonn had no thread scope of its own (before issue 26)
+            twonn_module._single_threaded = lambda device: contextlib.nullcontext()
         run = lambda: twonn(X).dimension  # noqa: E731
     elif method == "skdim":
         import skdim
@@ -117,6 +152,20 @@ def worker(method: str, path: str, previous: str, threads: int = 1) -> None:
         def run():
             d, _ = NearestNeighbors(n_neighbors=3, algorithm="brute").fit(X).kneighbors(X)
             return float(np.median(d[:, 2] / np.maximum(d[:, 1], 1e-300)))  # not an ID
+    elif method == "faiss":
+        import faiss
+
+        def run():
+            index = faiss.IndexFlatL2(X.shape[1])
+            index.add(X)
+            d2, _ = index.search(X, 3)
+            d = np.sqrt(np.maximum(d2, 0))
+            return float(np.median(d[:, 2] / np.maximum(d[:, 1], 1e-300)))  # not an ID
+    elif method == "torchid":
+        import torch
+        from torchid.estimators import TwoNN
+
+        run = lambda: TwoNN().fit(torch.from_numpy(X)).dimension_  # noqa: E731
     elif method == "naive_torch":
         import torch
 
@@ -135,7 +184,8 @@ def worker(method: str, path: str, previous: str, threads: int = 1) -> None:
 
 def _ensure_dadapy() -> Path | None:
     py = DADAPY_VENV / "bin" / "python"
-    if not py.exists():
+    ok = py.exists() and not subprocess.run([str(py), "-c", "import dadapy"]).returncode
+    if not ok:
         print("creating DADApy's own venv (numpy<2, jax) under bench/.venvs ...", flush=True)
         try:
             subprocess.run([sys.executable, "-m", "venv", str(DADAPY_VENV)], check=True)
@@ -154,12 +204,43 @@ def bench_data(n: int, d: int, seed: int = 0):
     return (rng.normal(size=(n, 12)) @ Q.T).astype(np.float32)
 
 
+def default_threads(env: dict) -> int:
+    """torch's default thread count in a fresh process with ``env``."""
+    out = subprocess.run(
+        [sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    return int(out.stdout.strip())
+
+
+def _environment(threads: str) -> dict:
+    """The workers' environment: every ``*_NUM_THREADS`` set to ``threads``, or removed
+    (``"default"``)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    for var in THREAD_VARS:
+        if threads == "default":
+            env.pop(var, None)
+        else:
+            env[var] = threads
+    return env
+
+
 def compare(args) -> None:
     import numpy as np
     import torch
 
+    thread_settings = args.threads.split(",")
+    loads = args.loads.split(",")
+    n_default = default_threads(_environment("default"))
+    label = {t: f"default ({n_default})" if t == "default" else t for t in thread_settings}
     print(f"# bench/twonn.py  {now()}")
-    print(f"# machine: {machine()}; torch {torch.__version__}, {args.threads} thread(s) per run")
+    print(f"# machine: {machine()}; torch {torch.__version__}")
+    print(
+        f"# threads per run: {', '.join(label.values())}; loads: {', '.join(map(describe, loads))}"
+    )
     print(f"# load average before: {load()}")
     pythons = {m: sys.executable for m in ALL}
     wanted = [m for m in ALL if m not in args.skip]
@@ -168,78 +249,129 @@ def compare(args) -> None:
             wanted.remove("dadapy")
         else:
             pythons["dadapy"] = str(py)
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    for var in (
-        "OMP_NUM_THREADS",
-        "MKL_NUM_THREADS",
-        "OPENBLAS_NUM_THREADS",
-        "NUMEXPR_NUM_THREADS",
-    ):
-        env[var] = str(args.threads)
+    for m, module in (("faiss", "faiss"), ("torchid", "torchid")):
+        if m in wanted and importlib.util.find_spec(module) is None:
+            print(f"# {m}: {module} is not installed here; skipped")
+            wanted.remove(m)
+    envs = {t: _environment(t) for t in thread_settings}
     summary = {
         "script": "bench/twonn.py",
         "date": now(),
         "machine": machine(),
-        "threads": args.threads,
+        "threads": " and ".join(label.values()),
         "load_before": load(),
         "repeats": args.repeats,
         "rows": [],
     }
-    print(
-        f"{'N':>6} {'D':>5} {'method':<12} {'CPU s':>9} {'ID':>8} {'peak MB':>8} "
-        f"{'peer/ours':>9} {'per-round ratios':>18} {'wall s':>8}"
-    )
-    worker_args = ["--previous", args.previous, "--threads", str(args.threads)]
+    settings = [(t, ld) for ld in loads for t in thread_settings]
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes.split(","):
             n, d = (int(v) for v in size.split("x"))
             path = os.path.join(tmp, f"X_{n}_{d}.npy")
             np.save(path, bench_data(n, d))
             methods = [m for m in wanted if n < 50_000 or m in ONLY_OURS]
-            runs: dict[str, list[dict]] = {m: [] for m in methods}
-            for r in range(args.repeats):
-                for m in methods[r % len(methods) :] + methods[: r % len(methods)]:
-                    out = subprocess.run(
-                        [pythons[m], __file__, "--worker", m, path, *worker_args],
-                        capture_output=True,
-                        text=True,
-                        env=env,
-                    )
-                    if out.returncode:
-                        print(f"{n:>6} {d:>5} {m:<12} failed: {out.stderr.strip()[-300:]}")
-                        continue
-                    runs[m].append(json.loads(out.stdout.strip().splitlines()[-1]))
-            ours = [r["time"] for r in runs.get("interp_lib", [])]
-            for m in methods:
-                if not runs[m]:
-                    continue
-                t = statistics.median(r["time"] for r in runs[m])
-                peak = max(r["peak_mb"] for r in runs[m])
-                est = runs[m][0]["estimate"]
-                wall = statistics.median(r["wall"] for r in runs[m])
-                ratio = t / statistics.median(ours) if ours else float("nan")
-                rounds = [a["time"] / b for a, b in zip(runs[m], ours, strict=False)]
-                spread = f"{min(rounds):.2f}-{max(rounds):.2f}" if rounds else ""
+            runs: dict = {(m, s): [] for m in methods for s in settings}
+            loadavg: dict = {s: [] for s in settings}
+            for r in range(args.repeats):  # rounds: settings and methods rotate
+                for s in settings[r % len(settings) :] + settings[: r % len(settings)]:
+                    t, ld = s
+                    worker_args = ["--previous", args.previous, "--threads", t]
+                    for m in methods[r % len(methods) :] + methods[: r % len(methods)]:
+                        loadavg[s].append(os.getloadavg()[0])
+                        with background_load(LOADS[ld]):
+                            out = subprocess.run(
+                                [pythons[m], __file__, "--worker", m, path, *worker_args],
+                                capture_output=True,
+                                text=True,
+                                env=envs[t],
+                            )
+                        if out.returncode:
+                            err = out.stderr.strip()[-300:]
+                            print(f"{n:>6} {d:>5} {m:<12} {t} {ld} failed: {err}")
+                            continue
+                        runs[m, s].append(json.loads(out.stdout.strip().splitlines()[-1]))
+                        got = runs[m, s][-1]
+                        print(
+                            f"# round {r + 1}, {n}x{d}, {t} thread(s), {ld}: {m} "
+                            f"{got['time']:.2f} CPU s, {got['wall']:.2f} s wall",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+            for s in settings:
+                t, ld = s
                 print(
-                    f"{n:>6} {d:>5} {m:<12} {t:>9.2f} {est:>8.3f} {peak:>8.0f} "
-                    f"{ratio:>8.2f}x {spread:>18} {wall:>8.2f}",
-                    flush=True,
+                    f"\n## N = {n}, D = {d}: {label[t]} thread(s), {describe(ld)}, "
+                    f"1-min load average {min(loadavg[s]):.1f}-{max(loadavg[s]):.1f}"
                 )
-                summary["rows"].append(
-                    {"N": n, "D": d, "method": m, "median_s": t, "wall_s": wall, "estimate": est}
-                    | {"peak_mb": peak, "ratio": ratio, "rounds": rounds}
+                print(
+                    f"{'N':>6} {'D':>5} {'method':<12} {'CPU s':>9} {'ID':>8} {'peak MB':>8} "
+                    f"{'peer/ours':>9} {'per-round ratios':>18} {'wall s':>8} {'wall ratio':>10}"
                 )
+                ours = runs.get(("interp_lib", s), [])
+                for m in methods:
+                    rs = runs[m, s]
+                    if not rs:
+                        continue
+                    row = _row(n, d, m, rs, ours)
+                    row |= {"threads": label[t], "load": ld, "load_avg": loadavg[s]}
+                    if m == "interp_lib" and t != "1" and runs.get(("interp_lib", ("1", ld))):
+                        one = _row(n, d, m, runs["interp_lib", ("1", ld)], rs)
+                        row["one_thread_over_this"] = one["ratio"]
+                        row["one_thread_over_this_wall"] = one["wall_ratio"]
+                    print(
+                        f"{n:>6} {d:>5} {m:<12} {row['median_s']:>9.2f} {row['estimate']:>8.3f} "
+                        f"{row['peak_mb']:>8.0f} {row['ratio']:>8.2f}x {row['spread']:>18} "
+                        f"{row['wall_s']:>8.2f} {row['wall_ratio']:>9.2f}x",
+                        flush=True,
+                    )
+                    summary["rows"].append(row)
     summary["load_after"] = load()
-    summary["table"] = table_rows(summary["rows"], args.threads)
-    print(f"# load average after: {load()}")
-    print("# sklearn_3nn's ID column is the median r2/r1, not an estimate.")
+    summary["table"] = table_rows(summary["rows"])
+    print(f"\n# load average after: {load()}")
+    print("# sklearn_3nn's and faiss's ID column is the median r2/r1, not an estimate.")
     for line in targets(summary["rows"]):
         print(line)
     if args.json:
+        if args.append and Path(args.json).exists():  # sizes measured by separate runs
+            before = json.loads(Path(args.json).read_text())
+            sizes = {(r["N"], r["D"]) for r in summary["rows"]}
+            kept = [r for r in before["rows"] if (r["N"], r["D"]) not in sizes]
+            summary["rows"] = kept + summary["rows"]
+            summary["table"] = table_rows(summary["rows"])
+            summary["load_before"] = (
+                f"{before['load_before']} ({before['date']}), {summary['load_before']}"
+            )
+            if summary["threads"] not in before["threads"]:
+                summary["threads"] = f"{before['threads']} and {summary['threads']}"
+            else:
+                summary["threads"] = before["threads"]
         write_summary(args.json, summary)
 
 
-TARGETS = (  # (N, D, peer, the ratio issue 14 asks for)
+def _row(n: int, d: int, method: str, rs: list[dict], ours: list[dict]) -> dict:
+    """Medians of one method's runs in one setting, and its ratios to ``ours``."""
+    t = statistics.median(r["time"] for r in rs)
+    wall = statistics.median(r["wall"] for r in rs)
+    nan = float("nan")
+    ratio = t / statistics.median(r["time"] for r in ours) if ours else nan
+    wall_ratio = wall / statistics.median(r["wall"] for r in ours) if ours else nan
+    rounds = [a["time"] / b["time"] for a, b in zip(rs, ours, strict=False)]
+    return {
+        "N": n,
+        "D": d,
+        "method": method,
+        "median_s": t,
+        "wall_s": wall,
+        "estimate": rs[0]["estimate"],
+        "peak_mb": max(r["peak_mb"] for r in rs),
+        "ratio": ratio,
+        "wall_ratio": wall_ratio,
+        "rounds": rounds,
+        "spread": f"{min(rounds):.2f}-{max(rounds):.2f}" if rounds else "",
+    }
+
+
+TARGETS = (  # (N, D, peer, the ratio issues 14 and 26 ask for), in every setting
     (20000, 1000, "dadapy", 3.0),
     (10000, 512, "sklearn_3nn", 2.0),
     (20000, 1000, "previous", 1.0),
@@ -252,39 +384,67 @@ NAMES = {
     "dadapy": "DADApy",
     "skdim": "scikit-dimension",
     "sklearn_3nn": "scikit-learn brute 3-NN",
+    "faiss": "FAISS IndexFlatL2 3-NN",
+    "torchid": "torchid",
     "naive_torch": "naive torch",
 }
 
 
-def table_rows(rows: list[dict], threads: int) -> list[dict]:
-    """One README table entry per size: ours, and every peer with its ratio."""
+def table_rows(rows: list[dict]) -> list[dict]:
+    """One README table entry per size and setting: ours, and every peer with its ratio
+    (CPU time; wall time in brackets)."""
     out = []
-    for n, d in dict.fromkeys((r["N"], r["D"]) for r in rows):
-        mine = [r for r in rows if (r["N"], r["D"], r["method"]) == (n, d, "interp_lib")]
+    keys = dict.fromkeys((r["N"], r["D"], r["threads"], r["load"]) for r in rows)
+    for n, d, threads, ld in keys:
+        same = [r for r in rows if (r["N"], r["D"], r["threads"], r["load"]) == (n, d, threads, ld)]
+        mine = [r for r in same if r["method"] == "interp_lib"]
         if not mine:
             continue
-        peers = [r for r in rows if (r["N"], r["D"]) == (n, d) and r["method"] in NAMES]
+        ours = mine[0]
+        peers = [r for r in same if r["method"] in NAMES]
+        extra = ""
+        if "one_thread_over_this" in ours:
+            extra = (
+                f"; ours at 1 thread {ours['one_thread_over_this']:.2f}x "
+                f"({ours['one_thread_over_this_wall']:.2f}x wall)"
+            )
+        avg = ours["load_avg"]
         out.append(
             {
                 "what": f"TwoNN, N = {n:,}, D = {d:,} (rank 12)",
-                "setting": f"CPU, {threads} thread(s)",
-                "ours": f"{mine[0]['median_s']:.2f} CPU s, peak {mine[0]['peak_mb']:.0f} MB",
+                "setting": f"CPU, {threads} thread(s), {describe(ld)}, "
+                f"load average {min(avg):.1f}-{max(avg):.1f}",
+                "ours": f"{ours['median_s']:.2f} CPU s ({ours['wall_s']:.2f} s wall), "
+                f"peak {ours['peak_mb']:.0f} MB",
                 "peer": "; ".join(f"{NAMES[r['method']]} {r['median_s']:.2f} s" for r in peers),
-                "ratio": "; ".join(f"{r['ratio']:.2f}x" for r in peers),
+                "ratio": "; ".join(f"{r['ratio']:.2f}x ({r['wall_ratio']:.2f}x)" for r in peers)
+                + extra,
             }
         )
     return out
 
 
 def targets(rows: list[dict]) -> list[str]:
-    """One line per ratio of :data:`TARGETS` measured in this run (peer time / ours)."""
+    """One line per ratio of :data:`TARGETS` measured in this run (peer time / ours, in
+    each setting), and ours at the default thread count against ours at one thread."""
     out = []
     for n, d, peer, goal in TARGETS:
-        hit = [r for r in rows if (r["N"], r["D"], r["method"]) == (n, d, peer)]
-        if hit:
-            ratio = hit[0]["ratio"]
-            verdict = "met" if ratio >= goal else "NOT met"
-            out.append(f"# {peer} / ours at {n}x{d}: {ratio:.2f}x (target {goal:g}x: {verdict})")
+        for r in rows:
+            if (r["N"], r["D"], r["method"]) != (n, d, peer):
+                continue
+            ok = "met" if r["ratio"] >= goal else "NOT met"
+            out.append(
+                f"# {peer} / ours at {n}x{d}, {r['threads']} thread(s), {r['load']}: "
+                f"{r['ratio']:.2f}x CPU, {r['wall_ratio']:.2f}x wall (target {goal:g}x: {ok})"
+            )
+    for r in rows:
+        if r["method"] == "interp_lib" and "one_thread_over_this" in r:
+            ok = "met" if r["one_thread_over_this_wall"] >= 1 else "NOT met"
+            out.append(
+                f"# ours at 1 thread / ours at {r['threads']} at {r['N']}x{r['D']}, {r['load']}: "
+                f"{r['one_thread_over_this']:.2f}x CPU, {r['one_thread_over_this_wall']:.2f}x wall "
+                f"(never slower, wall >= 1x: {ok})"
+            )
     return out
 
 
@@ -296,7 +456,8 @@ def spectrum(args) -> None:
     from interp_lib.id import neighbors
     from interp_lib.id.neighbors import knn
 
-    torch.set_num_threads(args.threads)
+    if args.threads.split(",")[0] != "default":
+        torch.set_num_threads(int(args.threads.split(",")[0]))
 
     def timed(X, projected: bool) -> tuple[float, int]:
         saved = neighbors._PROJECTION_RANKS
@@ -367,8 +528,18 @@ def main() -> None:
     ap.add_argument("--sizes", default=DEFAULT_SIZES)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-dadapy", action="store_true")
-    ap.add_argument("--threads", type=int, default=1, help="threads of every method")
+    ap.add_argument(
+        "--threads",
+        default="1,default",
+        help="thread settings: comma-separated counts or 'default'",
+    )
+    ap.add_argument("--loads", default="idle,loaded", help="load settings (bench/_load.py)")
     ap.add_argument("--json", help="write a summary for bench/report.py here")
+    ap.add_argument(
+        "--append",
+        action="store_true",
+        help="keep the --json file's rows of other sizes (sizes run separately)",
+    )
     ap.add_argument("--skip", nargs="*", default=[], choices=ALL, help="methods to leave out")
     ap.add_argument("--previous", default=PREVIOUS, help="commit of the 'previous' search")
     ap.add_argument("--spectrum", action="store_true", help="the spectrum study instead")
