@@ -23,9 +23,11 @@ pins numpy < 2 and pulls in jax, so it runs in its own throw-away virtual enviro
 (``bench/.venvs/dadapy``, created on first use; pass ``--no-dadapy`` to skip it).
 
 Near-duplicates: ours measures every reported distance by float64 differences and proves
-the order with a rounding bound; DADApy, scikit-dimension and scikit-learn's brute force
-use the expansion ``|x|^2 + |y|^2 - 2 x.y`` in the data's float type (float64 for DADApy,
-which converts), clamped at 0; FAISS uses direct float32 differences below
+the order with a rounding bound; scikit-learn's brute force (and DADApy and
+scikit-dimension, which call scikit-learn's ``NearestNeighbors``: brute force at these
+widths, a tree with direct differences on narrow data) uses the expansion
+``|x|^2 + |y|^2 - 2 x.y`` in float64 (float32 input upcast in chunks), clamped at 0, so
+points closer than about ``1e-8 |x|`` get distance 0 or an inexact one; FAISS uses direct float32 differences below
 ``faiss.cvar.distance_compute_blas_threshold`` query rows (20 in older releases, 128,000
 in recent ones) and the float32 expansion above it, where points closer than about
 ``sqrt(eps) |x|`` all get distance 0 and the point itself need not come first
