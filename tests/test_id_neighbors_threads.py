@@ -164,3 +164,30 @@ def test_twonn_runs_its_passes_single_threaded(two_threads, monkeypatch):
     assert seen == [1] and torch.get_num_threads() == 2
     torch.set_num_threads(1)
     assert twonn_module.twonn(X).dimension == got  # the same at one thread
+
+
+def test_pca_svd_runs_on_one_thread_and_restores_the_callers(monkeypatch):
+    """PC-ID's SVD is slower with a second thread on a small CPU: it runs on one, and the
+    caller's count is back afterwards (also after an error)."""
+    from interp_lib.id import pca_dim
+
+    seen = []
+    real = torch.linalg.svdvals
+
+    def spy(X, *args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(X, *args, **kwargs)
+
+    monkeypatch.setattr(torch.linalg, "svdvals", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        X = torch.randn(50, 20, generator=torch.Generator().manual_seed(0))
+        pca_dim(X)
+        assert seen == [1]
+        assert torch.get_num_threads() == 2
+        with pytest.raises(ValueError):
+            pca_dim(torch.ones(10, 3))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

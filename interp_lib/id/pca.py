@@ -22,10 +22,13 @@ are the steps of these, shared with :mod:`interp_lib.id.estimators` (one SVD for
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 
 from .._validation import ArrayLike, as_points, check_fraction
+from .neighbors import _torch_threads
 
 __all__ = ["participation_ratio", "pca_dim", "pca_dim_from_spectrum", "pca_spectrum"]
 
@@ -53,7 +56,10 @@ def covariance_eigenvalues(X: torch.Tensor, standardize: bool) -> torch.Tensor:
             X = X[:, ~constant]
             std = std[~constant]
         X = X / std
-    s = torch.linalg.svdvals(X)
+    # LAPACK's SVD of these wide activation matrices spends more time, not less, with a
+    # second thread on a small shared CPU: one thread, the caller's count restored after
+    with _torch_threads(1) if X.device.type == "cpu" else contextlib.nullcontext():
+        s = torch.linalg.svdvals(X)
     ev = s**2 / max(X.shape[0] - 1, 1)
     if float(ev.sum()) <= 0:
         raise ValueError("the data has no variance: all points are identical.")
