@@ -111,7 +111,6 @@ def import_graph(*, deferred: bool = False) -> dict[str, set[str]]:
     """``{module: modules it imports}`` within interp_lib (at module level, or anywhere
     with ``deferred=True``)."""
     modules = _modules()
-    walk = _all_imports if deferred else _module_level_imports
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for name, path in modules.items():
         is_pkg = path.name == "__init__.py"
