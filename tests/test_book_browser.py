@@ -144,7 +144,12 @@ def test_slider_switches_the_figure_without_a_kernel(browser, base_url):
         page.close()
 
 
-WIDGET_PAGES = ["book/protopnet_decisions.html", "book/protopnet_compare.html"]
+WIDGET_PAGES = [
+    "book/protopnet_decisions.html",
+    "book/protopnet_compare.html",
+    "book/protopnet_interventions.html",
+    "book/protopnet_geometry.html",
+]
 
 
 @pytest.mark.parametrize("name", WIDGET_PAGES)
@@ -167,14 +172,20 @@ def test_part_two_widgets_respond_without_a_kernel(browser, base_url, name):
         page.close()
 
 
-CLAIM_CHAPTERS = [
-    "id_twonn",
-    "id_layers",
-    "id_generalisation",
-    "protopnet_intro",
-    "protopnet_decisions",
-    "protopnet_compare",
-]
+def _headline_chapters() -> list[str]:
+    """The chapters whose headline claims the landing page pastes, in its order."""
+    text = (ROOT / "book" / "intro.md").read_text(encoding="utf-8")
+    return re.findall(r"```\{glue\} claims_headline\n:doc: (\w+)\.md", text)
+
+
+CLAIM_CHAPTERS = _headline_chapters()
+
+
+def test_every_chapter_with_claims_is_on_the_landing_page():
+    """Read from the sources (no browser): a chapter that declares claims has its
+    headline block on the landing page, and the browser checks below cover it."""
+    declaring = {p.stem for p in (ROOT / "book").glob("*.md") if "Claims(" in p.read_text()}
+    assert declaring == set(CLAIM_CHAPTERS), (declaring, CLAIM_CHAPTERS)
 
 
 def _claim_tables(page) -> list[list[dict[str, str]]]:
