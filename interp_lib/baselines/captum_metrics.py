@@ -176,7 +176,7 @@ def sensitivity(
     inputs : Tensor, shape (N, C, H, W)
     target : int, sequence, Tensor (N,), or None
     method : str
-        One of :data:`interp_lib.baselines.METHODS`.
+        One of ``interp_lib.baselines.METHODS``.
     perturb_radius : float
         Radius of the L-infinity ball of captum's uniform perturbation (0.02).
     n_perturb_samples : int

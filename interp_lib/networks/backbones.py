@@ -119,7 +119,7 @@ def check_backbone_kwargs(name: str | None, kwargs: Any) -> dict[str, Any]:
     ``"small_cnn"`` takes ``in_channels``, ``widths`` (a non-empty list of at most 32
     ints in ``[1, 65536]``), ``convs_per_stage`` (``<= 64``), ``batch_norm`` and
     ``pool_last`` (bools). The torchvision trunks take none: their trunk is fixed by the
-    architecture (:data:`TORCHVISION_INFO`) and their classification head is dropped, so
+    architecture (``TORCHVISION_INFO``) and their classification head is dropped, so
     e.g. ``num_classes`` would only allocate a head that is thrown away. A custom module
     (``name=None``) takes none either.
 

@@ -19,14 +19,14 @@ per stage, which the profiler (:func:`interp_lib.studies.class_profiles`) can na
 
 One study function per experiment, each returning a result object with ``to_pandas``:
 
-- :func:`geometry_study`: single-class ID profiles of ProtoPNets and their same-trunk
+- ``geometry_study``: single-class ID profiles of ProtoPNets and their same-trunk
   CNNs (one pair per seed), paired ProtoPNet - CNN at every shared layer
   (:class:`GeometryStudy`);
-- :func:`prototype_space_study`: the ID of the similarity vectors per class and over
+- ``prototype_space_study``: the ID of the similarity vectors per class and over
   all classes, against the number of classes and of prototypes per class (prototypes
   removed and the last layer solved again), with the test accuracy of each network
   (:class:`PrototypeSpaceStudy`);
-- :func:`stage_study`: profiles after every training step of a run
+- ``stage_study``: profiles after every training step of a run
   (:func:`interp_lib.zoo.protopnet_birds_stages`) and of its untrained twin
   (:class:`StageStudy`).
 """

@@ -3,7 +3,7 @@
 :func:`interp_lib.zoo.protopnet_birds` keeps only the selected, pushed end state of a run.
 Part III of the book follows the geometry of the representations *through* training:
 after the warm-up, after every joint epoch, after every push and after every last-layer
-solve. :func:`protopnet_birds_stages` trains the recipe of
+solve. ``protopnet_birds_stages`` trains the recipe of
 :func:`~interp_lib.zoo.protopnet_birds` (the same data, warm-started trunk, prototype
 seeding and :func:`interp_lib.protopnet.fit`) and keeps the model's state dict at every
 step of the schedule, through ``fit``'s ``callback``; the states are cached as one entry
@@ -113,7 +113,7 @@ class BirdsStages:
     from_cache: bool = False
 
     def model(self, stage: int | str) -> nn.Module:
-        """The ProtoPNet at ``stage`` (an index or a label of :attr:`stages`), eval mode.
+        """The ProtoPNet at ``stage`` (an index or a label of ``stages``), eval mode.
 
         ``"untrained"`` gives the untrained twin.
         """
