@@ -123,6 +123,17 @@ def test_a_progress_bar_draws_nothing(own_generator):
     assert all(torch.equal(a, b) for a, b in zip(plain, shown, strict=True))
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The drill holds at one torch thread. At two, a resumed run's weights differ from
+    the uninterrupted run's in the last bits even for a kill between warm-up and joint
+    training (found in CI; the cause is open, see README "Bit-exact resume")."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """The uninterrupted run: its model, history and last checkpoint."""
