@@ -62,14 +62,13 @@ from .._validation import ArrayLike, as_points, check_int
 from .neighbors import (
     _WINDOW_ROWS,
     Neighbors,
-    _below,
     _block,
     _exponent,
     _ldexp,
-    _merge_sparse,
     _pair_distances,
     _search_space,
     _Space,
+    _top_m_windowed,
     _unit_centred,
     check_options,
 )
@@ -170,49 +169,7 @@ def _candidates_windowed(prep: _Prepared, a0: int, b0: int, chunk_size: int):
     """``_top_m_windowed`` of :mod:`interp_lib.id.neighbors` for the rows ``a0:b0`` of
     the sorted order only: each block of rows compared with the rows around it, then
     only with the columns within reach along the first principal coordinate."""
-    space, m = prep.space, prep.m
-    S, sq, z1, err = space.S, space.sq, space.z1, space.z1_err
-    n, dev = S.shape[0], S.device
-    rows = max(1, min(chunk_size, _WINDOW_ROWS))
-    width = min(n, max(min(chunk_size, _WINDOW_ROWS * 4), m + 1))
-    err_max = float(err.max())
-    inf = torch.tensor(float("inf"), dtype=S.dtype, device=dev)
-    best_d = torch.empty((b0 - a0, m), dtype=S.dtype, device=dev)
-    best_i = torch.empty((b0 - a0, m), dtype=torch.long, device=dev)
-    for a in range(a0, b0, rows):
-        ta = min(rows, b0 - a)
-        ra = slice(a, a + ta)
-        c0 = max(0, min(a - (width - ta) // 2, n - width))
-        c1 = c0 + width
-        sqa = sq[ra].unsqueeze(1)
-        blk = torch.addmm(sq[c0:c1].unsqueeze(0), S[ra], S[c0:c1].T, alpha=-2.0)
-        r = torch.arange(ta, device=dev)
-        blk[r, r + a - c0] = float("inf")  # the point itself, by index
-        d, j = torch.topk(blk, m, dim=1, largest=False, sorted=True)
-        d, j = d + sqa, j + c0
-        lo, hi = c0, c1
-        za, ea = z1[ra], err[ra] + err_max
-        while True:
-            reach = d[:, -1].to(torch.float64).clamp_min(0).sqrt() + ea
-            j0 = int(torch.searchsorted(z1, (za - reach).min().unsqueeze(0)))
-            j1 = int(torch.searchsorted(z1, (za + reach).max().unsqueeze(0), right=True))
-            spans = []
-            if lo > j0:
-                spans.append((max(j0, lo - width), lo))
-                lo = spans[-1][0]
-            if hi < j1:
-                spans.append((hi, min(j1, hi + width)))
-                hi = spans[-1][1]
-            if not spans:
-                break
-            for s0, s1 in spans:
-                blk = torch.addmm(sq[s0:s1].unsqueeze(0), S[ra], S[s0:s1].T, alpha=-2.0)
-                limit = torch.nextafter(d[:, -1:] - sqa, inf)
-                r, c = _below(blk, limit)
-                if r.numel():
-                    _merge_sparse(d, j, r, blk[r, c] + sqa[r, 0], c + s0)
-        best_d[a - a0 : a - a0 + ta], best_i[a - a0 : a - a0 + ta] = d, j
-    return best_d, best_i
+    return _top_m_windowed(prep.space, prep.m, chunk_size, a0, b0)
 
 
 def _lowest(

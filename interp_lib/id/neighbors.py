@@ -606,7 +606,9 @@ def _below(blk: torch.Tensor, limit: torch.Tensor) -> tuple[torch.Tensor, torch.
     return rows[r], c
 
 
-def _top_m_windowed(space: _Space, m: int, chunk_size: int):
+def _top_m_windowed(
+    space: _Space, m: int, chunk_size: int, start: int = 0, stop: int | None = None
+):
     """Per row, the ``m`` smallest values, skipping rows too far along ``z1``.
 
     Rows are sorted by ``z1``. Each block of rows is first compared with the
@@ -616,26 +618,28 @@ def _top_m_windowed(space: _Space, m: int, chunk_size: int):
     shrinking as the thresholds do. Of those products only the entries below their
     row's threshold are kept (one comparison, the threshold rounded up) and merged. A
     skipped column ``j`` of row ``i`` has a true squared distance above the row's final
-    threshold.
+    threshold. ``start``/``stop`` restrict the search to those rows of the sorted order
+    (one rank's share in :mod:`interp_lib.id.distributed`); the columns stay all rows.
 
     Returns
     -------
-    best_d : torch.Tensor, shape (N, m), working dtype, ascending
-    best_i : torch.Tensor, shape (N, m), int64
+    best_d : torch.Tensor, shape (stop - start, m), working dtype, ascending
+    best_i : torch.Tensor, shape (stop - start, m), int64
     """
     S, sq, z1, err = space.S, space.sq, space.z1, space.z1_err
     n = S.shape[0]
+    stop = n if stop is None else stop
     dev = S.device
     # few rows per block: their z1 range, hence the columns they need, stays narrow
     rows = max(1, min(chunk_size, _WINDOW_ROWS))
     width = min(n, max(min(chunk_size, _WINDOW_ROWS * 4), m + 1))
     err_max = float(err.max())
     inf = torch.tensor(float("inf"), dtype=S.dtype, device=dev)
-    best_d = torch.empty((n, m), dtype=S.dtype, device=dev)
-    best_i = torch.empty((n, m), dtype=torch.long, device=dev)
-    for a in range(0, n, rows):
-        ra = slice(a, a + rows)
-        ta = min(rows, n - a)
+    best_d = torch.empty((stop - start, m), dtype=S.dtype, device=dev)
+    best_i = torch.empty((stop - start, m), dtype=torch.long, device=dev)
+    for a in range(start, stop, rows):
+        ta = min(rows, stop - a)
+        ra = slice(a, a + ta)
         c0 = max(0, min(a - (width - ta) // 2, n - width))
         c1 = c0 + width
         # the row's own |s_i|^2 does not change its order: added to the kept values only
@@ -667,7 +671,7 @@ def _top_m_windowed(space: _Space, m: int, chunk_size: int):
                 r, c = _below(blk, limit)
                 if r.numel():
                     _merge_sparse(d, j, r, blk[r, c] + sqa[r, 0], c + s0)
-        best_d[ra], best_i[ra] = d, j
+        best_d[a - start : a - start + ta], best_i[a - start : a - start + ta] = d, j
     return best_d, best_i
 
 
