@@ -7,10 +7,13 @@ random moment (up to ``--kills`` times, anywhere: in an epoch, a push, the last-
 solve, or while saving), restarts it until it finishes, and compares the final weights
 bit for bit with an uninterrupted run. It also checks that no temporary file is left.
 
-    .venv/bin/python bench/drill_kill_resume.py --trials 10
+The drill runs at each thread count of ``--threads`` (default ``1,2``: one thread, and two,
+torch's default on a 2-core machine): the thread count changes the order of floating-point
+sums, so the killed-and-resumed runs are compared with an uninterrupted run at the same
+count. ``--json`` writes the counts as a summary for the README's table.
 
-Result (2026-11-29, loaded 2-core machine, ``--trials 8``): 15 SIGKILLs survived; final
-weights bit-identical to the uninterrupted run in 8/8 trials; 0 temporary files left.
+    .venv/bin/python bench/drill_kill_resume.py --trials 10
+    .venv/bin/python bench/drill_kill_resume.py --json bench/summaries/drill_kill_resume.json
 """
 
 from __future__ import annotations
@@ -24,14 +27,17 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import load, machine, now, write_summary
 
-def _child(out: Path) -> None:
+
+def _child(out: Path, threads: int) -> None:
     import torch
     from torch.utils.data import DataLoader, Dataset, TensorDataset
 
     from interp_lib.protopnet import ProtoPNet, Schedule, fit
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     g = torch.Generator().manual_seed(0)
     n = 96
     y = torch.randint(0, 4, (n,), generator=g)
@@ -64,10 +70,11 @@ def _child(out: Path) -> None:
     torch.save(model.state_dict(), out / "final.pt")
 
 
-def _run(out: Path, kill_after: float | None) -> bool:
-    """Run the child; SIGKILL it after ``kill_after`` s. True if it finished."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    p = subprocess.Popen([sys.executable, __file__, "--child", str(out)], env=env,
+def _run(out: Path, kill_after: float | None, threads: int) -> bool:
+    """Run the child at ``threads`` torch threads; SIGKILL it after ``kill_after`` s.
+    True if it finished."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONWARNINGS": "ignore"}
+    p = subprocess.Popen([sys.executable, __file__, "--child", str(out), str(threads)], env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     if kill_after is not None:
         try:
@@ -82,40 +89,31 @@ def _run(out: Path, kill_after: float | None) -> bool:
     return True
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--trials", type=int, default=10)
-    ap.add_argument("--kills", type=int, default=3, help="most kills per trial")
-    ap.add_argument("--dir", type=Path, default=Path("/tmp/drill_kill_resume"))
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.child is not None:
-        _child(args.child)
-        return
+def drill(args, threads: int, rng: random.Random) -> dict:
+    """``args.trials`` killed-and-resumed runs at ``threads`` threads against one
+    uninterrupted run; the counts."""
     import torch
 
-    rng = random.Random(args.seed)
-    ref_dir = args.dir / "ref"
+    ref_dir = args.dir / f"t{threads}" / "ref"
     ref_dir.mkdir(parents=True, exist_ok=True)
     for f in ref_dir.iterdir():
         f.unlink()
     t0 = time.perf_counter()
-    _run(ref_dir, None)
+    _run(ref_dir, None, threads)
     duration = time.perf_counter() - t0
     ref = torch.load(ref_dir / "final.pt", weights_only=True)
-    print(f"uninterrupted run: {duration:.1f} s (incl. start-up)")
+    print(f"{threads} thread(s): uninterrupted run {duration:.1f} s (incl. start-up)")
     kills = identical = 0
     leftovers = []
     for t in range(args.trials):
-        d = args.dir / f"trial{t}"
+        d = args.dir / f"t{threads}" / f"trial{t}"
         d.mkdir(parents=True, exist_ok=True)
         for f in d.iterdir():
             f.unlink()
         k = 0
         while True:
             kill = k < args.kills and rng.random() < 0.85
-            if _run(d, rng.uniform(0.5, duration) if kill else None):
+            if _run(d, rng.uniform(0.5, duration) if kill else None, threads):
                 break
             k += 1
         kills += k
@@ -123,10 +121,39 @@ def main() -> None:
         same = all(torch.equal(ref[n], got[n]) for n in ref)
         identical += same
         leftovers += [f.name for f in d.iterdir() if f.name.endswith(".tmp")]
-        print(f"trial {t}: {k} kill(s), weights {'identical' if same else 'DIFFERENT'}")
-    print(f"\n{args.trials} trials, {kills} SIGKILLs survived; final weights bit-identical "
+        print(f"  trial {t}: {k} kill(s), weights {'identical' if same else 'DIFFERENT'}")
+    print(f"  {args.trials} trials, {kills} SIGKILLs survived; final weights bit-identical "
           f"to the uninterrupted run in {identical}/{args.trials}; temporary files left: "
           f"{len(leftovers)}")  # fmt: skip
+    return {"threads": threads, "trials": args.trials, "kills": kills,
+            "identical": identical, "leftovers": len(leftovers)}  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--trials", type=int, default=10)
+    ap.add_argument("--kills", type=int, default=3, help="most kills per trial")
+    ap.add_argument("--threads", default="1,2", help="torch thread counts, comma-separated")
+    ap.add_argument("--dir", type=Path, default=Path("/tmp/drill_kill_resume"))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", type=Path, help="write a summary for bench/report.py")
+    ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child is not None:
+        _child(Path(args.child[0]), int(args.child[1]))
+        return
+    rng = random.Random(args.seed)
+    load_before = load()
+    results = [drill(args, int(n), rng) for n in args.threads.split(",")]
+    if args.json is not None:
+        rows = [{"what": "kill-and-resume drill: ProtoPNet fit, random SIGKILLs",
+                 "setting": f"{r['threads']} torch thread(s), {r['trials']} trials",
+                 "ours": f"{r['identical']}/{r['trials']} bit-identical, {r['kills']} kills, "
+                         f"{r['leftovers']} temporary files left",
+                 "peer": "uninterrupted run", "ratio": ""} for r in results]  # fmt: skip
+        write_summary(args.json, {"script": "bench/drill_kill_resume.py", "date": now(),
+                                  "machine": machine(), "load_before": load_before,
+                                  "load_after": load(), "table": rows})  # fmt: skip
 
 
 if __name__ == "__main__":
