@@ -45,6 +45,7 @@ __all__ = [
     "file_mode",
     "forward_logits",
     "model_device",
+    "postfix_due",
     "progress",
     "remove_stale_temporaries",
     "require",
@@ -443,6 +444,53 @@ def progress(iterable: Iterable, enabled: bool, desc: str, *, total: int | None 
         except (TypeError, AttributeError):  # no length: a bar without a total
             total = None
     return tqdm(_started_when_iterated(iterable), desc=desc, total=total, leave=False)
+
+
+def postfix_due(bar: Iterable, b: int, *, most: int = 25, per_pass: int = 4) -> bool:
+    """Whether batch ``b`` (counted from 0) of a pass shown by ``bar`` should refresh the
+    bar's postfix (with a running loss, say, whose read is a host sync).
+
+    A bar over ``n`` batches refreshes at batch 0, at every ``max(1, min(most, n //
+    per_pass))``-th batch and at the last one, so the value shown is never left at the
+    first batch's: at every batch of a pass shorter than ``2 * per_pass`` batches, at
+    most ``2 * per_pass + 1`` times in a pass shorter than ``most * per_pass``, and
+    once in ``most`` batches (and at the last) in a longer one. A bar without a total
+    refreshes every ``most``-th batch. ``False`` for anything that is not a bar
+    (``progress`` off: :func:`progress` returned the iterable itself), so nothing is
+    read then. It only decides: it draws no random number.
+
+    Parameters
+    ----------
+    bar : Iterable
+        What :func:`progress` returned for the pass.
+    b : int
+        The batch just done, from 0.
+    most, per_pass : int
+        The longest stride between two refreshes, and the number of refreshes a pass of
+        fewer than ``most * per_pass`` batches aims at.
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> bar = progress(range(3), True, "demo")
+    >>> [b for b, _ in enumerate(bar) if postfix_due(bar, b)]
+    [0, 1, 2]
+    >>> bar = progress(range(200), True, "demo")
+    >>> [b for b, _ in enumerate(bar) if postfix_due(bar, b)][:3]
+    [0, 25, 50]
+    >>> postfix_due(range(3), 0)  # progress off: no bar, nothing to refresh
+    False
+    """
+    if not hasattr(bar, "set_postfix"):
+        return False
+    n = getattr(bar, "total", None)
+    if not n:
+        return b % most == 0
+    every = max(1, min(most, n // per_pass))
+    return b % every == 0 or b == n - 1
 
 
 def _started_when_iterated(iterable: Iterable) -> Iterator:

@@ -328,3 +328,35 @@ def test_seed_may_be_a_generator():
         runs.append(model.state_dict())
     for k, v in runs[0].items():
         assert torch.equal(v, runs[1][k]), k
+
+
+def test_the_epoch_bar_shows_a_current_loss_in_short_epochs(monkeypatch):
+    """With 3 batches an epoch (fewer than the bar's refresh stride of 25) the epoch bar's
+    loss is refreshed up to the last batch, not read once at batch 0 and shown all epoch
+    as ``batch=0`` (issue 27 item 9)."""
+    import tqdm.auto
+    import tqdm.std
+
+    shown = []  # (bar description, batches yielded so far, postfix keywords)
+
+    class Recording(tqdm.std.tqdm):
+        def __iter__(self):
+            self.yielded = 0
+            for item in super().__iter__():
+                self.yielded += 1
+                yield item
+
+        def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
+            shown.append((self.desc, getattr(self, "yielded", None), dict(kwargs)))
+            super().set_postfix(ordered_dict, refresh, **kwargs)
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Recording)
+    train, _, _ = loaders(n_train=48)  # 3 batches of 16
+    fit(tiny_model(), train, schedule=no_push(2, steps_per_epoch=len(train)), progress=True)
+    epochs = sorted({desc for desc, _, _ in shown if desc.startswith("epoch")})
+    assert epochs == ["epoch 0 warmup", "epoch 1 joint"]
+    for desc in epochs:
+        rows = [(seen, kw) for d, seen, kw in shown if d == desc]
+        assert [seen for seen, _ in rows] == [1, 2, 3]  # every batch, the last one included
+        assert all(set(kw) == {"loss"} for _, kw in rows)  # no `batch=`: the bar counts
+        assert all(float(kw["loss"]) > 0 for _, kw in rows)

@@ -27,6 +27,20 @@ DEFAULT_KEY = (
 )
 
 
+#: Values of the fields the birds and shortcut recipes share, each refused by both.
+SHARED_BAD_FIELDS = [
+    ({"n_classes": 1}, ValueError, "n_classes must be at least 2"),
+    ({"seed": 1.5}, TypeError, "seed must be an integer"),
+    ({"pool_last": "no"}, TypeError, "pool_last must be True or False"),
+    ({"difficulty": float("nan")}, ValueError, "difficulty must be a finite number"),
+    ({"cnn_lr": 0.0}, ValueError, "cnn_lr must be a finite number > 0"),
+    ({"widths": ()}, ValueError, "widths must name at least one stage"),
+    ({"widths": 16}, TypeError, "widths must be a sequence"),
+    ({"widths": (16, 0)}, ValueError, "each of widths must be at least 1"),
+    ({"threads": 0}, ValueError, "threads must be at least 1"),
+]
+
+
 class _Captured(Exception):
     pass
 
@@ -85,21 +99,27 @@ def test_the_recipe_is_frozen_and_checked():
     assert BirdsRecipe(schedule={}).asdict()["schedule"] == {}
     assert recipe == BirdsRecipe() and recipe != recipe.replace(seed=1)
     for bad, error, match in [
-        ({"n_classes": 1}, ValueError, "n_classes must be at least 2"),
+        *SHARED_BAD_FIELDS,
         ({"image_size": 16}, ValueError, "image_size must be at least 32"),
-        ({"seed": 1.5}, TypeError, "seed must be an integer"),
-        ({"pool_last": "no"}, TypeError, "pool_last must be True or False"),
-        ({"difficulty": float("nan")}, ValueError, "difficulty must be a finite number"),
-        ({"cnn_lr": 0.0}, ValueError, "cnn_lr must be a finite number > 0"),
-        ({"widths": ()}, ValueError, "widths must name at least one stage"),
-        ({"widths": 16}, TypeError, "widths must be a sequence"),
-        ({"widths": (16, 0)}, ValueError, "each of widths must be at least 1"),
         ({"schedule": [("epochs", 2)]}, TypeError, "schedule must be a mapping"),
         ({"last_layer": "sgd"}, ValueError, "last_layer"),
         ({"prototype_init": "zeros"}, ValueError, "prototype_init"),
-        ({"threads": 0}, ValueError, "threads must be at least 1"),
     ]:
         with pytest.raises(error, match=match):
             BirdsRecipe(**bad)
         with pytest.raises(error, match=match):
             recipe.replace(**bad)
+
+
+def test_the_shortcut_recipe_checks_the_shared_fields_as_the_birds_recipe():
+    """Both recipes check their common fields with one function (the shortcut recipe used
+    to take ``widths=()``) and give their cache key as the same plain dict."""
+    from interp_lib.zoo.shortcut import SHORTCUT_SCHEDULE, ShortcutRecipe
+
+    for bad, error, match in SHARED_BAD_FIELDS:
+        with pytest.raises(error, match=match):
+            ShortcutRecipe(**bad)
+    key = ShortcutRecipe(widths=[4, 8], degrees=10).asdict()
+    assert key["widths"] == [4, 8] and key["schedule"] == SHORTCUT_SCHEDULE
+    assert key["degrees"] == 10.0 and type(key["degrees"]) is float
+    assert ShortcutRecipe(widths=[4, 8]).widths == (4, 8)

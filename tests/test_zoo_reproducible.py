@@ -53,7 +53,7 @@ def test_every_zoo_entry_refuses_a_seed_that_is_not_an_integer(cache, monkeypatc
     def no_training(*args, **kwargs):
         raise AssertionError("the seed must be refused before the cache is consulted")
 
-    for module in ("classifiers", "bird_classifiers", "_birds_protopnet"):
+    for module in ("classifiers", "_birds_protopnet"):  # birds_classifier: classifiers
         monkeypatch.setattr(f"interp_lib.zoo.{module}.cached", no_training)
     with pytest.raises(TypeError, match="seed must be an integer"):
         ENTRIES[name](seed=seed, progress=False)

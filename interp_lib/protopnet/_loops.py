@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .._plumbing import NonFiniteLossError, evaluating, to_device, unpack_batch
+from .._plumbing import NonFiniteLossError, evaluating, postfix_due, to_device, unpack_batch
 from .._plumbing import progress as progress_bar
 from .._validation import check_labels
 from . import _runtime as rt
@@ -28,7 +28,8 @@ from .losses import TERMS, LossWeights, protopnet_loss
 from .stages import Step
 
 AMP = {"bf16": torch.bfloat16, "fp16": torch.float16}
-#: Batches between two progress-bar refreshes of the running loss (each one reads it).
+#: Most batches between two progress-bar refreshes of the running loss (each one reads
+#: it); a short epoch refreshes more often (:func:`~interp_lib._plumbing.postfix_due`).
 _SHOW_EVERY = 25
 
 
@@ -205,8 +206,8 @@ def train_pass(
                 guard.zero_grads(params, bad)
                 opt.step()
             sums.add(terms, len(y))
-            if bar is not loader and b % _SHOW_EVERY == 0:  # reads the loss: a host sync
-                bar.set_postfix(batch=b, loss=f"{float(terms['loss']):.3f}", refresh=False)
+            if postfix_due(bar, b, most=_SHOW_EVERY):  # reads the loss: a host sync
+                bar.set_postfix(loss=f"{float(terms['loss']):.3f}", refresh=False)
     finally:
         if bar is not loader:
             bar.close()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 
 from .._plumbing import progress as progress_bar
 from .._plumbing import torch_threads
+from .._validation import check_bool, check_int, check_real, check_seed
 from ._birds_cnn import CNN_SOURCES, cnn_entry, normalised, splits
 from ._cache import cached
 
@@ -48,6 +49,49 @@ SOURCES = (
         ).split()
     ),
 )
+
+
+class Recipe:
+    """What the birds and shortcut recipes (frozen dataclasses) share: the checks of
+    their common fields, setting the checked values, and the cache key."""
+
+    def _checked_fields(
+        self, ints: Sequence[str], bools: Sequence[str], minimum: Mapping[str, int]
+    ) -> dict[str, Any]:
+        """The checked values of the integers ``ints`` (each at least
+        ``minimum.get(name, 1)``), ``seed``, the booleans ``bools``, the floats
+        ``difficulty``, ``degrees``, ``shift``, ``shear`` and ``cnn_lr`` (positive), and
+        ``widths`` (a non-empty sequence of integers, as a tuple)."""
+        checked: dict[str, Any] = {
+            name: check_int(getattr(self, name), name, minimum=minimum.get(name, 1))
+            for name in ints
+        }
+        checked["seed"] = check_seed(self.seed)
+        for name in bools:
+            checked[name] = check_bool(getattr(self, name), name)
+        for name in ("difficulty", "degrees", "shift", "shear"):
+            checked[name] = float(check_real(getattr(self, name), name))
+        checked["cnn_lr"] = float(check_real(self.cnn_lr, "cnn_lr", positive=True))
+        widths = self.widths
+        if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence):
+            raise TypeError(f"widths must be a sequence of ints, got {widths!r}.")
+        if not widths:
+            raise ValueError("widths must name at least one stage, got an empty sequence.")
+        checked["widths"] = tuple(check_int(w, "each of widths") for w in widths)
+        return checked
+
+    def _set_checked(self, checked: Mapping[str, Any]) -> None:
+        """Set the (frozen) fields to their ``checked`` values."""
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
+
+    def _key(self) -> dict[str, Any]:
+        """The fields as plain JSON-able values (``widths`` a list, ``schedule`` a dict):
+        the entry's cache key."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["widths"] = list(self.widths)
+        out["schedule"] = dict(self.schedule)
+        return out
 
 
 def schedule_of(p: dict[str, Any]):
@@ -151,6 +195,32 @@ def _push_state(result) -> dict[str, Any]:
         v = getattr(result, f.name)
         out[f.name] = list(v) if isinstance(v, tuple) else v
     return out
+
+
+def rebuild_models(p: dict[str, Any], payload: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """The ProtoPNet, the CNN (both in eval mode, on CPU) and the push result stored in
+    a birds-recipe payload (``protopnet``, ``cnn`` and ``push``), built from the
+    architecture of recipe ``p`` (``widths``, ``pool_last``, ``n_classes``,
+    ``n_prototypes_per_class``, ``prototype_dim``, ``image_size``); the inverse of the
+    recipe's build and of :func:`_push_state`. Shared by the birds and shortcut entries."""
+    from ..networks import build_backbone, pooled_classifier
+    from ..protopnet import ProtoPNet, PushResult
+
+    def trunk():
+        return build_backbone("small_cnn", widths=tuple(p["widths"]), pool_last=p["pool_last"])
+
+    model = ProtoPNet(
+        trunk(), n_classes=p["n_classes"], n_prototypes_per_class=p["n_prototypes_per_class"],
+        prototype_dim=p["prototype_dim"], image_size=p["image_size"],
+    )  # fmt: skip
+    model.load_state_dict(payload["protopnet"])
+    cnn = pooled_classifier(trunk(), p["n_classes"], "max")
+    cnn.load_state_dict(payload["cnn"])
+    model.eval()
+    cnn.eval()
+    ps = dict(payload["push"])
+    ps["image_size"] = tuple(ps["image_size"])
+    return model, cnn, PushResult(**ps)
 
 
 def entry(

@@ -6,24 +6,22 @@ digits' and objects' CNNs) do not depend on this code.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from .._plumbing import torch_threads
 from .._validation import check_int, check_seed
 from ..datasets import TensorImageDataset
-from ._cache import cached
-from .classifiers import TrainedClassifier, _history_state
+from .classifiers import TrainedClassifier, cached_classifier
 
 __all__ = ["BIRD_ARCHS", "TrainedBirdClassifier", "birds_classifier"]
 
 _BIRD_SOURCES = (
     "interp_lib.zoo._cache",
     "interp_lib.zoo.bird_classifiers",
+    "interp_lib.zoo.classifiers",
     "interp_lib.models",
     "interp_lib.networks.classifiers",
     "interp_lib.networks.trunks",
@@ -112,7 +110,7 @@ def birds_classifier(
         validation accuracy of each epoch.
     """
     from ..datasets import birds
-    from ..models import TrainHistory, accuracy, train_classifier
+    from ..models import train_classifier
 
     seed = check_seed(seed)
     if arch not in BIRD_ARCHS:
@@ -136,41 +134,19 @@ def birds_classifier(
         "threads": torch.get_num_threads() if threads is None else check_int(threads, "threads"),
     }
 
-    def build() -> dict[str, Any]:
-        with torch_threads(params["threads"]):
-            net = _bird_net(arch, n_classes, image_size, seed)
-            t0 = time.perf_counter()
-            hist = train_classifier(net, (train.images, train.labels),
-                                    test=(val.images, val.labels), epochs=params["epochs"],
-                                    lr=params["lr"], batch_size=params["batch_size"], seed=seed,
-                                    restore_best=True, device="cpu", progress=progress)  # fmt: skip
-            seconds = time.perf_counter() - t0
-            test_accuracy = accuracy(net, (test.images, test.labels))
+    def fit(net: nn.Module):
+        return train_classifier(net, (train.images, train.labels), test=(val.images, val.labels),
+                                epochs=params["epochs"], lr=params["lr"],
+                                batch_size=params["batch_size"], seed=seed, restore_best=True,
+                                device="cpu", progress=progress)  # fmt: skip
+
+    def best_epoch(hist) -> dict[str, Any]:
         best = max(range(len(hist.test_accuracy)), key=hist.test_accuracy.__getitem__)
-        return {
-            "state_dict": net.state_dict(),
-            "history": _history_state(hist),
-            "test_accuracy": test_accuracy,
-            "train_seconds": seconds,
-            "best_epoch": best + 1,
-        }
+        return {"best_epoch": best + 1}
 
-    def load(payload: dict[str, Any], hit: bool) -> TrainedBirdClassifier:
-        net = _bird_net(arch, n_classes, image_size, seed)
-        net.load_state_dict(payload["state_dict"])
-        net.eval()
-        return TrainedBirdClassifier(
-            model=net,
-            train=train,
-            test=test,
-            history=TrainHistory(**payload["history"]),
-            test_accuracy=float(payload["test_accuracy"]),
-            recipe=dict(params),
-            train_seconds=float(payload["train_seconds"]),
-            from_cache=hit,
-            validation=val,
-            best_epoch=int(payload["best_epoch"]),
-        )
-
-    return cached("birds_classifier", params, build, sources=_BIRD_SOURCES, retrain=retrain,
-                  load=load)[0]  # fmt: skip
+    return cached_classifier(
+        "birds_classifier", params, lambda: _bird_net(arch, n_classes, image_size, seed), fit,
+        train, test, sources=_BIRD_SOURCES, retrain=retrain, result=TrainedBirdClassifier,
+        payload_extras=best_epoch,
+        result_extras=lambda payload: {"validation": val, "best_epoch": int(payload["best_epoch"])},
+    )  # fmt: skip

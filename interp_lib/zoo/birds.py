@@ -63,7 +63,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -72,10 +72,10 @@ import torch
 from torch import nn
 
 from .._plumbing import require
-from .._validation import check_bool, check_choice, check_int, check_real, check_seed
+from .._validation import check_choice, check_int
 from ..datasets import TensorImageDataset
 from ._birds_cnn import splits
-from ._birds_protopnet import LAST_LAYER_SCHEDULE, PROTOTYPE_INITS, entry
+from ._birds_protopnet import LAST_LAYER_SCHEDULE, PROTOTYPE_INITS, Recipe, entry, rebuild_models
 
 __all__ = [
     "DEFAULT_LAST_LAYER",
@@ -132,7 +132,7 @@ class _ReadOnlyDict(dict):
 
 
 @dataclass(frozen=True)
-class BirdsRecipe:
+class BirdsRecipe(Recipe):
     """The arguments of :func:`protopnet_birds`: what is trained, and the zoo's cache key.
 
     Frozen and checked when made (:meth:`replace` checks a changed copy again; the
@@ -230,24 +230,10 @@ class BirdsRecipe:
     threads: int | None = 1
 
     def __post_init__(self) -> None:
-        minimum = {"n_classes": 2, "image_size": 32}
         ints = ("n_classes n_per_class val_per_class test_per_class image_size "
                 "n_prototypes_per_class prototype_dim batch_size warm_epochs").split()  # fmt: skip
-        checked: dict[str, Any] = {
-            name: check_int(getattr(self, name), name, minimum=minimum.get(name, 1))
-            for name in ints
-        }
-        checked["seed"] = check_seed(self.seed)
-        for name in ("crop", "pool_last", "channels_last"):
-            checked[name] = check_bool(getattr(self, name), name)
-        for name in ("difficulty", "degrees", "shift", "shear"):
-            checked[name] = float(check_real(getattr(self, name), name))
-        checked["cnn_lr"] = float(check_real(self.cnn_lr, "cnn_lr", positive=True))
-        if isinstance(self.widths, (str, bytes)) or not isinstance(self.widths, Sequence):
-            raise TypeError(f"widths must be a sequence of ints, got {self.widths!r}.")
-        if not self.widths:
-            raise ValueError("widths must name at least one stage, got an empty sequence.")
-        checked["widths"] = tuple(check_int(w, "each of widths") for w in self.widths)
+        checked = self._checked_fields(ints, ("crop", "pool_last", "channels_last"),
+                                      minimum={"n_classes": 2, "image_size": 32})  # fmt: skip
         schedule = DEFAULT_SCHEDULE if self.schedule is None else self.schedule
         if not isinstance(schedule, Mapping) or not all(isinstance(k, str) for k in schedule):
             raise TypeError(
@@ -262,16 +248,12 @@ class BirdsRecipe:
         )
         threads = torch.get_num_threads() if self.threads is None else self.threads
         checked["threads"] = check_int(threads, "threads")
-        for name, value in checked.items():
-            object.__setattr__(self, name, value)
+        self._set_checked(checked)
 
     def asdict(self) -> dict[str, Any]:
         """The recipe in plain JSON-able values (``widths`` a list, ``schedule`` a dict):
         the cache key."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["widths"] = list(self.widths)
-        out["schedule"] = dict(self.schedule)
-        return out
+        return self._key()
 
     def replace(self, **changes: Any) -> BirdsRecipe:
         """A copy with ``changes`` (fields of the recipe), checked again.
@@ -381,25 +363,11 @@ class BirdsModels:
 
 def _rebuild(p: dict[str, Any], payload: dict[str, Any], hit: bool) -> BirdsModels:
     from ..models import TrainHistory
-    from ..networks import build_backbone, pooled_classifier
-    from ..protopnet import History, ProtoPNet, PushResult
+    from ..protopnet import History
 
-    def trunk() -> nn.Module:
-        return build_backbone("small_cnn", widths=tuple(p["widths"]), pool_last=p["pool_last"])
-
-    model = ProtoPNet(
-        trunk(), n_classes=p["n_classes"], n_prototypes_per_class=p["n_prototypes_per_class"],
-        prototype_dim=p["prototype_dim"], image_size=p["image_size"],
-    )  # fmt: skip
-    model.load_state_dict(payload["protopnet"])
-    cnn = pooled_classifier(trunk(), p["n_classes"], "max")
-    cnn.load_state_dict(payload["cnn"])
-    model.eval()
-    cnn.eval()
+    model, cnn, push_result = rebuild_models(p, payload)
     mean, std = payload["mean"], payload["std"]
     ds = splits(payload)
-    ps = dict(payload["push"])
-    ps["image_size"] = tuple(ps["image_size"])
     return BirdsModels(
         protopnet=model,
         cnn=cnn,
@@ -408,7 +376,7 @@ def _rebuild(p: dict[str, Any], payload: dict[str, Any], hit: bool) -> BirdsMode
         test=ds["test"],
         mean=mean,
         std=std,
-        push=PushResult(**ps),
+        push=push_result,
         protopnet_history=History.from_state(payload["protopnet_history"]),
         cnn_history=TrainHistory(**payload["cnn_history"]),
         protopnet_test_accuracy=float(payload["protopnet_test_accuracy"]),

@@ -9,13 +9,14 @@ network, the batch order seeded by ``seed``.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
+from .._plumbing import torch_threads
 from .._validation import check_int, check_seed
 from ..datasets import TensorImageDataset
 from ._cache import cached
@@ -74,6 +75,96 @@ def _history_state(h) -> dict[str, list[float]]:
     }
 
 
+def cached_classifier(
+    name: str,
+    params: dict[str, Any],
+    make: Callable[[], nn.Module],
+    fit: Callable[[nn.Module], Any],
+    train: TensorImageDataset,
+    test: TensorImageDataset,
+    *,
+    sources: Sequence[str],
+    retrain: bool,
+    result: Callable[..., TrainedClassifier] = TrainedClassifier,
+    payload_extras: Callable[[Any], dict[str, Any]] | None = None,
+    result_extras: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> TrainedClassifier:
+    """A classifier zoo entry (cached): the build and load shared by every recipe that
+    trains one network with :func:`~interp_lib.models.train_classifier`.
+
+    On a miss, under ``params["threads"]`` torch threads when that key is present (the
+    caller's setting restored afterwards): ``net = make()``, ``history = fit(net)``
+    (timed), then the accuracy on ``test``; the payload is ``state_dict``, ``history``,
+    ``test_accuracy``, ``train_seconds`` and ``payload_extras(history)``. Loading builds
+    ``make()``, loads the state dict (eval mode) and returns ``result(...)`` with the
+    :class:`TrainedClassifier` fields and ``result_extras(payload)``; a payload it cannot
+    read is warned about and retrained (the ``load`` hook of ``_cache.cached``).
+
+    Parameters
+    ----------
+    name : str
+        The recipe's name (the entry's file name starts with it).
+    params : dict
+        The recipe's arguments: the cache key.
+    make : callable () -> nn.Module
+        The untrained network, seeded (the same weights at every call).
+    fit : callable (nn.Module) -> TrainHistory
+        Trains the network in place.
+    train, test : TensorImageDataset
+        The splits returned with the network; ``test`` is also the one measured.
+    sources : sequence of str
+        The modules whose code is part of the key.
+    retrain : bool
+        Ignore and overwrite the cached entry.
+    result : callable
+        :class:`TrainedClassifier` or a subclass.
+    payload_extras, result_extras : callable, optional
+        What a recipe stores beyond the common payload, and what it reads back from it
+        (the subclass's fields).
+
+    Returns
+    -------
+    TrainedClassifier
+        ``result(...)``.
+    """
+    from ..models import TrainHistory, accuracy
+
+    def build() -> dict[str, Any]:
+        with torch_threads(params.get("threads")):
+            net = make()
+            t0 = time.perf_counter()
+            hist = fit(net)
+            seconds = time.perf_counter() - t0
+            test_accuracy = accuracy(net, (test.images, test.labels))
+        return {
+            "state_dict": net.state_dict(),
+            "history": _history_state(hist),
+            "test_accuracy": test_accuracy,
+            "train_seconds": seconds,
+            **({} if payload_extras is None else payload_extras(hist)),
+        }
+
+    def load(payload: dict[str, Any], hit: bool) -> TrainedClassifier:
+        # a cached payload this cannot read (a missing key, wrong shapes, unknown history
+        # fields, a non-numeric accuracy) is warned about and retrained by `cached`
+        net = make()
+        net.load_state_dict(payload["state_dict"])
+        net.eval()
+        return result(
+            model=net,
+            train=train,
+            test=test,
+            history=TrainHistory(**payload["history"]),
+            test_accuracy=float(payload["test_accuracy"]),
+            recipe=dict(params),
+            train_seconds=float(payload["train_seconds"]),
+            from_cache=hit,
+            **({} if result_extras is None else result_extras(payload)),
+        )
+
+    return cached(name, params, build, sources=sources, retrain=retrain, load=load)[0]
+
+
 def _train_cnn(
     name: str,
     params: dict[str, Any],
@@ -84,7 +175,7 @@ def _train_cnn(
     retrain: bool,
     progress: bool,
 ) -> TrainedClassifier:
-    from ..models import TrainHistory, accuracy, train_classifier
+    from ..models import train_classifier
     from ..networks import cnn_classifier
 
     n_classes = int(train.n_classes)
@@ -93,10 +184,8 @@ def _train_cnn(
         torch.manual_seed(params["seed"])
         return cnn_classifier(n_classes, **arch)
 
-    def build() -> dict[str, Any]:
-        net = make()
-        t0 = time.perf_counter()
-        hist = train_classifier(
+    def fit(net: nn.Module):
+        return train_classifier(
             net,
             (train.images, train.labels),
             test=(test.images, test.labels),
@@ -108,32 +197,9 @@ def _train_cnn(
             device="cpu",
             progress=progress,
         )
-        seconds = time.perf_counter() - t0
-        return {
-            "state_dict": net.state_dict(),
-            "history": _history_state(hist),
-            "test_accuracy": accuracy(net, (test.images, test.labels)),
-            "train_seconds": seconds,
-        }
 
-    def load(payload: dict[str, Any], hit: bool) -> TrainedClassifier:
-        # a cached payload this cannot read (a missing key, wrong shapes, unknown history
-        # fields, a non-numeric accuracy) is warned about and retrained by `cached`
-        net = make()
-        net.load_state_dict(payload["state_dict"])
-        net.eval()
-        return TrainedClassifier(
-            model=net,
-            train=train,
-            test=test,
-            history=TrainHistory(**payload["history"]),
-            test_accuracy=float(payload["test_accuracy"]),
-            recipe=dict(params),
-            train_seconds=float(payload["train_seconds"]),
-            from_cache=hit,
-        )
-
-    return cached(name, params, build, sources=_SOURCES, retrain=retrain, load=load)[0]
+    return cached_classifier(name, params, make, fit, train, test, sources=_SOURCES,
+                             retrain=retrain)  # fmt: skip
 
 
 def digits_cnn(

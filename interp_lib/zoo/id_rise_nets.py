@@ -13,25 +13,22 @@ connected layers follow.
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
 
-from .._plumbing import torch_threads
 from .._validation import check_choice, check_int, check_real, check_seed
 from ..datasets import TensorImageDataset
-from ._cache import cached
-from .classifiers import TrainedClassifier, _history_state
+from .classifiers import TrainedClassifier, cached_classifier
 
 __all__ = ["ID_RISE_VARIANTS", "TrainedRiseNet", "first_stage_net", "id_rise_net"]
 
 SOURCES = (
     "interp_lib.zoo._cache",
     "interp_lib.zoo.id_rise_nets",
+    "interp_lib.zoo.classifiers",
     "interp_lib.models",
     "interp_lib.datasets._base",
     "interp_lib.datasets.birds",
@@ -154,7 +151,7 @@ def id_rise_net(
     """
     from ..datasets import birds
     from ..datasets.filters import low_pass
-    from ..models import TrainHistory, accuracy, train_classifier
+    from ..models import train_classifier
 
     check_choice(variant, "variant", ID_RISE_VARIANTS)
     seed = check_seed(seed)
@@ -192,40 +189,14 @@ def id_rise_net(
     def make() -> nn.Sequential:
         return first_stage_net(n_classes, image_size=image_size, seed=seed)
 
-    def build() -> dict[str, Any]:
-        with torch_threads(params["threads"]):
-            net = make()
-            t0 = time.perf_counter()
-            hist = train_classifier(net, (train.images, labels_trained()),
-                                    test=(test.images, test.labels), epochs=params["epochs"],
-                                    lr=params["lr"], batch_size=params["batch_size"], seed=seed,
-                                    device="cpu", progress=False)  # fmt: skip
-            seconds = time.perf_counter() - t0
-            net.eval()
-            test_accuracy = accuracy(net, (test.images, test.labels))
-        return {
-            "state_dict": net.state_dict(),
-            "history": _history_state(hist),
-            "test_accuracy": test_accuracy,
-            "train_seconds": seconds,
-        }
+    def fit(net: nn.Module):
+        return train_classifier(net, (train.images, labels_trained()),
+                                test=(test.images, test.labels), epochs=params["epochs"],
+                                lr=params["lr"], batch_size=params["batch_size"], seed=seed,
+                                device="cpu", progress=False)  # fmt: skip
 
-    def load(payload: dict[str, Any], hit: bool) -> TrainedRiseNet:
-        net = make()
-        net.load_state_dict(payload["state_dict"])
-        net.eval()
-        return TrainedRiseNet(
-            model=net,
-            train=train,
-            test=test,
-            history=TrainHistory(**payload["history"]),
-            test_accuracy=float(payload["test_accuracy"]),
-            recipe=dict(params),
-            train_seconds=float(payload["train_seconds"]),
-            from_cache=hit,
-            variant=variant,
-            trained_labels=labels_trained(),
-        )
-
-    return cached("id_rise_net", params, build, sources=SOURCES, retrain=retrain,
-                  load=load)[0]  # fmt: skip
+    return cached_classifier(
+        "id_rise_net", params, make, fit, train, test, sources=SOURCES, retrain=retrain,
+        result=TrainedRiseNet,
+        result_extras=lambda payload: {"variant": variant, "trained_labels": labels_trained()},
+    )  # fmt: skip

@@ -31,7 +31,7 @@ import copy
 import dataclasses
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -39,10 +39,10 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from .._plumbing import torch_threads
-from .._validation import check_bool, check_int, check_real, check_seed
+from .._validation import check_real
 from ..datasets import TensorImageDataset
 from ._birds_cnn import Normalize, mask_index, to_u8
-from ._birds_protopnet import LAST_LAYER_SCHEDULE, _push_state, schedule_of
+from ._birds_protopnet import LAST_LAYER_SCHEDULE, Recipe, _push_state, rebuild_models, schedule_of
 from ._birds_protopnet import SOURCES as BIRDS_SOURCES
 from ._cache import cached
 
@@ -69,7 +69,7 @@ TEST_CONDITIONS = ("as_trained", "removed", "swapped")
 
 
 @dataclass(frozen=True)
-class ShortcutRecipe:
+class ShortcutRecipe(Recipe):
     """The arguments of :func:`shortcut_birds_models` (the cache key).
 
     Parameters
@@ -120,36 +120,24 @@ class ShortcutRecipe:
     threads: int = 1
 
     def __post_init__(self) -> None:
-        checked: dict[str, Any] = {}
-        for name in ("n_classes", "n_per_class", "val_per_class", "test_per_class",
-                     "image_size", "marker_size", "n_prototypes_per_class", "prototype_dim",
-                     "batch_size", "warm_epochs", "threads"):  # fmt: skip
-            checked[name] = check_int(getattr(self, name), name,
-                                      minimum=2 if name == "n_classes" else 1)  # fmt: skip
-        checked["seed"] = check_seed(self.seed)
+        ints = ("n_classes", "n_per_class", "val_per_class", "test_per_class", "image_size",
+                "marker_size", "n_prototypes_per_class", "prototype_dim", "batch_size",
+                "warm_epochs", "threads")  # fmt: skip
+        checked = self._checked_fields(ints, ("pool_last", "channels_last"),
+                                      minimum={"n_classes": 2})  # fmt: skip
         if self.correlation is not None:
             c = float(check_real(self.correlation, "correlation"))
             if not 0.0 <= c <= 1.0:
                 raise ValueError(f"correlation must lie in [0, 1] or be None, got {c}.")
             checked["correlation"] = c
-        for name in ("difficulty", "degrees", "shift", "shear"):
-            checked[name] = float(check_real(getattr(self, name), name))
-        checked["cnn_lr"] = float(check_real(self.cnn_lr, "cnn_lr", positive=True))
-        for name in ("pool_last", "channels_last"):
-            checked[name] = check_bool(getattr(self, name), name)
-        checked["widths"] = tuple(check_int(w, "each of widths") for w in self.widths)
         if self.last_layer not in LAST_LAYER_SCHEDULE:
             raise ValueError(f"last_layer must be one of {sorted(LAST_LAYER_SCHEDULE)}.")
         checked["schedule"] = dict(SHORTCUT_SCHEDULE if self.schedule is None else self.schedule)
-        for name, value in checked.items():
-            object.__setattr__(self, name, value)
+        self._set_checked(checked)
 
     def asdict(self) -> dict[str, Any]:
         """The recipe as plain JSON-able values: the cache key."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["widths"] = list(self.widths)
-        out["schedule"] = dict(self.schedule)
-        return out
+        return self._key()
 
     def replace(self, **changes: Any) -> ShortcutRecipe:
         """A copy with ``changes``, checked again."""
@@ -356,27 +344,11 @@ def _build(p: dict[str, Any]) -> dict[str, Any]:
 
 
 def _rebuild(p: dict[str, Any], payload: dict[str, Any], hit: bool) -> ShortcutModels:
-    from ..networks import build_backbone, pooled_classifier
-    from ..protopnet import ProtoPNet, PushResult
-
-    def trunk() -> nn.Module:
-        return build_backbone("small_cnn", widths=tuple(p["widths"]), pool_last=p["pool_last"])
-
-    model = ProtoPNet(
-        trunk(), n_classes=p["n_classes"], n_prototypes_per_class=p["n_prototypes_per_class"],
-        prototype_dim=p["prototype_dim"], image_size=p["image_size"],
-    )  # fmt: skip
-    model.load_state_dict(payload["protopnet"])
-    cnn = pooled_classifier(trunk(), p["n_classes"], "max")
-    cnn.load_state_dict(payload["cnn"])
-    model.eval()
-    cnn.eval()
+    model, cnn, push_result = rebuild_models(p, payload)
     ds = _splits(payload)
-    ps = dict(payload["push"])
-    ps["image_size"] = tuple(ps["image_size"])
     return ShortcutModels(
         cnn=cnn, protopnet=model, train=ds["train"], val=ds["val"], test=ds["test"],
-        mean=payload["mean"], std=payload["std"], push=PushResult(**ps),
+        mean=payload["mean"], std=payload["std"], push=push_result,
         cnn_test_accuracy={k: float(v) for k, v in payload["cnn_test_accuracy"].items()},
         protopnet_test_accuracy={k: float(v)
                                  for k, v in payload["protopnet_test_accuracy"].items()},
