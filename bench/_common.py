@@ -42,3 +42,32 @@ def write_summary(path: str | os.PathLike, summary: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(summary, indent=1) + "\n")
     print(f"# summary written to {path}")
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's peak resident set (``VmHWM``) to its current one (Linux >=
+    4.0: ``/proc/self/clear_refs``); ``False`` where that is not possible.
+
+    ``ru_maxrss`` cannot be reset, and a worker started by ``subprocess`` inherits its
+    parent's in it (Linux keeps the maximum across ``fork`` and ``execve``): a peak read
+    from it is at least the parent's. ``VmHWM`` is this process's own.
+    """
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb() -> float:
+    """This process's own peak resident set in MiB (``VmHWM``; ``ru_maxrss`` where
+    ``/proc`` is missing, see :func:`reset_peak_rss`)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
