@@ -72,6 +72,12 @@ def run_time(chapter: str, path: str | os.PathLike | None = None) -> str:
     """The sentence at the top of a chapter: how long its notebook takes and how much
     memory it needs, as measured by ``bench/notebook_times.py``.
 
+    The summary holds up to two rows per chapter: one at the default budget (the sizes
+    the book shows) and one at the quick budget (``INTERP_LIB_BOOK_QUICK``, which
+    ``binder/start`` sets, because a mybinder.org session has 2 GB of memory). The times
+    and the first peak are the default row's; the quick row adds the peak a Binder reader
+    meets.
+
     Parameters
     ----------
     chapter : str
@@ -84,17 +90,20 @@ def run_time(chapter: str, path: str | os.PathLike | None = None) -> str:
     str
         "Running this notebook takes about N min with an empty model cache (cold) and
         M min with the cache warm, on K CPU cores; its kernel peaks at X GB of memory
-        (measured on DATE)." -- or a sentence saying that it has not been measured (no
-        summary, as in an installed package, no row for the chapter, or only a quick run).
+        (measured on DATE)." -- with "; on Binder (quick budget) it peaks at Y GB" before
+        the date where a quick row exists -- or a sentence saying that it has not been
+        measured (no summary, as in an installed package, no default row with both runs
+        for the chapter).
     """
     path = Path(path) if path is not None else NOTEBOOK_TIMES
     try:
         summary = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         summary = {}
-    rows = {r.get("chapter"): r for r in summary.get("table", []) if isinstance(r, dict)}
-    row = rows.get(chapter)
-    if row is None or row.get("quick") or not {"cold", "warm"} <= set(row):
+    rows = [r for r in summary.get("table", []) if isinstance(r, dict)]
+    row = next((r for r in rows if r.get("chapter") == chapter and not r.get("quick")), None)
+    quick = next((r for r in rows if r.get("chapter") == chapter and r.get("quick")), None)
+    if row is None or not {"cold", "warm"} <= set(row):
         return (f"The running time of this notebook has not been measured yet "
                 f"(`python bench/notebook_times.py {chapter}` in a clone of the repository "
                 "measures it).")  # fmt: skip
@@ -102,10 +111,14 @@ def run_time(chapter: str, path: str | os.PathLike | None = None) -> str:
     peak = max(cold["peak_rss_gb"], warm["peak_rss_gb"])
     cores = summary.get("cpu_count") or "?"
     date = str(row.get("date", "")).split(" ")[0]
+    binder = ""
+    quick_peaks = [quick[m]["peak_rss_gb"] for m in ("cold", "warm") if quick and m in quick]
+    if quick_peaks:
+        binder = f"; on Binder (quick budget) it peaks at {max(quick_peaks):.2f} GB"
     return (
         f"Running this notebook takes about {_minutes(cold['wall_s'])} with an empty model "
         f"cache (cold) and {_minutes(warm['wall_s'])} with the cache warm, on {cores} CPU "
-        f"cores; its kernel peaks at {peak:.1f} GB of memory (measured {date})."
+        f"cores; its kernel peaks at {peak:.1f} GB of memory{binder} (measured {date})."
     )
 
 

@@ -66,10 +66,31 @@ def test_run_time_states_the_measured_row(tmp_path):
     assert "about 5 min with an empty model cache (cold)" in text
     assert "1 min with the cache warm" in text and "on 2 CPU cores" in text
     assert "peaks at 1.9 GB" in text and "2026-12-07" in text
-    # no row, a quick (smoke) row, no summary at all (an installed package): said so
+    assert "Binder" not in text  # no quick row: no Binder figure
+    # no row, only a quick row, no summary at all (an installed package): said so
     path.write_text(json.dumps({"cpu_count": 2, "table": [{**ROW, "quick": True}]}))
     for chapter, summary in (("ch", path), ("other", path), ("ch", tmp_path / "missing.json")):
         assert "has not been measured" in book.run_time(chapter, summary)
+
+
+QUICK = {**ROW, "cold": {"wall_s": 60.0, "cpu_s": 55.0, "peak_rss_gb": 1.234},
+         "warm": {"wall_s": 20.0, "cpu_s": 18.0, "peak_rss_gb": 0.9}, "quick": True}  # fmt: skip
+
+
+@pytest.mark.parametrize("order", [(ROW, QUICK), (QUICK, ROW)])
+def test_run_time_keeps_the_default_row_and_adds_the_binder_peak(tmp_path, order):
+    """Times and first peak from the default row whatever the rows' order; the quick
+    row (the budget Binder runs) adds its peak, the larger of its runs."""
+    path = tmp_path / "notebooks.json"
+    path.write_text(json.dumps({"cpu_count": 2, "table": list(order)}))
+    text = book.run_time("ch", path)
+    assert "about 5 min with an empty model cache (cold)" in text
+    assert "its kernel peaks at 1.9 GB" in text
+    assert "on Binder (quick budget) it peaks at 1.23 GB" in text
+    # a quick row with a cold run only (bench/notebook_times.py --quick --cold-only)
+    cold_only = {k: v for k, v in QUICK.items() if k != "warm"}
+    path.write_text(json.dumps({"cpu_count": 2, "table": [ROW, cold_only]}))
+    assert "on Binder (quick budget) it peaks at 1.23 GB" in book.run_time("ch", path)
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
@@ -123,6 +144,40 @@ def test_a_measured_chapter_replaces_its_row_and_keeps_the_others(tmp_path):
     assert [r["chapter"] for r in summary["table"]] == ["id_layers", "id_twonn"]  # file order
 
 
+def test_rows_are_keyed_by_chapter_and_budget(tmp_path):
+    """A quick (Binder) row and a default row of the same chapter live side by side; a
+    new row replaces only the old row at its own budget; default before quick."""
+    bench = _bench()
+    path = tmp_path / "notebooks.json"
+    default = {**ROW, "chapter": "id_twonn"}
+    quick = {**QUICK, "chapter": "id_twonn"}
+    path.write_text(json.dumps(bench.merge(path, [quick])))
+    summary = bench.merge(path, [default])
+    assert [(r["chapter"], r["quick"]) for r in summary["table"]] == [
+        ("id_twonn", False),
+        ("id_twonn", True),
+    ]
+    path.write_text(json.dumps(summary))
+    summary = bench.merge(path, [{**quick, "date": "later"}])
+    rows = {(r["chapter"], r["quick"]): r for r in summary["table"]}
+    assert rows["id_twonn", True]["date"] == "later" and rows["id_twonn", False] == default
+
+
+def test_a_failing_notebook_is_reported_and_the_others_still_written(tmp_path, monkeypatch):
+    bench = _bench()
+
+    def measure(chapter, **kwargs):
+        if chapter == "bad":
+            raise RuntimeError("cell failed")
+        return {**ROW, "chapter": chapter, "quick": kwargs["quick"]}
+
+    monkeypatch.setattr(bench, "measure", measure)
+    path = tmp_path / "notebooks.json"
+    assert bench.main(["bad", "good", "--quick", "--cold-only", "--json", str(path)]) == 1
+    rows = json.loads(path.read_text())["table"]
+    assert [(r["chapter"], r["quick"]) for r in rows] == [("good", True)]
+
+
 def test_binder_runs_the_chapters_at_their_quick_budget():
     """mybinder.org gives 2 GB; ``binder/start`` (run by repo2docker before Jupyter)
     sets the documented smaller setting and then runs the command it is given."""
@@ -132,6 +187,17 @@ def test_binder_runs_the_chapters_at_their_quick_budget():
     assert run.returncode == 0, run.stderr
     assert f"{book.QUICK_ENV}=1" in run.stdout.splitlines()
     assert 'exec "$@"' in start.read_text()
+
+
+def test_quick_measurements_run_in_binders_environment(monkeypatch):
+    """``bench/notebook_times.py --quick`` gives the kernel what ``binder/start`` exports
+    (the quick budget and the fixed glibc mmap threshold that keeps freed tensors from
+    staying resident), so a quick row's peak is a Binder session's."""
+    monkeypatch.delenv(book.QUICK_ENV, raising=False)
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    env = _bench().binder_env()
+    assert env[book.QUICK_ENV] == "1"
+    assert int(env["MALLOC_MMAP_THRESHOLD_"]) > 0
 
 
 def test_binder_image_holds_the_protopnet_chapters_cached_networks():
