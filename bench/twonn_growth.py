@@ -217,11 +217,12 @@ def table_rows(rows: list[dict], fits: dict, stopped: dict) -> list[dict]:
         big = max(pts, key=lambda r: r["N"])
         avg = [a for r in pts for a in r["load_avg"]]
         stop = stopped.get(key)
-        stop = (
-            f"; N = {stop['N']:,} not run (predicted {stop['predicted_cpu_s']:.0f} CPU s)"
-            if stop
-            else ""
-        )
+        if stop and stop["predicted_cpu_s"] is not None:
+            stop = f"; N = {stop['N']:,} not run (predicted {stop['predicted_cpu_s']:.0f} CPU s)"
+        elif stop:
+            stop = f"; N = {stop['N']:,} not run ({stop['why']})"
+        else:
+            stop = ""
         tail = fit.get("exponent_cpu_s_tail")
         tail = f" ({tail:.2f} for N >= {TAIL_N:,})" if tail is not None else ""
         out.append(
@@ -298,7 +299,8 @@ def run(args) -> None:
             if key in stopped:
                 continue
             if kind == "real" and n > args.real_n[d]:
-                stopped[key] = {"N": n, "predicted_cpu_s": float("nan"), "why": "--real-n"}
+                why = f"--real-n: {args.real_n[d]:,} rows of activations"
+                stopped[key] = {"N": n, "predicted_cpu_s": None, "why": why}
                 continue
             done = [r for r in rows if (r["kind"], r["D"]) == (kind, d)]
             guess = predict([r["N"] for r in done], [r["cpu_s"] for r in done], n)
