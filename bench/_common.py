@@ -44,6 +44,12 @@ def write_summary(path: str | os.PathLike, summary: dict) -> None:
     print(f"# summary written to {path}")
 
 
+def rss_mb() -> float:
+    """This process's resident memory now, in MiB (a run's peak is measured above it)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def reset_peak_rss() -> bool:
     """Reset this process's peak resident set (``VmHWM``) to its current one (Linux >=
     4.0: ``/proc/self/clear_refs``); ``False`` where that is not possible.

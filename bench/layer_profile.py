@@ -3,7 +3,7 @@
 Untrained torchvision ResNet-18 (``weights=None``), 224 px, ``--n`` procedural images
 (default 1000: seeded low-frequency colour noise, generated image by image), its default
 checkpoints (input, maxpool, layer1-4, avgpool, fc). Every approach runs in a fresh
-subprocess, so its peak resident memory (``ru_maxrss``) is its own; each reports the
+subprocess, so its peak resident memory (``VmHWM``, reset at the start) is its own; each reports the
 time of the whole profile (forward passes + ID estimates) and its peak memory above the
 set-up (imports, model, loader):
 
@@ -98,7 +98,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import load, machine, now, write_summary
+from _common import load, machine, now, peak_rss_mb, reset_peak_rss, rss_mb, write_summary
 from _load import LOADS, background_load, describe
 
 HERE = Path(__file__).resolve().parent
@@ -107,18 +107,6 @@ HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 APPROACHES = ("forward", "naive", "interp_lib", "interp_lib f16 budget")
 BATCH = 50
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        pages = int(f.read().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def _peak_rss_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def _loader(n: int, image_size: int = 224):
@@ -192,7 +180,8 @@ def worker(approach: str, n: int, threads: str, image_size: int = 224) -> None:
     model = torchvision.models.resnet18(weights=None).eval()
     loader = _loader(n, image_size)
     layers = default_checkpoints(model, next(iter(loader))[0][:1])
-    base = _rss_mb()
+    reset_peak_rss()  # this worker's own peak, not the parent's (ru_maxrss inherits it)
+    base = rss_mb()
     t, cpu = time.perf_counter(), time.process_time()
     ids: dict[str, float] = {}
     if approach == "forward":
@@ -209,7 +198,7 @@ def worker(approach: str, n: int, threads: str, image_size: int = 224) -> None:
         ids = dict(zip(prof.layers, prof.dimensions, strict=True))
     dt, cpu = time.perf_counter() - t, time.process_time() - cpu
     # "time" is CPU seconds (all threads): a shared machine's waits do not count
-    peak = _peak_rss_mb() - base
+    peak = peak_rss_mb() - base
     out = {"time": cpu, "wall": dt, "peak_mb": peak, "ids": ids}
     print(json.dumps(out | {"threads": torch.get_num_threads()}))
 

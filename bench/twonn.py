@@ -67,7 +67,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import load, machine, now, write_summary
+from _common import load, machine, now, peak_rss_mb, reset_peak_rss, rss_mb, write_summary
 from _load import LOADS, background_load, describe
 
 HERE = Path(__file__).resolve().parent
@@ -81,18 +81,6 @@ ALL += ("naive_torch",)
 ONLY_OURS = ("interp_lib", "previous")
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 THREAD_VARS += ("NUMEXPR_NUM_THREADS",)
-
-
-def _peak_rss_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
-def _rss_mb() -> float:
-    """The resident memory now (the peak of a run is measured above it)."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def _previous_knn(commit: str):
@@ -176,11 +164,12 @@ def worker(method: str, path: str, previous: str, threads: str = "1") -> None:
         run = lambda: naive_twonn(torch.from_numpy(X))  # noqa: E731
     else:
         raise SystemExit(f"unknown method {method}")
-    base = _rss_mb()
+    reset_peak_rss()  # this worker's own peak, not the parent's (ru_maxrss inherits it)
+    base = rss_mb()
     t, cpu = time.perf_counter(), time.process_time()
     est = run()
     dt, cpu = time.perf_counter() - t, time.process_time() - cpu
-    peak = _peak_rss_mb() - base
+    peak = peak_rss_mb() - base
     print(json.dumps({"time": cpu, "wall": dt, "estimate": float(est), "peak_mb": peak}))
 
 

@@ -48,8 +48,8 @@ import sys
 import time
 from pathlib import Path
 
-from _common import load, machine, now, peak_rss_mb, reset_peak_rss, write_summary
-from twonn import _environment, _rss_mb
+from _common import load, machine, now, peak_rss_mb, reset_peak_rss, rss_mb, write_summary
+from twonn import _environment
 
 DEFAULT_SIZES = "5000,10000,20000,50000,100000,200000"
 KINDS = {
@@ -184,7 +184,7 @@ def worker(path: str, n: int) -> None:
     torch.set_num_threads(1)
     X = read_rows(path, n)
     reset_peak_rss()  # the peak from here on, not the parent's (inherited by ru_maxrss)
-    base = _rss_mb()
+    base = rss_mb()
     t, cpu = time.perf_counter(), time.process_time()
     est = twonn(X).dimension
     wall, cpu = time.perf_counter() - t, time.process_time() - cpu
