@@ -72,6 +72,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/protopnet.py --threads $(BENCH_THREADS) --json bench/summaries/protopnet.json
 	$(BIN)/python bench/baselines.py
 	$(BIN)/python bench/protopnet_birds.py
+	$(BIN)/python bench/drill_kill_resume.py --json bench/summaries/drill_kill_resume.json
 	$(BIN)/python bench/report.py
 
 clean:
