@@ -174,3 +174,70 @@ def test_wide_float32_rows_are_certified_without_recheck(monkeypatch):
     torch.testing.assert_close(d, bd, rtol=1e-13, atol=0)
     assert torch.equal(i, bi)
     assert sum(rechecked) == 0
+
+
+@pytest.mark.parametrize("shape", [(1024, 1024), (300, 77), (70, 1000), (16, 64), (5, 3)])
+@pytest.mark.parametrize("dim", [0, 1])
+def test_grouped_search_of_a_block_finds_every_entry_below_its_limit_in_order(shape, dim):
+    """``_below_grouped`` (group minima first) returns exactly what one comparison pass
+    over the whole block returns, in the same order (by target, then the other index),
+    for group-sized and ragged blocks, limits by row and by column, and tied values."""
+    gen = torch.Generator().manual_seed(shape[0] + dim)
+    blk = torch.randint(0, 50, shape, generator=gen).float()  # many exact ties
+    n = shape[1 - dim]
+    limit = torch.randint(0, 25, (n,), generator=gen).float()
+    limit = limit.unsqueeze(1) if dim == 1 else limit.unsqueeze(0)
+    target, other, value = neighbors._below_grouped(blk, limit, dim)
+    mask = blk < limit
+    expected = mask.nonzero() if dim == 1 else mask.T.nonzero()
+    assert expected.shape[0] > 0
+    assert torch.equal(torch.stack([target, other], 1), expected)
+    rows, cols = (target, other) if dim == 1 else (other, target)
+    assert torch.equal(value, blk[rows, cols])
+
+
+def _merge_reference(best_d, best_i, rows, vals, cols):
+    """Per row: its sorted best k, then its new entries in their given order; the k
+    smallest by a stable sort (earlier entries win ties)."""
+    best_d, best_i = best_d.clone(), best_i.clone()
+    k = best_d.shape[1]
+    for r in rows.unique().tolist():
+        sel = rows == r
+        d = torch.cat([best_d[r], vals[sel]])
+        i = torch.cat([best_i[r], cols[sel]])
+        order = torch.sort(d, stable=True).indices[:k]
+        best_d[r], best_i[r] = d[order], i[order]
+    return best_d, best_i
+
+
+@pytest.mark.parametrize("crowd", [1, 500])  # 500 entries for one row: the flat path
+def test_merging_candidates_keeps_the_k_smallest_and_the_earlier_of_ties(crowd):
+    gen = torch.Generator().manual_seed(crowd)
+    n, k, h = 60, 4, 300
+    best_d = torch.sort(torch.randint(0, 20, (n, k), generator=gen).float(), 1).values
+    best_i = torch.randint(0, 1000, (n, k), generator=gen)
+    rows = torch.randint(0, n, (h,), generator=gen)  # unsorted, with repeats
+    rows = torch.cat([rows, torch.full((crowd,), 7)])
+    vals = torch.randint(0, 20, (rows.numel(),), generator=gen).float()  # ties everywhere
+    cols = torch.arange(1000, 1000 + rows.numel())
+    want_d, want_i = _merge_reference(best_d, best_i, rows, vals, cols)
+    neighbors._merge_sparse(best_d, best_i, rows, vals, cols)
+    assert torch.equal(best_d, want_d) and torch.equal(best_i, want_i)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_full_space_search_across_several_tiles_matches_brute_force(dtype):
+    """At the default chunk size the full-space search cuts the rows into tiles of
+    ``_TILE``: three tiles here (the last one ragged), with duplicated rows."""
+    gen = torch.Generator().manual_seed(5)
+    X = torch.randn(2 * neighbors._TILE + 300, 24, generator=gen, dtype=torch.float64)
+    X[-40:] = X[:40]  # exact duplicates in the first and the last tile
+    X = X.to(dtype)
+    d, i = nearest_neighbors(X, k=3)
+    bd, bi, D = brute(X, 3)
+    torch.testing.assert_close(d, bd, rtol=1e-13, atol=0)  # two float64 norms of the differences
+    torch.testing.assert_close(D.gather(1, i), d, rtol=1e-13, atol=0)
+    d4 = brute(X, 4)[0]  # a tie may also be with the first neighbour left out
+    ties = (d4[:, 1:] == d4[:, :-1]).any(1)
+    assert torch.equal(i[~ties], bi[~ties])
+    assert int((d[:, 0] == 0).sum()) == 80

@@ -81,6 +81,10 @@ _WINDOW_ROWS = 512  # rows per block of the windowed search
 _MIN_ROWS_PROJECTED = 4096  # below, one or a few products in the full space are cheaper
 _SPLIT = 512  # float32 products of wide rows: columns per partial product (float64 sum)
 _MIN_COLS_SPLIT = 8 * _SPLIT
+_TILE = 1024  # rows per tile of the full-space search: a (tile, tile) block stays in cache
+#: Entries per group whose minimum is compared first (see :func:`_below_grouped`), along
+#: a row and along a column: the sizes at which torch's CPU reductions are fastest.
+_GROUP = {1: 64, 0: 16}
 #: Products of at least this many floating-point operations (``2 na nb q``) run with the
 #: caller's threads; everything else single-threaded (see "Threads" in the module doc).
 _MIN_PARALLEL_FLOPS = 1 << 28
@@ -524,18 +528,27 @@ def _search_space(Y: torch.Tensor, k: int, m: int, chunk_size: int) -> _Space:
 
 
 def _block(
-    Sa: torch.Tensor, sqa: torch.Tensor, Sb: torch.Tensor, sqb: torch.Tensor, split: int = 0
+    Sa: torch.Tensor,
+    sqa: torch.Tensor,
+    Sb: torch.Tensor,
+    sqb: torch.Tensor,
+    split: int = 0,
+    out: torch.Tensor | None = None,
 ):
     """Squared distances of two blocks of rows by the expansion (rounded), (na, nb).
 
     With ``split > 0`` the product is summed in float64 over slices of ``split`` columns
-    (each slice a product in the working dtype); the result is then float64.
+    (each slice a product in the working dtype); the result is then float64. ``out``, a
+    contiguous (na, nb) tensor of the result's dtype, receives it (a reused buffer: a
+    fresh large tensor costs a page fault per 4 KB, as much as the product at small D).
     """
     if not split:
         with _product_threads(Sa.shape[0], Sb.shape[0], Sa.shape[1]):
-            out = torch.addmm(sqb.unsqueeze(0), Sa, Sb.T, alpha=-2.0)
+            out = torch.addmm(sqb.unsqueeze(0), Sa, Sb.T, alpha=-2.0, out=out)
         return out.add_(sqa.unsqueeze(1))
-    g = torch.zeros((Sa.shape[0], Sb.shape[0]), dtype=torch.float64, device=Sa.device)
+    if out is None:
+        out = torch.empty((Sa.shape[0], Sb.shape[0]), dtype=torch.float64, device=Sa.device)
+    g = out.zero_()
     part = torch.empty((Sa.shape[0], Sb.shape[0]), dtype=Sa.dtype, device=Sa.device)
     for c in range(0, Sa.shape[1], split):
         with _product_threads(Sa.shape[0], Sb.shape[0], min(split, Sa.shape[1] - c)):
@@ -544,15 +557,60 @@ def _block(
     return g.mul_(-2.0).add_(sqb.unsqueeze(0)).add_(sqa.unsqueeze(1))
 
 
+def _below_grouped(
+    blk: torch.Tensor, limit: torch.Tensor, dim: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The entries of ``blk`` (na, nb) below the limit of their row (``dim=1``, ``limit``
+    (na, 1)) or of their column (``dim=0``, ``limit`` (1, nb)).
+
+    The entries of each row (column) are read in groups of :data:`_GROUP` along
+    ``dim``: the minimum of every group first (a float reduction, a cheap pass that
+    keeps the block's memory order), then entry by entry only the few groups whose
+    minimum is below the limit. A comparison pass over the whole block would cost
+    several times more (comparisons into a boolean mask are slow on the CPU), and nearly
+    every entry of an off-diagonal block is rejected.
+
+    Returns
+    -------
+    target, other, value : torch.Tensor, shape (H,)
+        The row (``dim=1``) or column (``dim=0``) whose limit the entry is below, the
+        entry's other index and its value; ordered by ``target``, then ``other``.
+    """
+    g = _GROUP[dim]
+    size = blk.shape[dim]
+    cut = size - size % g
+    if dim == 1:
+        groups = blk[:, :cut].unflatten(1, (cut // g, g))  # (na, nb / g, g)
+        t, q = (groups.amin(2) < limit).nonzero().unbind(1)
+        h, o = (groups[t, q] < limit[t]).nonzero().unbind(1)
+    else:
+        groups = blk[:cut].unflatten(0, (cut // g, g))  # (na / g, g, nb)
+        # the transposed mask: its positions come by column, then row
+        t, q = (groups.amin(1) < limit).T.nonzero().unbind(1)
+        h, o = (groups[q, :, t] < limit[0, t].unsqueeze(1)).nonzero().unbind(1)
+    target, other = t[h], q[h] * g + o
+    if cut < size:  # the last entries, fewer than a group: compared directly
+        rest = blk.narrow(dim, cut, size - cut)
+        tt, to = (rest < limit if dim == 1 else (rest < limit).T).nonzero().unbind(1)
+        if tt.numel():
+            order = torch.argsort(torch.cat([target, tt]), stable=True)
+            target, other = torch.cat([target, tt])[order], torch.cat([other, to + cut])[order]
+    value = blk[target, other] if dim == 1 else blk[other, target]
+    return target, other, value
+
+
 def _top_m_symmetric(S: torch.Tensor, sq: torch.Tensor, m: int, chunk_size: int, split: int = 0):
     """Per row, the ``m`` smallest values over every other row (full space).
 
-    First every diagonal block gives each row its ``m`` best values inside its own block,
-    hence a threshold (its ``m``-th best). Then the blocks ``j > i`` only, each one read
-    both ways (for its rows and for its columns, halving the products): an entry is kept
-    only when it is below the current threshold of its row or of its column, by one
-    comparison, so that the few survivors are merged instead of selecting a top-m of
-    every block. A rejected entry is at least its row's final ``m``-th best value.
+    The rows are cut into tiles of ``min(chunk_size, _TILE)`` rows (a tile's block of
+    values stays in the cache). First every diagonal block gives each row its ``m`` best
+    values inside its own tile, hence a threshold (its ``m``-th best). Then the blocks
+    ``j > i`` only, each one read both ways (for its rows and for its columns, halving
+    the products): an entry is kept only when it is below the current threshold of its
+    row (or of its column), found through the minima of groups of entries
+    (:func:`_below_grouped`), so that the few survivors are merged instead of selecting a
+    top-m of every block. A rejected entry is at least its row's final ``m``-th best
+    value. Every block is written into one reused buffer.
 
     Returns
     -------
@@ -561,32 +619,38 @@ def _top_m_symmetric(S: torch.Tensor, sq: torch.Tensor, m: int, chunk_size: int,
     """
     n = S.shape[0]
     inf = float("inf")
+    tile = min(chunk_size, _TILE)
     best_d = torch.full((n, m), inf, dtype=sq.dtype, device=S.device)
     best_i = torch.full((n, m), -1, dtype=torch.long, device=S.device)
-    starts = range(0, n, chunk_size)
+    buf = torch.empty(min(n, tile) ** 2, dtype=sq.dtype, device=S.device)
+    starts = range(0, n, tile)
     for a in starts:
-        ra = slice(a, a + chunk_size)
-        block = _block(S[ra], sq[ra], S[ra], sq[ra], split)
+        ra = slice(a, a + tile)
+        ta = len(range(n)[ra])
+        block = _block(S[ra], sq[ra], S[ra], sq[ra], split, out=buf[: ta * ta].view(ta, ta))
         block.fill_diagonal_(inf)  # exclude each point itself, by index
         kr = min(m, block.shape[1])
         d, j = torch.topk(block, kr, dim=1, largest=False, sorted=True)
         best_d[ra, :kr], best_i[ra, :kr] = d, j + a
     for a in starts:
-        ra = slice(a, a + chunk_size)
+        ra = slice(a, a + tile)
+        ta = len(range(n)[ra])
         for b in starts:
             if b <= a:
                 continue
-            rb = slice(b, b + chunk_size)
-            block = _block(S[ra], sq[ra], S[rb], sq[rb], split)
-            hit = block < best_d[ra, -1:]
-            hit |= block < best_d[rb, -1].unsqueeze(0)
-            r, c = hit.nonzero().unbind(1)
-            if r.numel() == 0:
+            rb = slice(b, b + tile)
+            tb = len(range(n)[rb])
+            block = _block(S[ra], sq[ra], S[rb], sq[rb], split, out=buf[: ta * tb].view(ta, tb))
+            r1, c1, v1 = _below_grouped(block, best_d[ra, -1:], 1)
+            c2, r2, v2 = _below_grouped(block, best_d[rb, -1].unsqueeze(0), 0)
+            if r1.numel() + c2.numel() == 0:
                 continue
-            vals = block[r, c]
-            r, c = r + a, c + b
             _merge_sparse(
-                best_d, best_i, torch.cat([r, c]), torch.cat([vals, vals]), torch.cat([c, r])
+                best_d,
+                best_i,
+                torch.cat([r1 + a, c2 + b]),
+                torch.cat([v1, v2]),
+                torch.cat([c1 + b, r2 + a]),
             )
     return best_d, best_i
 
@@ -685,14 +749,38 @@ def _merge_sparse(
     """Merge entries ``(rows, vals, cols)`` into each row's sorted best ``k``, in place.
 
     Among equal values the earlier entry (the existing one, then by position) is kept.
+    Each row's existing ``k`` values and its new entries are laid out in one row of a
+    padded matrix, which is sorted along its short rows (stable): much cheaper than a
+    sort of all the entries at once. A row with very many new entries (a cluster of
+    near-duplicates) makes the padding wasteful; then every entry is sorted at once.
     """
     if rows.numel() == 0:
         return
+    if bool((rows[1:] < rows[:-1]).any()):  # group each row's entries, keeping their order
+        order = torch.argsort(rows, stable=True)
+        rows, vals, cols = rows[order], vals[order], cols[order]
     k = best_d.shape[1]
-    u, inv = torch.unique(rows, return_inverse=True)
+    u, inv, counts = torch.unique_consecutive(rows, return_inverse=True, return_counts=True)
+    nu, width = u.numel(), k + int(counts.max())
+    if nu * width > 4 * (nu * k + rows.numel()) + 4096:
+        _merge_flat(best_d, best_i, u, inv, vals, cols)
+        return
+    pos = torch.arange(rows.numel(), device=rows.device) - (torch.cumsum(counts, 0) - counts)[inv]
+    d = torch.full((nu, width), float("inf"), dtype=best_d.dtype, device=best_d.device)
+    i = torch.full((nu, width), -1, dtype=torch.long, device=best_i.device)
+    d[:, :k], i[:, :k] = best_d[u], best_i[u]
+    d[inv, pos + k], i[inv, pos + k] = vals.to(d.dtype), cols
+    d, order = torch.sort(d, dim=1, stable=True)
+    best_d[u], best_i[u] = d[:, :k], torch.gather(i, 1, order[:, :k])
+
+
+def _merge_flat(best_d, best_i, u, inv, vals, cols) -> None:
+    """:func:`_merge_sparse` by one stable sort of all the entries (any number per row);
+    ``u`` the rows with new entries, ``inv`` each entry's position in ``u``."""
+    k = best_d.shape[1]
     nu = u.numel()
-    grp = torch.cat([torch.arange(nu, device=rows.device).repeat_interleave(k), inv])
-    d = torch.cat([best_d[u].reshape(-1), vals])
+    grp = torch.cat([torch.arange(nu, device=u.device).repeat_interleave(k), inv])
+    d = torch.cat([best_d[u].reshape(-1), vals.to(best_d.dtype)])
     i = torch.cat([best_i[u].reshape(-1), cols])
     order = torch.argsort(d, stable=True)
     order = order[torch.argsort(grp[order], stable=True)]
