@@ -241,3 +241,15 @@ def test_full_space_search_across_several_tiles_matches_brute_force(dtype):
     ties = (d4[:, 1:] == d4[:, :-1]).any(1)
     assert torch.equal(i[~ties], bi[~ties])
     assert int((d[:, 0] == 0).sum()) == 80
+
+
+@pytest.mark.parametrize("chunk", [7, 64, 4096])
+def test_exactly_tied_neighbours_come_by_index_whatever_the_blocking(chunk):
+    """Three copies of every point: each row's two neighbours are its copies at distance
+    0, reported lower index first (brute force with a stable sort) for every blocking."""
+    base = torch.randn(40, 5, generator=torch.Generator().manual_seed(8))
+    X = base[torch.randperm(120, generator=torch.Generator().manual_seed(9)) % 40]
+    d, i = nearest_neighbors(X, k=2, chunk_size=chunk)
+    bd, bi, _ = brute(X, 2)
+    assert bool((d == 0).all())
+    assert torch.equal(i, bi)

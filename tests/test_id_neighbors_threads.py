@@ -2,6 +2,7 @@
 for the large products only, the caller's setting restored, results independent of it."""
 
 import contextlib
+import threading
 
 import pytest
 import torch
@@ -102,6 +103,10 @@ def test_callers_threads_restored_after_an_error(two_threads, monkeypatch):
         pytest.param(
             lambda: torch.randn(700, 96, generator=torch.Generator().manual_seed(3)), id="full"
         ),
+        pytest.param(  # 6 tiles of 128 rows: the pairs of tiles on two worker threads
+            lambda: (torch.randn(700, 96, generator=torch.Generator().manual_seed(3)), 128),
+            id="full-tiles",
+        ),
         pytest.param(
             lambda: torch.randn(300, 4100, generator=torch.Generator().manual_seed(4)),
             id="wide-split",
@@ -110,14 +115,14 @@ def test_callers_threads_restored_after_an_error(two_threads, monkeypatch):
     ],
 )
 def test_results_identical_at_one_and_two_threads(make, monkeypatch):
-    X = make()
+    X, chunk = (make(), 4096) if not isinstance(make(), tuple) else make()
     monkeypatch.setattr(neighbors, "_MIN_PARALLEL_FLOPS", 1)  # the products multi-threaded
     before = torch.get_num_threads()
     out = {}
     try:
         for t in (1, 2):
             torch.set_num_threads(t)
-            out[t] = knn(X, 3)
+            out[t] = knn(X, 3, chunk_size=chunk)
     finally:
         torch.set_num_threads(before)
     assert torch.equal(out[1].distances, out[2].distances)
@@ -191,3 +196,36 @@ def test_pca_svd_runs_on_one_thread_and_restores_the_callers(monkeypatch):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("t", range(1, 10))
+def test_rounds_pair_every_two_tiles_once_and_no_tile_twice_in_a_round(t):
+    rounds = neighbors._rounds(t)
+    pairs = [p for r in rounds for p in r]
+    assert sorted(pairs) == [(i, j) for i in range(t) for j in range(i + 1, t)]
+    for r in rounds:
+        tiles = [i for p in r for i in p]
+        assert len(tiles) == len(set(tiles)), r
+    assert len(rounds) == (t - 1 if t % 2 == 0 else t) or t == 1
+
+
+def test_pairs_of_tiles_run_on_the_callers_threads_each_single_threaded(two_threads, monkeypatch):
+    """With 2 caller threads the full-space search spreads the pairs of tiles over 2
+    worker threads (each at one torch thread); with 1 it runs them itself."""
+    seen: dict[int, set] = {}
+    below = neighbors._below_grouped
+
+    def spy(blk, limit, dim):
+        seen.setdefault(threading.get_ident(), set()).add(torch.get_num_threads())
+        return below(blk, limit, dim)
+
+    monkeypatch.setattr(neighbors, "_below_grouped", spy)
+    X = torch.randn(700, 16, generator=torch.Generator().manual_seed(6))
+    knn(X, 2, chunk_size=64)  # 11 tiles
+    assert len(seen) == 2 and threading.get_ident() not in seen, seen
+    assert all(counts == {1} for counts in seen.values()), seen
+    assert torch.get_num_threads() == 2
+    seen.clear()
+    torch.set_num_threads(1)
+    knn(X, 2, chunk_size=64)
+    assert list(seen) == [threading.get_ident()], seen

@@ -16,8 +16,9 @@ in the full space each block of rows is compared with all rows. So the result is
 and its distances are bit for bit those of :func:`~interp_lib.id.nearest_neighbors`.
 
 **Ties.** Among exactly tied distances (duplicate points, lattices) any choice is exact.
-:func:`~interp_lib.id.nearest_neighbors` keeps the candidates its blocked search met
-first, which depends on the blocking; this search keeps, for every row, the ``k``
+:func:`~interp_lib.id.nearest_neighbors` orders tied candidates by index too, but of a
+tied group larger than its candidates it reports those its blocked search kept, which
+depends on the blocking; this search keeps, for every row, the ``k``
 smallest ``(distance, index)`` pairs: the lowest-indexed of a tied group, in ascending
 index order (:func:`order_ties`). The certificate is strict (a row whose ``k``-th distance
 could tie with a point left out of its candidates is rechecked against all points), so
@@ -70,6 +71,7 @@ from .neighbors import (
     _Space,
     _top_m_windowed,
     _unit_centred,
+    by_distance_then_index,
     check_options,
 )
 
@@ -92,11 +94,7 @@ def order_ties(neighbors: Neighbors) -> Neighbors:
     -------
     Neighbors
     """
-    d, i = neighbors.distances, neighbors.indices
-    by_index = torch.argsort(i, dim=1, stable=True)
-    d, i = torch.gather(d, 1, by_index), torch.gather(i, 1, by_index)
-    by_distance = torch.argsort(d, dim=1, stable=True)
-    return Neighbors(torch.gather(d, 1, by_distance), torch.gather(i, 1, by_distance))
+    return Neighbors(*by_distance_then_index(neighbors.distances, neighbors.indices))
 
 
 def row_block(n: int, rank: int, world_size: int) -> tuple[int, int]:

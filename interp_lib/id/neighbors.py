@@ -40,8 +40,11 @@ The search never trusts a fast, rounded distance without proof. It works in four
    that might be closer get their exact distance.
 
 The point itself is excluded **by index**, never by value, so exact duplicates are
-reported as neighbours at distance 0. Among exactly tied distances the order of the
-candidates is kept.
+reported as neighbours at distance 0. Among exactly tied distances the lower index
+comes first, for any blocking and thread count; of a tied group larger than the
+candidates, which members are reported depends on the blocking
+(:func:`interp_lib.id.distributed.distributed_nearest_neighbors` reports the lowest-indexed
+ones).
 
 **Threads.** On the CPU the search runs single-threaded (a scoped
 ``torch.set_num_threads(1)``, the caller's setting restored on exit and on errors),
@@ -64,6 +67,7 @@ import contextvars
 import math
 import numbers
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -599,18 +603,39 @@ def _below_grouped(
     return target, other, value
 
 
+def _rounds(t: int) -> list[list[tuple[int, int]]]:
+    """Every pair ``(i, j)``, ``i < j < t``, once, in rounds in which no tile appears
+    twice (the circle method of round-robin tournaments): ``t - 1`` rounds (``t`` for
+    odd ``t``)."""
+    ids: list[int | None] = list(range(t)) + ([None] if t % 2 else [])
+    out = []
+    for _ in range(len(ids) - 1):
+        half = len(ids) // 2
+        pairs = zip(ids[:half], reversed(ids[half:]), strict=True)
+        out.append([(min(p), max(p)) for p in pairs if None not in p])
+        ids = [ids[0], ids[-1], *ids[1:-1]]
+    return out
+
+
 def _top_m_symmetric(S: torch.Tensor, sq: torch.Tensor, m: int, chunk_size: int, split: int = 0):
     """Per row, the ``m`` smallest values over every other row (full space).
 
     The rows are cut into tiles of ``min(chunk_size, _TILE)`` rows (a tile's block of
     values stays in the cache). First every diagonal block gives each row its ``m`` best
     values inside its own tile, hence a threshold (its ``m``-th best). Then the blocks
-    ``j > i`` only, each one read both ways (for its rows and for its columns, halving
-    the products): an entry is kept only when it is below the current threshold of its
-    row (or of its column), found through the minima of groups of entries
-    (:func:`_below_grouped`), so that the few survivors are merged instead of selecting a
-    top-m of every block. A rejected entry is at least its row's final ``m``-th best
-    value. Every block is written into one reused buffer.
+    of the pairs of tiles ``i < j`` only, each one read both ways (for its rows and for
+    its columns, halving the products): an entry is kept only when it is below the
+    current threshold of its row (or of its column), found through the minima of groups
+    of entries (:func:`_below_grouped`), so that the few survivors are merged instead of
+    selecting a top-m of every block. A rejected entry is at least its row's final
+    ``m``-th best value.
+
+    The pairs come in the rounds of :func:`_rounds`: the pairs of one round touch
+    disjoint rows, so that on the CPU, with more than one caller thread
+    (:func:`_single_threaded`), they run on that many worker threads, each
+    single-threaded with its own reused block buffer, with no lock and no spinning (a
+    worker waits for the round's end asleep). The order is the same for any thread
+    count, and so is the result, bit for bit.
 
     Returns
     -------
@@ -622,36 +647,49 @@ def _top_m_symmetric(S: torch.Tensor, sq: torch.Tensor, m: int, chunk_size: int,
     tile = min(chunk_size, _TILE)
     best_d = torch.full((n, m), inf, dtype=sq.dtype, device=S.device)
     best_i = torch.full((n, m), -1, dtype=torch.long, device=S.device)
-    buf = torch.empty(min(n, tile) ** 2, dtype=sq.dtype, device=S.device)
-    starts = range(0, n, tile)
-    for a in starts:
-        ra = slice(a, a + tile)
-        ta = len(range(n)[ra])
-        block = _block(S[ra], sq[ra], S[ra], sq[ra], split, out=buf[: ta * ta].view(ta, ta))
+    tiles = [slice(a, min(n, a + tile)) for a in range(0, n, tile)]
+
+    def diagonal(i: int, buf: torch.Tensor) -> None:
+        r = tiles[i]
+        t = r.stop - r.start
+        block = _block(S[r], sq[r], S[r], sq[r], split, out=buf[: t * t].view(t, t))
         block.fill_diagonal_(inf)  # exclude each point itself, by index
-        kr = min(m, block.shape[1])
+        kr = min(m, t)
         d, j = torch.topk(block, kr, dim=1, largest=False, sorted=True)
-        best_d[ra, :kr], best_i[ra, :kr] = d, j + a
-    for a in starts:
-        ra = slice(a, a + tile)
-        ta = len(range(n)[ra])
-        for b in starts:
-            if b <= a:
-                continue
-            rb = slice(b, b + tile)
-            tb = len(range(n)[rb])
-            block = _block(S[ra], sq[ra], S[rb], sq[rb], split, out=buf[: ta * tb].view(ta, tb))
-            r1, c1, v1 = _below_grouped(block, best_d[ra, -1:], 1)
-            c2, r2, v2 = _below_grouped(block, best_d[rb, -1].unsqueeze(0), 0)
-            if r1.numel() + c2.numel() == 0:
-                continue
-            _merge_sparse(
-                best_d,
-                best_i,
-                torch.cat([r1 + a, c2 + b]),
-                torch.cat([v1, v2]),
-                torch.cat([c1 + b, r2 + a]),
-            )
+        best_d[r, :kr], best_i[r, :kr] = d, j + r.start
+
+    def pair(i: int, j: int, buf: torch.Tensor) -> None:
+        ra, rb = tiles[i], tiles[j]
+        ta, tb = ra.stop - ra.start, rb.stop - rb.start
+        block = _block(S[ra], sq[ra], S[rb], sq[rb], split, out=buf[: ta * tb].view(ta, tb))
+        r1, c1, v1 = _below_grouped(block, best_d[ra, -1:], 1)
+        c2, r2, v2 = _below_grouped(block, best_d[rb, -1].unsqueeze(0), 0)
+        if r1.numel() + c2.numel():
+            rows = torch.cat([r1 + ra.start, c2 + rb.start])
+            cols = torch.cat([c1 + rb.start, r2 + ra.start])
+            _merge_sparse(best_d, best_i, rows, torch.cat([v1, v2]), cols)
+
+    jobs = [[(diagonal, (i,)) for i in range(len(tiles))]]
+    jobs += [[(pair, p) for p in r] for r in _rounds(len(tiles))]
+    workers = min(_CALLER_THREADS.get(), len(tiles) // 2) if S.device.type == "cpu" else 1
+    size = min(n, tile) ** 2
+    if workers <= 1:
+        buf = torch.empty(size, dtype=sq.dtype, device=S.device)
+        for round_jobs in jobs:
+            for fn, args in round_jobs:
+                fn(*args, buf)
+        return best_d, best_i
+    bufs = [torch.empty(size, dtype=sq.dtype, device=S.device) for _ in range(workers)]
+
+    def run(w: int, round_jobs) -> None:
+        for fn, args in round_jobs[w::workers]:
+            fn(*args, bufs[w])
+
+    # each worker thread single-threaded (torch's thread count is per OS thread)
+    with ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as ex:
+        for round_jobs in jobs:  # a round ends before the next starts: the same order
+            for f in [ex.submit(run, w, round_jobs) for w in range(workers)]:
+                f.result()
     return best_d, best_i
 
 
@@ -853,9 +891,8 @@ def _search(X: torch.Tensor, k: int, m: int, chunk_size: int) -> tuple[torch.Ten
         perm, Xp = None, X
         best_d, best_i = _top_m_symmetric(space.S, space.sq, m, chunk_size, space.split)
     d = _candidate_distances(Xp, best_i)
-    # stable sort: among exactly tied distances the candidate order is kept
-    d, pos = torch.sort(d, dim=1, stable=True)
-    idx = torch.gather(best_i, 1, pos)
+    # among exactly tied distances the lower (input) index first, whatever the blocking
+    d, idx = by_distance_then_index(d, best_i if perm is None else perm[best_i])
     d, idx = d[:, :k].contiguous(), idx[:, :k].contiguous()
     # certificate, in scaled squared units: k-th exact <= every rejected value - slack
     dk2 = _ldexp(d[:, k - 1], -e).square()
@@ -864,13 +901,22 @@ def _search(X: torch.Tensor, k: int, m: int, chunk_size: int) -> tuple[torch.Ten
         bad = (dk2 > floor).nonzero().squeeze(1)
         if bad.numel():
             rd, ri = _recheck(space, Xp, bad, dk2[bad] + space.slack[bad], k, chunk_size)
-            d[bad], idx[bad] = rd, ri
+            d[bad], idx[bad] = by_distance_then_index(rd, ri if perm is None else perm[ri])
     if perm is None:
         return d, idx
     out_d = torch.empty_like(d)
     out_i = torch.empty_like(idx)
-    out_d[perm], out_i[perm] = d, perm[idx]
+    out_d[perm], out_i[perm] = d, idx
     return out_d, out_i
+
+
+def by_distance_then_index(d: torch.Tensor, i: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row of ``(d, i)`` (N, m) sorted by ``(distance, index)``: ascending distances,
+    exactly tied ones by ascending index (a row without ties keeps its distance order)."""
+    by_index = torch.argsort(i, dim=1, stable=True)
+    d, i = torch.gather(d, 1, by_index), torch.gather(i, 1, by_index)
+    by_distance = torch.argsort(d, dim=1, stable=True)
+    return torch.gather(d, 1, by_distance), torch.gather(i, 1, by_distance)
 
 
 def _from_precomputed(D: torch.Tensor, k: int, chunk_size: int) -> Neighbors:
