@@ -67,6 +67,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/twonn.py --threads $(BENCH_SETTINGS_THREADS) --loads $(BENCH_LOADS) \
 	  --json bench/summaries/twonn.json
 	$(BIN)/python bench/twonn_growth.py --json bench/summaries/twonn_growth.json
+	$(BIN)/python bench/knn_faiss.py --threads $(BENCH_SETTINGS_THREADS) --loads $(BENCH_LOADS) \
+	  --json bench/summaries/knn_faiss.json
 	$(BIN)/python bench/layer_profile.py --threads $(BENCH_SETTINGS_THREADS) \
 	  --loads $(BENCH_LOADS) --json bench/summaries/layer_profile.json
 	$(BIN)/python bench/protopnet.py --threads $(BENCH_THREADS) --json bench/summaries/protopnet.json

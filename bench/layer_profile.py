@@ -33,58 +33,8 @@ same load. Each table and README row carries its thread count and the range of t
     python bench/layer_profile.py --approaches naive interp_lib --image-size 112
     python bench/layer_profile.py --n 200 --image-size 112 --threads default --loads idle
 
-One run (2026-11-24, 2 CPU cores, quiet machine; "peak MB" is peak RSS above the set-up):
-
-| approach               | time (s) | x forward | x naive |  peak MB | mem x naive |
-|------------------------|----------|-----------|---------|----------|-------------|
-| forward                |     38.2 |      1.00 |    0.58 |      372 |        0.08 |
-| naive                  |     66.2 |      1.73 |    1.00 |     4767 |        1.00 |
-| interp_lib             |     73.4 |      1.92 |    1.11 |     3917 |        0.82 |
-| interp_lib f16 budget  |    111.0 |      2.91 |    1.68 |     2752 |        0.58 |
-
-IDs agreed with the naive ones to 1.2e-5 (float32) and 0.036 (float16).
-
-After the profile refactor (2026-11-29, 2 CPU cores **heavily loaded** by other jobs,
-load average 10-20, so at a reduced size, one torch/OpenMP thread per run and 3
-interleaved rounds; "x naive" is the median of the per-round ratios; imports are no
-longer inside the timed region, the old naive timing included scikit-learn's)::
-
-    python bench/layer_profile.py --n 200 --image-size 112 --threads 1 --rounds 3 \
-        --approaches naive interp_lib
-
-| approach               | time (s) | x forward | x naive |  peak MB | mem x naive |
-|------------------------|----------|-----------|---------|----------|-------------|
-| naive                  |     22.0 |         - |    1.00 |      420 |        1.00 |
-| interp_lib             |     27.7 |         - |    1.26 |      285 |        0.68 |
-
-(per-round ratios 1.50, 0.98, 1.26; IDs agree to 2.7e-5). Where the time
-goes (cProfile of ``layer_ids`` in the same setting, 59.5 s in all): the collection pass
-30.8 s, of which the forward itself 30.1 s (conv2d 21.4 s) and the hooks' copies into the
-buffers under 1 s; TwoNN 27.7 s, of which the neighbour search 24.7 s: exact float64
-candidate distances 10.3 s (row gathers ``index_select`` 3.1 s, float64 conversions
-4.6 s), the re-check of undecided rows 4.6 s, finiteness checks 2.4 s (three per layer),
-centring and power-of-two rescaling 3.7 s, and the float32 product itself only 1.8 s.
-The wide layers (N << D) spend their time in these passes over the data, not in the
-product.
-
-After issue 14 (2026-11-30, same setting, load average about 2.5; "time" is now CPU
-seconds, ``--json`` writes the summary that ``make bench`` puts in the README): naive
-4.0 s, interp_lib 4.1 s (1.01x), peak memory 232 MB against 420 MB (0.55x). cProfile of
-``layer_ids`` (5.3 s): collection 3.5 s (the forward 3.4 s), TwoNN 1.7 s, of which the
-exact candidate distances 0.8 s and the re-check of the 25-40 % of wide rows that the
-float32 certificate cannot decide 0.4 s; the finiteness check, scaling and centring
-(2.4 s + 3.7 s before, under load) are now one pass each. Run alone on the saved
-activations, the neighbour search of the eight layers takes 1.0 CPU s against 1.9 s
-before, with identical neighbours.
-
-Then (2026-11-30 00:35, same setting, load average 1.4-2.9, shared machine): the wide
-float32 rows (D >= 4096) sum float32 products of 512-column slices in float64, so the
-certificate's rounding bound grows with 512 instead of D; the re-check (0.29 s in the
-cProfile of ``layer_ids``, 7 of 8 layers) is gone (one row of one narrow layer left).
-Two runs of the command above: naive 3.7 / 3.3 CPU s, interp_lib 3.5 / 3.2 (per-round
-median ratios 0.96x and 0.94x), peak 240 / 230 MB against 412 / 425 MB. On the eight
-layers' activations alone, three interleaved rounds: the neighbour search 0.94 / 0.98 /
-0.91 CPU s before, 0.69 / 0.75 / 0.69 after, neighbours and distances identical.
+The measured rows (time, peak memory and the ratios, each with its thread count and load)
+are in ``bench/summaries/layer_profile.json`` and the README's benchmark table, not here.
 """
 
 from __future__ import annotations

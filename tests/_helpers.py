@@ -1,5 +1,6 @@
 """Helpers shared by the test modules (not a test file): tiny models, labelled images,
-one torch thread, threads at once, and the CI rule for missing components.
+one torch thread, threads at once, the CI rule for missing components, and the scripts
+of ``bench/`` as modules.
 
 Test modules import them as ``from _helpers import ...`` (``tests/`` is on ``sys.path``
 under pytest's default rootdir-based import mode); ``conftest.py`` wraps some of them as
@@ -9,9 +10,11 @@ fixtures. Pytest discourages importing ``conftest`` itself, so nothing is import
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -135,3 +138,21 @@ def run_in_threads(work: Callable[[int], object], n: int) -> None:
     for t in threads:
         t.join()
     assert not errors, errors
+
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def bench_module(name: str, monkeypatch: pytest.MonkeyPatch | None = None) -> ModuleType:
+    """The script ``bench/<name>.py`` imported as a module (``bench/`` is not a package).
+
+    With ``monkeypatch``, ``bench/`` is on ``sys.path`` for the test, as when the script
+    runs: needed by the scripts that import their siblings (``_common``, ``_load``,
+    ``twonn``) at import time.
+    """
+    if monkeypatch is not None:
+        monkeypatch.syspath_prepend(str(BENCH))
+    spec = importlib.util.spec_from_file_location(f"bench_{name.lstrip('_')}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -3,31 +3,24 @@ ends them (no timing)."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
 import pytest
+from _helpers import bench_module
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load_module():
-    spec = importlib.util.spec_from_file_location("bench_load", ROOT / "bench" / "_load.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_two_busy_processes_per_core_by_default():
-    mod = _load_module()
+    mod = bench_module("_load")
     assert mod.LOADS == {"idle": 0, "loaded": 2 * (os.cpu_count() or 1)}
     assert mod.describe("idle") == "idle (no added load)"
     assert mod.describe("loaded") == f"loaded (+{2 * (os.cpu_count() or 1)} busy processes)"
 
 
 def test_processes_run_inside_and_are_ended_after_even_on_errors(monkeypatch):
-    mod = _load_module()
+    mod = bench_module("_load")
     monkeypatch.setattr(mod, "WARM_UP_S", 0.0)
     with mod.background_load(0) as none:
         assert none == []

@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from _helpers import bench_module
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _report():
-    spec = importlib.util.spec_from_file_location("bench_report", ROOT / "bench" / "report.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 SAMPLE = [
@@ -54,7 +47,7 @@ SAMPLE = [
 
 
 def test_renders_one_table_with_date_machine_and_sources():
-    table = _report().render(SAMPLE)
+    table = bench_module("report").render(SAMPLE)
     lines = table.splitlines()
     assert lines[0].startswith("| what | setting | ours |")
     assert lines[1].startswith("|---")
@@ -75,7 +68,7 @@ def test_renders_one_table_with_date_machine_and_sources():
 
 
 def test_readme_part_between_markers_is_replaced(tmp_path):
-    report = _report()
+    report = bench_module("report")
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n\nbefore\n{report.START}\nold table\n{report.END}\nafter\n")
     paths = []
@@ -94,7 +87,7 @@ def test_readme_part_between_markers_is_replaced(tmp_path):
 
 
 def test_missing_markers_or_fields_are_explained():
-    report = _report()
+    report = bench_module("report")
     with pytest.raises(ValueError, match="markers"):
         report.replace_between_markers("no markers here", "table")
     with pytest.raises(ValueError, match="lacks \\['date'\\]"):
@@ -103,7 +96,7 @@ def test_missing_markers_or_fields_are_explained():
 
 def test_the_readme_has_the_markers():
     text = (ROOT / "README.md").read_text()
-    report = _report()
+    report = bench_module("report")
     assert text.count(report.START) == 1 and text.count(report.END) == 1
     assert text.index(report.START) < text.index(report.END)
 
@@ -138,7 +131,7 @@ VARIANTS = {
 
 
 def test_a_variants_summary_renders_one_row_per_variant():
-    lines = _report().render([VARIANTS]).splitlines()
+    lines = bench_module("report").render([VARIANTS]).splitlines()
     rows = [line for line in lines[2:] if line.startswith("|")]
     assert len(rows) == 2
     assert "convex_nonpositive/cnn (zoo default)" in rows[0] and "(zoo default)" not in rows[1]
@@ -150,7 +143,7 @@ def test_a_variants_summary_renders_one_row_per_variant():
 def test_the_readme_table_is_rendered_from_the_tracked_summaries():
     """The README's figures are the summaries', never a hand-typed copy: the part between
     the markers is exactly what bench/report.py renders from bench/summaries/."""
-    report = _report()
+    report = bench_module("report")
     summaries = ROOT / "bench" / "summaries"
     paths = report.default_paths(summaries)
     assert {p.stem for p in summaries.glob("*.json")} - {p.stem for p in paths} == set(

@@ -3,7 +3,6 @@ row reader, the worker's own peak memory and the summary it writes (no timing)."
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -11,20 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _helpers import bench_module
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load(name: str, monkeypatch):
-    monkeypatch.syspath_prepend(str(ROOT / "bench"))  # the script imports its siblings
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_the_fit_recovers_a_power_law_and_predicts_from_it(monkeypatch):
-    mod = _load("twonn_growth", monkeypatch)
+    mod = bench_module("twonn_growth", monkeypatch)
     ns = [5000, 10000, 20000, 50000]
     b, a = mod.fit_exponent(ns, [3e-9 * n**1.8 for n in ns])
     assert b == pytest.approx(1.8) and a == pytest.approx(3e-9)
@@ -38,7 +30,7 @@ def test_the_fit_recovers_a_power_law_and_predicts_from_it(monkeypatch):
 
 
 def test_the_first_rows_are_read_without_a_copy(monkeypatch, tmp_path):
-    mod = _load("twonn_growth", monkeypatch)
+    mod = bench_module("twonn_growth", monkeypatch)
     X = np.arange(40, dtype=np.float32).reshape(10, 4)
     np.save(tmp_path / "x.npy", X)
     np.testing.assert_array_equal(mod.read_rows(tmp_path / "x.npy", 3), X[:3])
@@ -52,7 +44,7 @@ def test_the_first_rows_are_read_without_a_copy(monkeypatch, tmp_path):
 
 def test_a_workers_peak_is_its_own_not_its_parents(monkeypatch):
     """ru_maxrss is inherited across fork + exec; VmHWM after a reset is the worker's."""
-    _load("_common", monkeypatch)
+    bench_module("_common", monkeypatch)
     big = np.ones(300 * 2**20 // 8)  # the parent peaks at >= 300 MB  # noqa: F841
     code = (
         "import sys; sys.path.insert(0, 'bench'); import _common; _common.reset_peak_rss(); "
@@ -63,8 +55,8 @@ def test_a_workers_peak_is_its_own_not_its_parents(monkeypatch):
 
 
 def test_the_summary_has_fits_stops_and_a_readme_table(monkeypatch, tmp_path):
-    mod = _load("twonn_growth", monkeypatch)
-    report = _load("report", monkeypatch)
+    mod = bench_module("twonn_growth", monkeypatch)
+    report = bench_module("report", monkeypatch)
     rows = [
         {"N": n, "D": 128, "kind": "full", "cpu_s": 1e-8 * n**2, "wall_s": 2e-8 * n**2,
          "peak_mb": 64.0, "estimate": 60.0, "madds_per_s": mod.madds_per_s(n, 128, 1e-8 * n**2),

@@ -4,7 +4,6 @@ chapter's measured running time at its top (``bench/notebook_times.py`` ->
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from _helpers import require_module
+from _helpers import bench_module, require_module
 
 from interp_lib import book
 
@@ -32,15 +31,6 @@ CHAPTERS = _toc_chapters()
 
 def _code_cells(text: str) -> list[str]:
     return re.findall(r"```\{code-cell\}[^\n]*\n(.*?)```", text, flags=re.S)
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location(
-        "notebook_times", ROOT / "bench" / "notebook_times.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_progress_is_on_for_a_reader_and_off_in_a_build_or_quick_run(monkeypatch):
@@ -113,7 +103,7 @@ def test_long_calls_in_the_chapters_show_progress_in_a_notebook(chapter):
 @pytest.mark.slow  # a child interpreter allocates 300 MB and burns CPU
 def test_the_monitor_sees_a_child_process_memory_and_cpu():
     require_module("psutil")
-    bench = _bench()
+    bench = bench_module("notebook_times")
     code = ("import time\nb = bytearray(300_000_000)\nt = time.process_time()\n"
             "while time.process_time() - t < 0.6: pass\ntime.sleep(0.4)\n")  # fmt: skip
     parent = subprocess.Popen(
@@ -133,7 +123,7 @@ def test_the_monitor_sees_a_child_process_memory_and_cpu():
 
 
 def test_a_measured_chapter_replaces_its_row_and_keeps_the_others(tmp_path):
-    bench = _bench()
+    bench = bench_module("notebook_times")
     path = tmp_path / "notebooks.json"
     old = {"table": [{**ROW, "chapter": "id_twonn"}, {**ROW, "chapter": "id_layers"}]}
     path.write_text(json.dumps(old))
@@ -147,7 +137,7 @@ def test_a_measured_chapter_replaces_its_row_and_keeps_the_others(tmp_path):
 def test_rows_are_keyed_by_chapter_and_budget(tmp_path):
     """A quick (Binder) row and a default row of the same chapter live side by side; a
     new row replaces only the old row at its own budget; default before quick."""
-    bench = _bench()
+    bench = bench_module("notebook_times")
     path = tmp_path / "notebooks.json"
     default = {**ROW, "chapter": "id_twonn"}
     quick = {**QUICK, "chapter": "id_twonn"}
@@ -164,7 +154,7 @@ def test_rows_are_keyed_by_chapter_and_budget(tmp_path):
 
 
 def test_a_failing_notebook_is_reported_and_the_others_still_written(tmp_path, monkeypatch):
-    bench = _bench()
+    bench = bench_module("notebook_times")
 
     def measure(chapter, **kwargs):
         if chapter == "bad":
@@ -195,7 +185,7 @@ def test_quick_measurements_run_in_binders_environment(monkeypatch):
     staying resident), so a quick row's peak is a Binder session's."""
     monkeypatch.delenv(book.QUICK_ENV, raising=False)
     monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
-    env = _bench().binder_env()
+    env = bench_module("notebook_times").binder_env()
     assert env[book.QUICK_ENV] == "1"
     assert int(env["MALLOC_MMAP_THRESHOLD_"]) > 0
 
