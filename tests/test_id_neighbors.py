@@ -253,3 +253,25 @@ def test_exactly_tied_neighbours_come_by_index_whatever_the_blocking(chunk):
     _, bi, _ = brute(X, 2)
     assert bool((d == 0).all())
     assert torch.equal(i, bi)
+
+
+def test_full_space_sorted_along_z1_skips_far_tiles_and_stays_exact(monkeypatch):
+    """Full-rank noise around a long axis: the projection does not pay (full space), the
+    rows are sorted along the first principal coordinate and pairs of tiles far apart
+    along it are skipped, without changing the answer."""
+    monkeypatch.setattr(neighbors, "_MIN_ROWS_PROJECTED", 0)  # 3,000 rows take the sorting path
+    gen = torch.Generator().manual_seed(11)
+    X = torch.randn(3000, 30, generator=gen, dtype=torch.float64)
+    X[:, 0] += torch.linspace(0, 60, 3000, dtype=torch.float64)[torch.randperm(3000, generator=gen)]
+    X = X.float()
+    space = neighbors._search_space(neighbors._unit_centred(X), 2, 4, 128)
+    assert space.rank == 0 and bool(space.z1.any())
+    pairs = []
+    block = neighbors._block
+    monkeypatch.setattr(neighbors, "_block", lambda *a, **kw: pairs.append(1) or block(*a, **kw))
+    d, i = nearest_neighbors(X, k=2, chunk_size=128)
+    tiles = -(-3000 // 128)
+    assert len(pairs) < tiles * (tiles + 1) // 2 // 2  # most pairs of tiles skipped
+    bd, bi, _ = brute(X, 2)
+    torch.testing.assert_close(d, bd, rtol=1e-13, atol=0)
+    assert torch.equal(i, bi)

@@ -199,14 +199,16 @@ def test_pca_svd_runs_on_one_thread_and_restores_the_callers(monkeypatch):
 
 
 @pytest.mark.parametrize("t", range(1, 10))
-def test_rounds_pair_every_two_tiles_once_and_no_tile_twice_in_a_round(t):
+def test_rounds_pair_every_two_tiles_once_nearest_first_and_no_tile_twice_in_a_round(t):
     rounds = neighbors._rounds(t)
     pairs = [p for r in rounds for p in r]
     assert sorted(pairs) == [(i, j) for i in range(t) for j in range(i + 1, t)]
     for r in rounds:
         tiles = [i for p in r for i in p]
         assert len(tiles) == len(set(tiles)), r
-    assert len(rounds) == (t - 1 if t % 2 == 0 else t) or t == 1
+    offsets = [j - i for r in rounds for i, j in r]
+    assert offsets == sorted(offsets)  # nearest tiles first
+    assert len(rounds) <= 2 * max(t - 1, 0)
 
 
 def test_pairs_of_tiles_run_on_the_callers_threads_each_single_threaded(two_threads, monkeypatch):

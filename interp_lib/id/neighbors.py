@@ -397,7 +397,8 @@ class _Space:
 
     ``S`` (N, q) in the working dtype; ``sq`` (N,) their squared norms; ``slack`` (N,)
     a bound on the rounding error of any computed squared distance of the row;
-    ``z1`` (N,) float64 first principal coordinate and ``z1_err`` (N,) its error bound.
+    ``z1`` (N,) float64 first principal coordinate (zeros: none computed, for small N)
+    and ``z1_err`` (N,) its error bound.
     ``split`` > 0: products are summed in float64 over slices of ``split`` columns
     (``sq`` is then float64), so that their rounding bound grows with ``split``, not D.
     """
@@ -458,6 +459,13 @@ def _project(Y: torch.Tensor, Q: torch.Tensor, chunk_size: int):
     return Z, res, sq
 
 
+def _scores(Y: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Float64 scores ``Y q`` (N,) on one unit direction ``q`` (D,) float64, by blocks of
+    about 8 MB."""
+    step = max(1, _BUFFER // Y.shape[1])
+    return torch.cat([Y[a : a + step].to(torch.float64) @ q for a in range(0, Y.shape[0], step)])
+
+
 def _probe_counts(
     Y: torch.Tensor,
     sq: torch.Tensor,
@@ -506,9 +514,10 @@ def _search_space(Y: torch.Tensor, k: int, m: int, chunk_size: int) -> _Space:
                 break
     if rank:
         Z, res, sq64 = _project(Y, Q[:, :rank], chunk_size)
-    else:  # the full space: no ordering needed
+    else:  # the full space, ordered by the first principal coordinate where one is known
         sq64 = _row_sq64(Y)
-        Z = torch.zeros((n, 1), dtype=torch.float64, device=Y.device)
+        Z = _scores(Y, Q[:, 0]) if ranks else torch.zeros(n, dtype=torch.float64, device=Y.device)
+        Z = Z.unsqueeze(1)
     norm = sq64.sqrt()
     z1_err = (4 * u + d * 2.0**-52) * norm + 4 * math.sqrt(d) * tiny
     if rank:
@@ -604,20 +613,23 @@ def _below_grouped(
 
 
 def _rounds(t: int) -> list[list[tuple[int, int]]]:
-    """Every pair ``(i, j)``, ``i < j < t``, once, in rounds in which no tile appears
-    twice (the circle method of round-robin tournaments): ``t - 1`` rounds (``t`` for
-    odd ``t``)."""
-    ids: list[int | None] = list(range(t)) + ([None] if t % 2 else [])
+    """Every pair of tiles ``(i, j)``, ``i < j < t``, once, nearest tiles first, in
+    rounds in which no tile appears twice.
+
+    Round by round the offset ``j - i`` grows (rows sorted along ``z1``: the nearest
+    tiles first, so that the thresholds tighten early and far pairs can be skipped);
+    each offset ``d`` takes two rounds, the pairs whose ``i // d`` is even, then odd.
+    """
     out = []
-    for _ in range(len(ids) - 1):
-        half = len(ids) // 2
-        pairs = zip(ids[:half], reversed(ids[half:]), strict=True)
-        out.append([(min(p), max(p)) for p in pairs if None not in p])
-        ids = [ids[0], ids[-1], *ids[1:-1]]
+    for d in range(1, t):
+        for parity in (0, 1):
+            pairs = [(i, i + d) for i in range(t - d) if (i // d) % 2 == parity]
+            if pairs:
+                out.append(pairs)
     return out
 
 
-def _top_m_symmetric(S: torch.Tensor, sq: torch.Tensor, m: int, chunk_size: int, split: int = 0):
+def _top_m_symmetric(space: _Space, m: int, chunk_size: int):
     """Per row, the ``m`` smallest values over every other row (full space).
 
     The rows are cut into tiles of ``min(chunk_size, _TILE)`` rows (a tile's block of
@@ -630,6 +642,12 @@ def _top_m_symmetric(S: torch.Tensor, sq: torch.Tensor, m: int, chunk_size: int,
     selecting a top-m of every block. A rejected entry is at least its row's final
     ``m``-th best value.
 
+    Where the rows are sorted along their first principal coordinate ``z1`` (the
+    caller sorts them when ``space.z1`` is not all zero), the pairs come nearest tiles
+    first, and a pair whose gap along ``z1`` (less its rounding bound) exceeds the square
+    root of every threshold of its rows is skipped: ``|z1_x - z1_y| <= ||x - y||``, so
+    each of its entries is above its row's and its column's threshold.
+
     The pairs come in the rounds of :func:`_rounds`: the pairs of one round touch
     disjoint rows, so that on the CPU, with more than one caller thread
     (:func:`_single_threaded`), they run on that many worker threads, each
@@ -639,15 +657,20 @@ def _top_m_symmetric(S: torch.Tensor, sq: torch.Tensor, m: int, chunk_size: int,
 
     Returns
     -------
-    best_d : torch.Tensor, shape (N, m), ``sq``'s dtype, ascending
+    best_d : torch.Tensor, shape (N, m), ``space.sq``'s dtype, ascending
     best_i : torch.Tensor, shape (N, m), int64
     """
+    S, sq, split = space.S, space.sq, space.split
     n = S.shape[0]
     inf = float("inf")
     tile = min(chunk_size, _TILE)
     best_d = torch.full((n, m), inf, dtype=sq.dtype, device=S.device)
     best_i = torch.full((n, m), -1, dtype=torch.long, device=S.device)
     tiles = [slice(a, min(n, a + tile)) for a in range(0, n, tile)]
+    # per tile: first and last z1 (rows sorted), the largest z1 rounding bound
+    z_lo = [float(space.z1[r.start]) for r in tiles]
+    z_hi = [float(space.z1[r.stop - 1]) for r in tiles]
+    z_err = [float(space.z1_err[r].max()) for r in tiles]
 
     def diagonal(i: int, buf: torch.Tensor) -> None:
         r = tiles[i]
@@ -660,6 +683,9 @@ def _top_m_symmetric(S: torch.Tensor, sq: torch.Tensor, m: int, chunk_size: int,
 
     def pair(i: int, j: int, buf: torch.Tensor) -> None:
         ra, rb = tiles[i], tiles[j]
+        gap = z_lo[j] - z_hi[i] - z_err[i] - z_err[j]
+        if gap > 0 and gap * gap > float(torch.maximum(best_d[ra, -1].max(), best_d[rb, -1].max())):
+            return
         ta, tb = ra.stop - ra.start, rb.stop - rb.start
         block = _block(S[ra], sq[ra], S[rb], sq[rb], split, out=buf[: ta * tb].view(ta, tb))
         r1, c1, v1 = _below_grouped(block, best_d[ra, -1:], 1)
@@ -874,7 +900,7 @@ def _search(X: torch.Tensor, k: int, m: int, chunk_size: int) -> tuple[torch.Ten
     e = _exponent(X)
     space = _search_space(Y, k, m, chunk_size)
     del Y
-    if space.rank:  # sort by the first principal coordinate, search through windows
+    if space.rank or bool(space.z1.any()):  # sort by the first principal coordinate
         perm = torch.argsort(space.z1, stable=True)
         space = _Space(
             space.S[perm],
@@ -886,10 +912,12 @@ def _search(X: torch.Tensor, k: int, m: int, chunk_size: int) -> tuple[torch.Ten
             space.split,
         )
         Xp = X[perm]  # rows in search order: contiguous blocks for the exact distances
-        best_d, best_i = _top_m_windowed(space, m, chunk_size)
     else:
         perm, Xp = None, X
-        best_d, best_i = _top_m_symmetric(space.S, space.sq, m, chunk_size, space.split)
+    if space.rank:  # through windows along z1
+        best_d, best_i = _top_m_windowed(space, m, chunk_size)
+    else:
+        best_d, best_i = _top_m_symmetric(space, m, chunk_size)
     d = _candidate_distances(Xp, best_i)
     # among exactly tied distances the lower (input) index first, whatever the blocking
     d, idx = by_distance_then_index(d, best_i if perm is None else perm[best_i])
