@@ -35,7 +35,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 START = "<!-- bench:start -->"
 END = "<!-- bench:end -->"
-ORDER = ("twonn", "layer_profile")  # these summaries first, then the others by name
+ORDER = ("twonn", "knn_faiss", "layer_profile")  # these first, then the others by name
 #: Summaries that only their book chapter reads (no README rows), and why.
 BOOK_ONLY = {
     "id_generalisation": "the chapter id_generalisation reads its per-network rows",

@@ -417,13 +417,31 @@ def test_entry_points_are_installed():
     from importlib.metadata import entry_points
 
     scripts = {e.name: e.value for e in entry_points(group="console_scripts")}
-    assert scripts["interp-lib-protopnet"] == "interp_lib.protopnet.cli:main"
-    assert scripts["interp-lib-profile"] == "interp_lib.profile.cli:main"
+    assert scripts["interp-lib-protopnet"] == "interp_lib._launch:protopnet"
+    assert scripts["interp-lib-profile"] == "interp_lib._launch:profile"
     for name in scripts:
         if name.startswith("interp-lib-"):
             assert shutil.which(name, path=str(Path(sys.executable).parent)), (
                 f"{name} is not installed beside {sys.executable}: pip install -e ."
             )
+
+
+@pytest.mark.parametrize("user", [None, "ACTIVE"])
+def test_the_command_lines_set_a_passive_openmp_wait_before_torch_starts(tmp_path, user):
+    """The launcher sets ``OMP_WAIT_POLICY=PASSIVE`` (read once, when torch starts OpenMP)
+    before the command's module is imported, and keeps a value the user has set."""
+    (tmp_path / "probe.py").write_text(
+        "import os, sys\n"
+        "def main():\n"
+        "    print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env |= {"OMP_WAIT_POLICY": user} if user else {}
+    code = f"import sys; sys.path.insert(0, {str(tmp_path)!r}); from interp_lib import _launch; _launch._run('probe:main')"
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert run.stdout.split() == [user or "PASSIVE", "False"]
 
 
 @pytest.mark.slow

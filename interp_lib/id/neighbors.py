@@ -18,14 +18,18 @@ The search never trusts a fast, rounded distance without proof. It works in four
      rows is compared with the rows around it first, which gives every row a threshold
      (its current ``m``-th best value), then only with the columns whose first
      coordinate is within ``sqrt(threshold)`` of the block: the others cannot be closer.
-   - *Full space* (otherwise): the data themselves. The diagonal blocks give every row
-     a threshold; then blocks ``j > i`` only, each read for its rows and its columns.
-     For wide float32 rows (``D >= 4096``) the products are float32 products of
-     512-column slices summed in float64: their rounding bound then grows with 512,
-     not with ``D``, and the certificate (step 4) rarely fails.
+   - *Full space* (otherwise): the data themselves, in tiles of at most ``_TILE`` rows.
+     The diagonal blocks give every row a threshold; then the blocks of pairs of tiles
+     ``i < j`` only, each read for its rows and its columns. Where a principal direction
+     was estimated (``N >= 4096``) the rows are sorted along it, the pairs come nearest
+     first and a pair farther apart along it than every threshold of its rows is
+     skipped (:func:`_top_m_symmetric`). For wide float32 rows (``D >= 4096``) the
+     products are float32 products of 512-column slices summed in float64: their
+     rounding bound then grows with 512, not with ``D``, and the certificate (step 4)
+     rarely fails.
 
    Past the first top-m of a row, an entry is kept only if it is below its row's (or
-   column's) current threshold, by one comparison; the few survivors are merged.
+   column's) current threshold; the few survivors are merged.
 
    Memory is ``O(chunk_size^2 + N (k + margin))``.
 3. **Exact distances** of the ``k + margin`` candidates of every row, in float64 by direct
@@ -48,13 +52,15 @@ ones).
 
 **Threads.** On the CPU the search runs single-threaded (a scoped
 ``torch.set_num_threads(1)``, the caller's setting restored on exit and on errors),
-except the large products of the full-space search (at least
-:data:`_MIN_PARALLEL_FLOPS` floating-point operations each), which get the caller's
-thread count. Every other step is a pass over at most a few megabytes: split over
-threads it is too short to pay for the fork and join, and torch's OpenMP workers spin
-while they wait for work, so on a machine whose cores are busy the extra threads only
-burn CPU and delay the main thread. The thread count changes no result (the distances
-are exact; the products are the same products). :func:`interp_lib.id.twonn` runs its
+except two kinds of work that get the caller's thread count: the pairs of tiles of the
+full-space search, which run on that many worker threads in rounds of disjoint pairs
+(each worker single-threaded), and the other large products (at least
+:data:`_MIN_PARALLEL_FLOPS` floating-point operations each). Every other step is a pass
+over at most a few megabytes: split over threads it is too short to pay for the fork
+and join, and torch's OpenMP workers spin while they wait for work, so on a machine
+whose cores are busy the extra threads only burn CPU and delay the main thread. The
+thread count changes no result (the distances are exact; the order of the work and the
+products are the same). :func:`interp_lib.id.twonn` runs its
 own passes over the data (checks, ratios, fit) in the same scope. ``torch``'s thread
 setting belongs to the calling OS thread, so concurrent searches in other threads keep
 theirs.
