@@ -275,3 +275,19 @@ def test_full_space_sorted_along_z1_skips_far_tiles_and_stays_exact(monkeypatch)
     bd, bi, _ = brute(X, 2)
     torch.testing.assert_close(d, bd, rtol=1e-13, atol=0)
     assert torch.equal(i, bi)
+
+
+def test_data_over_the_sorting_limit_are_searched_unsorted(monkeypatch):
+    """Sorting costs copies of the data: above ``_MAX_SORTED_BYTES`` the full space keeps
+    the input order (no ``z1``), with the same answer."""
+    monkeypatch.setattr(neighbors, "_MIN_ROWS_PROJECTED", 0)
+    X = torch.randn(1500, 30, generator=torch.Generator().manual_seed(12))
+    Y = neighbors._unit_centred(X)
+    assert bool(neighbors._search_space(Y, 2, 4, 128).z1.any())
+    monkeypatch.setattr(neighbors, "_MAX_SORTED_BYTES", X.numel() * 4 - 1)
+    space = neighbors._search_space(Y, 2, 4, 128)
+    assert space.rank == 0 and not bool(space.z1.any())
+    d, i = nearest_neighbors(X, k=2, chunk_size=128)
+    bd, bi, _ = brute(X, 2)
+    torch.testing.assert_close(d, bd, rtol=1e-13, atol=0)
+    assert torch.equal(i, bi)

@@ -21,8 +21,9 @@ The search never trusts a fast, rounded distance without proof. It works in four
    - *Full space* (otherwise): the data themselves, in tiles of at most ``_TILE`` rows.
      The diagonal blocks give every row a threshold; then the blocks of pairs of tiles
      ``i < j`` only, each read for its rows and its columns. Where a principal direction
-     was estimated (``N >= 4096``) the rows are sorted along it, the pairs come nearest
-     first and a pair farther apart along it than every threshold of its rows is
+     was estimated (``N >= 4096``) and the data take at most ``_MAX_SORTED_BYTES`` (128
+     MB; sorting costs copies of them), the rows are sorted along it, the pairs come
+     nearest first and a pair farther apart along it than every threshold of its rows is
      skipped (:func:`_top_m_symmetric`). For wide float32 rows (``D >= 4096``) the
      products are float32 products of 512-column slices summed in float64: their
      rounding bound then grows with 512, not with ``D``, and the certificate (step 4)
@@ -95,6 +96,10 @@ _TILE = 1024  # rows per tile of the full-space search: a (tile, tile) block sta
 #: Entries per group whose minimum is compared first (see :func:`_below_grouped`), along
 #: a row and along a column: the sizes at which torch's CPU reductions are fastest.
 _GROUP = {1: 64, 0: 16}
+#: The full-space search sorts the rows (for the pruning along ``z1``) only for data of at
+#: most this many bytes: sorting keeps the rows in search order, one more copy of the data,
+#: and a second while the search-space copy is permuted.
+_MAX_SORTED_BYTES = 1 << 27
 #: Products of at least this many floating-point operations (``2 na nb q``) run with the
 #: caller's threads; everything else single-threaded (see "Threads" in the module doc).
 _MIN_PARALLEL_FLOPS = 1 << 28
@@ -522,7 +527,9 @@ def _search_space(Y: torch.Tensor, k: int, m: int, chunk_size: int) -> _Space:
         Z, res, sq64 = _project(Y, Q[:, :rank], chunk_size)
     else:  # the full space, ordered by the first principal coordinate where one is known
         sq64 = _row_sq64(Y)
-        Z = _scores(Y, Q[:, 0]) if ranks else torch.zeros(n, dtype=torch.float64, device=Y.device)
+        # sorting the rows costs two copies of the data (rows in search order): small data only
+        sort = ranks and n * d * Y.element_size() <= _MAX_SORTED_BYTES
+        Z = _scores(Y, Q[:, 0]) if sort else torch.zeros(n, dtype=torch.float64, device=Y.device)
         Z = Z.unsqueeze(1)
     norm = sq64.sqrt()
     z1_err = (4 * u + d * 2.0**-52) * norm + 4 * math.sqrt(d) * tiny
