@@ -2,10 +2,10 @@
 
 Between two parallel regions GNU OpenMP's worker threads spin for a while, waiting for
 work. On a machine whose cores are shared with other jobs that spinning takes the cores
-from the threads doing the work: ``bench/layer_profile.py`` measured the profile of
-ResNet-18 at torch's default thread count under load spending several times the CPU time
-of one thread, and ``OMP_WAIT_POLICY=PASSIVE`` (workers sleep while they wait) removed
-that without slowing the idle machine (``README.md``, Benchmarks). The policy is read
+from the threads doing the work: under load, the profile of ResNet-18 at torch's default
+thread count (``bench/layer_profile.py``) took more CPU and more wall time than at one
+thread, and ``OMP_WAIT_POLICY=PASSIVE`` (workers sleep while they wait) removed that
+without slowing the idle machine (the figures: ``README.md``, Benchmarks). The policy is read
 once, when OpenMP starts with the first import of torch, so it cannot be set by a
 library call: the command lines set it here, in a module that imports nothing heavy,
 unless the user has set it. Library users set it in their environment.
