@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import math
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -156,3 +157,26 @@ def bench_module(name: str, monkeypatch: pytest.MonkeyPatch | None = None) -> Mo
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+#: Relative tolerance of floats against ``data/per_class_golden.json``, made on another
+#: CPU (see ``tests/test_studies_per_class.py``).
+GOLDEN_RTOL = 1e-4
+
+
+def same_numbers(a, b, rtol: float = 0.0) -> bool:
+    """Nested lists, tuples and dicts equal: NaN equal to NaN, floats within ``rtol``
+    (relative; 0: bit for bit), everything else exactly."""
+    if isinstance(a, dict):
+        return (
+            isinstance(b, dict)
+            and a.keys() == b.keys()
+            and all(same_numbers(a[key], b[key], rtol) for key in a)
+        )
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(same_numbers(u, v, rtol) for u, v in zip(a, b, strict=True))
+    if isinstance(a, float) and math.isnan(a):
+        return isinstance(b, float) and math.isnan(b)
+    if isinstance(a, float) and isinstance(b, float) and rtol:
+        return math.isclose(a, b, rel_tol=rtol, abs_tol=0.0)
+    return a == b

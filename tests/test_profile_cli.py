@@ -11,6 +11,7 @@ import matplotlib
 import numpy as np
 import pytest
 import torch
+from _helpers import GOLDEN_RTOL, same_numbers
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Subset
@@ -178,9 +179,7 @@ def test_python_dash_m(folder, weights, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("estimator", ["twonn", "mle", "pca"])
-def test_numbers_are_bit_identical_to_the_command_before_the_merge(
-    folder, weights, tmp_path, estimator
-):
+def test_numbers_are_those_of_the_command_before_the_merge(folder, weights, tmp_path, estimator):
     # data/per_class_golden.json: the command's profile.json before it called
     # studies.class_profiles (see tests/test_studies_per_class.py)
     golden = json.loads((Path(__file__).parent / "data" / "per_class_golden.json").read_text())
@@ -193,7 +192,8 @@ def test_numbers_are_bit_identical_to_the_command_before_the_merge(
     finally:
         torch.set_num_threads(before)
     summary.pop("config")
-    assert summary == golden[f"cli_{estimator}"]
+    # made on another CPU: floats within GOLDEN_RTOL (see tests/test_studies_per_class.py)
+    assert same_numbers(golden[f"cli_{estimator}"], summary, GOLDEN_RTOL)
 
 
 PROFILE_USER_ERRORS = [

@@ -4,18 +4,25 @@ Dataset, resuming from saved records.
 
 ``data/per_class_golden.json`` holds the outputs of the two implementations that existed
 before they were merged (commit 167605f: ``studies.class_profiles`` and
-``python -m interp_lib.profile``), made by ``data/make_per_class_golden.py``.
+``python -m interp_lib.profile``), made by ``data/make_per_class_golden.py`` on one CPU
+(an AMD EPYC). They were bit-identical there; on another CPU the float32 products and
+reductions (MKL's and torch's kernels for that instruction set) round differently in the
+last bits, which moves the estimates by up to about 1e-5 relative (7e-6 seen on an Intel
+Xeon with AVX-512). So the golden comparison allows 1e-4 relative on floats, far below
+what any change of the protocol (images, resamples, seeds, ranks) moves, and every
+integer, string and missing value must match exactly; within one machine the runs are
+compared bit for bit.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from pathlib import Path
 
 import pytest
 import torch
+from _helpers import GOLDEN_RTOL, same_numbers
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -45,12 +52,11 @@ def tensor_data():
 
 
 def _same(a, b) -> bool:
-    """Exact equality of nested lists of floats, NaN equal to NaN."""
-    if isinstance(a, list | tuple):
-        return len(a) == len(b) and all(_same(u, v) for u, v in zip(a, b, strict=True))
-    if isinstance(a, float) and math.isnan(a):
-        return isinstance(b, float) and math.isnan(b)
-    return a == b
+    return same_numbers(a, b)
+
+
+def _close(a, b) -> bool:
+    return same_numbers(a, b, GOLDEN_RTOL)
 
 
 def _profile(**kw) -> ClassProfiles:
@@ -61,12 +67,12 @@ def _profile(**kw) -> ClassProfiles:
 
 
 @pytest.mark.parametrize("run", sorted(TENSOR_RUNS))
-def test_tensor_numbers_are_bit_identical_to_the_old_class_profiles(run):
+def test_tensor_numbers_are_those_of_the_old_class_profiles(run):
     prof = _profile(**TENSOR_RUNS[run])
     for field, old in GOLDEN[run].items():
         new = getattr(prof, field)
         new = new.tolist() if isinstance(new, torch.Tensor) else new
-        assert _same(old, new), field
+        assert _close(old, new), field
 
 
 def test_a_dataset_streamed_per_class_gives_the_numbers_of_the_tensors():
@@ -76,10 +82,14 @@ def test_a_dataset_streamed_per_class_gives_the_numbers_of_the_tensors():
         warnings.simplefilter("ignore")
         streamed = class_profiles(net, TensorDataset(x, y), y, **kw)
         small = class_profiles(net, TensorDataset(x, y), y, max_bytes=2400, **kw)
+    tensors = _profile(**kw)
     for field, old in GOLDEN["tensors_a"].items():
-        for prof in (streamed, small):
+        want = getattr(tensors, field)
+        want = want.tolist() if isinstance(want, torch.Tensor) else want
+        assert _close(old, want), field
+        for prof in (streamed, small):  # on one machine: bit for bit
             new = getattr(prof, field)
-            assert _same(old, new.tolist() if isinstance(new, torch.Tensor) else new), field
+            assert _same(want, new.tolist() if isinstance(new, torch.Tensor) else new), field
 
 
 def test_class_indices_first_or_a_seeded_random_subset_per_class():
