@@ -231,3 +231,100 @@ def test_pairs_of_tiles_run_on_the_callers_threads_each_single_threaded(two_thre
     torch.set_num_threads(1)
     knn(X, 2, chunk_size=64)
     assert list(seen) == [threading.get_ident()], seen
+
+
+def test_run_in_order_keeps_each_keys_order_and_never_runs_a_key_twice_at_once():
+    """Jobs sharing a key run in list order, one at a time; others run beside them."""
+    import random
+    import time
+
+    rng = random.Random(0)
+    keys = [(i % 5,) if i % 3 else (i % 5, (i + 2) % 5) for i in range(60)]
+    log: list[tuple[str, int]] = []
+    busy: set[int] = set()
+    lock = threading.Lock()
+    overlaps = []
+
+    def job(p: int, buf) -> None:
+        with lock:
+            clash = busy & set(keys[p])
+            overlaps.append(bool(clash))
+            busy.update(keys[p])
+            log.append(("start", p))
+        time.sleep(rng.random() * 0.002)
+        with lock:
+            busy.difference_update(keys[p])
+            log.append(("end", p))
+
+    jobs = [(job, (p,), keys[p]) for p in range(60)]
+    neighbors._run_in_order(jobs, 3, [None] * 3)
+    assert not any(overlaps)
+    ends = [p for what, p in log if what == "end"]
+    assert sorted(ends) == list(range(60))
+    for key in range(5):  # each key's jobs in list order
+        mine = [p for p in ends if key in keys[p]]
+        assert mine == sorted(mine)
+
+
+def test_run_in_order_starts_ready_work_without_waiting_for_a_slow_job():
+    """No barrier: while one job of key 0 is slow, the jobs of key 1 all run."""
+    import time
+
+    done = []
+
+    def slow(buf) -> None:
+        time.sleep(0.3)
+        done.append("slow")
+
+    def fast(i: int, buf) -> None:
+        done.append(i)
+
+    jobs = [(slow, (), (0,))] + [(fast, (i,), (1,)) for i in range(5)]
+    jobs.append((fast, (99,), (0,)))  # after the slow one: same key
+    neighbors._run_in_order(jobs, 2, [None, None])
+    assert done == [0, 1, 2, 3, 4, "slow", 99]
+
+
+def test_run_in_order_raises_a_jobs_error_and_stops():
+    def job(p: int, buf) -> None:
+        if p == 3:
+            raise RuntimeError("job 3 failed")
+
+    jobs = [(job, (p,), (p % 2,)) for p in range(20)]
+    with pytest.raises(RuntimeError, match="job 3 failed"):
+        neighbors._run_in_order(jobs, 2, [None, None])
+
+
+def test_the_worker_threads_are_started_once_per_process(two_threads):
+    X = torch.randn(700, 16, generator=torch.Generator().manual_seed(6))
+    knn(X, 2, chunk_size=64)
+    pool = neighbors._pool(2)
+    threads = set(pool._threads)
+    knn(X, 2, chunk_size=64)
+    assert neighbors._pool(2) is pool and set(pool._threads) == threads
+
+
+def _search_in_child(queue) -> None:
+    torch.set_num_threads(2)
+    X = torch.randn(700, 16, generator=torch.Generator().manual_seed(6))
+    queue.put(knn(X, 2, chunk_size=64).indices.tolist())
+
+
+def test_a_forked_child_starts_its_own_worker_threads(two_threads):
+    """The parent's pool threads do not exist in a forked child (a DataLoader worker):
+    the child's search must start its own instead of waiting for them forever."""
+    import multiprocessing as mp
+
+    X = torch.randn(700, 16, generator=torch.Generator().manual_seed(6))
+    want = knn(X, 2, chunk_size=64).indices.tolist()  # the parent's pool exists now
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_search_in_child, args=(queue,))
+    child.start()
+    try:
+        got = queue.get(timeout=120)
+    finally:
+        child.join(10)
+        if child.is_alive():
+            child.kill()
+    assert got == want

@@ -38,11 +38,16 @@ The search never trusts a fast, rounded distance without proof. It works in four
    power-of-two rescaling of each difference for float64 input, so that the squares
    cannot under- or overflow).
 4. **Certificate.** A row is done when its ``k``-th exact distance is provably no larger
-   than any distance the search rejected (a rigorous bound on the rounding error of
-   step 2 is subtracted). The other rows, typically near-ties within the float32 error
-   or rows whose neighbours the projection could not separate, are searched again
-   against every row with the threshold their exact ``k``-th distance gives; all points
-   that might be closer get their exact distance.
+   than any distance the search rejected. The rounding error of a value of step 2 is
+   at most ``c u (|x|^2 + |y|^2)`` (``u`` the unit roundoff, ``c`` from the length of
+   the products); every squared norm enters the products lowered by its own share
+   ``c u |x|^2``, so that every computed value is a lower bound of the true one up to
+   the rounding of that shift, and one large norm does not loosen the other rows'
+   certificates. The other rows, typically near-ties within the float32 error or rows
+   whose neighbours the projection could not separate, are searched again, with the
+   threshold their exact ``k``-th distance gives, against every row within reach along
+   the first principal coordinate (every row without one); all points that might be
+   closer get their exact distance.
 
 The point itself is excluded **by index**, never by value, so exact duplicates are
 reported as neighbours at distance 0. Among exactly tied distances the lower index
@@ -52,16 +57,19 @@ candidates, which members are reported depends on the blocking
 ones).
 
 **Threads.** On the CPU the search runs single-threaded (a scoped
-``torch.set_num_threads(1)``, the caller's setting restored on exit and on errors),
-except two kinds of work that get the caller's thread count: the pairs of tiles of the
-full-space search, which run on that many worker threads in rounds of disjoint pairs
-(each worker single-threaded), and the other large products (at least
-:data:`_MIN_PARALLEL_FLOPS` floating-point operations each). Every other step is a pass
-over at most a few megabytes: split over threads it is too short to pay for the fork
+``torch.set_num_threads(1)``, the caller's setting restored on exit and on errors), and
+spreads its work over as many worker threads as the caller's torch thread count, each
+single-threaded, started once per process (:func:`_pool`): the diagonal blocks and the
+pairs of tiles of the full-space search (:func:`_run_in_order`: a pair starts once the
+earlier pairs of its two tiles are done), and the passes over rows (centring, norms and
+scores, exact candidate distances: :func:`_run_blocks`, fixed blocks of about 8 MB).
+The other large products (at least :data:`_MIN_PARALLEL_FLOPS` floating-point
+operations each) get the caller's thread count. Every other step is a pass over at
+most a few megabytes: split over torch's threads it is too short to pay for the fork
 and join, and torch's OpenMP workers spin while they wait for work, so on a machine
-whose cores are busy the extra threads only burn CPU and delay the main thread. The
-thread count changes no result (the distances are exact; the order of the work and the
-products are the same). :func:`interp_lib.id.twonn` runs its
+whose cores are busy the extra threads only burn CPU and delay the main thread (our
+workers wait asleep). The thread count changes no result, bit for bit (the blocks, the
+order of each tile's work and the products are the same). :func:`interp_lib.id.twonn` runs its
 own passes over the data (checks, ratios, fit) in the same scope. ``torch``'s thread
 setting belongs to the calling OS thread, so concurrent searches in other threads keep
 theirs.
@@ -69,11 +77,15 @@ theirs.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import contextvars
+import heapq
 import math
 import numbers
-from collections.abc import Iterator
+import os
+import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -253,8 +265,14 @@ def _unit_centred(X: torch.Tensor) -> torch.Tensor:
         Y = _ldexp(X, -e)
         return Y - Y.mean(dim=0, dtype=torch.float64, keepdim=True).to(Y.dtype)
     w = torch.full((n,), 2.0**-e / n, dtype=X.dtype, device=X.device)
-    centre = torch.mv(X.T, w)
-    return torch.add(centre.neg_(), X, alpha=2.0**-e)
+    centre = torch.mv(X.T, w).neg_()
+    Y = torch.empty_like(X, memory_format=torch.contiguous_format)
+
+    def block(a: int, b: int) -> None:
+        torch.add(centre, X[a:b], alpha=2.0**-e, out=Y[a:b])
+
+    _run_blocks(n, max(1, _BUFFER // max(1, X.shape[1])), block, _workers(X.device))
+    return Y
 
 
 # ------------------------------------------------------------------------ threads
@@ -299,6 +317,105 @@ def _single_threaded(device: torch.device) -> Iterator[None]:
             yield
     finally:
         _CALLER_THREADS.reset(token)
+
+
+def _workers(device: torch.device) -> int:
+    """Worker threads a CPU search spreads its work over: the caller's torch thread count
+    inside :func:`_single_threaded`, else 1 (and 1 on other devices)."""
+    return max(1, _CALLER_THREADS.get()) if device.type == "cpu" else 1
+
+
+_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """The process's ``workers`` worker threads, each at one torch thread, started once
+    (a search pays no thread start per call); a forked child starts its own."""
+    key = (os.getpid(), workers)
+    with _POOLS_LOCK:
+        if key not in _POOLS:
+            _POOLS[key] = ThreadPoolExecutor(
+                workers,
+                thread_name_prefix="interp_lib-knn",
+                initializer=torch.set_num_threads,  # per OS thread
+                initargs=(1,),
+            )
+        return _POOLS[key]
+
+
+def _run_blocks(n: int, step: int, fn: Callable[[int, int], None], workers: int) -> None:
+    """``fn(a, b)`` for the blocks ``[a, b)`` of ``step`` rows of ``range(n)``, spread over
+    ``workers`` threads. The blocks are the same for any thread count, so is every
+    block's result: a pass over rows gives the same bits at any thread count."""
+    blocks = [(a, min(n, a + step)) for a in range(0, n, step)]
+    if workers <= 1 or len(blocks) == 1:
+        for a, b in blocks:
+            fn(a, b)
+        return
+    for f in [_pool(workers).submit(fn, a, b) for a, b in blocks]:
+        f.result()
+
+
+def _run_in_order(
+    jobs: list[tuple[Callable[..., None], tuple, tuple[int, ...]]],
+    workers: int,
+    bufs: list[torch.Tensor],
+) -> None:
+    """Run ``fn(*args, buf)`` for each job ``(fn, args, keys)`` as if one after another in
+    list order, on ``workers`` threads (``bufs[w]``: worker ``w``'s own buffer).
+
+    A job starts once every earlier job that shares a key with it has finished; so the
+    jobs of one key (a tile of rows: the jobs that read and write its rows) run in list
+    order and never two at once, and the result is the sequential one, bit for bit. A
+    free worker takes the earliest such job: no barrier holds it idle while other work
+    is ready. The first error stops the workers and is raised here.
+    """
+    if workers <= 1:
+        for fn, args, _ in jobs:
+            fn(*args, bufs[0])
+        return
+    queue: dict[int, collections.deque[int]] = collections.defaultdict(collections.deque)
+    for p, (_, _, keys) in enumerate(jobs):
+        for key in keys:
+            queue[key].append(p)
+    ready = [p for p, (_, _, keys) in enumerate(jobs) if all(queue[c][0] == p for c in keys)]
+    heapq.heapify(ready)
+    queued = set(ready)
+    cond = threading.Condition()
+    state = {"done": 0, "error": None}
+
+    def work(w: int) -> None:
+        while True:
+            with cond:
+                while not ready and state["done"] < len(jobs) and state["error"] is None:
+                    cond.wait()
+                if not ready or state["error"] is not None:
+                    return
+                p = heapq.heappop(ready)
+            fn, args, keys = jobs[p]
+            try:
+                fn(*args, bufs[w])
+            except BaseException as exc:  # raised again by the caller
+                with cond:
+                    state["error"] = exc
+                    cond.notify_all()
+                return
+            with cond:
+                state["done"] += 1
+                for key in keys:
+                    queue[key].popleft()
+                    if queue[key]:
+                        q = queue[key][0]
+                        if q not in queued and all(queue[c][0] == q for c in jobs[q][2]):
+                            queued.add(q)
+                            heapq.heappush(ready, q)
+                cond.notify_all()
+
+    for f in [_pool(workers).submit(work, w) for w in range(workers)]:
+        f.result()
+    if state["error"] is not None:
+        raise state["error"]
 
 
 def _product_threads(na: int, nb: int, q: int):
@@ -368,35 +485,58 @@ def _candidate_distances(X: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
     """Exact float64 distances ``||X[i] - X[cand[i, j]]||``, shape (N, m).
 
     Like :func:`_pair_distances`; the ``m`` candidates of a few rows at a time are
-    gathered at once into a small reused buffer.
+    gathered at once into a small buffer, the blocks of rows spread over the worker
+    threads (:func:`_run_blocks`).
     """
     n, m = cand.shape
     d = X.shape[1]
     out = torch.empty((n, m), dtype=torch.float64, device=X.device)
     step = max(1, min(n, _BUFFER // max(1, m * d)))
-    g = torch.empty((step * m, d), dtype=X.dtype, device=X.device)
-    diff = torch.empty((step, m, d), dtype=torch.float64, device=X.device)
-    x = torch.empty((step, 1, d), dtype=torch.float64, device=X.device)
-    for a in range(0, n, step):
-        t = min(step, n - a)
-        torch.index_select(X, 0, cand[a : a + t].reshape(-1), out=g[: t * m])
-        x[:t, 0].copy_(X[a : a + t])  # float64 first: the differences are then exact
+    buffers: dict[int, tuple[torch.Tensor, ...]] = {}  # per thread, reused block to block
+
+    def block(a: int, b: int) -> None:
+        t = b - a
+        g, diff, x = buffers.get(threading.get_ident()) or buffers.setdefault(
+            threading.get_ident(),
+            (
+                torch.empty((step * m, d), dtype=X.dtype, device=X.device),
+                torch.empty((step, m, d), dtype=torch.float64, device=X.device),
+                torch.empty((step, 1, d), dtype=torch.float64, device=X.device),
+            ),
+        )
+        torch.index_select(X, 0, cand[a:b].reshape(-1), out=g[: t * m])
+        x[:t, 0].copy_(X[a:b])  # float64 first: the differences are then exact
         diff[:t].view(t * m, d).copy_(g[: t * m])  # conversions, then float64 arithmetic:
         diff[:t].sub_(x[:t])  # faster than one mixed-dtype subtraction
-        out[a : a + t] = _norms64(diff[:t].view(t * m, d), X.dtype == torch.float64).view(t, m)
+        out[a:b] = _norms64(diff[:t].view(t * m, d), X.dtype == torch.float64).view(t, m)
+
+    _run_blocks(n, step, block, _workers(X.device))
     return out
 
 
-def _row_sq64(Y: torch.Tensor) -> torch.Tensor:
-    """Squared row norms in float64, (N,), through a small reused buffer."""
+def _project(Y: torch.Tensor, Q: torch.Tensor | None = None, residual: bool = False):
+    """Float64 squared row norms of ``Y`` (N,), its scores ``Y Q`` (N, r) on orthonormal
+    float64 directions ``Q`` (D, r) (``None`` without ``Q``) and the norms of the residuals
+    ``Y - Y Q Q^T`` (N,) (``None`` unless ``residual``).
+
+    One pass over ``Y`` by blocks of about 8 MB of float64, spread over the worker
+    threads (:func:`_run_blocks`).
+    """
     n = Y.shape[0]
-    out = torch.empty(n, dtype=torch.float64, device=Y.device)
-    step, _, buf = _buffers(Y, n)
-    for a in range(0, n, step):
-        t = min(step, n - a)
-        buf[:t].copy_(Y[a : a + t])
-        out[a : a + t] = buf[:t].square_().sum(1)
-    return out
+    sq = torch.empty(n, dtype=torch.float64, device=Y.device)
+    Z = None if Q is None else torch.empty((n, Q.shape[1]), dtype=torch.float64, device=Y.device)
+    res = torch.empty(n, dtype=torch.float64, device=Y.device) if residual else None
+
+    def block(a: int, b: int) -> None:
+        y = Y[a:b].to(torch.float64, copy=True)  # (squared in place below)
+        if Q is not None:
+            z = Z[a:b] = y @ Q
+            if res is not None:
+                res[a:b] = torch.linalg.vector_norm(y - z @ Q.T, dim=1)
+        sq[a:b] = y.square_().sum(1)
+
+    _run_blocks(n, max(1, _BUFFER // max(1, Y.shape[1])), block, _workers(Y.device))
+    return sq, Z, res
 
 
 # ------------------------------------------------------------------- search space
@@ -454,34 +594,10 @@ def _principal_basis(Y: torch.Tensor, n_dirs: int) -> torch.Tensor:
     return V @ vecs.flip(1)
 
 
-def _project(Y: torch.Tensor, Q: torch.Tensor, chunk_size: int):
-    """Float64 scores ``Y Q`` (N, r), residual norms (N,) and squared norms (N,) of ``Y``."""
-    n = Y.shape[0]
-    Z = torch.empty((n, Q.shape[1]), dtype=torch.float64, device=Y.device)
-    res = torch.empty(n, dtype=torch.float64, device=Y.device)
-    sq = torch.empty(n, dtype=torch.float64, device=Y.device)
-    step = max(1, _BUFFER // Y.shape[1])  # ~8 MB of float64 per block
-    for a in range(0, n, step):
-        y = Y[a : a + step].to(torch.float64)
-        z = y @ Q
-        Z[a : a + step] = z
-        sq[a : a + step] = (y * y).sum(1)
-        res[a : a + step] = torch.linalg.vector_norm(y - z @ Q.T, dim=1)
-    return Z, res, sq
-
-
-def _scores(Y: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """Float64 scores ``Y q`` (N,) on one unit direction ``q`` (D,) float64, by blocks of
-    about 8 MB."""
-    step = max(1, _BUFFER // Y.shape[1])
-    return torch.cat([Y[a : a + step].to(torch.float64) @ q for a in range(0, Y.shape[0], step)])
-
-
 def _probe_counts(
     Y: torch.Tensor,
     sq: torch.Tensor,
     Z: torch.Tensor,
-    res: torch.Tensor,
     k: int,
     ranks: tuple[int, ...],
 ) -> list[float]:
@@ -493,7 +609,7 @@ def _probe_counts(
     d2 = _block(Y[probe], sq[probe], Y, sq).to(torch.float64)
     d2[torch.arange(len(probe)), probe] = float("inf")
     dk = torch.kthvalue(d2, k, dim=1).values.unsqueeze(1)
-    tail = res.square() + Z.square().sum(1)
+    tail = sq  # |z|^2 + residual^2 (rounding here can only change which rank is chosen)
     counts = []
     for p in ranks:
         zp = Z[:, :p]
@@ -517,20 +633,21 @@ def _search_space(Y: torch.Tensor, k: int, m: int, chunk_size: int) -> _Space:
         sub = Y[torch.linspace(0, n - 1, min(n, _SUBSAMPLE), device=Y.device).round().long()]
         Q = _principal_basis(sub, ranks[-1])
         ranks = tuple(sorted({min(p, Q.shape[1]) for p in ranks}))
-        Zs, ress, sqs = _project(sub, Q, chunk_size)
-        counts = _probe_counts(sub, sqs, Zs, ress, k, ranks)
+        sqs, Zs, _ = _project(sub, Q)
+        counts = _probe_counts(sub, sqs, Zs, k, ranks)
         for p, c in zip(ranks, counts, strict=True):
             if c <= k + 0.5 * (m - k) + 0.5:
                 rank = p
                 break
     if rank:
-        Z, res, sq64 = _project(Y, Q[:, :rank], chunk_size)
+        sq64, Z, res = _project(Y, Q[:, :rank], residual=True)
     else:  # the full space, ordered by the first principal coordinate where one is known
-        sq64 = _row_sq64(Y)
         # sorting the rows costs two copies of the data (rows in search order): small data only
-        sort = ranks and n * d * Y.element_size() <= _MAX_SORTED_BYTES
-        Z = _scores(Y, Q[:, 0]) if sort else torch.zeros(n, dtype=torch.float64, device=Y.device)
-        Z = Z.unsqueeze(1)
+        if ranks and n * d * Y.element_size() <= _MAX_SORTED_BYTES:
+            sq64, Z, _ = _project(Y, Q[:, :1])
+        else:
+            sq64, _, _ = _project(Y)
+            Z = torch.zeros((n, 1), dtype=torch.float64, device=Y.device)
     norm = sq64.sqrt()
     z1_err = (4 * u + d * 2.0**-52) * norm + 4 * math.sqrt(d) * tiny
     if rank:
@@ -544,9 +661,15 @@ def _search_space(Y: torch.Tensor, k: int, m: int, chunk_size: int) -> _Space:
     split = _SPLIT if not rank and Y.dtype == torch.float32 and d >= _MIN_COLS_SPLIT else 0
     if split:  # wide rows: float32 partial products of `split` columns, summed in float64
         c = 2 * (2 * split + 16) + 4 * (math.ceil(d / split) + 16) * 2.0**-53 / u
-    else:
+    # A computed value is within c u (|x|^2 + |y|^2) of its exact one (c u < 1/4 at any D).
+    # Every norm is lowered by its own share, c u |x|^2: a computed value is then a lower
+    # bound of the true squared distance up to the rounding of this shift (at most
+    # 2**-52 (|x|^2 + |y|^2)), so the certificate's slack no longer scales with c nor
+    # with the largest norm's c u |y|^2.
+    sq = sq - c * u * sq64
+    if not split:
         sq = sq.to(Y.dtype)
-    slack = c * u * (sq64 + sq64.max()) + 64 * d * tiny
+    slack = 2.0**-50 * (sq64 + sq64.max()) + 64 * d * tiny
     return _Space(S, sq, slack, Z[:, 0].contiguous(), z1_err, rank, split)
 
 
@@ -632,6 +755,8 @@ def _rounds(t: int) -> list[list[tuple[int, int]]]:
     Round by round the offset ``j - i`` grows (rows sorted along ``z1``: the nearest
     tiles first, so that the thresholds tighten early and far pairs can be skipped);
     each offset ``d`` takes two rounds, the pairs whose ``i // d`` is even, then odd.
+    The pairs of a round are independent (disjoint tiles): worker threads can run them
+    at once (:func:`_run_in_order`).
     """
     out = []
     for d in range(1, t):
@@ -661,12 +786,13 @@ def _top_m_symmetric(space: _Space, m: int, chunk_size: int):
     root of every threshold of its rows is skipped: ``|z1_x - z1_y| <= ||x - y||``, so
     each of its entries is above its row's and its column's threshold.
 
-    The pairs come in the rounds of :func:`_rounds`: the pairs of one round touch
-    disjoint rows, so that on the CPU, with more than one caller thread
-    (:func:`_single_threaded`), they run on that many worker threads, each
-    single-threaded with its own reused block buffer, with no lock and no spinning (a
-    worker waits for the round's end asleep). The order is the same for any thread
-    count, and so is the result, bit for bit.
+    The pairs come in the order of :func:`_rounds`. On the CPU, with more than one
+    caller thread (:func:`_single_threaded`), the diagonal blocks and the pairs run on
+    that many worker threads (:func:`_run_in_order`), each single-threaded with its own
+    reused block buffer: a pair starts once the earlier pairs of both its tiles are
+    done, so every tile sees its merges (and skip tests) in the same order at any
+    thread count, and the result is the same, bit for bit; a worker waits asleep, never
+    spinning.
 
     Returns
     -------
@@ -708,27 +834,12 @@ def _top_m_symmetric(space: _Space, m: int, chunk_size: int):
             cols = torch.cat([c1 + rb.start, r2 + ra.start])
             _merge_sparse(best_d, best_i, rows, torch.cat([v1, v2]), cols)
 
-    jobs = [[(diagonal, (i,)) for i in range(len(tiles))]]
-    jobs += [[(pair, p) for p in r] for r in _rounds(len(tiles))]
-    workers = min(_CALLER_THREADS.get(), len(tiles) // 2) if S.device.type == "cpu" else 1
+    jobs = [(diagonal, (i,), (i,)) for i in range(len(tiles))]
+    jobs += [(pair, p, p) for r in _rounds(len(tiles)) for p in r]
+    workers = min(_workers(S.device), len(tiles) // 2)
     size = min(n, tile) ** 2
-    if workers <= 1:
-        buf = torch.empty(size, dtype=sq.dtype, device=S.device)
-        for round_jobs in jobs:
-            for fn, args in round_jobs:
-                fn(*args, buf)
-        return best_d, best_i
-    bufs = [torch.empty(size, dtype=sq.dtype, device=S.device) for _ in range(workers)]
-
-    def run(w: int, round_jobs) -> None:
-        for fn, args in round_jobs[w::workers]:
-            fn(*args, bufs[w])
-
-    # each worker thread single-threaded (torch's thread count is per OS thread)
-    with ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as ex:
-        for round_jobs in jobs:  # a round ends before the next starts: the same order
-            for f in [ex.submit(run, w, round_jobs) for w in range(workers)]:
-                f.result()
+    bufs = [torch.empty(size, dtype=sq.dtype, device=S.device) for _ in range(max(1, workers))]
+    _run_in_order(jobs, workers, bufs)
     return best_d, best_i
 
 
@@ -877,26 +988,47 @@ def _recheck(
     k: int,
     chunk_size: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact k nearest of ``rows`` among every row whose search-space value is at most
-    ``bound`` (per row; squared, scaled units): a superset of the answer.
+    """Exact k nearest of ``rows`` (ascending) among every row whose search-space value is
+    at most ``bound`` (per row; squared, scaled units, at least the row's current k-th
+    exact distance squared): a superset of the answer.
+
+    The rows are taken in groups that lie in one tile of the sorted order; a group is
+    compared only with the columns whose ``z1`` lies within ``sqrt(bound)`` (plus the
+    rounding bounds) of one of its rows: any other column is farther than the row's
+    current k-th candidate (``|z1_x - z1_y| <= ||x - y||``). Without ``z1`` (all zero)
+    that is every column.
 
     Returns
     -------
     distances : torch.Tensor, shape (len(rows), k), float64
     indices : torch.Tensor, shape (len(rows), k), int64
     """
-    S, sq = space.S, space.sq
+    S, sq, z1, err = space.S, space.sq, space.z1, space.z1_err
     n = S.shape[0]
     out_d = torch.full((rows.numel(), k), float("inf"), dtype=torch.float64, device=S.device)
     out_i = torch.full((rows.numel(), k), -1, dtype=torch.long, device=S.device)
-    step = max(1, (chunk_size * chunk_size) // n)
-    for a in range(0, rows.numel(), step):
-        r = rows[a : a + step]
-        blk = _block(S[r], sq[r], S, sq, space.split).to(torch.float64)
-        blk[torch.arange(r.numel(), device=S.device), r] = float("inf")
-        ri, cj = (blk <= bound[a : a + step].unsqueeze(1)).nonzero().unbind(1)
-        d = _pair_distances(X, r[ri], cj)
-        _merge_sparse(out_d, out_i, ri + a, d, cj)
+    step = max(1, min(_TILE, (chunk_size * chunk_size) // n))
+    _, counts = torch.unique_consecutive(
+        torch.div(rows, _TILE, rounding_mode="floor"), return_counts=True
+    )
+    ends = torch.cumsum(counts, 0).tolist()
+    err_max = float(err.max())
+    for g0, g1 in zip([0, *ends[:-1]], ends, strict=True):  # the rows of one tile
+        for a in range(g0, g1, step):
+            b = min(g1, a + step)
+            r = rows[a:b]
+            reach = bound[a:b].clamp_min(0).sqrt() + err[r] + err_max
+            lo = (z1[r] - reach).min().unsqueeze(0)
+            hi = (z1[r] + reach).max().unsqueeze(0)
+            c0 = int(torch.searchsorted(z1, lo))
+            c1 = int(torch.searchsorted(z1, hi, right=True))
+            blk = _block(S[r], sq[r], S[c0:c1], sq[c0:c1], space.split).to(torch.float64)
+            own = (r >= c0) & (r < c1)
+            blk[own.nonzero().squeeze(1), r[own] - c0] = float("inf")
+            ri, cj = (blk <= bound[a:b].unsqueeze(1)).nonzero().unbind(1)
+            cj = cj + c0
+            d = _pair_distances(X, r[ri], cj)
+            _merge_sparse(out_d, out_i, ri + a, d, cj)
     return out_d, out_i
 
 
