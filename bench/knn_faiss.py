@@ -41,7 +41,7 @@ from twonn import _environment, _previous_knn, _row, default_threads
 
 LAYERS = ("layer1", "layer2", "layer3", "layer4")
 METHODS = ("interp_lib", "previous", "faiss")
-PREVIOUS = "6c34af1"  # the full-space search before the tiles and group minima (issue 26)
+PREVIOUS = "4b4e905"  # the search before the dependency-scheduled workers and per-norm slack
 TARGET = 1.5  # FAISS / ours, issue 26
 
 

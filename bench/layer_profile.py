@@ -32,6 +32,12 @@ same load. Each table and README row carries its thread count and the range of t
     python bench/layer_profile.py --n 300 --rounds 3      # quicker; 3 interleaved rounds
     python bench/layer_profile.py --approaches naive interp_lib --image-size 112
     python bench/layer_profile.py --n 200 --image-size 112 --threads default --loads idle
+    python bench/layer_profile.py --omp-wait-policy PASSIVE   # OpenMP's idle threads sleep
+
+``--omp-wait-policy`` sets ``OMP_WAIT_POLICY`` in every run (default: removed). GNU
+OpenMP's idle threads spin for a while after each parallel region (``ACTIVE``) or sleep
+(``PASSIVE``); between the many parallel regions of a forward pass, spinning threads take
+a busy machine's cores from the threads that have work.
 
 The measured rows (time, peak memory and the ratios, each with its thread count and load)
 are in ``bench/summaries/layer_profile.json`` and the README's benchmark table, not here.
@@ -153,15 +159,20 @@ def worker(approach: str, n: int, threads: str, image_size: int = 224) -> None:
     print(json.dumps(out | {"threads": torch.get_num_threads()}))
 
 
-def _environment(threads: str) -> dict:
+def _environment(threads: str, wait_policy: str = "unset") -> dict:
     """Every library in the worker (torch, scikit-learn's OpenMP, BLAS) gets ``threads``
-    threads, or its own default (``"default"``: the variables removed)."""
+    threads, or its own default (``"default"``: the variables removed); OpenMP's
+    ``OMP_WAIT_POLICY`` is ``wait_policy``, or removed (``"unset"``)."""
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         if threads == "default":
             env.pop(var, None)
         else:
             env[var] = threads
+    if wait_policy == "unset":
+        env.pop("OMP_WAIT_POLICY", None)
+    else:
+        env["OMP_WAIT_POLICY"] = wait_policy
     return env
 
 
@@ -169,9 +180,8 @@ def _run(approach: str, args: argparse.Namespace, threads: str) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", approach]
     cmd += ["--n", str(args.n), "--threads", threads]
     cmd += ["--image-size", str(args.image_size)]
-    out = subprocess.run(
-        cmd, capture_output=True, text=True, check=False, env=_environment(threads)
-    )
+    env = _environment(threads, args.omp_wait_policy)
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if out.returncode != 0:
         sys.exit(f"{approach} failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -192,6 +202,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--approaches", nargs="+", default=list(APPROACHES), choices=APPROACHES, metavar="A"
+    )
+    parser.add_argument(
+        "--omp-wait-policy",
+        default="unset",
+        choices=("unset", "PASSIVE", "ACTIVE"),
+        help="OMP_WAIT_POLICY of every run (unset: removed, OpenMP's own default)",
     )
     parser.add_argument("--json", help="write a summary for bench/report.py here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -299,9 +315,12 @@ def summarise(
         avg = loadavg[t, ld]
         naive = res["naive"]
         threads = f"default ({naive['threads']})" if t == "default" else t
+        policy = (
+            "" if args.omp_wait_policy == "unset" else f"OMP_WAIT_POLICY={args.omp_wait_policy}, "
+        )
         setting = (
             f"{args.n} images at {args.image_size} px, {args.rounds} round(s), {threads} "
-            f"thread(s), {describe(ld)}, load average {min(avg):.1f}-{max(avg):.1f}"
+            f"thread(s), {policy}{describe(ld)}, load average {min(avg):.1f}-{max(avg):.1f}"
         )
         for approach, r in res.items():
             if approach == "naive":
@@ -338,6 +357,7 @@ def summarise(
         "results": results,
         "ratio_to_naive": ratios,
         "one_thread_over_setting": one,
+        "omp_wait_policy": args.omp_wait_policy,
     }
     write_summary(args.json, summary)
 
