@@ -35,7 +35,13 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 START = "<!-- bench:start -->"
 END = "<!-- bench:end -->"
-ORDER = ("twonn", "knn_faiss", "layer_profile")  # these first, then the others by name
+ORDER = (  # these first, then the others by name
+    "twonn",
+    "knn_faiss",
+    "knn_faiss_epyc",
+    "layer_profile",
+    "layer_profile_passive",
+)
 #: Summaries that only their book chapter reads (no README rows), and why.
 BOOK_ONLY = {
     "id_generalisation": "the chapter id_generalisation reads its per-network rows",

@@ -39,6 +39,11 @@ and then excludes the point by index.
     python bench/twonn.py --spectrum             # pruning gain against the spectrum
     python bench/twonn.py --json bench/summaries/twonn.json   # also a summary for the README
 
+OpenBLAS: every worker runs with ``OPENBLAS_CORETYPE`` set to the core type numpy's
+OpenBLAS detects (unless already set). FAISS's wheel bundles an older OpenBLAS that does
+not know this project's Intel Xeon VM and falls back to its generic SSE3 kernels,
+several times slower; the peer should run its best kernels.
+
 Settings (issue 26): ``--threads 1,default`` runs every method with one thread (torch,
 OpenMP, MKL, OpenBLAS and FAISS alike) and with nothing set (each library's default: what
 a user gets; the ``*_NUM_THREADS`` variables are removed from the workers' environment);
@@ -57,6 +62,7 @@ The data: a 12-dimensional Gaussian rotated into D dimensions (float32).
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import os
@@ -207,10 +213,33 @@ def default_threads(env: dict) -> int:
     return int(out.stdout.strip())
 
 
+@functools.cache
+def openblas_coretype() -> str | None:
+    """The core type that numpy's OpenBLAS (the newest one here) detects on this CPU.
+
+    FAISS's wheel bundles an older OpenBLAS that falls back to its generic ``Prescott``
+    (SSE3) kernels on a CPU it does not know (this project's Intel Xeon VM, where
+    numpy's detects ``SkylakeX``): products several times slower, not FAISS's best.
+    """
+    try:
+        import numpy  # noqa: F401  (loads its OpenBLAS)
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    return next(
+        (i.get("architecture") for i in threadpool_info() if i.get("internal_api") == "openblas"),
+        None,
+    )
+
+
 def _environment(threads: str) -> dict:
     """The workers' environment: every ``*_NUM_THREADS`` set to ``threads``, or removed
-    (``"default"``)."""
+    (``"default"``); ``OPENBLAS_CORETYPE`` (unless set) the core type numpy's OpenBLAS
+    detects, so that every OpenBLAS in a worker (FAISS's own included) runs its kernels
+    for this CPU (:func:`openblas_coretype`)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
+    if "OPENBLAS_CORETYPE" not in env and (core := openblas_coretype()):
+        env["OPENBLAS_CORETYPE"] = core
     for var in THREAD_VARS:
         if threads == "default":
             env.pop(var, None)
