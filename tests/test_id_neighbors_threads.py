@@ -328,3 +328,32 @@ def test_a_forked_child_starts_its_own_worker_threads(two_threads):
         if child.is_alive():
             child.kill()
     assert got == want
+
+
+def test_windowed_blocks_run_on_the_callers_threads(two_threads, monkeypatch):
+    """The projected search's blocks of rows are independent: with 2 caller threads they
+    run on the 2 worker threads (each at one torch thread), with the same result."""
+    seen: dict[int, set] = {}
+    topk = torch.topk
+
+    def spy(*args, **kwargs):
+        seen.setdefault(threading.get_ident(), set()).add(torch.get_num_threads())
+        return topk(*args, **kwargs)
+
+    X = _rank12(4200, 40)
+    want = knn(X, 2)
+    monkeypatch.setattr(neighbors.torch, "topk", spy)
+    windowed = neighbors._top_m_windowed
+
+    def spy_windowed(*args, **kwargs):
+        seen.clear()
+        out = windowed(*args, **kwargs)
+        spy_windowed.threads = dict(seen)
+        return out
+
+    monkeypatch.setattr(neighbors, "_top_m_windowed", spy_windowed)
+    got = knn(X, 2)
+    assert torch.equal(got.indices, want.indices) and torch.equal(got.distances, want.distances)
+    threads = spy_windowed.threads
+    assert len(threads) == 2 and threading.get_ident() not in threads, threads
+    assert all(counts == {1} for counts in threads.values()), threads

@@ -901,8 +901,9 @@ def _top_m_windowed(
     inf = torch.tensor(float("inf"), dtype=S.dtype, device=dev)
     best_d = torch.empty((stop - start, m), dtype=S.dtype, device=dev)
     best_i = torch.empty((stop - start, m), dtype=torch.long, device=dev)
-    for a in range(start, stop, rows):
-        ta = min(rows, stop - a)
+
+    def block(a: int, b: int) -> None:  # rows a:b, independent of every other block
+        ta = b - a
         ra = slice(a, a + ta)
         c0 = max(0, min(a - (width - ta) // 2, n - width))
         c1 = c0 + width
@@ -935,7 +936,10 @@ def _top_m_windowed(
                 r, c = _below(blk, limit)
                 if r.numel():
                     _merge_sparse(d, j, r, blk[r, c] + sqa[r, 0], c + s0)
-        best_d[a - start : a - start + ta], best_i[a - start : a - start + ta] = d, j
+        best_d[a - start : b - start], best_i[a - start : b - start] = d, j
+
+    # the same blocks at any thread count, spread over the worker threads
+    _run_blocks(stop - start, rows, lambda a, b: block(start + a, start + b), _workers(dev))
     return best_d, best_i
 
 
