@@ -40,7 +40,7 @@ and then excludes the point by index.
     python bench/twonn.py --json bench/summaries/twonn.json   # also a summary for the README
 
 OpenBLAS: every worker runs with ``OPENBLAS_CORETYPE`` set to the core type numpy's
-OpenBLAS detects (unless already set). FAISS's wheel bundles an older OpenBLAS that does
+OpenBLAS detects (unless already set). FAISS's wheel bundles its own OpenBLAS build, which does
 not know this project's Intel Xeon VM and falls back to its generic SSE3 kernels,
 several times slower; the peer should run its best kernels.
 
@@ -215,9 +215,9 @@ def default_threads(env: dict) -> int:
 
 @functools.cache
 def openblas_coretype() -> str | None:
-    """The core type that numpy's OpenBLAS (the newest one here) detects on this CPU.
+    """The core type that numpy's OpenBLAS detects on this CPU.
 
-    FAISS's wheel bundles an older OpenBLAS that falls back to its generic ``Prescott``
+    FAISS's wheel bundles its own OpenBLAS build, which falls back to its generic ``Prescott``
     (SSE3) kernels on a CPU it does not know (this project's Intel Xeon VM, where
     numpy's detects ``SkylakeX``): products several times slower, not FAISS's best.
     """
