@@ -61,8 +61,9 @@ ones).
 spreads its work over as many worker threads as the caller's torch thread count, each
 single-threaded, started once per process (:func:`_pool`): the diagonal blocks and the
 pairs of tiles of the full-space search (:func:`_run_in_order`: a pair starts once the
-earlier pairs of its two tiles are done), and the passes over rows (centring, norms and
-scores, exact candidate distances: :func:`_run_blocks`, fixed blocks of about 8 MB).
+earlier pairs of its two tiles are done), the blocks of rows of the projected search,
+and the passes over rows (centring, norms and scores, exact candidate distances), the
+last two through :func:`_run_blocks` in fixed blocks.
 The other large products (at least :data:`_MIN_PARALLEL_FLOPS` floating-point
 operations each) get the caller's thread count. Every other step is a pass over at
 most a few megabytes: split over torch's threads it is too short to pay for the fork
