@@ -351,3 +351,29 @@ def test_data_over_the_sorting_limit_are_searched_unsorted(monkeypatch):
     bd, bi, _ = brute(X, 2)
     torch.testing.assert_close(d, bd, rtol=1e-13, atol=0)
     assert torch.equal(i, bi)
+
+
+def test_probe_counts_are_those_of_the_exact_lower_bounds():
+    """The rank choice counts, per probe row, the rows whose projected lower bound
+    ``|z_i - z_j|^2 + (r_i - r_j)^2`` (r: norm of the rest) is at most the probe's k-th
+    squared distance: the same counts as a float64 reference by direct differences."""
+    g = torch.Generator().manual_seed(3)
+    Y = torch.randn(600, 24, dtype=torch.float64, generator=g) * torch.linspace(3, 0.1, 24)
+    Q = neighbors._principal_basis(Y, 8)
+    sq, Z, _ = neighbors._project(Y, Q)
+    k, ranks = 3, (2, 4, 8)
+    got = neighbors._probe_counts(Y, sq, Z, k, ranks)
+    probe = torch.linspace(0, 599, neighbors._PROBE_ROWS).round().long()
+    d2 = torch.cdist(Y[probe], Y, compute_mode="donot_use_mm_for_euclid_dist").square()
+    d2[torch.arange(len(probe)), probe] = float("inf")
+    dk = d2.sort(dim=1).values[:, k - 1 : k]
+    want = []
+    for p in ranks:
+        z = Y @ Q[:, :p]
+        r = (Y - z @ Q[:, :p].T).norm(dim=1)
+        lb = torch.cdist(z[probe], z, compute_mode="donot_use_mm_for_euclid_dist").square()
+        lb += (r[probe, None] - r[None, :]).square()
+        lb[torch.arange(len(probe)), probe] = float("inf")
+        want.append(float((lb <= dk).sum(1, dtype=torch.float64).mean()))
+    assert got == pytest.approx(want, abs=0.05)  # a tie at the boundary moves one count
+    assert want[0] > want[-1] >= k  # more directions, tighter bounds

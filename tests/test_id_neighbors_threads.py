@@ -357,3 +357,27 @@ def test_windowed_blocks_run_on_the_callers_threads(two_threads, monkeypatch):
     threads = spy_windowed.threads
     assert len(threads) == 2 and threading.get_ident() not in threads, threads
     assert all(counts == {1} for counts in threads.values()), threads
+
+
+def test_rows_are_put_in_search_order_on_the_callers_threads(two_threads, monkeypatch):
+    """The two large gathers into search order (the search space's rows and the data's)
+    run on the 2 worker threads in blocks, and are the plain gathers, bit for bit."""
+    X = _rank12(3000, 40)
+    space = neighbors._search_space(neighbors._unit_centred(X), 2, 4, 4096)
+    perm = torch.argsort(space.z1, stable=True)
+    monkeypatch.setattr(neighbors, "_BUFFER", 64 * (40 + space.S.shape[1]))  # 64-row blocks
+    seen: set[int] = set()
+    index_select = torch.index_select
+
+    def spy(*args, **kwargs):
+        seen.add(threading.get_ident())
+        return index_select(*args, **kwargs)
+
+    monkeypatch.setattr(neighbors.torch, "index_select", spy)
+    with neighbors._single_threaded(torch.device("cpu")):
+        got, Xp = neighbors._in_order(space, X, perm)
+    assert len(seen) == 2 and threading.get_ident() not in seen, seen
+    assert torch.equal(Xp, X[perm]) and torch.equal(got.S, space.S[perm])
+    for name in ("sq", "slack", "z1", "z1_err"):
+        assert torch.equal(getattr(got, name), getattr(space, name)[perm]), name
+    assert (got.rank, got.split) == (space.rank, space.split)

@@ -65,6 +65,7 @@ from .neighbors import (
     Neighbors,
     _block,
     _exponent,
+    _in_order,
     _ldexp,
     _pair_distances,
     _search_space,
@@ -132,13 +133,12 @@ def _prepare(X: torch.Tensor, k: int, chunk_size: int, margin: int, *, sort: boo
     projected space, rows sorted by their first principal coordinate (the windowed
     search), as ``nearest_neighbors`` does."""
     m = min(X.shape[0] - 1, k + margin)
-    space = _search_space(_unit_centred(X), k, m, chunk_size)
+    e = _exponent(X)
+    space = _search_space(_unit_centred(X, e), k, m, chunk_size)
     if not (sort and space.rank):
-        return _Prepared(space, X, None, _exponent(X), m)
+        return _Prepared(space, X, None, e, m)
     order = torch.argsort(space.z1, stable=True)
-    sp = _Space(space.S[order], space.sq[order], space.slack[order], space.z1[order],
-                space.z1_err[order], space.rank, space.split)  # fmt: skip
-    return _Prepared(sp, X[order], order, _exponent(X), m)
+    return _Prepared(*_in_order(space, X, order), order, e, m)
 
 
 def _candidates_all(prep: _Prepared, a: int, b: int, chunk_size: int):

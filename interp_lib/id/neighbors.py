@@ -62,8 +62,9 @@ spreads its work over as many worker threads as the caller's torch thread count,
 single-threaded, started once per process (:func:`_pool`): the diagonal blocks and the
 pairs of tiles of the full-space search (:func:`_run_in_order`: a pair starts once the
 earlier pairs of its two tiles are done), the blocks of rows of the projected search,
-and the passes over rows (centring, norms and scores, exact candidate distances), the
-last two through :func:`_run_blocks` in fixed blocks.
+and the passes over rows (centring, norms and scores, the gathers into search order,
+exact candidate distances), the last three through :func:`_run_blocks` in fixed
+blocks.
 The other large products (at least :data:`_MIN_PARALLEL_FLOPS` floating-point
 operations each) get the caller's thread count. Every other step is a pass over at
 most a few megabytes: split over torch's threads it is too short to pay for the fork
@@ -252,8 +253,9 @@ def _exponent(X: torch.Tensor) -> int:
     return math.frexp(top)[1]
 
 
-def _unit_centred(X: torch.Tensor) -> torch.Tensor:
-    """``2**-e X - c``: scaled to unit size (:func:`_exponent`) and centred, in X's dtype.
+def _unit_centred(X: torch.Tensor, e: int | None = None) -> torch.Tensor:
+    """``2**-e X - c``: scaled to unit size (``e``: :func:`_exponent`, computed when not
+    given) and centred, in X's dtype.
 
     ``c`` is the column mean of the scaled data, summed by one matrix-vector product
     with weights ``2**-e / N`` (nothing can overflow); ``Y`` is then written in one pass.
@@ -261,7 +263,7 @@ def _unit_centred(X: torch.Tensor) -> torch.Tensor:
     the same, bit for bit, for ``2**j X``.
     """
     n = X.shape[0]
-    e = _exponent(X)
+    e = _exponent(X) if e is None else e
     if abs(e) > 100:  # the factor is not a float32 number: the exact two-step scaling
         Y = _ldexp(X, -e)
         return Y - Y.mean(dim=0, dtype=torch.float64, keepdim=True).to(Y.dtype)
@@ -603,22 +605,28 @@ def _probe_counts(
     ranks: tuple[int, ...],
 ) -> list[float]:
     """For each rank p, the mean number of rows whose projected lower bound is below a
-    probe row's k-th distance (how many candidates a row would need to measure)."""
+    probe row's k-th distance (how many candidates a row would need to measure).
+
+    The lower bound of rank p is the squared distance of the rows' ``[z_p, r_p]``
+    (scores on the first p directions, norm of the rest): one small product per rank.
+    Rounding here can only change which rank is chosen, never a result.
+    """
     n = Y.shape[0]
     probe = torch.linspace(0, n - 1, min(n, _PROBE_ROWS), device=Y.device).round().long()
-    sq = sq.to(Y.dtype)
-    d2 = _block(Y[probe], sq[probe], Y, sq).to(torch.float64)
-    d2[torch.arange(len(probe)), probe] = float("inf")
-    dk = torch.kthvalue(d2, k, dim=1).values.unsqueeze(1)
-    tail = sq  # |z|^2 + residual^2 (rounding here can only change which rank is chosen)
+    own = (torch.arange(len(probe), device=Y.device), probe)
+    sqw = sq.to(Y.dtype)
+    d2 = _block(Y[probe], sqw[probe], Y, sqw)
+    d2[own] = float("inf")
+    dk = torch.topk(d2, k, dim=1, largest=False).values[:, -1:].to(Z.dtype)
     counts = []
     for p in ranks:
         zp = Z[:, :p]
-        rp = (tail - zp.square().sum(1)).clamp_min(0).sqrt()
         sz = zp.square().sum(1)
-        lb = _block(zp[probe], sz[probe], zp, sz) + (rp[probe, None] - rp[None, :]).square()
-        lb[torch.arange(len(probe)), probe] = float("inf")
-        counts.append(float((lb <= dk).sum(1).double().mean()))
+        W = torch.cat([zp, (sq - sz).clamp_min(0).sqrt().unsqueeze(1)], 1)
+        sw = sz.clamp_min(sq)  # |z_p|^2 + r_p^2
+        lb = _block(W[probe], sw[probe], W, sw)
+        lb[own] = float("inf")
+        counts.append(float((lb <= dk).sum(1, dtype=torch.float64).mean()))
     return counts
 
 
@@ -839,6 +847,7 @@ def _top_m_symmetric(space: _Space, m: int, chunk_size: int):
         gap = z_lo[j] - z_hi[i] - z_err[i] - z_err[j]
         if gap > 0 and gap * gap > float(torch.maximum(best_d[ra, -1].max(), best_d[rb, -1].max())):
             return
+
         block = product(ra, rb, buf)
         r1, c1, v1 = _below_grouped(block, best_d[ra, -1:], 1)
         c2, r2, v2 = _below_grouped(block, best_d[rb, -1].unsqueeze(0), 0)
@@ -1049,6 +1058,25 @@ def _recheck(
     return out_d, out_i
 
 
+def _in_order(space: _Space, X: torch.Tensor, perm: torch.Tensor) -> tuple[_Space, torch.Tensor]:
+    """The search space and the rows of ``X`` (N, D) taken in the order ``perm`` (N,).
+
+    The two large gathers (``S`` and ``X``) run on the worker threads, in blocks of
+    rows (:func:`_run_blocks`); the copies are exact, so is the result at any count.
+    """
+    S = torch.empty(space.S.shape, dtype=space.S.dtype, device=space.S.device)
+    Xp = torch.empty(X.shape, dtype=X.dtype, device=X.device)
+
+    def block(a: int, b: int) -> None:
+        torch.index_select(space.S, 0, perm[a:b], out=S[a:b])
+        torch.index_select(X, 0, perm[a:b], out=Xp[a:b])
+
+    step = max(1, _BUFFER // max(1, X.shape[1] + S.shape[1]))
+    _run_blocks(X.shape[0], step, block, _workers(X.device))
+    sq, slack, z1, z1_err = (t[perm] for t in (space.sq, space.slack, space.z1, space.z1_err))
+    return _Space(S, sq, slack, z1.contiguous(), z1_err, space.rank, space.split), Xp
+
+
 def _search(X: torch.Tensor, k: int, m: int, chunk_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact k nearest neighbours of the rows of a finite float tensor (see module doc).
 
@@ -1058,22 +1086,12 @@ def _search(X: torch.Tensor, k: int, m: int, chunk_size: int) -> tuple[torch.Ten
     indices : torch.Tensor, shape (N, k), int64
     """
     n = X.shape[0]
-    Y = _unit_centred(X)
     e = _exponent(X)
-    space = _search_space(Y, k, m, chunk_size)
-    del Y
+    space = _search_space(_unit_centred(X, e), k, m, chunk_size)
     if space.rank or bool(space.z1.any()):  # sort by the first principal coordinate
         perm = torch.argsort(space.z1, stable=True)
-        space = _Space(
-            space.S[perm],
-            space.sq[perm],
-            space.slack[perm],
-            space.z1[perm],
-            space.z1_err[perm],
-            space.rank,
-            space.split,
-        )
-        Xp = X[perm]  # rows in search order: contiguous blocks for the exact distances
+        # rows in search order: contiguous blocks for the exact distances too
+        space, Xp = _in_order(space, X, perm)
     else:
         perm, Xp = None, X
     if space.rank:  # through windows along z1
