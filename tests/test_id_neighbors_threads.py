@@ -361,16 +361,22 @@ def test_windowed_blocks_run_on_the_callers_threads(two_threads, monkeypatch):
 
 def test_rows_are_put_in_search_order_on_the_callers_threads(two_threads, monkeypatch):
     """The two large gathers into search order (the search space's rows and the data's)
-    run on the 2 worker threads in blocks, and are the plain gathers, bit for bit."""
+    run on the 2 worker threads in blocks, two blocks at once, and are the plain
+    gathers, bit for bit."""
     X = _rank12(3000, 40)
     space = neighbors._search_space(neighbors._unit_centred(X), 2, 4, 4096)
     perm = torch.argsort(space.z1, stable=True)
     monkeypatch.setattr(neighbors, "_BUFFER", 64 * (40 + space.S.shape[1]))  # 64-row blocks
     seen: set[int] = set()
     index_select = torch.index_select
+    # each thread's first gather waits for another thread's: it times out (and the test
+    # fails) unless two blocks run at once; a tiny block cannot run ahead on one thread
+    both = threading.Barrier(2, timeout=30)
 
     def spy(*args, **kwargs):
-        seen.add(threading.get_ident())
+        if threading.get_ident() not in seen:
+            seen.add(threading.get_ident())
+            both.wait()
         return index_select(*args, **kwargs)
 
     monkeypatch.setattr(neighbors.torch, "index_select", spy)
