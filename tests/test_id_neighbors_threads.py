@@ -3,6 +3,7 @@ for the large products only, the caller's setting restored, results independent 
 
 import contextlib
 import threading
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -330,14 +331,34 @@ def test_a_forked_child_starts_its_own_worker_threads(two_threads):
     assert got == want
 
 
+def _meet_another_thread(seen: dict[int, set]) -> Callable[[], None]:
+    """A hook for a spied call: it records the calling thread and its torch thread count
+    in ``seen``, and a thread's first call waits (a barrier of 2, 30 s) for another
+    thread's first call. It times out, failing the test, unless two threads work at
+    once: a small block cannot run ahead and leave the other worker nothing to do."""
+    both = threading.Barrier(2, timeout=30)
+
+    def hook() -> None:
+        tid = threading.get_ident()
+        if tid not in seen:
+            seen[tid] = set()
+            both.wait()
+        seen[tid].add(torch.get_num_threads())
+
+    return hook
+
+
 def test_windowed_blocks_run_on_the_callers_threads(two_threads, monkeypatch):
     """The projected search's blocks of rows are independent: with 2 caller threads they
-    run on the 2 worker threads (each at one torch thread), with the same result."""
+    run on the 2 worker threads at once (each at one torch thread), with the same result."""
     seen: dict[int, set] = {}
+    meet = _meet_another_thread(seen)
+    inside = threading.Event()  # only the windowed search's top-m calls are watched
     topk = torch.topk
 
     def spy(*args, **kwargs):
-        seen.setdefault(threading.get_ident(), set()).add(torch.get_num_threads())
+        if inside.is_set():
+            meet()
         return topk(*args, **kwargs)
 
     X = _rank12(4200, 40)
@@ -346,17 +367,17 @@ def test_windowed_blocks_run_on_the_callers_threads(two_threads, monkeypatch):
     windowed = neighbors._top_m_windowed
 
     def spy_windowed(*args, **kwargs):
-        seen.clear()
-        out = windowed(*args, **kwargs)
-        spy_windowed.threads = dict(seen)
-        return out
+        inside.set()
+        try:
+            return windowed(*args, **kwargs)
+        finally:
+            inside.clear()
 
     monkeypatch.setattr(neighbors, "_top_m_windowed", spy_windowed)
     got = knn(X, 2)
     assert torch.equal(got.indices, want.indices) and torch.equal(got.distances, want.distances)
-    threads = spy_windowed.threads
-    assert len(threads) == 2 and threading.get_ident() not in threads, threads
-    assert all(counts == {1} for counts in threads.values()), threads
+    assert len(seen) == 2 and threading.get_ident() not in seen, seen
+    assert all(counts == {1} for counts in seen.values()), seen
 
 
 def test_rows_are_put_in_search_order_on_the_callers_threads(two_threads, monkeypatch):
@@ -367,22 +388,19 @@ def test_rows_are_put_in_search_order_on_the_callers_threads(two_threads, monkey
     space = neighbors._search_space(neighbors._unit_centred(X), 2, 4, 4096)
     perm = torch.argsort(space.z1, stable=True)
     monkeypatch.setattr(neighbors, "_BUFFER", 64 * (40 + space.S.shape[1]))  # 64-row blocks
-    seen: set[int] = set()
+    seen: dict[int, set] = {}
+    meet = _meet_another_thread(seen)
     index_select = torch.index_select
-    # each thread's first gather waits for another thread's: it times out (and the test
-    # fails) unless two blocks run at once; a tiny block cannot run ahead on one thread
-    both = threading.Barrier(2, timeout=30)
 
     def spy(*args, **kwargs):
-        if threading.get_ident() not in seen:
-            seen.add(threading.get_ident())
-            both.wait()
+        meet()
         return index_select(*args, **kwargs)
 
     monkeypatch.setattr(neighbors.torch, "index_select", spy)
     with neighbors._single_threaded(torch.device("cpu")):
         got, Xp = neighbors._in_order(space, X, perm)
     assert len(seen) == 2 and threading.get_ident() not in seen, seen
+    assert all(counts == {1} for counts in seen.values()), seen
     assert torch.equal(Xp, X[perm]) and torch.equal(got.S, space.S[perm])
     for name in ("sq", "slack", "z1", "z1_err"):
         assert torch.equal(getattr(got, name), getattr(space, name)[perm]), name

@@ -847,7 +847,6 @@ def _top_m_symmetric(space: _Space, m: int, chunk_size: int):
         gap = z_lo[j] - z_hi[i] - z_err[i] - z_err[j]
         if gap > 0 and gap * gap > float(torch.maximum(best_d[ra, -1].max(), best_d[rb, -1].max())):
             return
-
         block = product(ra, rb, buf)
         r1, c1, v1 = _below_grouped(block, best_d[ra, -1:], 1)
         c2, r2, v2 = _below_grouped(block, best_d[rb, -1].unsqueeze(0), 0)
