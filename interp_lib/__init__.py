@@ -21,6 +21,11 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from . import _launch
+
+# `python -m interp_lib.profile|protopnet`: their OpenMP wait policy, before torch starts
+_launch.set_for_module_run()
+
 __version__ = "0.1.0"
 
 _SUBMODULES = (

@@ -444,6 +444,69 @@ def test_the_command_lines_set_a_passive_openmp_wait_before_torch_starts(tmp_pat
     assert run.stdout.split() == [user or "PASSIVE", "False"]
 
 
+_TORCH_PROBE = """
+import os, sys
+
+
+class _Probe:  # reports OMP_WAIT_POLICY at the moment torch is first imported
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch":
+            sys.stderr.write(f"policy at torch import: {os.environ.get('OMP_WAIT_POLICY')}\\n")
+            sys.meta_path.remove(self)
+        return None
+
+
+sys.meta_path.insert(0, _Probe())
+"""
+
+
+@pytest.mark.parametrize(
+    ("command", "user", "expected"),
+    [
+        (["-m", "interp_lib.profile", "--help"], None, "PASSIVE"),
+        (["-m", "interp_lib.protopnet", "--help"], None, "PASSIVE"),
+        (["-m", "interp_lib.profile", "--help"], "ACTIVE", "ACTIVE"),
+        (["-c", "import interp_lib.profile"], None, "None"),  # a library import: untouched
+    ],
+)
+def test_python_dash_m_sets_the_wait_policy_before_torch_starts(tmp_path, command, user, expected):
+    """``python -m interp_lib.profile`` (``.protopnet``) imports the packages above the
+    command, which import torch, before its ``__main__``: the policy must already be set
+    when torch is first imported (seen by an import hook installed at start-up), and a
+    plain import of the library must leave the environment alone."""
+    (tmp_path / "sitecustomize.py").write_text(_TORCH_PROBE)
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "PYTHONPATH")}
+    env |= {"PYTHONPATH": str(tmp_path)} | ({"OMP_WAIT_POLICY": user} if user else {})
+    run = subprocess.run([sys.executable, *command], capture_output=True, text=True, env=env,
+                         timeout=120)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert f"policy at torch import: {expected}" in run.stderr.splitlines()
+
+
+def test_module_run_detection_needs_one_of_the_commands():
+    """Only ``python -m <command>`` sets the policy: not another module run with ``-m``,
+    nor a script whose own arguments contain ``-m``."""
+    from interp_lib import _launch
+
+    cases = [
+        (["-m"], ["python", "-X", "importtime", "-m", "interp_lib.profile", "x"], True),
+        (["-m"], ["python", "-m", "interp_lib.protopnet"], True),
+        (["-m"], ["python", "-m", "pytest", "interp_lib.profile"], False),
+        (
+            ["script.py", "-m", "interp_lib.profile"],
+            ["python", "script.py", "-m", "interp_lib.profile"],
+            False,
+        ),
+        (["-m"], ["python", "-m"], False),
+    ]
+    for argv, orig, expected in cases:
+        env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(os, "environ", env)
+            _launch.set_for_module_run(argv, orig)
+            assert ("OMP_WAIT_POLICY" in env) == expected, (argv, orig)
+
+
 @pytest.mark.slow
 def test_the_entry_points_run(tmp_path):
     bin_dir = str(Path(sys.executable).parent)
