@@ -820,23 +820,39 @@ def _top_m_symmetric(space: _Space, m: int, chunk_size: int):
     z_hi = [float(space.z1[r.stop - 1]) for r in tiles]
     z_err = [float(space.z1_err[r].max()) for r in tiles]
 
-    def product(ra: slice, rb: slice, buf: torch.Tensor) -> torch.Tensor:
-        """The tiles' block of values, into ``buf``: without ``split``, one product of
-        ``[S_a, sq_a, 1]`` and ``[-2 S_b, 1, sq_b]`` (``-2 x`` is exact), so that no pass
-        over the block adds the norms (its rounding bound is that of the expansion)."""
+    # per tile, [S, sq, 1] and [-2 S, 1, sq]: built by the tile's diagonal job (the first
+    # of its jobs) and kept for its pairs when they take little memory, else per product
+    keep = not split and 2 * n * (S.shape[1] + 2) * S.element_size() <= _MAX_SORTED_BYTES
+    augmented: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(tiles)
+
+    def factors(i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if augmented[i] is not None:
+            return augmented[i]
+        r = tiles[i]
+        one = torch.ones_like(sq[r, None])
+        ab = torch.cat([S[r], sq[r, None], one], 1), torch.cat([S[r] * -2.0, one, sq[r, None]], 1)
+        if keep:
+            augmented[i] = ab
+        return ab
+
+    def product(i: int, j: int, buf: torch.Tensor) -> torch.Tensor:
+        """The block of values of tiles ``i`` and ``j``, into ``buf``: without ``split``,
+        one product of ``[S_i, sq_i, 1]`` and ``[-2 S_j, 1, sq_j]`` (``-2 x`` is exact),
+        so that no pass over the block adds the norms (its rounding bound is that of the
+        expansion)."""
+        ra, rb = tiles[i], tiles[j]
         ta, tb = ra.stop - ra.start, rb.stop - rb.start
         out = buf[: ta * tb].view(ta, tb)
         if split:
             return _block(S[ra], sq[ra], S[rb], sq[rb], split, out=out)
-        A = torch.cat([S[ra], sq[ra, None], torch.ones_like(sq[ra, None])], 1)
-        B = torch.cat([S[rb] * -2.0, torch.ones_like(sq[rb, None]), sq[rb, None]], 1)
+        A, B = factors(i)[0], factors(j)[1]
         with _product_threads(ta, tb, A.shape[1]):
             return torch.mm(A, B.T, out=out)
 
     def diagonal(i: int, buf: torch.Tensor) -> None:
         r = tiles[i]
         t = r.stop - r.start
-        block = product(r, r, buf)
+        block = product(i, i, buf)
         block.fill_diagonal_(inf)  # exclude each point itself, by index
         kr = min(m, t)
         d, j = torch.topk(block, kr, dim=1, largest=False, sorted=True)
@@ -847,7 +863,7 @@ def _top_m_symmetric(space: _Space, m: int, chunk_size: int):
         gap = z_lo[j] - z_hi[i] - z_err[i] - z_err[j]
         if gap > 0 and gap * gap > float(torch.maximum(best_d[ra, -1].max(), best_d[rb, -1].max())):
             return
-        block = product(ra, rb, buf)
+        block = product(i, j, buf)
         r1, c1, v1 = _below_grouped(block, best_d[ra, -1:], 1)
         c2, r2, v2 = _below_grouped(block, best_d[rb, -1].unsqueeze(0), 0)
         if r1.numel() + c2.numel():
