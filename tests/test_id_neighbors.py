@@ -294,6 +294,72 @@ def test_full_space_sorted_along_z1_skips_far_tiles_and_stays_exact(monkeypatch)
     assert torch.equal(i, bi)
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    ta=st.integers(1, 70),
+    tb=st.integers(1, 150),
+    spread=st.floats(0.01, 10.0),
+    scale=st.floats(0.0, 4.0),
+    err=st.sampled_from([0.0, 1e-9, 0.05]),
+    short=st.booleans(),
+    whole_groups=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_reaching_rectangle_holds_every_entry_within_reach(
+    ta, tb, spread, scale, err, short, whole_groups, seed
+):
+    """Brute force over every entry of a pair of tiles: an entry within reach along z1 of
+    its row's or its column's threshold (``z_c - z_r - err <= sqrt(thr)``) lies in the
+    rectangle. Its bounds are whole groups (or the tile's end); with groups of one entry
+    it is the smallest such rectangle (up to rounding)."""
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.sort(torch.rand(ta + tb, generator=gen, dtype=torch.float64) * spread).values
+    za, zb = z[:ta], z[ta:]
+    thr_a = (torch.rand(ta, generator=gen) * scale) ** 2
+    thr_b = (torch.rand(tb, generator=gen) * scale) ** 2
+    thr_a[torch.rand(ta, generator=gen) < 0.1] = -1e-6  # lowered norms: a value may be < 0
+    if short:  # a tile short of m rows: infinite thresholds
+        thr_b[torch.rand(tb, generator=gen) < 0.05] = float("inf")
+    groups = neighbors._GROUP if whole_groups else {0: 1, 1: 1}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(neighbors, "_GROUP", groups)
+        r0, c1 = neighbors._reaching(za, zb, thr_a, thr_b, err)
+    gap = zb.unsqueeze(0) - za.unsqueeze(1) - err  # (ta, tb), >= -err
+    reach_a = thr_a.double().clamp_min(0).sqrt().unsqueeze(1)
+    reach_b = thr_b.double().clamp_min(0).sqrt().unsqueeze(0)
+    r, c = ((gap <= reach_a) | (gap <= reach_b)).nonzero().unbind(1)
+    assert bool((r >= r0).all()) and bool((c < c1).all())
+    assert 0 <= r0 <= ta and 0 <= c1 <= tb
+    assert r0 % groups[0] == 0 and (c1 == tb or c1 % groups[1] == 0)
+    if not whole_groups:  # tight: no row or column beyond reach (with a rounding margin)
+        loose = (gap <= reach_a * (1 + 1e-9) + 1e-12) | (gap <= reach_b * (1 + 1e-9) + 1e-12)
+        rl, cl = loose.nonzero().unbind(1)
+        if rl.numel():
+            assert r0 >= int(rl.min()) and c1 <= int(cl.max()) + 1
+        else:
+            assert r0 == ta or c1 == 0
+
+
+def test_pairs_of_tiles_are_trimmed_to_the_entries_within_reach(monkeypatch):
+    """Rows sorted along a long axis: the blocks of pairs of tiles shrink to the rows and
+    columns within reach along z1, and the answer stays that of brute force."""
+    monkeypatch.setattr(neighbors, "_MIN_ROWS_PROJECTED", 0)
+    X = _long_axis(n=4000, d=24, seed=13)
+    shapes = []
+    grouped = neighbors._below_grouped
+    monkeypatch.setattr(
+        neighbors,
+        "_below_grouped",
+        lambda blk, lim, dim: shapes.append(tuple(blk.shape)) or grouped(blk, lim, dim),
+    )
+    d, i = nearest_neighbors(X, k=2, chunk_size=256)
+    assert shapes and any(a < 256 or b < 256 for a, b in shapes)
+    assert sum(a * b for a, b in shapes) < 0.9 * 256 * 256 * len(shapes)
+    bd, bi, _ = brute(X, 2)
+    torch.testing.assert_close(d, bd, rtol=1e-13, atol=0)
+    assert torch.equal(i, bi)
+
+
 def _long_axis(n: int = 3000, d: int = 30, seed: int = 11) -> torch.Tensor:
     """Full-rank noise around a long axis: the full space, rows sorted along it."""
     gen = torch.Generator().manual_seed(seed)

@@ -23,8 +23,9 @@ The search never trusts a fast, rounded distance without proof. It works in four
      ``i < j`` only, each read for its rows and its columns. Where a principal direction
      was estimated (``N >= 4096``) and the data take at most ``_MAX_SORTED_BYTES`` (128
      MB; sorting costs copies of them), the rows are sorted along it, the pairs come
-     nearest first and a pair farther apart along it than every threshold of its rows is
-     skipped (:func:`_top_m_symmetric`). For wide float32 rows (``D >= 4096``) the
+     nearest first, a pair farther apart along it than every threshold of its rows is
+     skipped, and of the others only the rows and columns within reach are computed
+     (:func:`_top_m_symmetric`). For wide float32 rows (``D >= 4096``) the
      products are float32 products of 512-column slices summed in float64: their
      rounding bound then grows with 512, not with ``D``, and the certificate (step 4)
      rarely fails.
@@ -757,6 +758,45 @@ def _below_grouped(
     return target, other, value
 
 
+def _reaching(
+    za: torch.Tensor, zb: torch.Tensor, thr_a: torch.Tensor, thr_b: torch.Tensor, err: float
+) -> tuple[int, int]:
+    """The rows ``r0:`` of one tile and the columns ``:c1`` of a later one (rows sorted
+    along ``z1``) outside which every entry is above its row's and its column's threshold.
+
+    Row ``r`` can have an entry below its threshold only at a column within
+    ``sqrt(thr_a[r])`` of it along ``z1`` (``|z1_x - z1_y| <= ||x - y||``), widened by
+    ``err``, the two tiles' ``z1`` rounding bounds; so can column ``c`` with
+    ``thr_b[c]``. The rectangle holds every such entry; ``r0`` is rounded down and ``c1``
+    up to whole groups (:data:`_GROUP`), so that the block's group passes need no tail.
+
+    Parameters
+    ----------
+    za, zb : torch.Tensor, shape (ta,) and (tb,), float64
+        ``z1`` of the two tiles' rows, ascending, ``za[-1] <= zb[0]``.
+    thr_a, thr_b : torch.Tensor, shape (ta,) and (tb,)
+        The rows' and the columns' current thresholds (squared values).
+    err : float
+        The sum of the two tiles' largest ``z1`` rounding bounds.
+
+    Returns
+    -------
+    r0, c1 : int
+        ``r0 == ta`` or ``c1 == 0``: nothing to compute.
+    """
+    up = za + (thr_a.to(torch.float64).clamp_min(0).sqrt() + err)  # a row reaches z1 up to
+    down = zb - (thr_b.to(torch.float64).clamp_min(0).sqrt() + err)  # a column, down to
+    ends = torch.stack([up.max(), down.min()])
+    # rows: the first reaching the lowest column, or reached by some column
+    r0 = int(torch.searchsorted(up.cummax(0).values, zb[:1]))
+    r0 = min(r0, int(torch.searchsorted(za, ends[1:])))
+    # columns: the last reaching the highest row, or reached by some row
+    c1 = int(torch.searchsorted(down.flip(0).cummin(0).values.flip(0), za[-1:], right=True))
+    c1 = max(c1, int(torch.searchsorted(zb, ends[:1], right=True)))
+    g0, g1 = _GROUP[0], _GROUP[1]
+    return r0 - r0 % g0, min(len(zb), -(-c1 // g1) * g1)
+
+
 def _rounds(t: int) -> list[list[tuple[int, int]]]:
     """Every pair of tiles ``(i, j)``, ``i < j < t``, once, nearest tiles first, in
     rounds in which no tile appears twice.
@@ -793,7 +833,9 @@ def _top_m_symmetric(space: _Space, m: int, chunk_size: int):
     caller sorts them when ``space.z1`` is not all zero), the pairs come nearest tiles
     first, and a pair whose gap along ``z1`` (less its rounding bound) exceeds the square
     root of every threshold of its rows is skipped: ``|z1_x - z1_y| <= ||x - y||``, so
-    each of its entries is above its row's and its column's threshold.
+    each of its entries is above its row's and its column's threshold. Of the other
+    pairs, only the rows and the columns within reach of the other tile are computed
+    (:func:`_reaching`).
 
     The pairs come in the order of :func:`_rounds`. On the CPU, with more than one
     caller thread (:func:`_single_threaded`), the diagonal blocks and the pairs run on
@@ -819,6 +861,7 @@ def _top_m_symmetric(space: _Space, m: int, chunk_size: int):
     z_lo = [float(space.z1[r.start]) for r in tiles]
     z_hi = [float(space.z1[r.stop - 1]) for r in tiles]
     z_err = [float(space.z1_err[r].max()) for r in tiles]
+    sorted_rows = bool(space.z1.any())
 
     # per tile, [S, sq, 1] and [-2 S, 1, sq]: built by the tile's diagonal job (the first
     # of its jobs) and kept for its pairs when they take little memory, else per product
@@ -835,17 +878,18 @@ def _top_m_symmetric(space: _Space, m: int, chunk_size: int):
             augmented[i] = ab
         return ab
 
-    def product(i: int, j: int, buf: torch.Tensor) -> torch.Tensor:
-        """The block of values of tiles ``i`` and ``j``, into ``buf``: without ``split``,
-        one product of ``[S_i, sq_i, 1]`` and ``[-2 S_j, 1, sq_j]`` (``-2 x`` is exact),
-        so that no pass over the block adds the norms (its rounding bound is that of the
-        expansion)."""
-        ra, rb = tiles[i], tiles[j]
+    def product(i: int, j: int, buf: torch.Tensor, r0: int = 0, c1: int | None = None):
+        """The block of values of rows ``r0:`` of tile ``i`` and columns ``:c1`` of tile
+        ``j``, into ``buf``: without ``split``, one product of ``[S_i, sq_i, 1]`` and
+        ``[-2 S_j, 1, sq_j]`` (``-2 x`` is exact), so that no pass over the block adds
+        the norms (its rounding bound is that of the expansion)."""
+        ra = slice(tiles[i].start + r0, tiles[i].stop)
+        rb = slice(tiles[j].start, tiles[j].stop if c1 is None else tiles[j].start + c1)
         ta, tb = ra.stop - ra.start, rb.stop - rb.start
         out = buf[: ta * tb].view(ta, tb)
         if split:
             return _block(S[ra], sq[ra], S[rb], sq[rb], split, out=out)
-        A, B = factors(i)[0], factors(j)[1]
+        A, B = factors(i)[0][r0:], factors(j)[1][:tb]
         with _product_threads(ta, tb, A.shape[1]):
             return torch.mm(A, B.T, out=out)
 
@@ -863,12 +907,19 @@ def _top_m_symmetric(space: _Space, m: int, chunk_size: int):
         gap = z_lo[j] - z_hi[i] - z_err[i] - z_err[j]
         if gap > 0 and gap * gap > float(torch.maximum(best_d[ra, -1].max(), best_d[rb, -1].max())):
             return
-        block = product(i, j, buf)
-        r1, c1, v1 = _below_grouped(block, best_d[ra, -1:], 1)
-        c2, r2, v2 = _below_grouped(block, best_d[rb, -1].unsqueeze(0), 0)
-        if r1.numel() + c2.numel():
-            rows = torch.cat([r1 + ra.start, c2 + rb.start])
-            cols = torch.cat([c1 + rb.start, r2 + ra.start])
+        r0, c1 = 0, rb.stop - rb.start
+        if sorted_rows:  # only the rows and columns within reach along z1
+            e = z_err[i] + z_err[j]
+            r0, c1 = _reaching(space.z1[ra], space.z1[rb], best_d[ra, -1], best_d[rb, -1], e)
+        if r0 >= ra.stop - ra.start or c1 == 0:
+            return
+        block = product(i, j, buf, r0, c1)
+        a, b = ra.start + r0, rb.start
+        r1, k1, v1 = _below_grouped(block, best_d[a : ra.stop, -1:], 1)
+        k2, r2, v2 = _below_grouped(block, best_d[b : b + c1, -1].unsqueeze(0), 0)
+        if r1.numel() + k2.numel():
+            rows = torch.cat([r1 + a, k2 + b])
+            cols = torch.cat([k1 + b, r2 + a])
             _merge_sparse(best_d, best_i, rows, torch.cat([v1, v2]), cols)
 
     jobs = [(diagonal, (i,), (i,)) for i in range(len(tiles))]
