@@ -1164,7 +1164,17 @@ def _search(X: torch.Tensor, k: int, m: int, chunk_size: int) -> tuple[torch.Ten
         best_d, best_i = _top_m_windowed(space, m, chunk_size)
     else:
         best_d, best_i = _top_m_symmetric(space, m, chunk_size)
-    d = _candidate_distances(Xp, best_i)
+    # exact distances of the first k candidates; a row whose k-th is not below its
+    # (k+1)-th candidate's value less the slack gets them all (every other candidate of
+    # a row that is, is farther: the same k neighbours, ties included)
+    d = torch.full(best_i.shape, float("inf"), dtype=torch.float64, device=X.device)
+    d[:, :k] = _candidate_distances(Xp, best_i[:, :k])
+    if m > k:
+        dk2 = _ldexp(d[:, :k].amax(1), -e).square()
+        wide = (dk2 >= best_d[:, k].to(torch.float64) - space.slack).nonzero().squeeze(1)
+        if wide.numel():
+            rows = wide.repeat_interleave(m - k)
+            d[wide, k:] = _pair_distances(Xp, rows, best_i[wide, k:].reshape(-1)).view(-1, m - k)
     # among exactly tied distances the lower (input) index first, whatever the blocking
     d, idx = by_distance_then_index(d, best_i if perm is None else perm[best_i])
     d, idx = d[:, :k].contiguous(), idx[:, :k].contiguous()
