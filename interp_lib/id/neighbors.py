@@ -34,8 +34,9 @@ The search never trusts a fast, rounded distance without proof. It works in four
    column's) current threshold; the few survivors are merged.
 
    Memory is ``O(chunk_size^2 + N (k + margin))``.
-3. **Exact distances** of the ``k + margin`` candidates of every row, in float64 by direct
-   differences of the original rows, gathered through small reused buffers (with a
+3. **Exact distances** of the first ``k`` candidates of every row (of all ``k + margin``
+   for the few rows whose next candidate's value does not prove it farther), in float64
+   by direct differences of the original rows, gathered through small reused buffers (with a
    power-of-two rescaling of each difference for float64 input, so that the squares
    cannot under- or overflow).
 4. **Certificate.** A row is done when its ``k``-th exact distance is provably no larger
