@@ -360,6 +360,26 @@ def test_pairs_of_tiles_are_trimmed_to_the_entries_within_reach(monkeypatch):
     assert torch.equal(i, bi)
 
 
+@pytest.mark.parametrize("shape", [(300, 1024), (5, 2048), (40, 1000), (64, 512)])
+@pytest.mark.parametrize("ties", [False, True])
+def test_smallest_per_row_through_groups_equals_topk(shape, ties):
+    """The m smallest entries of each row through the minima of groups of columns: the
+    values of ``torch.topk``, ascending, at distinct columns that hold them (rows with
+    many ties, infinite entries and clusters inside one group included)."""
+    gen = torch.Generator().manual_seed(shape[1] + ties)
+    block = torch.randn(shape, generator=gen)
+    if ties:
+        block = block.mul(2).round()
+    block[:, ::7] = float("inf")
+    block[0, 64:72] = -50.0  # one row's smallest entries all in one group
+    for m in (1, 4, 6):
+        want = torch.topk(block, m, dim=1, largest=False, sorted=True).values
+        d, j = neighbors._smallest_per_row(block, m)
+        assert torch.equal(d, want)
+        assert torch.equal(block.gather(1, j), d)
+        assert bool((j.sort(1).values.diff(1) > 0).all())
+
+
 def _long_axis(n: int = 3000, d: int = 30, seed: int = 11) -> torch.Tensor:
     """Full-rank noise around a long axis: the full space, rows sorted along it."""
     gen = torch.Generator().manual_seed(seed)

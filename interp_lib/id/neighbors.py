@@ -759,6 +759,28 @@ def _below_grouped(
     return target, other, value
 
 
+def _smallest_per_row(block: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``m`` smallest entries of each row of ``block`` (na, nb) and their columns,
+    ascending: ``torch.topk``, through groups of :data:`_GROUP` columns where a row holds
+    at least ``4 m`` of them.
+
+    A row's ``m`` smallest entries lie in its ``m`` groups with the smallest minima (an
+    entry's group has a minimum no larger than it; fewer than ``m`` groups have a smaller
+    one), so a pass of group minima and a top-m of ``m`` groups per row replace the top-m
+    of the whole row (the same values; among exact ties, possibly other columns).
+    """
+    na, nb = block.shape
+    g = _GROUP[1]
+    if nb % g or nb < 4 * m * g:
+        return torch.topk(block, m, dim=1, largest=False, sorted=True)
+    groups = block.view(na, nb // g, g)
+    q = torch.topk(groups.amin(2), m, dim=1, largest=False, sorted=False).indices  # (na, m)
+    rows = torch.arange(na, device=block.device).unsqueeze(1) * (nb // g)
+    cand = groups.reshape(-1, g).index_select(0, (rows + q).view(-1)).view(na, m * g)
+    d, j = torch.topk(cand, m, dim=1, largest=False, sorted=True)
+    return d, q.gather(1, torch.div(j, g, rounding_mode="floor")) * g + j % g
+
+
 def _reaching(
     za: torch.Tensor, zb: torch.Tensor, thr_a: torch.Tensor, thr_b: torch.Tensor, err: float
 ) -> tuple[int, int]:
@@ -900,7 +922,7 @@ def _top_m_symmetric(space: _Space, m: int, chunk_size: int):
         block = product(i, i, buf)
         block.fill_diagonal_(inf)  # exclude each point itself, by index
         kr = min(m, t)
-        d, j = torch.topk(block, kr, dim=1, largest=False, sorted=True)
+        d, j = _smallest_per_row(block, kr)
         best_d[r, :kr], best_i[r, :kr] = d, j + r.start
 
     def pair(i: int, j: int, buf: torch.Tensor) -> None:
