@@ -1011,7 +1011,7 @@ def _top_m_windowed(
         blk = torch.addmm(sq[c0:c1].unsqueeze(0), S[ra], S[c0:c1].T, alpha=-2.0)
         r = torch.arange(ta, device=dev)
         blk[r, r + a - c0] = float("inf")  # the point itself, by index
-        d, j = torch.topk(blk, m, dim=1, largest=False, sorted=True)
+        d, j = _smallest_per_row(blk, m)
         d, j = d + sqa, j + c0
         lo, hi = c0, c1
         za, ea = z1[ra], err[ra] + err_max
