@@ -113,11 +113,13 @@ def test_bad_precomputed():
         nearest_neighbors(-torch.rand(5, 5), metric="precomputed")
 
 
-@pytest.mark.parametrize("buffer", [64, 1 << 16])
-def test_exact_distances_are_float64_differences_bit_for_bit(monkeypatch, buffer):
+@pytest.mark.parametrize(("buffer", "rows"), [(64, 1024), (1 << 16, 1024), (1 << 16, 7)])
+def test_exact_distances_are_float64_differences_bit_for_bit(monkeypatch, buffer, rows):
     # mixed magnitudes: float32 differences would be rounded, float64 ones are exact;
-    # a tiny buffer makes one row per step, the default several rows and all candidates
+    # a tiny buffer makes one row per step, the default several rows and all candidates,
+    # a cap of 7 rows uneven blocks
     monkeypatch.setattr(neighbors, "_BUFFER", buffer)
+    monkeypatch.setattr(neighbors, "_CANDIDATE_ROWS", rows)
     g = torch.Generator().manual_seed(0)
     scale = 10.0 ** torch.randint(-4, 5, (120, 300), generator=g)  # mixed magnitudes
     X = (torch.randn(120, 300, generator=g) * scale).float()

@@ -451,6 +451,9 @@ def _norms64(diff: torch.Tensor, rescale: bool) -> torch.Tensor:
 
 
 _BUFFER = 1 << 20  # elements per float64 work buffer (8 MB), allocated once per call
+#: Rows per block of the exact candidate distances at most: for narrow rows the blocks'
+#: work buffers then stay in the core's cache and take few fresh pages.
+_CANDIDATE_ROWS = 1024
 
 
 def _buffers(X: torch.Tensor, rows: int):
@@ -496,7 +499,7 @@ def _candidate_distances(X: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
     n, m = cand.shape
     d = X.shape[1]
     out = torch.empty((n, m), dtype=torch.float64, device=X.device)
-    step = max(1, min(n, _BUFFER // max(1, m * d)))
+    step = max(1, min(n, _BUFFER // max(1, m * d), _CANDIDATE_ROWS))
     buffers: dict[int, tuple[torch.Tensor, ...]] = {}  # per thread, reused block to block
 
     def block(a: int, b: int) -> None:
