@@ -613,8 +613,9 @@ def _probe_counts(
     probe row's k-th distance (how many candidates a row would need to measure).
 
     The lower bound of rank p is the squared distance of the rows' ``[z_p, r_p]``
-    (scores on the first p directions, norm of the rest): one small product per rank.
-    Rounding here can only change which rank is chosen, never a result.
+    (scores on the first p directions, norm of the rest): one small product per rank, in
+    the working dtype. Rounding here can only change which rank is chosen, never a
+    result.
     """
     n = Y.shape[0]
     probe = torch.linspace(0, n - 1, min(n, _PROBE_ROWS), device=Y.device).round().long()
@@ -622,16 +623,16 @@ def _probe_counts(
     sqw = sq.to(Y.dtype)
     d2 = _block(Y[probe], sqw[probe], Y, sqw)
     d2[own] = float("inf")
-    dk = torch.topk(d2, k, dim=1, largest=False).values[:, -1:].to(Z.dtype)
+    dk = torch.topk(d2, k, dim=1, largest=False).values[:, -1:]
     counts = []
     for p in ranks:
         zp = Z[:, :p]
         sz = zp.square().sum(1)
-        W = torch.cat([zp, (sq - sz).clamp_min(0).sqrt().unsqueeze(1)], 1)
-        sw = sz.clamp_min(sq)  # |z_p|^2 + r_p^2
+        W = torch.cat([zp, (sq - sz).clamp_min(0).sqrt().unsqueeze(1)], 1).to(Y.dtype)
+        sw = sz.clamp_min(sq).to(Y.dtype)  # |z_p|^2 + r_p^2
         lb = _block(W[probe], sw[probe], W, sw)
         lb[own] = float("inf")
-        counts.append(float((lb <= dk).sum(1, dtype=torch.float64).mean()))
+        counts.append(int((lb <= dk).sum()) / len(probe))
     return counts
 
 
