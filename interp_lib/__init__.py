@@ -19,12 +19,14 @@ Subpackages are imported lazily, so ``import interp_lib.id`` stays light:
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import TYPE_CHECKING
 
-from . import _launch
+if getattr(sys, "argv", [])[:1] == ["-m"]:  # `python -m` is locating its module
+    # `python -m interp_lib.profile|protopnet`: their OpenMP wait policy, before torch starts
+    from ._launch import set_for_module_run
 
-# `python -m interp_lib.profile|protopnet`: their OpenMP wait policy, before torch starts
-_launch.set_for_module_run()
+    set_for_module_run()
 
 __version__ = "0.1.0"
 

@@ -381,8 +381,9 @@ def test_models_does_not_import_protopnet():
     assert {m.split(".")[1] for m in networks if m != PACKAGE} == {"networks", "_validation"}
 
 
-#: The project's shared private top-level modules: any part may import them.
-SHARED_PRIVATE = {f"{PACKAGE}._plumbing", f"{PACKAGE}._validation"}
+#: The project's shared private top-level modules: any part may import them. ``_launch``
+#: starts the command lines; the top package calls it under ``python -m`` (before torch).
+SHARED_PRIVATE = {f"{PACKAGE}._plumbing", f"{PACKAGE}._validation", f"{PACKAGE}._launch"}
 
 
 def _is_private(name: str) -> bool:
