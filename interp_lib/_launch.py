@@ -32,7 +32,9 @@ def _set_wait_policy() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", WAIT_POLICY)
 
 
-def set_for_module_run(argv: Sequence[str] | None = None, orig_argv: Sequence[str] | None = None):
+def set_for_module_run(
+    argv: Sequence[str] | None = None, orig_argv: Sequence[str] | None = None
+) -> None:
     """Set the wait policy when this process is ``python -m`` one of :data:`COMMANDS`.
 
     While ``python -m`` locates its module (importing the packages above it),
